@@ -1,0 +1,362 @@
+//! WebSocket frames (§5 of the protocol): every frame is a JSON text frame
+//! with a `type`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ErrorCode;
+use crate::ids::{ConversationId, DeviceId, UserId};
+use crate::message::{Message, MessageKind};
+
+/// Which receipt cursor a `receipt` frame advances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptStatus {
+    /// The member's devices have the messages (✓✓).
+    Delivered,
+    /// The member has seen the messages (blue ✓✓); implies delivered.
+    Read,
+}
+
+/// A frame sent by a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// The first frame of a session.
+    Auth {
+        /// A token from `POST /v1/sessions`.
+        token: String,
+        /// Replay every inbox entry after this cursor.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// Send a message.
+    Send {
+        /// The sender's idempotency key.
+        client_msg_id: String,
+        /// Where to send it.
+        conversation_id: ConversationId,
+        /// Only `text` is accepted from clients.
+        kind: MessageKind,
+        /// The text.
+        text: String,
+        /// The seq this message answers.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to_seq: Option<u64>,
+    },
+    /// Advance the caller's delivered or read cursor.
+    Receipt {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Which cursor.
+        status: ReceiptStatus,
+        /// The new position (never moves backwards).
+        up_to_seq: u64,
+    },
+    /// The user started or stopped typing.
+    Typing {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Typing or not.
+        active: bool,
+    },
+    /// Start receiving presence updates for these users.
+    PresenceSubscribe {
+        /// Users to watch.
+        user_ids: Vec<UserId>,
+    },
+    /// Stop receiving presence updates for these users.
+    PresenceUnsubscribe {
+        /// Users to stop watching.
+        user_ids: Vec<UserId>,
+    },
+    /// Keep-alive; answered by `pong`.
+    Ping {
+        /// Echoed back verbatim.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<serde_json::Value>,
+    },
+}
+
+/// A client frame that could not be understood.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrameError {
+    /// The `client_msg_id` or frame type, when they could be read, for `ref`.
+    pub reference: Option<String>,
+    /// What was wrong, for the human.
+    pub message: String,
+}
+
+impl ClientFrame {
+    /// Parses one text frame. On failure, tries to recover a reference (the
+    /// `client_msg_id`, else the `type`) so the error frame can point at it.
+    pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
+        serde_json::from_str(text).map_err(|err| {
+            let loose: Option<serde_json::Value> = serde_json::from_str(text).ok();
+            let field = |name: &str| {
+                loose
+                    .as_ref()
+                    .and_then(|v| v.get(name))
+                    .and_then(|v| v.as_str())
+                    .map(|s| s.chars().take(128).collect::<String>())
+            };
+            FrameError {
+                reference: field("client_msg_id").or_else(|| field("type")),
+                message: format!("malformed frame: {err}"),
+            }
+        })
+    }
+
+    /// The frame's `type`, for error references and metrics.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientFrame::Auth { .. } => "auth",
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Receipt { .. } => "receipt",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::PresenceSubscribe { .. } => "presence_subscribe",
+            ClientFrame::PresenceUnsubscribe { .. } => "presence_unsubscribe",
+            ClientFrame::Ping { .. } => "ping",
+        }
+    }
+}
+
+/// A frame sent by the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The session is authenticated.
+    Ready {
+        /// Who the token belongs to.
+        user_id: UserId,
+        /// Which device.
+        device_id: DeviceId,
+        /// The user's inbox head.
+        cursor: u64,
+        /// Send something at least this often.
+        heartbeat_ms: u64,
+    },
+    /// Replay after `since` is complete.
+    Synced {
+        /// The inbox head after the replay.
+        cursor: u64,
+    },
+    /// A send is durable.
+    Sent {
+        /// Echo of the client's key.
+        client_msg_id: String,
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// The assigned seq.
+        seq: u64,
+        /// The assigned id.
+        message_id: crate::ids::MessageId,
+        /// When it became durable.
+        sent_at_ms: i64,
+    },
+    /// A message for this user.
+    Message {
+        /// The user's inbox position of this message.
+        cursor: u64,
+        /// The message itself.
+        #[serde(flatten)]
+        message: Message,
+    },
+    /// A member's cursor advanced.
+    Receipt {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Whose cursor.
+        user_id: UserId,
+        /// Which cursor.
+        status: ReceiptStatus,
+        /// The new position.
+        up_to_seq: u64,
+    },
+    /// In groups: the minimum over all members advanced.
+    ReceiptSummary {
+        /// The group.
+        conversation_id: ConversationId,
+        /// Every member has every message up to here.
+        delivered_all_up_to: u64,
+        /// Every member has read every message up to here.
+        read_all_up_to: u64,
+    },
+    /// Someone is (no longer) typing.
+    Typing {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Who.
+        user_id: UserId,
+        /// Typing or not.
+        active: bool,
+    },
+    /// A watched user's presence.
+    Presence {
+        /// Whose.
+        user_id: UserId,
+        /// At least one live socket.
+        online: bool,
+        /// When the user was last online, unless hidden.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_seen_ms: Option<i64>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The ping's nonce.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        nonce: Option<serde_json::Value>,
+    },
+    /// Something went wrong; the socket stays open unless a close follows.
+    Error {
+        /// Stable code.
+        code: ErrorCode,
+        /// Human explanation.
+        message: String,
+        /// The `client_msg_id` or frame type the error is about.
+        #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        /// For `rate_limited`: when to try again.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
+    },
+    /// The node is draining: reconnect after this long.
+    Reconnect {
+        /// Delay, jittered per client.
+        after_ms: u64,
+    },
+}
+
+impl ServerFrame {
+    /// Encodes the frame as JSON text.
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail: no maps with
+        // non-string keys, no failing Serialize impls.
+        serde_json::to_string(self).expect("server frames always serialize")
+    }
+
+    /// Decodes a server frame (used by clients).
+    pub fn parse(text: &str) -> Result<ServerFrame, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+/// A `message` frame encoded once and shared by every recipient.
+///
+/// The frame differs per recipient user only in `cursor`, so the message body
+/// is serialized once and each socket writes `{"type":"message","cursor":N,`
+/// followed by the shared tail. A 1,024-member group thus costs one JSON
+/// encoding, not 1,024.
+#[derive(Debug, Clone)]
+pub struct EncodedMessage {
+    /// The serialized message object without its opening brace.
+    tail: String,
+}
+
+impl EncodedMessage {
+    /// Encodes `message` once.
+    pub fn new(message: &Message) -> EncodedMessage {
+        let body = serde_json::to_string(message).expect("messages always serialize");
+        EncodedMessage {
+            tail: body[1..].to_owned(),
+        }
+    }
+
+    /// The full frame for a recipient whose inbox position is `cursor`.
+    pub fn frame(&self, cursor: u64) -> String {
+        let mut out = String::with_capacity(self.tail.len() + 40);
+        out.push_str("{\"type\":\"message\",\"cursor\":");
+        out.push_str(&cursor.to_string());
+        out.push(',');
+        out.push_str(&self.tail);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::MessageId;
+
+    fn sample_message() -> Message {
+        Message {
+            conversation_id: ConversationId(1),
+            seq: 42,
+            message_id: MessageId(9),
+            sender_id: UserId(1),
+            sender_device_id: Some(DeviceId(1)),
+            client_msg_id: Some("k-123".into()),
+            sent_at_ms: 1_780_000_000_000,
+            kind: MessageKind::Text,
+            text: Some("hi".into()),
+            reply_to_seq: None,
+            event: None,
+            user_ids: None,
+            name: None,
+            role: None,
+        }
+    }
+
+    #[test]
+    fn parses_every_client_frame() {
+        let cases = [
+            (r#"{"type":"auth","token":"t"}"#, "auth"),
+            (r#"{"type":"auth","token":"t","since":5}"#, "auth"),
+            (
+                r#"{"type":"send","client_msg_id":"k","conversation_id":"c1","kind":"text","text":"hi"}"#,
+                "send",
+            ),
+            (
+                r#"{"type":"receipt","conversation_id":"c1","status":"read","up_to_seq":3}"#,
+                "receipt",
+            ),
+            (r#"{"type":"typing","conversation_id":"c1","active":true}"#, "typing"),
+            (r#"{"type":"presence_subscribe","user_ids":["u1","u2"]}"#, "presence_subscribe"),
+            (r#"{"type":"presence_unsubscribe","user_ids":[]}"#, "presence_unsubscribe"),
+            (r#"{"type":"ping"}"#, "ping"),
+            (r#"{"type":"ping","nonce":7}"#, "ping"),
+        ];
+        for (input, expected) in cases {
+            let frame = ClientFrame::parse(input).unwrap_or_else(|e| panic!("{input}: {e:?}"));
+            assert_eq!(frame.type_name(), expected);
+        }
+    }
+
+    #[test]
+    fn bad_frames_keep_a_reference() {
+        let cases = [
+            ("not json", None),
+            (r#"{"type":"fly"}"#, Some("fly")),
+            (r#"{"type":"send","client_msg_id":"k9","conversation_id":"u1"}"#, Some("k9")),
+            (r#"{"type":"receipt","conversation_id":"c1","status":"seen","up_to_seq":1}"#, Some("receipt")),
+            (r#"{"type":"receipt","conversation_id":"c1","status":"read","up_to_seq":-1}"#, Some("receipt")),
+            (r#"[1,2]"#, None),
+        ];
+        for (input, reference) in cases {
+            let err = ClientFrame::parse(input).unwrap_err();
+            assert_eq!(err.reference.as_deref(), reference, "{input}");
+        }
+    }
+
+    #[test]
+    fn encoded_message_matches_serde() {
+        let message = sample_message();
+        let shared = EncodedMessage::new(&message).frame(17);
+        let parsed = ServerFrame::parse(&shared).unwrap();
+        assert_eq!(parsed, ServerFrame::Message { cursor: 17, message });
+    }
+
+    #[test]
+    fn error_frame_uses_ref() {
+        let json = ServerFrame::Error {
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            reference: Some("k1".into()),
+            retry_after_ms: Some(50),
+        }
+        .to_json();
+        assert_eq!(
+            json,
+            r#"{"type":"error","code":"rate_limited","message":"slow down","ref":"k1","retry_after_ms":50}"#
+        );
+    }
+}

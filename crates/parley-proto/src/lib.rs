@@ -1,0 +1,31 @@
+//! The Parley wire protocol, version 1.
+//!
+//! # Layout
+//! - [`ids`]: typed, string-encoded identifiers (`u12`, `c7`, ...).
+//! - [`message`]: the message object stored and delivered by the server.
+//! - [`frames`]: WebSocket frames, [`ClientFrame`] and [`ServerFrame`].
+//! - [`api`]: HTTP request and response bodies.
+//! - [`error`]: the stable error codes of §1 of the protocol.
+//!
+//! **Architecture invariant:** this is the only crate that knows the JSON
+//! shape of anything on the wire. The server, the client library and the
+//! benchmark all speak through these types.
+
+pub mod api;
+pub mod error;
+pub mod frames;
+pub mod ids;
+pub mod message;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use frames::{ClientFrame, EncodedMessage, ReceiptStatus, ServerFrame};
+pub use ids::{ConversationId, DeviceId, IdParseError, MessageId, UserId};
+pub use message::{Message, MessageKind, Role, SystemEvent};
+
+/// Milliseconds since the Unix epoch, as used in every `_ms` field.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
