@@ -1,0 +1,132 @@
+//! Durable storage for Parley.
+//!
+//! # Layout
+//! - [`Store`]: the one boundary between the server and a storage engine.
+//!   Every write is atomic and durable when its future resolves.
+//! - [`model`]: records read and written through the trait.
+//! - [`sqlite`]: the embedded default. One writer thread does group commit;
+//!   reads run on a pool of reader connections and never wait for the writer.
+//! - [`error`]: [`StoreError`], mapped to protocol codes by the server.
+//!
+//! **Architecture invariant:** every committed change that someone must hear
+//! about (a message, a receipt) is also emitted, in commit order, on the
+//! [`CommitReceiver`] returned when the store is opened. The server's
+//! dispatcher is the only consumer, which is what keeps delivery in `seq`
+//! order on every socket.
+
+pub mod error;
+pub mod model;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use parley_proto::api::PresenceVisibility;
+use parley_proto::{ConversationId, DeviceId, ReceiptStatus, Role, UserId};
+
+pub use error::{StoreError, StoreResult};
+pub use model::*;
+
+/// Where committed changes are announced, in commit order.
+pub type CommitReceiver = tokio::sync::mpsc::UnboundedReceiver<Committed>;
+/// The writer's end of the [`CommitReceiver`].
+pub type CommitSender = tokio::sync::mpsc::UnboundedSender<Committed>;
+
+/// The storage boundary. Implementations must give every method the same
+/// behaviour; `tests/conformance.rs` checks that.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a user; `Conflict` when the username is taken.
+    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord>;
+    /// Looks a user up by id.
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>>;
+    /// Looks a user up by exact username.
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
+    /// Sets who may see the user's presence.
+    async fn set_presence_visibility(&self, user: UserId, visibility: PresenceVisibility) -> StoreResult<()>;
+    /// Records when the user's last device went away.
+    async fn set_last_seen(&self, user: UserId, at_ms: i64) -> StoreResult<()>;
+
+    /// Registers a new device (a login).
+    async fn create_device(&self, user: UserId, name: String, now_ms: i64) -> StoreResult<DeviceRecord>;
+    /// The user's devices that are not revoked.
+    async fn devices(&self, user: UserId) -> StoreResult<Vec<DeviceRecord>>;
+    /// Revokes a device of `user`; `NotFound` when it is not theirs.
+    async fn revoke_device(&self, user: UserId, device: DeviceId, now_ms: i64) -> StoreResult<()>;
+    /// Every revoked device, to seed the in-memory revocation set.
+    async fn revoked_devices(&self) -> StoreResult<Vec<DeviceId>>;
+
+    /// The direct conversation of two users, created if missing; the flag
+    /// says whether it was created now.
+    async fn get_or_create_direct(&self, a: UserId, b: UserId, now_ms: i64) -> StoreResult<(ConversationRecord, bool)>;
+    /// Creates a group with `creator` as admin; emits a `created` message.
+    async fn create_group(&self, new: NewGroup) -> StoreResult<ConversationRecord>;
+    /// Applies an administrative change; emits its `system` message(s).
+    async fn change_group(&self, change: GroupChange) -> StoreResult<ConversationRecord>;
+    /// A conversation with its active members and their cursors.
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>>;
+    /// The active conversations of `user`, most recent activity first.
+    async fn conversations_for(&self, user: UserId) -> StoreResult<Vec<ConversationSummaryRecord>>;
+
+    /// Appends a text message; a repeat of (sender, client_msg_id) returns
+    /// the original with `duplicate` set and stores nothing.
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
+    /// Keyset history as `viewer` may see it (its membership periods only).
+    async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<parley_proto::Message>, bool)>;
+    /// Advances a member's cursor, never backwards; read implies delivered.
+    async fn advance_receipt(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        status: ReceiptStatus,
+        up_to_seq: u64,
+    ) -> StoreResult<ReceiptChange>;
+
+    /// The user's inbox head (the cursor of its newest entry, 0 if none).
+    async fn inbox_head(&self, user: UserId) -> StoreResult<u64>;
+    /// Up to `limit` inbox entries after `since`, ascending;
+    /// `ResyncRequired` when `since` is older than what is kept.
+    async fn inbox_since(&self, user: UserId, since: u64, limit: usize) -> StoreResult<Vec<InboxEntry>>;
+    /// Drops inbox entries created before `before_ms`; returns how many.
+    async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64>;
+
+    /// Waits until everything acknowledged so far is on disk and stops
+    /// accepting writes.
+    async fn shutdown(&self);
+}
+
+/// The role a member must have for an administrative change.
+pub fn required_role(change: &GroupChangeKind, actor: UserId) -> Option<Role> {
+    match change {
+        GroupChangeKind::Remove { user } if *user == actor => None,
+        _ => Some(Role::Admin),
+    }
+}
+
+/// How to reach storage: the embedded SQLite file, or a database URL.
+#[derive(Debug, Clone)]
+pub enum StoreConfig {
+    /// SQLite at this path.
+    Sqlite {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Tuning.
+        options: sqlite::SqliteOptions,
+    },
+    /// PostgreSQL at this URL (`postgres://...`).
+    Postgres {
+        /// Connection string.
+        url: String,
+    },
+}
+
+/// Opens the configured store and returns it with its commit stream.
+pub async fn open(config: &StoreConfig) -> StoreResult<(std::sync::Arc<dyn Store>, CommitReceiver)> {
+    match config {
+        StoreConfig::Sqlite { path, options } => {
+            let (store, events) = sqlite::SqliteStore::open(path, options.clone())?;
+            Ok((std::sync::Arc::new(store), events))
+        }
+        StoreConfig::Postgres { .. } => Err(StoreError::Internal(
+            "PostgreSQL support is not built yet".into(),
+        )),
+    }
+}

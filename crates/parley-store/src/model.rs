@@ -1,0 +1,258 @@
+//! Records read and written through the [`Store`](crate::Store) trait.
+
+use std::sync::Arc;
+
+use parley_proto::api::{ConversationKind, PresenceVisibility};
+use parley_proto::{ConversationId, DeviceId, Message, ReceiptStatus, Role, UserId};
+
+/// A user to create.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    /// Validated username.
+    pub username: String,
+    /// Display name (the username when none was given).
+    pub display_name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Creation time.
+    pub now_ms: i64,
+}
+
+/// A stored user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    /// Id.
+    pub id: UserId,
+    /// Unique login name.
+    pub username: String,
+    /// Name to show.
+    pub display_name: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    /// Who may see presence.
+    pub presence_visibility: PresenceVisibility,
+    /// When the last device went away.
+    pub last_seen_ms: Option<i64>,
+    /// Creation time.
+    pub created_at_ms: i64,
+}
+
+/// A stored device (one login).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceRecord {
+    /// Id.
+    pub id: DeviceId,
+    /// Owner.
+    pub user_id: UserId,
+    /// Name given at login.
+    pub name: String,
+    /// Login time.
+    pub created_at_ms: i64,
+}
+
+/// A member and its cursors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemberRecord {
+    /// The member.
+    pub user_id: UserId,
+    /// Its role.
+    pub role: Role,
+    /// Delivered cursor.
+    pub delivered_up_to: u64,
+    /// Read cursor.
+    pub read_up_to: u64,
+    /// The seq from which this membership period sees messages.
+    pub joined_seq: u64,
+}
+
+/// A conversation with its active members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRecord {
+    /// Id.
+    pub id: ConversationId,
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// Group name.
+    pub name: Option<String>,
+    /// Highest seq.
+    pub last_seq: u64,
+    /// Active members, in join order.
+    pub members: Vec<MemberRecord>,
+    /// Groups: minimum delivered cursor announced so far.
+    pub delivered_all_up_to: u64,
+    /// Groups: minimum read cursor announced so far.
+    pub read_all_up_to: u64,
+}
+
+impl ConversationRecord {
+    /// The active member record of `user`, if any.
+    pub fn member(&self, user: UserId) -> Option<&MemberRecord> {
+        self.members.iter().find(|m| m.user_id == user)
+    }
+}
+
+/// One entry of a user's conversation list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationSummaryRecord {
+    /// The conversation.
+    pub conversation: ConversationRecord,
+    /// Its newest message.
+    pub last_message: Option<Message>,
+    /// Others' messages above the user's read cursor.
+    pub unread_count: u64,
+}
+
+/// A group to create.
+#[derive(Debug, Clone)]
+pub struct NewGroup {
+    /// Becomes admin.
+    pub creator: UserId,
+    /// Name.
+    pub name: String,
+    /// Other initial members (duplicates and the creator are ignored).
+    pub member_ids: Vec<UserId>,
+    /// Size limit including the creator.
+    pub max_members: usize,
+    /// Creation time.
+    pub now_ms: i64,
+}
+
+/// An administrative change of a group.
+#[derive(Debug, Clone)]
+pub struct GroupChange {
+    /// The group.
+    pub conversation: ConversationId,
+    /// Who makes the change.
+    pub actor: UserId,
+    /// What changes.
+    pub kind: GroupChangeKind,
+    /// Size limit including the creator.
+    pub max_members: usize,
+    /// Time of the change.
+    pub now_ms: i64,
+}
+
+/// What an administrative change does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GroupChangeKind {
+    /// Add members (admins only).
+    Add {
+        /// Users to add.
+        users: Vec<UserId>,
+    },
+    /// Remove a member (admins), or leave (the member itself).
+    Remove {
+        /// The member.
+        user: UserId,
+    },
+    /// Rename (admins only).
+    Rename {
+        /// New name.
+        name: String,
+    },
+    /// Change a member's role (admins only).
+    SetRole {
+        /// The member.
+        user: UserId,
+        /// Its new role.
+        role: Role,
+    },
+}
+
+/// A text message to append.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// Where.
+    pub conversation_id: ConversationId,
+    /// Who.
+    pub sender_id: UserId,
+    /// From which device.
+    pub sender_device_id: DeviceId,
+    /// Idempotency key.
+    pub client_msg_id: String,
+    /// The text.
+    pub text: String,
+    /// The seq it answers.
+    pub reply_to_seq: Option<u64>,
+    /// Send time (the store stamps commit time).
+    pub now_ms: i64,
+}
+
+/// Result of [`Store::append_message`](crate::Store::append_message).
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The stored message (the original one on a repeat).
+    pub message: Message,
+    /// This send was a repeat; nothing new was stored.
+    pub duplicate: bool,
+}
+
+/// A history query.
+#[derive(Debug, Clone)]
+pub struct HistoryQuery {
+    /// The conversation.
+    pub conversation: ConversationId,
+    /// Who reads.
+    pub viewer: UserId,
+    /// Only seqs below this.
+    pub before_seq: Option<u64>,
+    /// Only seqs above this.
+    pub after_seq: Option<u64>,
+    /// At most this many (1–100).
+    pub limit: usize,
+}
+
+/// One inbox entry: a message at the user's cursor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InboxEntry {
+    /// The user's inbox position.
+    pub cursor: u64,
+    /// The message.
+    pub message: Message,
+}
+
+/// Who must hear about a committed message, with their inbox positions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recipient {
+    /// The user.
+    pub user_id: UserId,
+    /// Its inbox cursor for this message.
+    pub cursor: u64,
+}
+
+/// The outcome of a receipt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceiptChange {
+    /// The conversation.
+    pub conversation_id: ConversationId,
+    /// Direct or group.
+    pub kind: ConversationKind,
+    /// Whose cursor.
+    pub user_id: UserId,
+    /// What the frame asked for.
+    pub status: ReceiptStatus,
+    /// The member's delivered cursor after the change.
+    pub delivered_up_to: u64,
+    /// The member's read cursor after the change.
+    pub read_up_to: u64,
+    /// Whether any cursor moved.
+    pub advanced: bool,
+    /// Groups: the new minimums, when they advanced.
+    pub summary: Option<(u64, u64)>,
+    /// Active members of the conversation.
+    pub members: Vec<UserId>,
+}
+
+/// A committed change, announced in commit order.
+#[derive(Debug, Clone)]
+pub enum Committed {
+    /// A message is durable.
+    Message {
+        /// The message.
+        message: Arc<Message>,
+        /// Everyone who gets it, with their cursors.
+        recipients: Vec<Recipient>,
+    },
+    /// A member's cursor advanced.
+    Receipt(ReceiptChange),
+}

@@ -1,0 +1,1261 @@
+//! The embedded SQLite store.
+//!
+//! One dedicated writer thread owns the only write connection. It takes every
+//! job waiting in its queue, runs each in its own savepoint inside one
+//! transaction, commits once (WAL, `synchronous=FULL` by default, so the
+//! commit is an fsync), and only then completes the jobs and announces their
+//! changes. That is group commit: under load one fsync covers hundreds of
+//! sends. Because one thread assigns every `seq` and cursor, they are gapless
+//! by construction.
+//!
+//! Reads run on Tokio's blocking pool against a small pool of read-only
+//! connections; in WAL mode they see the last committed snapshot and never
+//! wait for the writer.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use parley_proto::api::{ConversationKind, PresenceVisibility};
+use parley_proto::{
+    ConversationId, DeviceId, Message, MessageId, MessageKind, ReceiptStatus, Role, SystemEvent, UserId, now_ms,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+use tokio::sync::oneshot;
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::*;
+use crate::{CommitReceiver, CommitSender, Store};
+
+/// Tuning of the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL` (fsync on every commit). Turning it off
+    /// (`NORMAL`) loses the last commits on power loss, not on a crash.
+    pub synchronous_full: bool,
+    /// At most this many jobs share one transaction.
+    pub max_batch: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            synchronous_full: true,
+            max_batch: 1024,
+        }
+    }
+}
+
+/// Called once the transaction a job ran in has committed (or failed).
+type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A unit of work for the writer thread. `None` means the transaction could
+/// not even begin; the job must report failure without touching the database.
+type Job = Box<dyn FnOnce(Option<&Connection>, &mut Vec<Committed>) -> Completion + Send>;
+
+/// The schema, one entry per version. Never edit an entry once released;
+/// append a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE users(
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    presence_visibility TEXT NOT NULL DEFAULT 'everyone',
+    last_seen_ms INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    inbox_head INTEGER NOT NULL DEFAULT 0,
+    inbox_floor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE devices(
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    name TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE INDEX devices_by_user ON devices(user_id);
+CREATE TABLE conversations(
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT,
+    direct_key TEXT UNIQUE,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_activity_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    summary_delivered INTEGER NOT NULL DEFAULT 0,
+    summary_read INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE members(
+    conversation_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    delivered_up_to INTEGER NOT NULL DEFAULT 0,
+    read_up_to INTEGER NOT NULL DEFAULT 0,
+    joined_seq INTEGER NOT NULL,
+    joined_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members(user_id, active);
+CREATE TABLE member_periods(
+    conversation_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    from_seq INTEGER NOT NULL,
+    to_seq INTEGER,
+    PRIMARY KEY(conversation_id, user_id, from_seq)
+) WITHOUT ROWID;
+CREATE TABLE messages(
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    sender_id INTEGER NOT NULL,
+    sender_device_id INTEGER,
+    client_msg_id TEXT,
+    sent_at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT,
+    reply_to_seq INTEGER,
+    event TEXT,
+    user_ids TEXT,
+    name TEXT,
+    role TEXT,
+    UNIQUE(conversation_id, seq)
+);
+CREATE UNIQUE INDEX messages_dedup ON messages(sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
+CREATE TABLE inbox(
+    user_id INTEGER NOT NULL,
+    cursor INTEGER NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(user_id, cursor)
+) WITHOUT ROWID;
+CREATE INDEX inbox_by_age ON inbox(created_at_ms);
+"#];
+
+const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind, \
+                               text, reply_to_seq, event, user_ids, name, role";
+
+/// The SQLite store. Cheap to share behind an `Arc`.
+pub struct SqliteStore {
+    /// `None` once shut down.
+    jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<ReaderPool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, applies
+    /// migrations, and starts the writer thread.
+    pub fn open(path: &Path, options: SqliteOptions) -> StoreResult<(SqliteStore, CommitReceiver)> {
+        let mut conn = open_connection(path, &options)?;
+        migrate(&mut conn)?;
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (jobs_tx, jobs_rx) = std_mpsc::channel::<Job>();
+        let max_batch = options.max_batch.max(1);
+        let writer = std::thread::Builder::new()
+            .name("parley-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, jobs_rx, events_tx, max_batch))
+            .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
+        let store = SqliteStore {
+            jobs: Mutex::new(Some(jobs_tx)),
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(ReaderPool {
+                path: path.to_owned(),
+                options,
+                idle: Mutex::new(Vec::new()),
+            }),
+        };
+        Ok((store, events_rx))
+    }
+
+    /// Runs `f` on the writer thread inside the next group commit and
+    /// resolves once that transaction is durable.
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn, events| {
+            let result = match conn {
+                Some(conn) => run_in_savepoint(conn, events, f),
+                None => Err(StoreError::Unavailable("could not begin a transaction".into())),
+            };
+            Box::new(move |commit: StoreResult<()>| {
+                let _ = reply_tx.send(commit.and(result));
+            })
+        });
+        {
+            // A std mutex: held only to clone the sender, never across an await.
+            let guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = guard
+                .as_ref()
+                .ok_or_else(|| StoreError::Unavailable("store is shutting down".into()))?;
+            sender
+                .send(job)
+                .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+        }
+        reply_rx
+            .await
+            .map_err(|_| StoreError::Internal("store writer dropped a job".into()))?
+    }
+
+    /// Runs `f` on a reader connection on the blocking pool.
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = f(&conn);
+            pool.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
+    }
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReaderPool {
+    const MAX_IDLE: usize = 8;
+
+    fn take(&self) -> StoreResult<Connection> {
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_connection(&self.path, &self.options),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < Self::MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}
+
+fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if options.synchronous_full { "FULL" } else { "NORMAL" },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)")?;
+    let current: i64 = conn
+        .query_row("SELECT value FROM schema_meta WHERE key='version'", [], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Internal(format!(
+            "the database schema is version {current}, newer than this binary knows ({known}); \
+             run a newer parley or restore a matching backup"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_meta(key, value) VALUES('version', ?1)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![index as i64 + 1],
+        )?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied SQLite schema migration");
+    }
+    Ok(())
+}
+
+fn run_in_savepoint<T>(
+    conn: &Connection,
+    events: &mut Vec<Committed>,
+    f: impl FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let mark = events.len();
+    match f(conn, events) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(value)
+        }
+        Err(err) => {
+            events.truncate(mark);
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(err)
+        }
+    }
+}
+
+fn writer_loop(conn: Connection, jobs: std_mpsc::Receiver<Job>, events_tx: CommitSender, max_batch: usize) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let batch_len = batch.len();
+        let mut events = Vec::new();
+        let began = conn.execute_batch("BEGIN IMMEDIATE");
+        let completions: Vec<Completion> = match &began {
+            Ok(()) => batch.into_iter().map(|job| job(Some(&conn), &mut events)).collect(),
+            Err(err) => {
+                tracing::error!(%err, "cannot begin a write transaction");
+                batch.into_iter().map(|job| job(None, &mut events)).collect()
+            }
+        };
+        let outcome: StoreResult<()> = match began {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(|err| {
+                tracing::error!(%err, "commit failed; rolling back the batch");
+                let _ = conn.execute_batch("ROLLBACK");
+                StoreError::from(err)
+            }),
+            Err(err) => Err(StoreError::from(err)),
+        };
+        let committed = outcome.is_ok();
+        for complete in completions {
+            complete(outcome.clone());
+        }
+        if committed {
+            for event in events {
+                // The receiver is gone only during shutdown; nothing to tell.
+                let _ = events_tx.send(event);
+            }
+        }
+        metrics::histogram!("parley_commit_batch_size").record(batch_len as f64);
+        metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
+    }
+    tracing::info!("SQLite writer stopped");
+}
+
+fn to_u64(v: i64) -> u64 {
+    v.max(0) as u64
+}
+
+fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    message_from_offset_row(row, 0)
+}
+
+/// Reads a message whose [`MESSAGE_COLUMNS`] start at column `at`.
+fn message_from_offset_row(row: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Message> {
+    let kind: String = row.get(at + 7)?;
+    let event: Option<String> = row.get(at + 10)?;
+    let user_ids: Option<String> = row.get(at + 11)?;
+    let role: Option<String> = row.get(at + 13)?;
+    Ok(Message {
+        message_id: MessageId(row.get(at)?),
+        conversation_id: ConversationId(row.get(at + 1)?),
+        seq: to_u64(row.get(at + 2)?),
+        sender_id: UserId(row.get(at + 3)?),
+        sender_device_id: row.get::<_, Option<i64>>(at + 4)?.map(DeviceId),
+        client_msg_id: row.get(at + 5)?,
+        sent_at_ms: row.get(at + 6)?,
+        kind: MessageKind::parse(&kind).unwrap_or(MessageKind::Text),
+        text: row.get(at + 8)?,
+        reply_to_seq: row.get::<_, Option<i64>>(at + 9)?.map(to_u64),
+        event: event.as_deref().and_then(SystemEvent::parse),
+        user_ids: user_ids.and_then(|s| serde_json::from_str(&s).ok()),
+        name: row.get(at + 12)?,
+        role: role.as_deref().map(Role::parse),
+    })
+}
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
+    let visibility: String = row.get(4)?;
+    Ok(UserRecord {
+        id: UserId(row.get(0)?),
+        username: row.get(1)?,
+        display_name: row.get(2)?,
+        password_hash: row.get(3)?,
+        presence_visibility: PresenceVisibility::parse(&visibility),
+        last_seen_ms: row.get(5)?,
+        created_at_ms: row.get(6)?,
+    })
+}
+
+const USER_COLUMNS: &str = "id, username, display_name, password_hash, presence_visibility, last_seen_ms, created_at_ms";
+
+fn user_exists(conn: &Connection, user: UserId) -> StoreResult<bool> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM users WHERE id=?1")?
+        .query_row([user.0], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn load_conversation(conn: &Connection, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
+    let header = conn
+        .prepare_cached(
+            "SELECT kind, name, last_seq, summary_delivered, summary_read FROM conversations WHERE id=?1",
+        )?
+        .query_row([id.0], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .optional()?;
+    let Some((kind, name, last_seq, summary_delivered, summary_read)) = header else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id, role, delivered_up_to, read_up_to, joined_seq FROM members
+         WHERE conversation_id=?1 AND active=1 ORDER BY joined_at_ms, user_id",
+    )?;
+    let members = stmt
+        .query_map([id.0], |r| {
+            Ok(MemberRecord {
+                user_id: UserId(r.get(0)?),
+                role: Role::parse(&r.get::<_, String>(1)?),
+                delivered_up_to: to_u64(r.get(2)?),
+                read_up_to: to_u64(r.get(3)?),
+                joined_seq: to_u64(r.get(4)?),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(ConversationRecord {
+        id,
+        kind: ConversationKind::parse(&kind),
+        name,
+        last_seq: to_u64(last_seq),
+        members,
+        delivered_all_up_to: to_u64(summary_delivered),
+        read_all_up_to: to_u64(summary_read),
+    }))
+}
+
+fn active_member_ids(conn: &Connection, conversation: ConversationId) -> StoreResult<Vec<UserId>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT user_id FROM members WHERE conversation_id=?1 AND active=1 ORDER BY joined_at_ms, user_id")?;
+    let ids = stmt
+        .query_map([conversation.0], |r| Ok(UserId(r.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
+fn find_duplicate(conn: &Connection, sender: UserId, client_msg_id: &str) -> StoreResult<Option<Message>> {
+    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id=?1 AND client_msg_id=?2");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![sender.0, client_msg_id], message_from_row)
+        .optional()?)
+}
+
+/// Appends `inbox` pointers for `users` and returns their cursors.
+fn push_inbox(
+    conn: &Connection,
+    users: &[UserId],
+    conversation: ConversationId,
+    seq: u64,
+    now: i64,
+) -> StoreResult<Vec<Recipient>> {
+    let mut bump = conn.prepare_cached("UPDATE users SET inbox_head = inbox_head + 1 WHERE id=?1 RETURNING inbox_head")?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO inbox(user_id, cursor, conversation_id, seq, created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut recipients = Vec::with_capacity(users.len());
+    for &user in users {
+        let cursor: i64 = bump.query_row([user.0], |r| r.get(0))?;
+        insert.execute(params![user.0, cursor, conversation.0, seq as i64, now])?;
+        recipients.push(Recipient {
+            user_id: user,
+            cursor: to_u64(cursor),
+        });
+    }
+    Ok(recipients)
+}
+
+/// Stores `message` (its `seq` must be `last_seq + 1`), advances the
+/// sender's own cursors, gives every recipient an inbox pointer, and
+/// announces it. Returns the message with its id.
+fn insert_message(
+    conn: &Connection,
+    events: &mut Vec<Committed>,
+    mut message: Message,
+    recipients: &[UserId],
+) -> StoreResult<Message> {
+    let user_ids = message
+        .user_ids
+        .as_ref()
+        .map(|ids| serde_json::to_string(ids).unwrap_or_default());
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO messages(conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind,
+                                  text, reply_to_seq, event, user_ids, name, role)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+        )?
+        .query_row(
+            params![
+                message.conversation_id.0,
+                message.seq as i64,
+                message.sender_id.0,
+                message.sender_device_id.map(|d| d.0),
+                message.client_msg_id,
+                message.sent_at_ms,
+                message.kind.as_str(),
+                message.text,
+                message.reply_to_seq.map(|s| s as i64),
+                message.event.map(|e| e.as_str()),
+                user_ids,
+                message.name,
+                message.role.map(|r| r.as_str()),
+            ],
+            |r| r.get(0),
+        )?;
+    message.message_id = MessageId(id);
+    let seq = message.seq as i64;
+    let updated = conn
+        .prepare_cached("UPDATE conversations SET last_seq=?2, last_activity_ms=?3 WHERE id=?1 AND last_seq=?2 - 1")?
+        .execute(params![message.conversation_id.0, seq, message.sent_at_ms])?;
+    if updated != 1 {
+        // The caller computed seq from a stale read: a bug, never a gap.
+        return Err(StoreError::Internal(format!(
+            "seq {} is not the next seq of {}",
+            seq, message.conversation_id
+        )));
+    }
+    conn.prepare_cached(
+        "UPDATE members SET delivered_up_to=MAX(delivered_up_to, ?3), read_up_to=MAX(read_up_to, ?3)
+         WHERE conversation_id=?1 AND user_id=?2",
+    )?
+    .execute(params![message.conversation_id.0, message.sender_id.0, seq])?;
+    let recipients = push_inbox(conn, recipients, message.conversation_id, message.seq, message.sent_at_ms)?;
+    events.push(Committed::Message {
+        message: Arc::new(message.clone()),
+        recipients,
+    });
+    Ok(message)
+}
+
+fn next_seq(conn: &Connection, conversation: ConversationId) -> StoreResult<u64> {
+    let last: i64 = conn
+        .prepare_cached("SELECT last_seq FROM conversations WHERE id=?1")?
+        .query_row([conversation.0], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    Ok(to_u64(last) + 1)
+}
+
+fn system_message(
+    conversation: ConversationId,
+    seq: u64,
+    actor: UserId,
+    event: SystemEvent,
+    user_ids: Vec<UserId>,
+    now: i64,
+) -> Message {
+    Message {
+        conversation_id: conversation,
+        seq,
+        message_id: MessageId(0),
+        sender_id: actor,
+        sender_device_id: None,
+        client_msg_id: None,
+        sent_at_ms: now,
+        kind: MessageKind::System,
+        text: None,
+        reply_to_seq: None,
+        event: Some(event),
+        user_ids: Some(user_ids),
+        name: None,
+        role: None,
+    }
+}
+
+fn add_member_row(
+    conn: &Connection,
+    conversation: ConversationId,
+    user: UserId,
+    role: Role,
+    joined_seq: u64,
+    now: i64,
+) -> StoreResult<()> {
+    let cursor = joined_seq as i64 - 1;
+    conn.prepare_cached(
+        "INSERT INTO members(conversation_id, user_id, role, active, delivered_up_to, read_up_to, joined_seq, joined_at_ms)
+         VALUES(?1, ?2, ?3, 1, ?4, ?4, ?5, ?6)
+         ON CONFLICT(conversation_id, user_id) DO UPDATE SET
+            role=excluded.role, active=1, delivered_up_to=MAX(members.delivered_up_to, excluded.delivered_up_to),
+            read_up_to=MAX(members.read_up_to, excluded.read_up_to), joined_seq=excluded.joined_seq,
+            joined_at_ms=excluded.joined_at_ms",
+    )?
+    .execute(params![conversation.0, user.0, role.as_str(), cursor, joined_seq as i64, now])?;
+    conn.prepare_cached("INSERT OR REPLACE INTO member_periods(conversation_id, user_id, from_seq, to_seq) VALUES(?1, ?2, ?3, NULL)")?
+        .execute(params![conversation.0, user.0, joined_seq as i64])?;
+    Ok(())
+}
+
+fn validate_group_name(name: &str) -> StoreResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(StoreError::Invalid("group name must be 1 to 100 characters".into()));
+    }
+    Ok(name.to_owned())
+}
+
+/// Deduplicates `users`, drops `except`, and checks that each exists.
+fn existing_distinct_users(conn: &Connection, users: &[UserId], except: &[UserId]) -> StoreResult<Vec<UserId>> {
+    let mut out: Vec<UserId> = Vec::with_capacity(users.len());
+    for &user in users {
+        if except.contains(&user) || out.contains(&user) {
+            continue;
+        }
+        if !user_exists(conn, user)? {
+            return Err(StoreError::NotFound("user"));
+        }
+        out.push(user);
+    }
+    Ok(out)
+}
+
+fn create_group_tx(conn: &Connection, events: &mut Vec<Committed>, new: NewGroup) -> StoreResult<ConversationRecord> {
+    let name = validate_group_name(&new.name)?;
+    if new.member_ids.len() > new.max_members.saturating_mul(4).max(4096) {
+        return Err(StoreError::TooLarge(format!("a group has at most {} members", new.max_members)));
+    }
+    let others = existing_distinct_users(conn, &new.member_ids, &[new.creator])?;
+    if others.len() + 1 > new.max_members {
+        return Err(StoreError::TooLarge(format!("a group has at most {} members", new.max_members)));
+    }
+    if !user_exists(conn, new.creator)? {
+        return Err(StoreError::NotFound("user"));
+    }
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO conversations(kind, name, last_seq, last_activity_ms, created_at_ms) VALUES('group', ?1, 0, ?2, ?2) RETURNING id",
+        )?
+        .query_row(params![name, new.now_ms], |r| r.get(0))?;
+    let conversation = ConversationId(id);
+    let mut all = Vec::with_capacity(others.len() + 1);
+    all.push(new.creator);
+    all.extend(others.iter().copied());
+    add_member_row(conn, conversation, new.creator, Role::Admin, 1, new.now_ms)?;
+    for &user in &others {
+        add_member_row(conn, conversation, user, Role::Member, 1, new.now_ms)?;
+    }
+    let mut message = system_message(conversation, 1, new.creator, SystemEvent::Created, all.clone(), new.now_ms);
+    message.name = Some(name);
+    insert_message(conn, events, message, &all)?;
+    load_conversation(conn, conversation)?.ok_or(StoreError::Internal("group vanished".into()))
+}
+
+fn change_group_tx(
+    conn: &Connection,
+    events: &mut Vec<Committed>,
+    change: GroupChange,
+) -> StoreResult<ConversationRecord> {
+    let conversation = change.conversation;
+    let record = load_conversation(conn, conversation)?.ok_or(StoreError::NotFound("conversation"))?;
+    if record.kind != ConversationKind::Group {
+        return Err(StoreError::Invalid("only groups can be administered".into()));
+    }
+    let actor = record
+        .member(change.actor)
+        .ok_or(StoreError::Forbidden("you are not a member of this group"))?;
+    if crate::required_role(&change.kind, change.actor) == Some(Role::Admin) && actor.role != Role::Admin {
+        return Err(StoreError::Forbidden("only group admins can do that"));
+    }
+    let now = change.now_ms;
+    let seq = record.last_seq + 1;
+    match change.kind {
+        GroupChangeKind::Add { users } => {
+            let current: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
+            if users.len() > change.max_members.saturating_mul(4).max(4096) {
+                return Err(StoreError::TooLarge(format!("a group has at most {} members", change.max_members)));
+            }
+            let new_users = existing_distinct_users(conn, &users, &current)?;
+            if new_users.is_empty() {
+                return Ok(record);
+            }
+            if current.len() + new_users.len() > change.max_members {
+                return Err(StoreError::TooLarge(format!("a group has at most {} members", change.max_members)));
+            }
+            for &user in &new_users {
+                add_member_row(conn, conversation, user, Role::Member, seq, now)?;
+            }
+            let recipients = active_member_ids(conn, conversation)?;
+            let message = system_message(conversation, seq, change.actor, SystemEvent::MemberAdded, new_users, now);
+            insert_message(conn, events, message, &recipients)?;
+        }
+        GroupChangeKind::Remove { user } => {
+            let target = record.member(user).ok_or(StoreError::NotFound("member"))?.clone();
+            let event = if user == change.actor {
+                SystemEvent::MemberLeft
+            } else {
+                SystemEvent::MemberRemoved
+            };
+            // The removed member is still active here, so it receives its
+            // own removal, and nothing after it.
+            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
+            let message = system_message(conversation, seq, change.actor, event, vec![user], now);
+            insert_message(conn, events, message, &recipients)?;
+            conn.prepare_cached("UPDATE members SET active=0 WHERE conversation_id=?1 AND user_id=?2")?
+                .execute(params![conversation.0, user.0])?;
+            conn.prepare_cached(
+                "UPDATE member_periods SET to_seq=?3 WHERE conversation_id=?1 AND user_id=?2 AND to_seq IS NULL",
+            )?
+            .execute(params![conversation.0, user.0, seq as i64])?;
+            let admins_left = record
+                .members
+                .iter()
+                .any(|m| m.user_id != user && m.role == Role::Admin);
+            let successor = record.members.iter().find(|m| m.user_id != user);
+            if target.role == Role::Admin && !admins_left {
+                if let Some(successor) = successor {
+                    // The longest-standing member (members are in join
+                    // order) inherits the group.
+                    set_role_row(conn, conversation, successor.user_id, Role::Admin)?;
+                    let mut promoted = system_message(
+                        conversation,
+                        seq + 1,
+                        change.actor,
+                        SystemEvent::RoleChanged,
+                        vec![successor.user_id],
+                        now,
+                    );
+                    promoted.role = Some(Role::Admin);
+                    let remaining = active_member_ids(conn, conversation)?;
+                    insert_message(conn, events, promoted, &remaining)?;
+                }
+            }
+        }
+        GroupChangeKind::Rename { name } => {
+            let name = validate_group_name(&name)?;
+            conn.prepare_cached("UPDATE conversations SET name=?2 WHERE id=?1")?
+                .execute(params![conversation.0, name])?;
+            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
+            let mut message = system_message(conversation, seq, change.actor, SystemEvent::Renamed, vec![], now);
+            message.name = Some(name);
+            insert_message(conn, events, message, &recipients)?;
+        }
+        GroupChangeKind::SetRole { user, role } => {
+            let target = record.member(user).ok_or(StoreError::NotFound("member"))?;
+            if target.role == role {
+                return Ok(record);
+            }
+            let admins = record.members.iter().filter(|m| m.role == Role::Admin).count();
+            if role == Role::Member && admins <= 1 {
+                return Err(StoreError::Invalid("a group needs at least one admin".into()));
+            }
+            set_role_row(conn, conversation, user, role)?;
+            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
+            let mut message = system_message(conversation, seq, change.actor, SystemEvent::RoleChanged, vec![user], now);
+            message.role = Some(role);
+            insert_message(conn, events, message, &recipients)?;
+        }
+    }
+    load_conversation(conn, conversation)?.ok_or(StoreError::Internal("group vanished".into()))
+}
+
+fn set_role_row(conn: &Connection, conversation: ConversationId, user: UserId, role: Role) -> StoreResult<()> {
+    conn.prepare_cached("UPDATE members SET role=?3 WHERE conversation_id=?1 AND user_id=?2")?
+        .execute(params![conversation.0, user.0, role.as_str()])?;
+    Ok(())
+}
+
+fn append_tx(conn: &Connection, events: &mut Vec<Committed>, new: NewMessage) -> StoreResult<Appended> {
+    if let Some(original) = find_duplicate(conn, new.sender_id, &new.client_msg_id)? {
+        return Ok(Appended {
+            message: original,
+            duplicate: true,
+        });
+    }
+    let seq = next_seq(conn, new.conversation_id)?;
+    let is_member = conn
+        .prepare_cached("SELECT 1 FROM members WHERE conversation_id=?1 AND user_id=?2 AND active=1")?
+        .query_row(params![new.conversation_id.0, new.sender_id.0], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !is_member {
+        return Err(StoreError::Forbidden("you are not a member of this conversation"));
+    }
+    if let Some(reply) = new.reply_to_seq {
+        if reply == 0 || reply >= seq {
+            return Err(StoreError::Invalid("reply_to_seq does not name an earlier message".into()));
+        }
+    }
+    let recipients = active_member_ids(conn, new.conversation_id)?;
+    let message = Message {
+        conversation_id: new.conversation_id,
+        seq,
+        message_id: MessageId(0),
+        sender_id: new.sender_id,
+        sender_device_id: Some(new.sender_device_id),
+        client_msg_id: Some(new.client_msg_id),
+        sent_at_ms: now_ms(),
+        kind: MessageKind::Text,
+        text: Some(new.text),
+        reply_to_seq: new.reply_to_seq,
+        event: None,
+        user_ids: None,
+        name: None,
+        role: None,
+    };
+    let message = insert_message(conn, events, message, &recipients)?;
+    Ok(Appended {
+        message,
+        duplicate: false,
+    })
+}
+
+fn receipt_tx(
+    conn: &Connection,
+    events: &mut Vec<Committed>,
+    conversation: ConversationId,
+    user: UserId,
+    status: ReceiptStatus,
+    up_to_seq: u64,
+) -> StoreResult<ReceiptChange> {
+    let (kind, last_seq, summary_delivered, summary_read) = conn
+        .prepare_cached("SELECT kind, last_seq, summary_delivered, summary_read FROM conversations WHERE id=?1")?
+        .query_row([conversation.0], |r| {
+            Ok((
+                ConversationKind::parse(&r.get::<_, String>(0)?),
+                to_u64(r.get(1)?),
+                to_u64(r.get(2)?),
+                to_u64(r.get(3)?),
+            ))
+        })
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    let (delivered, read) = conn
+        .prepare_cached("SELECT delivered_up_to, read_up_to FROM members WHERE conversation_id=?1 AND user_id=?2 AND active=1")?
+        .query_row(params![conversation.0, user.0], |r| Ok((to_u64(r.get(0)?), to_u64(r.get(1)?))))
+        .optional()?
+        .ok_or(StoreError::Forbidden("you are not a member of this conversation"))?;
+    // A cursor never passes the last message, so a client cannot pre-read
+    // messages that do not exist yet.
+    let target = up_to_seq.min(last_seq);
+    let new_delivered = delivered.max(target);
+    let new_read = match status {
+        ReceiptStatus::Read => read.max(target),
+        ReceiptStatus::Delivered => read,
+    };
+    let advanced = new_delivered != delivered || new_read != read;
+    let mut summary = None;
+    if advanced {
+        conn.prepare_cached(
+            "UPDATE members SET delivered_up_to=?3, read_up_to=?4 WHERE conversation_id=?1 AND user_id=?2",
+        )?
+        .execute(params![conversation.0, user.0, new_delivered as i64, new_read as i64])?;
+        if kind == ConversationKind::Group {
+            let (min_delivered, min_read) = conn
+                .prepare_cached(
+                    "SELECT MIN(delivered_up_to), MIN(read_up_to) FROM members WHERE conversation_id=?1 AND active=1",
+                )?
+                .query_row([conversation.0], |r| {
+                    Ok((to_u64(r.get::<_, Option<i64>>(0)?.unwrap_or(0)), to_u64(r.get::<_, Option<i64>>(1)?.unwrap_or(0))))
+                })?;
+            let next = (summary_delivered.max(min_delivered), summary_read.max(min_read));
+            if next != (summary_delivered, summary_read) {
+                conn.prepare_cached("UPDATE conversations SET summary_delivered=?2, summary_read=?3 WHERE id=?1")?
+                    .execute(params![conversation.0, next.0 as i64, next.1 as i64])?;
+                summary = Some(next);
+            }
+        }
+    }
+    let members = if advanced && (kind == ConversationKind::Direct || summary.is_some()) {
+        active_member_ids(conn, conversation)?
+    } else {
+        vec![user]
+    };
+    let change = ReceiptChange {
+        conversation_id: conversation,
+        kind,
+        user_id: user,
+        status,
+        delivered_up_to: new_delivered,
+        read_up_to: new_read,
+        advanced,
+        summary,
+        members,
+    };
+    if advanced {
+        events.push(Committed::Receipt(change.clone()));
+    }
+    Ok(change)
+}
+
+fn history_query(conn: &Connection, query: HistoryQuery) -> StoreResult<(Vec<Message>, bool)> {
+    let has_period = conn
+        .prepare_cached("SELECT 1 FROM member_periods WHERE conversation_id=?1 AND user_id=?2 LIMIT 1")?
+        .query_row(params![query.conversation.0, query.viewer.0], |_| Ok(()))
+        .optional()?
+        .is_some();
+    if !has_period {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM conversations WHERE id=?1")?
+            .query_row([query.conversation.0], |_| Ok(()))
+            .optional()?
+            .is_some();
+        return Err(if exists {
+            StoreError::Forbidden("you are not a member of this conversation")
+        } else {
+            StoreError::NotFound("conversation")
+        });
+    }
+    let limit = query.limit.clamp(1, 100);
+    let visible = "EXISTS(SELECT 1 FROM member_periods p WHERE p.conversation_id=m.conversation_id AND p.user_id=?2
+                   AND m.seq >= p.from_seq AND (p.to_seq IS NULL OR m.seq <= p.to_seq))";
+    let before = query.before_seq.map(|s| s.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX);
+    let (sql, ascending) = match query.after_seq {
+        Some(_) => (
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id=?1 AND m.seq > ?3 AND m.seq < ?4
+                 AND {visible} ORDER BY m.seq ASC LIMIT ?5"
+            ),
+            true,
+        ),
+        None => (
+            format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation_id=?1 AND m.seq > ?3 AND m.seq < ?4
+                 AND {visible} ORDER BY m.seq DESC LIMIT ?5"
+            ),
+            false,
+        ),
+    };
+    let after = query.after_seq.map(|s| s.min(i64::MAX as u64) as i64).unwrap_or(0);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut messages = stmt
+        .query_map(
+            params![query.conversation.0, query.viewer.0, after, before, limit as i64 + 1],
+            message_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let has_more = messages.len() > limit;
+    messages.truncate(limit);
+    if !ascending {
+        messages.reverse();
+    }
+    Ok((messages, has_more))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
+        self.write(move |conn, _| {
+            let taken = conn
+                .prepare_cached("SELECT 1 FROM users WHERE username=?1")?
+                .query_row([&new.username], |_| Ok(()))
+                .optional()?
+                .is_some();
+            if taken {
+                return Err(StoreError::Conflict("username is taken"));
+            }
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO users(username, display_name, password_hash, created_at_ms) VALUES(?1, ?2, ?3, ?4) RETURNING id",
+                )?
+                .query_row(params![new.username, new.display_name, new.password_hash, new.now_ms], |r| r.get(0))?;
+            Ok(UserRecord {
+                id: UserId(id),
+                username: new.username,
+                display_name: new.display_name,
+                password_hash: new.password_hash,
+                presence_visibility: PresenceVisibility::Everyone,
+                last_seen_ms: None,
+                created_at_ms: new.now_ms,
+            })
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
+        self.read(move |conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id=?1");
+            Ok(conn.prepare_cached(&sql)?.query_row([id.0], user_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>> {
+        let username = username.to_owned();
+        self.read(move |conn| {
+            let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username=?1");
+            Ok(conn.prepare_cached(&sql)?.query_row([username], user_from_row).optional()?)
+        })
+        .await
+    }
+
+    async fn set_presence_visibility(&self, user: UserId, visibility: PresenceVisibility) -> StoreResult<()> {
+        self.write(move |conn, _| {
+            conn.prepare_cached("UPDATE users SET presence_visibility=?2 WHERE id=?1")?
+                .execute(params![user.0, visibility.as_str()])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_last_seen(&self, user: UserId, at_ms: i64) -> StoreResult<()> {
+        self.write(move |conn, _| {
+            conn.prepare_cached("UPDATE users SET last_seen_ms=MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id=?1")?
+                .execute(params![user.0, at_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_device(&self, user: UserId, name: String, now_ms: i64) -> StoreResult<DeviceRecord> {
+        self.write(move |conn, _| {
+            if !user_exists(conn, user)? {
+                return Err(StoreError::NotFound("user"));
+            }
+            let id: i64 = conn
+                .prepare_cached("INSERT INTO devices(user_id, name, created_at_ms) VALUES(?1, ?2, ?3) RETURNING id")?
+                .query_row(params![user.0, name, now_ms], |r| r.get(0))?;
+            Ok(DeviceRecord {
+                id: DeviceId(id),
+                user_id: user,
+                name,
+                created_at_ms: now_ms,
+            })
+        })
+        .await
+    }
+
+    async fn devices(&self, user: UserId) -> StoreResult<Vec<DeviceRecord>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, name, created_at_ms FROM devices WHERE user_id=?1 AND revoked_at_ms IS NULL ORDER BY id",
+            )?;
+            let devices = stmt
+                .query_map([user.0], |r| {
+                    Ok(DeviceRecord {
+                        id: DeviceId(r.get(0)?),
+                        user_id: user,
+                        name: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(devices)
+        })
+        .await
+    }
+
+    async fn revoke_device(&self, user: UserId, device: DeviceId, now_ms: i64) -> StoreResult<()> {
+        self.write(move |conn, _| {
+            let owner: Option<i64> = conn
+                .prepare_cached("SELECT user_id FROM devices WHERE id=?1")?
+                .query_row([device.0], |r| r.get(0))
+                .optional()?;
+            if owner != Some(user.0) {
+                return Err(StoreError::NotFound("device"));
+            }
+            conn.prepare_cached("UPDATE devices SET revoked_at_ms=COALESCE(revoked_at_ms, ?2) WHERE id=?1")?
+                .execute(params![device.0, now_ms])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revoked_devices(&self) -> StoreResult<Vec<DeviceId>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached("SELECT id FROM devices WHERE revoked_at_ms IS NOT NULL")?;
+            let ids = stmt
+                .query_map([], |r| Ok(DeviceId(r.get(0)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn get_or_create_direct(&self, a: UserId, b: UserId, now_ms: i64) -> StoreResult<(ConversationRecord, bool)> {
+        self.write(move |conn, _| {
+            if a == b {
+                return Err(StoreError::Invalid("a direct conversation needs two different users".into()));
+            }
+            let key = format!("{}:{}", a.0.min(b.0), a.0.max(b.0));
+            let existing: Option<i64> = conn
+                .prepare_cached("SELECT id FROM conversations WHERE direct_key=?1")?
+                .query_row([&key], |r| r.get(0))
+                .optional()?;
+            if let Some(id) = existing {
+                let record = load_conversation(conn, ConversationId(id))?.ok_or(StoreError::NotFound("conversation"))?;
+                return Ok((record, false));
+            }
+            for user in [a, b] {
+                if !user_exists(conn, user)? {
+                    return Err(StoreError::NotFound("user"));
+                }
+            }
+            let id: i64 = conn
+                .prepare_cached(
+                    "INSERT INTO conversations(kind, direct_key, last_seq, last_activity_ms, created_at_ms)
+                     VALUES('direct', ?1, 0, ?2, ?2) RETURNING id",
+                )?
+                .query_row(params![key, now_ms], |r| r.get(0))?;
+            let conversation = ConversationId(id);
+            add_member_row(conn, conversation, a, Role::Member, 1, now_ms)?;
+            add_member_row(conn, conversation, b, Role::Member, 1, now_ms)?;
+            let record = load_conversation(conn, conversation)?.ok_or(StoreError::NotFound("conversation"))?;
+            Ok((record, true))
+        })
+        .await
+    }
+
+    async fn create_group(&self, new: NewGroup) -> StoreResult<ConversationRecord> {
+        self.write(move |conn, events| create_group_tx(conn, events, new)).await
+    }
+
+    async fn change_group(&self, change: GroupChange) -> StoreResult<ConversationRecord> {
+        self.write(move |conn, events| change_group_tx(conn, events, change)).await
+    }
+
+    async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
+        self.read(move |conn| load_conversation(conn, id)).await
+    }
+
+    async fn conversations_for(&self, user: UserId) -> StoreResult<Vec<ConversationSummaryRecord>> {
+        self.read(move |conn| {
+            let ids = conn
+                .prepare_cached(
+                    "SELECT c.id FROM members m JOIN conversations c ON c.id=m.conversation_id
+                     WHERE m.user_id=?1 AND m.active=1 ORDER BY c.last_activity_ms DESC, c.id DESC",
+                )?
+                .query_map([user.0], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let last_sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=?1 AND seq=?2");
+            let mut out = Vec::with_capacity(ids.len());
+            for id in ids {
+                let Some(conversation) = load_conversation(conn, ConversationId(id))? else {
+                    continue;
+                };
+                let read_up_to = conversation.member(user).map(|m| m.read_up_to).unwrap_or(0);
+                let last_message = conn
+                    .prepare_cached(&last_sql)?
+                    .query_row(params![id, conversation.last_seq as i64], message_from_row)
+                    .optional()?;
+                let unread: i64 = conn
+                    .prepare_cached(
+                        "SELECT COUNT(*) FROM messages WHERE conversation_id=?1 AND seq > ?2 AND sender_id != ?3",
+                    )?
+                    .query_row(params![id, read_up_to as i64, user.0], |r| r.get(0))?;
+                out.push(ConversationSummaryRecord {
+                    conversation,
+                    last_message,
+                    unread_count: to_u64(unread),
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
+        self.write(move |conn, events| append_tx(conn, events, new)).await
+    }
+
+    async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<Message>, bool)> {
+        self.read(move |conn| history_query(conn, query)).await
+    }
+
+    async fn advance_receipt(
+        &self,
+        conversation: ConversationId,
+        user: UserId,
+        status: ReceiptStatus,
+        up_to_seq: u64,
+    ) -> StoreResult<ReceiptChange> {
+        self.write(move |conn, events| receipt_tx(conn, events, conversation, user, status, up_to_seq))
+            .await
+    }
+
+    async fn inbox_head(&self, user: UserId) -> StoreResult<u64> {
+        self.read(move |conn| {
+            let head: Option<i64> = conn
+                .prepare_cached("SELECT inbox_head FROM users WHERE id=?1")?
+                .query_row([user.0], |r| r.get(0))
+                .optional()?;
+            Ok(to_u64(head.unwrap_or(0)))
+        })
+        .await
+    }
+
+    async fn inbox_since(&self, user: UserId, since: u64, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+        self.read(move |conn| {
+            let (head, floor): (i64, i64) = conn
+                .prepare_cached("SELECT inbox_head, inbox_floor FROM users WHERE id=?1")?
+                .query_row([user.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .ok_or(StoreError::NotFound("user"))?;
+            if since < to_u64(floor) || since > to_u64(head) {
+                return Err(StoreError::ResyncRequired);
+            }
+            let sql = format!(
+                "SELECT i.cursor, {} FROM inbox i JOIN messages m ON m.conversation_id=i.conversation_id AND m.seq=i.seq
+                 WHERE i.user_id=?1 AND i.cursor > ?2 ORDER BY i.cursor LIMIT ?3",
+                MESSAGE_COLUMNS
+                    .split(", ")
+                    .map(|c| format!("m.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params![user.0, since as i64, limit as i64])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                let cursor: i64 = row.get(0)?;
+                out.push(InboxEntry {
+                    cursor: to_u64(cursor),
+                    message: message_from_offset_row(row, 1)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64> {
+        self.write(move |conn, _| {
+            conn.prepare_cached(
+                "UPDATE users SET inbox_floor = MAX(inbox_floor,
+                    (SELECT MAX(cursor) FROM inbox WHERE inbox.user_id=users.id AND created_at_ms < ?1))
+                 WHERE id IN (SELECT DISTINCT user_id FROM inbox WHERE created_at_ms < ?1)",
+            )?
+            .execute([before_ms])?;
+            let deleted = conn
+                .prepare_cached("DELETE FROM inbox WHERE created_at_ms < ?1")?
+                .execute([before_ms])?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn shutdown(&self) {
+        let sender = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(sender);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(writer) = writer {
+            // Joining blocks until the queue is drained and committed.
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
