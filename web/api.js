@@ -1,0 +1,189 @@
+// HTTP client for the Parley REST API (`/v1`, spec §1–§4).
+//
+// Every failure is turned into an `ApiError` carrying the spec's stable error
+// `code`, so the UI can map it to a human sentence (see `errors.js`). A
+// network failure (server unreachable) gets the client-side code `network`.
+
+/** @typedef {{user_id: string, username: string, display_name?: string}} User */
+/** @typedef {{token: string, user_id: string, device_id: string, expires_at_ms: number}} Session */
+/**
+ * @typedef {{conversation_id: string, seq: number, message_id: string, sender_id: string,
+ *   sender_device_id?: string, client_msg_id?: string, sent_at_ms: number, kind: string,
+ *   text?: string, reply_to_seq?: number|null, event?: string, user_ids?: string[],
+ *   name?: string, cursor?: number}} Message
+ */
+/**
+ * @typedef {{conversation_id: string, kind: 'direct'|'group', name?: string,
+ *   members?: string[], last_seq: number, last_message: Message|null,
+ *   unread_count: number, read_up_to: number}} ConversationSummary
+ */
+/**
+ * @typedef {{user_id: string, role: string, delivered_up_to?: number, read_up_to?: number}} Member
+ * @typedef {{conversation_id: string, kind: 'direct'|'group', name?: string,
+ *   members: Member[], last_seq?: number}} ConversationDetails
+ */
+
+export class ApiError extends Error {
+  /**
+   * @param {number} status HTTP status (0 when the server could not be reached)
+   * @param {string} code stable snake_case code from the spec, or `network`
+   * @param {string} message the server's message (for logs; the UI uses `code`)
+   * @param {number} [retryAfterMs]
+   */
+  constructor(status, code, message, retryAfterMs) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** @param {number} status */
+function codeForStatus(status) {
+  switch (status) {
+    case 400: return 'bad_request';
+    case 401: return 'unauthorized';
+    case 403: return 'forbidden';
+    case 404: return 'not_found';
+    case 409: return 'conflict';
+    case 413: return 'payload_too_large';
+    case 429: return 'rate_limited';
+    case 503: return 'unavailable';
+    default: return status >= 500 ? 'internal' : 'bad_request';
+  }
+}
+
+export class Api {
+  /**
+   * @param {() => string|null} getToken
+   * @param {(err: ApiError) => void} onUnauthorized called when an authenticated call gets 401
+   */
+  constructor(getToken, onUnauthorized) {
+    this.getToken = getToken;
+    this.onUnauthorized = onUnauthorized;
+  }
+
+  /**
+   * @param {string} method
+   * @param {string} path path below /v1, starting with '/'
+   * @param {unknown} [body]
+   * @param {{auth?: boolean}} [opts]
+   * @returns {Promise<any>}
+   */
+  async request(method, path, body, opts = {}) {
+    const auth = opts.auth !== false;
+    /** @type {Record<string, string>} */
+    const headers = { Accept: 'application/json' };
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const token = auth ? this.getToken() : null;
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let res;
+    try {
+      res = await fetch(`/v1${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        cache: 'no-store',
+      });
+    } catch (e) {
+      throw new ApiError(0, 'network', String(e));
+    }
+    if (res.status === 204) return null;
+    let data = null;
+    const text = await res.text().catch(() => '');
+    if (text) {
+      try { data = JSON.parse(text); } catch { data = null; }
+    }
+    if (!res.ok) {
+      const err = data && data.error;
+      const retryHeader = res.headers.get('Retry-After');
+      const retryAfterMs = retryHeader ? Number(retryHeader) * 1000 : undefined;
+      const apiErr = new ApiError(
+        res.status,
+        (err && err.code) || codeForStatus(res.status),
+        (err && err.message) || res.statusText,
+        retryAfterMs,
+      );
+      if (apiErr.code === 'unauthorized' && auth && token) this.onUnauthorized(apiErr);
+      throw apiErr;
+    }
+    return data;
+  }
+
+  // --- accounts ---------------------------------------------------------
+
+  /** @returns {Promise<User>} */
+  register(username, password) {
+    return this.request('POST', '/users', { username, password }, { auth: false });
+  }
+
+  /** @returns {Promise<Session>} */
+  login(username, password) {
+    return this.request('POST', '/sessions', { username, password, device_name: deviceName() }, { auth: false });
+  }
+
+  logout() { return this.request('DELETE', '/sessions/current'); }
+
+  me() { return this.request('GET', '/me'); }
+
+  /** @param {string} userId @returns {Promise<User>} */
+  user(userId) { return this.request('GET', `/users/${encodeURIComponent(userId)}`); }
+
+  /** @param {string} username @returns {Promise<User>} */
+  userByName(username) { return this.request('GET', `/users?username=${encodeURIComponent(username)}`); }
+
+  // --- conversations ----------------------------------------------------
+
+  /** @returns {Promise<{conversations: ConversationSummary[]}>} */
+  conversations() { return this.request('GET', '/conversations'); }
+
+  /** @param {string} id @returns {Promise<ConversationDetails>} */
+  conversation(id) { return this.request('GET', `/conversations/${encodeURIComponent(id)}`); }
+
+  /** @param {string} userId */
+  startDirect(userId) { return this.request('POST', '/conversations/direct', { user_id: userId }); }
+
+  /** @param {string} name @param {string[]} memberIds */
+  createGroup(name, memberIds) { return this.request('POST', '/groups', { name, member_ids: memberIds }); }
+
+  addMembers(groupId, userIds) {
+    return this.request('POST', `/groups/${encodeURIComponent(groupId)}/members`, { user_ids: userIds });
+  }
+
+  removeMember(groupId, userId) {
+    return this.request('DELETE', `/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(userId)}`);
+  }
+
+  renameGroup(groupId, name) {
+    return this.request('PATCH', `/groups/${encodeURIComponent(groupId)}`, { name });
+  }
+
+  // --- messages ---------------------------------------------------------
+
+  /**
+   * @param {string} id
+   * @param {{before_seq?: number, after_seq?: number, limit?: number}} [q]
+   * @returns {Promise<{messages: Message[], has_more: boolean}>}
+   */
+  messages(id, q = {}) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(q)) if (v !== undefined && v !== null) params.set(k, String(v));
+    const qs = params.toString();
+    return this.request('GET', `/conversations/${encodeURIComponent(id)}/messages${qs ? `?${qs}` : ''}`);
+  }
+
+  /** @returns {Promise<{message: Message}>} */
+  sendMessage(id, clientMsgId, text) {
+    return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, {
+      client_msg_id: clientMsgId, kind: 'text', text,
+    });
+  }
+}
+
+function deviceName() {
+  const ua = navigator.userAgent;
+  const browser = /Firefox\//.test(ua) ? 'Firefox' : /Edg\//.test(ua) ? 'Edge'
+    : /Chrom(e|ium)\//.test(ua) ? 'Chromium' : /Safari\//.test(ua) ? 'Safari' : 'Browser';
+  return `Web (${browser})`;
+}

@@ -1,0 +1,206 @@
+// The WebSocket session (`GET /v1/ws`, spec §5): connect, authenticate,
+// heartbeat, and reconnect with exponential backoff and jitter.
+//
+// The connection knows nothing about chats: it hands every server frame to
+// `onFrame` and reports its state through `onState`. The caller decides what
+// `since` cursor to authenticate with, each time a socket opens.
+
+/** @typedef {'connecting'|'open'|'offline'|'stopped'} ConnState */
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 5000;
+const AUTH_TIMEOUT_MS = 10000;
+
+/**
+ * Delay before reconnect attempt number `attempt` (0-based): exponential,
+ * capped, with "equal jitter" so a crowd of clients does not come back in
+ * lockstep after a server restart.
+ * @param {number} attempt
+ */
+export function backoffDelay(attempt) {
+  const exp = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
+  return Math.round(exp / 2 + Math.random() * (exp / 2));
+}
+
+export class Connection {
+  /**
+   * @param {{
+   *   token: string,
+   *   getSince: () => number|null,
+   *   onFrame: (frame: any) => void,
+   *   onState: (state: ConnState, detail?: {retryInMs?: number}) => void,
+   *   onUnauthorized: () => void,
+   * }} opts
+   */
+  constructor(opts) {
+    this.opts = opts;
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    /** @type {ConnState} */
+    this.state = 'connecting';
+    this.attempt = 0;
+    this.ready = false;
+    this.heartbeatMs = 25000;
+    /** @type {ReturnType<typeof setTimeout>|null} */ this.retryTimer = null;
+    /** @type {ReturnType<typeof setInterval>|null} */ this.pingTimer = null;
+    /** @type {ReturnType<typeof setTimeout>|null} */ this.authTimer = null;
+    this.lastFrameAt = 0;
+    this.stopped = false;
+    this.onOnline = () => this.reconnectNow();
+    window.addEventListener('online', this.onOnline);
+  }
+
+  start() { this.connect(); }
+
+  /** Close for good (log out). */
+  stop() {
+    this.stopped = true;
+    window.removeEventListener('online', this.onOnline);
+    this.clearTimers();
+    if (this.ws) {
+      const ws = this.ws;
+      this.ws = null;
+      try { ws.close(1000, 'bye'); } catch { /* already closed */ }
+    }
+    this.setState('stopped');
+  }
+
+  /** Skip the remaining backoff wait (user action, browser came online). */
+  reconnectNow() {
+    if (this.stopped || this.ws) return;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.connect();
+  }
+
+  /**
+   * Send a frame if the session is authenticated. Returns false when it could
+   * not be sent (the caller keeps it for later, e.g. in the outbox).
+   * @param {object} frame
+   */
+  send(frame) {
+    if (!this.ws || !this.ready || this.ws.readyState !== WebSocket.OPEN) return false;
+    try {
+      this.ws.send(JSON.stringify(frame));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** @param {ConnState} state @param {{retryInMs?: number}} [detail] */
+  setState(state, detail) {
+    this.state = state;
+    this.opts.onState(state, detail);
+  }
+
+  clearTimers() {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.pingTimer) clearInterval(this.pingTimer);
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.retryTimer = this.pingTimer = this.authTimer = null;
+  }
+
+  connect() {
+    if (this.stopped) return;
+    this.clearTimers();
+    this.ready = false;
+    this.setState('connecting');
+    const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    let ws;
+    try {
+      ws = new WebSocket(`${scheme}//${location.host}/v1/ws`);
+    } catch {
+      this.scheduleRetry();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (this.ws !== ws) return;
+      /** @type {{type: string, token: string, since?: number}} */
+      const auth = { type: 'auth', token: this.opts.token };
+      const since = this.opts.getSince();
+      if (since !== null && since !== undefined) auth.since = since;
+      ws.send(JSON.stringify(auth));
+      this.authTimer = setTimeout(() => {
+        if (this.ws === ws && !this.ready) ws.close(4000, 'no ready');
+      }, AUTH_TIMEOUT_MS);
+    };
+    ws.onmessage = (ev) => {
+      if (this.ws !== ws) return;
+      this.lastFrameAt = Date.now();
+      let frame;
+      try { frame = JSON.parse(ev.data); } catch { return; }
+      if (!frame || typeof frame.type !== 'string') return;
+      if (frame.type === 'ready') this.onReady(ws, frame);
+      else if (frame.type === 'reconnect') this.onReconnectFrame(ws, frame);
+      else if (frame.type === 'pong') return;
+      if (frame.type === 'error' && frame.code === 'unauthorized') {
+        // The server closes with 4001 next; don't wait for it.
+        this.giveUpUnauthorized(ws);
+        return;
+      }
+      this.opts.onFrame(frame);
+    };
+    ws.onclose = (ev) => {
+      if (this.ws !== ws) return;
+      this.ws = null;
+      this.ready = false;
+      this.clearTimers();
+      if (ev.code === 4001) { this.giveUpUnauthorized(ws); return; }
+      this.scheduleRetry();
+    };
+    ws.onerror = () => { /* onclose follows */ };
+  }
+
+  /** @param {WebSocket} ws */
+  giveUpUnauthorized(ws) {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.clearTimers();
+    try { ws.close(); } catch { /* ignore */ }
+    this.ws = null;
+    this.setState('stopped');
+    this.opts.onUnauthorized();
+  }
+
+  /** @param {WebSocket} ws @param {{heartbeat_ms?: number}} frame */
+  onReady(ws, frame) {
+    if (this.authTimer) clearTimeout(this.authTimer);
+    this.authTimer = null;
+    this.ready = true;
+    this.attempt = 0;
+    this.heartbeatMs = Math.max(1000, Number(frame.heartbeat_ms) || 25000);
+    let nonce = 0;
+    this.pingTimer = setInterval(() => {
+      if (this.ws !== ws) return;
+      // The server answers every ping; silence for two periods means the
+      // link is dead even though TCP has not noticed yet.
+      if (Date.now() - this.lastFrameAt > 2 * this.heartbeatMs + 2000) {
+        try { ws.close(4000, 'heartbeat timeout'); } catch { /* ignore */ }
+        return;
+      }
+      try { ws.send(JSON.stringify({ type: 'ping', nonce: String(++nonce) })); } catch { /* closing */ }
+    }, this.heartbeatMs);
+    this.setState('open');
+  }
+
+  /** The node is draining: reconnect after `after_ms`, jittered per client. */
+  onReconnectFrame(ws, frame) {
+    const after = Math.max(0, Number(frame.after_ms) || 0);
+    const delay = Math.round(after + Math.random() * Math.min(after * 0.5, 2000));
+    this.ws = null;
+    this.ready = false;
+    this.clearTimers();
+    try { ws.close(1000, 'reconnect requested'); } catch { /* ignore */ }
+    this.setState('offline', { retryInMs: delay });
+    this.retryTimer = setTimeout(() => { this.retryTimer = null; this.connect(); }, delay);
+  }
+
+  scheduleRetry() {
+    if (this.stopped) return;
+    const delay = backoffDelay(this.attempt++);
+    this.setState('offline', { retryInMs: delay });
+    this.retryTimer = setTimeout(() => { this.retryTimer = null; this.connect(); }, delay);
+  }
+}

@@ -1,0 +1,81 @@
+// Client-side persistence in localStorage: the session, the per-user inbox
+// cursor, the per-user outbox and a small cache of usernames.
+//
+// Everything is best effort: a browser that refuses storage (private mode,
+// quota) still works, it just forgets on reload.
+
+/** @typedef {{token: string, user_id: string, device_id: string, username: string}} StoredSession */
+/**
+ * A message typed by the user that the server has not acknowledged yet.
+ * `failed` holds an error code when the server refused it for good.
+ * @typedef {{client_msg_id: string, conversation_id: string, text: string,
+ *   created_ms: number, failed?: string}} OutboxItem
+ */
+
+const KEY_SESSION = 'parley.session';
+const keyCursor = (/** @type {string} */ uid) => `parley.cursor.${uid}`;
+const keyOutbox = (/** @type {string} */ uid) => `parley.outbox.${uid}`;
+const KEY_USERS = 'parley.users';
+
+/** @param {string} key */
+function read(key) {
+  try {
+    const raw = localStorage.getItem(key);
+    return raw === null ? null : JSON.parse(raw);
+  } catch {
+    return null;
+  }
+}
+
+/** @param {string} key @param {unknown} value */
+function write(key, value) {
+  try {
+    if (value === null || value === undefined) localStorage.removeItem(key);
+    else localStorage.setItem(key, JSON.stringify(value));
+  } catch {
+    /* storage unavailable or full: keep working from memory */
+  }
+}
+
+/** @returns {StoredSession|null} */
+export function loadSession() {
+  const s = read(KEY_SESSION);
+  return s && typeof s.token === 'string' && typeof s.user_id === 'string' ? s : null;
+}
+
+/** @param {StoredSession|null} s */
+export function saveSession(s) { write(KEY_SESSION, s); }
+
+/** @param {string} uid @returns {number|null} */
+export function loadCursor(uid) {
+  const c = read(keyCursor(uid));
+  return typeof c === 'number' && Number.isFinite(c) ? c : null;
+}
+
+/** @param {string} uid @param {number|null} cursor */
+export function saveCursor(uid, cursor) { write(keyCursor(uid), cursor); }
+
+/** @param {string} uid @returns {OutboxItem[]} */
+export function loadOutbox(uid) {
+  const o = read(keyOutbox(uid));
+  return Array.isArray(o) ? o.filter((x) => x && x.client_msg_id && x.conversation_id) : [];
+}
+
+/** @param {string} uid @param {OutboxItem[]} items */
+export function saveOutbox(uid, items) {
+  write(keyOutbox(uid), items.length ? items.map(({ client_msg_id, conversation_id, text, created_ms, failed }) => (
+    { client_msg_id, conversation_id, text, created_ms, failed })) : null);
+}
+
+/** @returns {Record<string, {user_id: string, username: string, display_name?: string}>} */
+export function loadUserCache() {
+  const u = read(KEY_USERS);
+  return u && typeof u === 'object' ? u : {};
+}
+
+/** @param {Record<string, {user_id: string, username: string}>} users */
+export function saveUserCache(users) {
+  // Keep the cache small: the most recent 500 entries are plenty.
+  const entries = Object.entries(users);
+  write(KEY_USERS, Object.fromEntries(entries.slice(-500)));
+}
