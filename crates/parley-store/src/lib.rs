@@ -25,6 +25,9 @@ use parley_proto::{ConversationId, DeviceId, ReceiptStatus, Role, UserId};
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 
+/// An append already enqueued; resolves when it is durable.
+pub type PendingAppend = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Appended>> + Send>>;
+
 /// Where committed changes are announced, in commit order.
 pub type CommitReceiver = tokio::sync::mpsc::UnboundedReceiver<Committed>;
 /// The writer's end of the [`CommitReceiver`].
@@ -68,7 +71,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends a text message; a repeat of (sender, client_msg_id) returns
     /// the original with `duplicate` set and stores nothing.
-    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended>;
+    ///
+    /// The append is enqueued *when this is called*, not when the future is
+    /// first polled: appends called one after another from one task commit
+    /// in that order. This lets a socket keep many sends in flight (group
+    /// commit batches them) while its `seq`s stay in the order it sent them.
+    fn append_message(&self, new: NewMessage) -> PendingAppend;
     /// Keyset history as `viewer` may see it (its membership periods only).
     async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<parley_proto::Message>, bool)>;
     /// Advances a member's cursor, never backwards; read implies delivered.
@@ -76,6 +84,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         conversation: ConversationId,
         user: UserId,
+        device: Option<DeviceId>,
         status: ReceiptStatus,
         up_to_seq: u64,
     ) -> StoreResult<ReceiptChange>;

@@ -229,6 +229,8 @@ pub struct ReceiptChange {
     pub kind: ConversationKind,
     /// Whose cursor.
     pub user_id: UserId,
+    /// The device that sent the receipt (it needs no echo).
+    pub device_id: Option<DeviceId>,
     /// What the frame asked for.
     pub status: ReceiptStatus,
     /// The member's delivered cursor after the change.

@@ -28,7 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
-use crate::{CommitReceiver, CommitSender, Store};
+use crate::{CommitReceiver, CommitSender, PendingAppend, Store};
 
 /// Tuning of the SQLite store.
 #[derive(Debug, Clone)]
@@ -179,6 +179,15 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T> + Send + 'static,
     {
+        self.enqueue(f).await
+    }
+
+    /// Enqueues `f` for the writer now and returns a future of its result.
+    fn enqueue<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T> + Send + 'static,
+    {
         let (reply_tx, reply_rx) = oneshot::channel();
         let job: Job = Box::new(move |conn, events| {
             let result = match conn {
@@ -189,19 +198,22 @@ impl SqliteStore {
                 let _ = reply_tx.send(commit.and(result));
             })
         });
-        {
-            // A std mutex: held only to clone the sender, never across an await.
+        let queued = {
+            // A std mutex: held only to send, never across an await.
             let guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = guard
-                .as_ref()
-                .ok_or_else(|| StoreError::Unavailable("store is shutting down".into()))?;
-            sender
-                .send(job)
-                .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+            match guard.as_ref() {
+                None => Err(StoreError::Unavailable("store is shutting down".into())),
+                Some(sender) => sender
+                    .send(job)
+                    .map_err(|_| StoreError::Unavailable("store writer has stopped".into())),
+            }
+        };
+        async move {
+            queued?;
+            reply_rx
+                .await
+                .map_err(|_| StoreError::Internal("store writer dropped a job".into()))?
         }
-        reply_rx
-            .await
-            .map_err(|_| StoreError::Internal("store writer dropped a job".into()))?
     }
 
     /// Runs `f` on a reader connection on the blocking pool.
@@ -830,6 +842,7 @@ fn receipt_tx(
     events: &mut Vec<Committed>,
     conversation: ConversationId,
     user: UserId,
+    device: Option<DeviceId>,
     status: ReceiptStatus,
     up_to_seq: u64,
 ) -> StoreResult<ReceiptChange> {
@@ -890,6 +903,7 @@ fn receipt_tx(
         conversation_id: conversation,
         kind,
         user_id: user,
+        device_id: device,
         status,
         delivered_up_to: new_delivered,
         read_up_to: new_read,
@@ -1169,8 +1183,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn append_message(&self, new: NewMessage) -> StoreResult<Appended> {
-        self.write(move |conn, events| append_tx(conn, events, new)).await
+    fn append_message(&self, new: NewMessage) -> PendingAppend {
+        Box::pin(self.enqueue(move |conn, events| append_tx(conn, events, new)))
     }
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<Message>, bool)> {
@@ -1181,10 +1195,11 @@ impl Store for SqliteStore {
         &self,
         conversation: ConversationId,
         user: UserId,
+        device: Option<DeviceId>,
         status: ReceiptStatus,
         up_to_seq: u64,
     ) -> StoreResult<ReceiptChange> {
-        self.write(move |conn, events| receipt_tx(conn, events, conversation, user, status, up_to_seq))
+        self.write(move |conn, events| receipt_tx(conn, events, conversation, user, device, status, up_to_seq))
             .await
     }
 
