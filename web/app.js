@@ -818,8 +818,16 @@ function onErrorFrame(f) {
 
 /** @param {import('./connection.js').ConnState} s @param {{retryInMs?: number}} [detail] */
 function onConnState(s, detail) {
+  const wasOpen = state.connState === 'open';
   state.connState = s;
   if (s === 'open') state.everConnected = true;
+  if (wasOpen && s !== 'open') {
+    // Presence and typing are only known while connected.
+    state.presence.clear();
+    for (const m of state.typing.values()) for (const t of m.values()) clearTimeout(t);
+    state.typing.clear();
+    renderHeader();
+  }
   renderBanner(detail);
   if (s === 'open') setTimeout(checkRead, 50);
 }
@@ -1273,6 +1281,10 @@ async function groupAction(form, fn) {
     err.textContent = errorText(ex instanceof ApiError ? ex.code : 'internal', { context: 'group' });
   } finally {
     if (form) busy(form, false);
+    // The system message of our own action is not pushed to this device
+    // (the server skips the acting device): fetch it.
+    const c = openConv();
+    if (c && c.historyLoaded) catchUp(c);
     scheduleRender();
   }
 }
