@@ -6,6 +6,9 @@
 //! - [`model`]: records read and written through the trait.
 //! - [`sqlite`]: the embedded default. One writer thread does group commit;
 //!   reads run on a pool of reader connections and never wait for the writer.
+//! - [`postgres`]: for several processes sharing one database. One writer
+//!   task per process does group commit; row locks taken in one global order
+//!   keep `seq` and inbox cursors gapless across processes.
 //! - [`error`]: [`StoreError`], mapped to protocol codes by the server.
 //!
 //! **Architecture invariant:** every committed change that someone must hear
@@ -16,6 +19,7 @@
 
 pub mod error;
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -134,8 +138,9 @@ pub async fn open(config: &StoreConfig) -> StoreResult<(std::sync::Arc<dyn Store
             let (store, events) = sqlite::SqliteStore::open(path, options.clone())?;
             Ok((std::sync::Arc::new(store), events))
         }
-        StoreConfig::Postgres { .. } => Err(StoreError::Internal(
-            "PostgreSQL support is not built yet".into(),
-        )),
+        StoreConfig::Postgres { url } => {
+            let (store, events) = postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
+            Ok((std::sync::Arc::new(store), events))
+        }
     }
 }
