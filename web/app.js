@@ -86,6 +86,8 @@ const state = {
   outbox: [],
   /** client_msg_id -> time of the last attempt (memory only) */
   attempts: /** @type {Map<string, number>} */ (new Map()),
+  /** conversation -> no sends before this time (rate limited) */
+  pausedUntil: /** @type {Map<string, number>} */ (new Map()),
   /** @type {Map<string, {online: boolean, last_seen_ms?: number, viaWs?: boolean}>} */
   presence: new Map(),
   /** conversation -> user -> expiry timer */
@@ -426,9 +428,12 @@ function persistOutbox() {
 function removeFromOutbox(clientMsgId) {
   const i = state.outbox.findIndex((o) => o.client_msg_id === clientMsgId);
   if (i < 0) return;
-  state.outbox.splice(i, 1);
+  const [item] = state.outbox.splice(i, 1);
   state.attempts.delete(clientMsgId);
   persistOutbox();
+  // The next message of that conversation may go now.
+  const next = state.outbox.find((o) => o.conversation_id === item.conversation_id && !o.failed);
+  if (next && !state.attempts.has(next.client_msg_id)) trySend(next);
 }
 
 /** @param {string} convId @param {string} text */
@@ -444,9 +449,17 @@ function sendText(convId, text) {
   scheduleRender({ stickToBottom: true });
 }
 
-/** @param {OutboxItem} item */
+/**
+ * Send an outbox item if it is the oldest pending one of its conversation:
+ * one send in flight per conversation keeps the order the user typed in,
+ * even when the server refuses one (rate limit) and it is retried.
+ * @param {OutboxItem} item
+ */
 function trySend(item) {
   if (item.failed || !state.outbox.includes(item)) return;
+  const head = state.outbox.find((o) => o.conversation_id === item.conversation_id && !o.failed);
+  if (head !== item) return;
+  if (Date.now() < (state.pausedUntil.get(item.conversation_id) || 0)) return;
   if (byteLength(item.text) > WS_TEXT_LIMIT_BYTES) {
     sendOverHttp(item);
     return;
@@ -480,13 +493,17 @@ function sendRefused(/** @type {OutboxItem} */ item, /** @type {string} */ code,
     case 'rate_limited': {
       const wait = Math.max(250, Number(retryAfterMs) || 1000);
       toast(errorText('rate_limited', { retryAfterMs: wait }), 'warn');
-      setTimeout(() => trySend(item), wait);
+      state.pausedUntil.set(item.conversation_id, Date.now() + wait);
+      state.attempts.delete(item.client_msg_id);
+      setTimeout(() => trySend(item), wait + 10);
       return;
     }
     case 'network':
     case 'unavailable':
     case 'internal':
-      setTimeout(() => trySend(item), 3000);
+      state.pausedUntil.set(item.conversation_id, Date.now() + 3000);
+      state.attempts.delete(item.client_msg_id);
+      setTimeout(() => trySend(item), 3010);
       return;
     case 'unauthorized':
       return;
@@ -494,6 +511,7 @@ function sendRefused(/** @type {OutboxItem} */ item, /** @type {string} */ code,
       item.failed = code;
       persistOutbox();
       toast(errorText(code, { context: 'send' }));
+      flushOutbox();
       scheduleRender();
   }
 }
@@ -875,6 +893,7 @@ function resetState() {
   state.openId = null;
   state.outbox = [];
   state.attempts.clear();
+  state.pausedUntil.clear();
   state.presence.clear();
   state.typing.clear();
   state.presenceSub = null;

@@ -1,0 +1,70 @@
+// Errors the server can send are shown as human sentences, and the client
+// recovers: rate-limited sends are retried in order, a too-long message is
+// marked as not sent (and can be discarded), unknown usernames are named.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  startServer, launchBrowser, uniqueName, openUser, startDirectChat, sendMessage, waitText,
+  waitVisible, waitTick, bubbleTexts, until, shot,
+} from './helpers.mjs';
+
+/** @type {import('./helpers.mjs').Server} */ let server;
+/** @type {import('playwright-core').Browser} */ let browser;
+
+before(async () => {
+  server = await startServer({
+    env: { PARLEY_SEND_RATE_PER_SEC: '2', PARLEY_SEND_BURST: '3', PARLEY_MAX_TEXT_BYTES: '200' },
+  });
+  browser = await launchBrowser();
+});
+
+after(async () => {
+  if (browser) await browser.close().catch(() => {});
+  if (server) await server.stop();
+});
+
+test('rate limits, too-long messages and unknown users get clear messages', { timeout: 150000 }, async () => {
+  const aliceName = uniqueName('alice');
+  const bobName = uniqueName('bob');
+  const alice = await openUser(browser, server.url, aliceName);
+  const bob = await openUser(browser, server.url, bobName);
+  const { page } = alice;
+  await startDirectChat(page, bobName);
+
+  // Eight messages in a burst of three: some are refused with rate_limited,
+  // retried after retry_after_ms, and all arrive once, in the typed order.
+  const texts = Array.from({ length: 8 }, (_, i) => `burst ${i + 1}`);
+  for (const t of texts) await sendMessage(page, t);
+  await waitVisible(page.getByRole('alert').getByText('You’re sending too fast'));
+  await shot(page, 'errors-rate-limited');
+  for (const t of texts) await waitTick(page, t, 'Delivered', 15000);
+  assert.deepEqual(await bubbleTexts(page), texts);
+  await bob.page.getByRole('listitem', { name: aliceName }).click();
+  await until(async () => (await bubbleTexts(bob.page)).length === 8, 'bob has all eight');
+  assert.deepEqual(await bubbleTexts(bob.page), texts);
+
+  // Over max_text_bytes: not sent, explained, and can be discarded.
+  const long = 'x'.repeat(300);
+  await sendMessage(page, long);
+  await waitVisible(page.getByRole('img', { name: 'Failed to send' }));
+  await waitText(page.locator('.failed-note'), 'too long');
+  await waitVisible(page.getByRole('alert').getByText('That message is too long to send'));
+  await shot(page, 'errors-too-long');
+  // A failed message does not block the ones after it.
+  await sendMessage(page, 'short one after the long one');
+  await waitTick(page, 'short one after the long one', 'Read');
+  await page.getByRole('button', { name: 'Discard' }).click();
+  await until(async () => (await page.getByRole('img', { name: 'Failed to send' }).count()) === 0, 'failed message discarded');
+  assert.ok(!(await bubbleTexts(bob.page)).includes(long));
+
+  // Unknown usernames in a new group are named.
+  await page.getByRole('button', { name: 'New group' }).click();
+  await page.getByRole('textbox', { name: 'Group name' }).fill('Ghosts');
+  await page.getByRole('textbox', { name: 'Members' }).fill(`${bobName}, ghost_zz_404`);
+  await page.getByRole('button', { name: 'Create group' }).click();
+  await waitText(page.locator('#new-group-error'), 'no user called “ghost_zz_404”');
+  assert.deepEqual(alice.errors, []);
+  await alice.context.close();
+  await bob.context.close();
+});
