@@ -1195,6 +1195,7 @@ function setupChat() {
     const c = state.openId ? state.convs.get(state.openId) : null;
     if (c && box.scrollTop < 120) loadOlder(c);
     throttledCheckRead();
+    renderJumpButton();
   }, { passive: true });
   window.addEventListener('focus', () => checkRead());
   document.addEventListener('visibilitychange', () => checkRead());
@@ -1204,6 +1205,10 @@ function setupChat() {
     if ($('app-view').classList.contains('chat-open') && matchMedia('(max-width: 760px)').matches) showSidebar();
   });
   $('logout-button').addEventListener('click', () => logout());
+  $('jump-button').addEventListener('click', () => {
+    box.scrollTo({ top: box.scrollHeight, behavior: 'smooth' });
+    /** @type {HTMLElement} */ ($('composer-input')).focus({ preventScroll: true });
+  });
   $('message-items').addEventListener('click', (e) => {
     const btn = /** @type {HTMLElement} */ (e.target).closest('[data-discard]');
     if (!btn) return;
@@ -1352,6 +1357,7 @@ function scheduleRender(opts = {}) {
 function renderAll(opts = {}) {
   if (!state.session) return;
   renderList();
+  renderTitle();
   renderHeader();
   renderMessages(opts);
   renderComposer();
@@ -1477,6 +1483,7 @@ function renderList() {
       const tk = tickEl(/** @type {any} */ (p.status));
       tk.removeAttribute('role');
       tk.removeAttribute('aria-label');
+      tk.removeAttribute('title');
       tk.setAttribute('aria-hidden', 'true');
       prev.append(tk);
     }
@@ -1490,6 +1497,14 @@ function renderList() {
     if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
   });
   $('conversation-empty').hidden = !state.listLoaded || convs.length > 0;
+}
+
+/** Unread chats in the tab title: "(2) Parley". */
+function renderTitle() {
+  let n = 0;
+  for (const c of state.convs.values()) if (c.unread > 0) n++;
+  const t = n ? `(${n}) Parley` : 'Parley';
+  if (document.title !== t) document.title = t;
 }
 
 /** Arrow keys move through the list; Enter opens. @param {KeyboardEvent} e @param {string} id */
@@ -1652,9 +1667,22 @@ function renderMessages(opts = {}) {
   });
   renderHistoryStatus(c);
   if (!opts.keepScroll && (opts.stickToBottom || atBottom)) box.scrollTop = box.scrollHeight;
+  renderJumpButton();
   // A short first page that doesn't fill the screen: fetch more right away.
   if (c.hasMoreOlder && !c.loadingOlder && box.scrollHeight <= box.clientHeight + 10) loadOlder(c);
   throttledCheckRead();
+}
+
+/** "Jump to latest" shows when scrolled away from the bottom; it counts new messages. */
+function renderJumpButton() {
+  const box = $('messages');
+  const btn = $('jump-button');
+  const c = openConv();
+  const away = box.scrollHeight - box.scrollTop - box.clientHeight > 160;
+  btn.hidden = !away;
+  const n = c && away ? c.unread : 0;
+  $('jump-count').textContent = n > 0 ? String(n) : '';
+  $('jump-count').hidden = !(n > 0);
 }
 
 /** @param {Conv} c */
