@@ -1,0 +1,208 @@
+//! The server's one configuration struct.
+//!
+//! Values come from, in increasing precedence: the defaults below, a TOML
+//! file (`--config`), environment variables `PARLEY_<KEY>` (for example
+//! `PARLEY_SEND_RATE_PER_SEC`; the database is `PARLEY_DATABASE_URL`), and
+//! command-line flags. [`Config::check`] validates the result in one place.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting and limit of a Parley server. Each field's default is the
+/// value in [`Config::default`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database and the token signing key.
+    /// Default `./parley-data`.
+    pub data_dir: PathBuf,
+    /// `postgres://...` to store in PostgreSQL; empty for embedded SQLite
+    /// in the data dir. Env `PARLEY_DATABASE_URL`.
+    pub database: Option<String>,
+
+    /// Sustained sends per second per user (token bucket rate). Default 20.
+    pub send_rate_per_sec: f64,
+    /// Sends a user may burst above the rate. Default 100.
+    pub send_burst: u32,
+    /// Largest message text in bytes. Default 65,536.
+    pub max_text_bytes: usize,
+    /// Largest WebSocket frame in bytes; larger closes with 1009. Default 131,072.
+    pub max_frame_bytes: usize,
+    /// Largest HTTP request body in bytes. Default 262,144.
+    pub max_body_bytes: usize,
+    /// Most members of a group, creator included. Default 1,024.
+    pub max_group_members: usize,
+    /// Clients ping at least this often; silent sockets close after twice
+    /// this. Default 25,000.
+    pub heartbeat_ms: u64,
+    /// A socket must authenticate within this long. Default 10,000.
+    pub auth_timeout_ms: u64,
+    /// Inbox entries are kept at least this many days. Default 30.
+    pub inbox_retention_days: u64,
+    /// How long a token is valid. Default 30 days.
+    pub token_ttl_secs: u64,
+    /// Whether anyone may create an account. Default true.
+    pub registration_open: bool,
+    /// Failed-or-not login attempts per username per minute. Default 10.
+    pub login_attempts_per_minute: u32,
+    /// Frames a socket may have queued before it is closed as too slow;
+    /// it catches up from its cursor on reconnect. Default 1,024.
+    pub socket_queue_frames: usize,
+    /// Sends one socket may have in flight before its reads pause. Default 256.
+    pub max_pending_sends: usize,
+    /// Presence subscriptions per socket. Default 256.
+    pub max_presence_subscriptions: usize,
+    /// A user whose last device reconnects within this long never appears
+    /// offline to subscribers. Default 3,000.
+    pub presence_grace_ms: u64,
+    /// Typing frames per second per socket (burst 2x). Default 5.
+    pub typing_rate_per_sec: f64,
+    /// argon2id memory cost in KiB. Default 19,456 (OWASP minimum).
+    pub argon2_memory_kib: u32,
+    /// argon2id passes. Default 2.
+    pub argon2_iterations: u32,
+    /// SQLite `synchronous=FULL` (fsync per commit). Default true.
+    pub sqlite_synchronous_full: bool,
+    /// Most writes per group commit. Default 1,024.
+    pub commit_max_batch: usize,
+    /// On SIGTERM, clients are told to reconnect after a delay spread
+    /// uniformly over this many ms. Default 5,000.
+    pub reconnect_jitter_ms: u64,
+    /// How long shutdown waits for sockets to finish. Default 5,000.
+    pub shutdown_grace_ms: u64,
+    /// WebSocket read buffer per socket in bytes. Default 4,096.
+    pub ws_read_buffer_bytes: usize,
+    /// WebSocket write buffer per socket in bytes. Default 4,096.
+    pub ws_write_buffer_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./parley-data"),
+            database: None,
+            send_rate_per_sec: 20.0,
+            send_burst: 100,
+            max_text_bytes: 65_536,
+            max_frame_bytes: 131_072,
+            max_body_bytes: 262_144,
+            max_group_members: 1024,
+            heartbeat_ms: 25_000,
+            auth_timeout_ms: 10_000,
+            inbox_retention_days: 30,
+            token_ttl_secs: 30 * 24 * 3600,
+            registration_open: true,
+            login_attempts_per_minute: 10,
+            socket_queue_frames: 1024,
+            max_pending_sends: 256,
+            max_presence_subscriptions: 256,
+            presence_grace_ms: 3_000,
+            typing_rate_per_sec: 5.0,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            sqlite_synchronous_full: true,
+            commit_max_batch: 1024,
+            reconnect_jitter_ms: 5_000,
+            shutdown_grace_ms: 5_000,
+            ws_read_buffer_bytes: 4096,
+            ws_write_buffer_bytes: 4096,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `PARLEY_*` variables.
+    /// Flags are applied by the caller afterwards, then [`Config::check`].
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        // Only our own keys: tools and tests set other PARLEY_* variables.
+        let known = Self::keys();
+        figment = figment.merge(Env::prefixed("PARLEY_").filter_map(move |key| {
+            let key = key.as_str().to_ascii_lowercase();
+            let key = if key == "database_url" { "database".to_owned() } else { key };
+            known.contains(&key).then(|| key.into())
+        }));
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.check()
+    }
+
+    /// Every field name, as used in the file and (upper-cased) in env.
+    pub fn keys() -> Vec<String> {
+        match serde_json::to_value(Config::default()) {
+            Ok(serde_json::Value::Object(map)) => map.keys().cloned().collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Validates every field in one place.
+    pub fn check(mut self) -> Result<Config, ConfigError> {
+        if self.database.as_deref().is_some_and(|d| d.trim().is_empty()) {
+            self.database = None;
+        }
+        let positive = [
+            ("send_burst", self.send_burst as u64),
+            ("max_text_bytes", self.max_text_bytes as u64),
+            ("max_frame_bytes", self.max_frame_bytes as u64),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_group_members", self.max_group_members as u64),
+            ("heartbeat_ms", self.heartbeat_ms),
+            ("auth_timeout_ms", self.auth_timeout_ms),
+            ("inbox_retention_days", self.inbox_retention_days),
+            ("token_ttl_secs", self.token_ttl_secs),
+            ("login_attempts_per_minute", self.login_attempts_per_minute as u64),
+            ("socket_queue_frames", self.socket_queue_frames as u64),
+            ("max_pending_sends", self.max_pending_sends as u64),
+            ("commit_max_batch", self.commit_max_batch as u64),
+            ("argon2_memory_kib", self.argon2_memory_kib as u64),
+            ("argon2_iterations", self.argon2_iterations as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(ConfigError(format!("{name} must be greater than 0")));
+            }
+        }
+        if !(self.send_rate_per_sec > 0.0 && self.send_rate_per_sec.is_finite()) {
+            return Err(ConfigError("send_rate_per_sec must be a positive number".into()));
+        }
+        if !(self.typing_rate_per_sec > 0.0 && self.typing_rate_per_sec.is_finite()) {
+            return Err(ConfigError("typing_rate_per_sec must be a positive number".into()));
+        }
+        if self.max_frame_bytes < 1024 {
+            return Err(ConfigError("max_frame_bytes must be at least 1024".into()));
+        }
+        if self.argon2_memory_kib < 8 * self.argon2_iterations.max(1) {
+            return Err(ConfigError("argon2_memory_kib is too small for argon2".into()));
+        }
+        if let Some(url) = &self.database {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError(format!(
+                    "database must be a postgres:// URL (or empty for embedded SQLite), got {url:?}"
+                )));
+            }
+        }
+        Ok(self)
+    }
+
+    /// How long the inbox is kept, in milliseconds.
+    pub fn inbox_retention_ms(&self) -> i64 {
+        (self.inbox_retention_days as i64).saturating_mul(24 * 3600 * 1000)
+    }
+}

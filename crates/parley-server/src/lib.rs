@@ -1,0 +1,199 @@
+//! The Parley server.
+//!
+//! # Layout
+//! - [`config`]: the one [`Config`] struct (file, `PARLEY_*` env, flags).
+//! - [`http`]: the `/v1` HTTP API, `/healthz`, `/metrics`.
+//! - [`ws`]: the WebSocket gateway, one task per socket.
+//! - [`dispatch`]: commit stream → sockets, in commit order.
+//! - [`hub`]: live sockets and their bounded queues.
+//! - [`presence`]: online / last seen for subscribed sockets.
+//! - [`auth`]: argon2id passwords, signed tokens, revocation.
+//! - [`ratelimit`]: token buckets.
+//! - [`error`]: [`ApiError`], the one place errors become protocol codes.
+//! - `web`: the embedded web client.
+//!
+//! The hot path reads top to bottom: socket → frame decode ([`ws`]) →
+//! store (group commit) → `sent` to the sender; commit stream →
+//! [`dispatch`] → [`hub`] queues → sockets.
+
+pub mod auth;
+pub mod config;
+pub mod dispatch;
+pub mod error;
+pub mod http;
+pub mod hub;
+pub mod presence;
+pub mod ratelimit;
+pub mod state;
+mod web;
+pub mod ws;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use parley_proto::ServerFrame;
+use parley_store::{StoreConfig, sqlite::SqliteOptions};
+use rand::Rng;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use error::ApiError;
+
+use crate::hub::{Hub, Outbound, close_code};
+use crate::presence::Presence;
+use crate::ratelimit::KeyedLimiter;
+use crate::state::AppState;
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// Bad configuration.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// Storage failed to open.
+    #[error("storage: {0}")]
+    Store(#[from] parley_store::StoreError),
+    /// The data dir or the listener failed.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The process-wide Prometheus recorder (a recorder can be installed once;
+/// tests run many servers in one process).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("_seconds".into()),
+                    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_batch_size".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+                    )
+                })
+                .expect("static bucket lists are not empty");
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only if another recorder is installed; then ours just
+            // renders nothing, which is harmless.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// The store configuration the server config asks for.
+pub fn store_config(config: &Config) -> StoreConfig {
+    match &config.database {
+        Some(url) => StoreConfig::Postgres { url: url.clone() },
+        None => StoreConfig::Sqlite {
+            path: config.data_dir.join("parley.db"),
+            options: SqliteOptions {
+                synchronous_full: config.sqlite_synchronous_full,
+                max_batch: config.commit_max_batch,
+            },
+        },
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` resolves, then drains:
+/// refuses new work, tells every socket to reconnect (jittered), finishes
+/// in-flight sends, flushes storage, and returns.
+pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+    let config = config.check()?;
+    std::fs::create_dir_all(&config.data_dir)?;
+    let (store, commits) = parley_store::open(&store_config(&config)).await?;
+    let auth = auth::Authenticator::open(
+        &config.data_dir,
+        config.token_ttl_secs,
+        config.argon2_memory_kib,
+        config.argon2_iterations,
+    )?;
+    auth.revoke_all(store.revoked_devices().await?);
+    let hub = Arc::new(Hub::new(config.socket_queue_frames));
+    let presence = Arc::new(Presence::new(
+        hub.clone(),
+        store.clone(),
+        Duration::from_millis(config.presence_grace_ms),
+    ));
+    let state = Arc::new(AppState {
+        send_limiter: KeyedLimiter::new(config.send_rate_per_sec, config.send_burst as f64),
+        login_limiter: KeyedLimiter::new(config.login_attempts_per_minute as f64 / 60.0, config.login_attempts_per_minute as f64),
+        members: Default::default(),
+        draining: Default::default(),
+        sessions: Default::default(),
+        metrics: metrics_handle(),
+        config,
+        store: store.clone(),
+        auth,
+        hub,
+        presence,
+    });
+    let dispatcher = tokio::spawn(dispatch::run(state.clone(), commits));
+    let pruner = tokio::spawn(prune_inbox_periodically(state.clone()));
+
+    let app: Router = http::router()
+        .fallback(web::serve)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state.clone());
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_state = state.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        drain(&drain_state).await;
+        let _ = stop_tx.send(());
+    });
+    server.await?;
+    let _ = stop_rx.await;
+    pruner.abort();
+    state.presence.record_all_last_seen().await;
+    store.shutdown().await;
+    // The writer has stopped, so the commit stream ends and the dispatcher
+    // returns once everything committed has been routed.
+    let _ = tokio::time::timeout(Duration::from_secs(5), dispatcher).await;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+/// Tells every socket to reconnect elsewhere later and waits (bounded) for
+/// them to finish their in-flight sends and close.
+async fn drain(state: &AppState) {
+    state.draining.store(true, Ordering::Release);
+    let sockets = state.hub.all();
+    tracing::info!(sockets = sockets.len(), "draining");
+    let jitter = state.config.reconnect_jitter_ms.max(1);
+    for socket in sockets {
+        let after_ms = rand::rng().random_range(0..jitter);
+        let frame = ServerFrame::Reconnect { after_ms }.to_json();
+        // Bypass the queue bound: this frame must arrive even on a busy socket.
+        let _ = socket.queue.try_send(Outbound::Frame(frame.into()));
+        socket.control.close(close_code::GOING_AWAY);
+    }
+    let grace = Duration::from_millis(state.config.shutdown_grace_ms);
+    if tokio::time::timeout(grace, state.sessions.wait_idle()).await.is_err() {
+        tracing::warn!("some sockets did not close within the shutdown grace period");
+    }
+}
+
+async fn prune_inbox_periodically(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        interval.tick().await;
+        let cutoff = parley_proto::now_ms() - state.config.inbox_retention_ms();
+        match state.store.prune_inbox(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "pruned inbox entries past retention"),
+            Err(err) => tracing::warn!(%err, "inbox pruning failed"),
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Presence: online / last seen, pushed only to sockets that subscribed.
+//!
+//! A user is online while it has a live socket. When its last socket goes
+//! away the user stays online for `presence_grace_ms`; a device that
+//! reconnects within that time (a page reload, a network switch) causes no
+//! offline/online flap for subscribers. Only after the grace period is the
+//! user announced offline, with `last_seen_ms` set to when the last socket
+//! went away, and that time is stored so it survives a restart.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parley_proto::api::{PresenceView, PresenceVisibility};
+use parley_proto::{ServerFrame, UserId, now_ms};
+use parley_store::Store;
+
+use crate::error::ApiResult;
+use crate::hub::{Hub, Outbound, SocketHandle};
+
+#[derive(Debug, Default, Clone, Copy)]
+struct UserPresence {
+    /// Bumped on every connect/disconnect so a stale grace timer can tell.
+    generation: u64,
+    /// The last socket went away at this time and the grace timer runs.
+    leaving_since_ms: Option<i64>,
+}
+
+/// What presence knows of a user that storage also knows.
+#[derive(Debug, Clone, Copy)]
+struct Profile {
+    visibility: PresenceVisibility,
+    last_seen_ms: Option<i64>,
+}
+
+/// Presence state and subscriptions.
+pub struct Presence {
+    hub: Arc<Hub>,
+    store: Arc<dyn Store>,
+    grace: Duration,
+    // std mutexes: every critical section is a map update, never an await.
+    states: Mutex<HashMap<UserId, UserPresence>>,
+    /// watched user -> socket id -> (subscriber, socket).
+    subscribers: Mutex<HashMap<UserId, HashMap<u64, (UserId, SocketHandle)>>>,
+    profiles: DashMap<UserId, Profile>,
+}
+
+impl Presence {
+    /// Presence over `hub`, persisting last seen in `store`.
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, grace: Duration) -> Presence {
+        Presence {
+            hub,
+            store,
+            grace,
+            states: Mutex::new(HashMap::new()),
+            subscribers: Mutex::new(HashMap::new()),
+            profiles: DashMap::new(),
+        }
+    }
+
+    async fn profile(&self, user: UserId) -> ApiResult<Profile> {
+        if let Some(profile) = self.profiles.get(&user) {
+            return Ok(*profile);
+        }
+        let record = self.store.user_by_id(user).await?;
+        let profile = Profile {
+            visibility: record
+                .as_ref()
+                .map(|r| r.presence_visibility)
+                .unwrap_or(PresenceVisibility::Everyone),
+            last_seen_ms: record.and_then(|r| r.last_seen_ms),
+        };
+        self.profiles.insert(user, profile);
+        Ok(profile)
+    }
+
+    fn is_online(&self, user: UserId) -> bool {
+        self.hub.is_connected(user)
+            || self
+                .states
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&user)
+                .is_some_and(|s| s.leaving_since_ms.is_some())
+    }
+
+    /// The presence of `user` as `viewer` may see it.
+    pub async fn view(&self, user: UserId, viewer: UserId) -> ApiResult<PresenceView> {
+        let profile = self.profile(user).await?;
+        Ok(self.view_with(user, viewer, profile))
+    }
+
+    fn view_with(&self, user: UserId, viewer: UserId, profile: Profile) -> PresenceView {
+        if profile.visibility == PresenceVisibility::Nobody && viewer != user {
+            return PresenceView {
+                user_id: user,
+                online: false,
+                last_seen_ms: None,
+            };
+        }
+        let online = self.is_online(user);
+        PresenceView {
+            user_id: user,
+            online,
+            last_seen_ms: if online { None } else { profile.last_seen_ms },
+        }
+    }
+
+    fn frame(view: PresenceView) -> Outbound {
+        Outbound::Frame(
+            ServerFrame::Presence {
+                user_id: view.user_id,
+                online: view.online,
+                last_seen_ms: view.last_seen_ms,
+            }
+            .to_json()
+            .into(),
+        )
+    }
+
+    /// Pushes the current state of `user` to every subscriber.
+    async fn announce(&self, user: UserId) {
+        let Ok(profile) = self.profile(user).await else {
+            return;
+        };
+        let subscribers: Vec<(UserId, SocketHandle)> = {
+            let subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+            match subscribers.get(&user) {
+                Some(sockets) => sockets.values().cloned().collect(),
+                None => return,
+            }
+        };
+        // One encoding for everyone but the user itself (who may see
+        // through its own privacy setting).
+        let public = Self::frame(self.view_with(user, UserId(i64::MIN), profile));
+        let own = Self::frame(self.view_with(user, user, profile));
+        for (subscriber, socket) in subscribers {
+            socket.push(if subscriber == user { own.clone() } else { public.clone() });
+        }
+    }
+
+    /// A socket of `user` came up.
+    pub async fn connected(&self, user: UserId, first_socket: bool) {
+        if !first_socket {
+            return;
+        }
+        let was_leaving = {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            let state = states.entry(user).or_default();
+            state.generation += 1;
+            state.leaving_since_ms.take().is_some()
+        };
+        if !was_leaving {
+            self.announce(user).await;
+        }
+    }
+
+    /// The last socket of `user` went away: announce offline after the grace
+    /// period unless it comes back.
+    pub fn disconnected(self: &Arc<Self>, user: UserId) {
+        let now = now_ms();
+        let generation = {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            let state = states.entry(user).or_default();
+            state.generation += 1;
+            state.leaving_since_ms = Some(now);
+            state.generation
+        };
+        let presence = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(presence.grace).await;
+            presence.finish_leaving(user, generation).await;
+        });
+    }
+
+    async fn finish_leaving(&self, user: UserId, generation: u64) {
+        let left_at = {
+            let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
+            match states.get_mut(&user) {
+                Some(state) if state.generation == generation && !self.hub.is_connected(user) => {
+                    let left_at = state.leaving_since_ms.take();
+                    states.remove(&user);
+                    left_at
+                }
+                _ => None,
+            }
+        };
+        let Some(left_at) = left_at else { return };
+        self.record_last_seen(user, left_at).await;
+        self.announce(user).await;
+    }
+
+    async fn record_last_seen(&self, user: UserId, at_ms: i64) {
+        if let Some(mut profile) = self.profiles.get_mut(&user) {
+            profile.last_seen_ms = Some(profile.last_seen_ms.unwrap_or(0).max(at_ms));
+        }
+        if let Err(err) = self.store.set_last_seen(user, at_ms).await {
+            tracing::warn!(%err, %user, "could not store last seen");
+        }
+    }
+
+    /// On shutdown: everyone connected was last seen now.
+    pub async fn record_all_last_seen(&self) {
+        let now = now_ms();
+        for user in self.hub.connected_users() {
+            self.record_last_seen(user, now).await;
+        }
+    }
+
+    /// `socket` of `subscriber` watches `users`; each gets the current state.
+    pub async fn subscribe(&self, subscriber: UserId, socket: &SocketHandle, users: &[UserId]) {
+        {
+            let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+            for &user in users {
+                subscribers
+                    .entry(user)
+                    .or_default()
+                    .insert(socket.id, (subscriber, socket.clone()));
+            }
+        }
+        for &user in users {
+            match self.view(user, subscriber).await {
+                Ok(view) => socket.push(Self::frame(view)),
+                Err(err) => tracing::warn!(%err, %user, "presence lookup failed"),
+            }
+        }
+    }
+
+    /// `socket` stops watching `users`.
+    pub fn unsubscribe(&self, socket_id: u64, users: &[UserId]) {
+        let mut subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        for user in users {
+            if let Some(sockets) = subscribers.get_mut(user) {
+                sockets.remove(&socket_id);
+                if sockets.is_empty() {
+                    subscribers.remove(user);
+                }
+            }
+        }
+    }
+
+    /// The user changed its privacy setting: tell current subscribers.
+    pub async fn visibility_changed(&self, user: UserId, visibility: PresenceVisibility) {
+        if let Some(mut profile) = self.profiles.get_mut(&user) {
+            profile.visibility = visibility;
+        }
+        self.announce(user).await;
+    }
+}

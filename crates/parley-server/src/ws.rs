@@ -1,0 +1,585 @@
+//! The WebSocket gateway: one task per socket.
+//!
+//! The task reads frames, writes its queue, and keeps the socket's in-flight
+//! sends in a `FuturesOrdered`: appends are enqueued in the order the client
+//! sent them (so `seq`s follow that order), many can share one group commit,
+//! and `sent` acks go out in order as they become durable.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use parley_proto::{ClientFrame, ConversationId, ErrorCode, MessageKind, ServerFrame, UserId, now_ms};
+use parley_store::{Appended, NewMessage, StoreError};
+use tokio::sync::Notify;
+
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::hub::{Outbound, SocketHandle, close_code};
+use crate::ratelimit::TokenBucket;
+use crate::state::AppState;
+
+/// Inbox entries replayed per store read.
+const REPLAY_PAGE: usize = 500;
+
+/// Counts live socket tasks so shutdown can wait for them.
+#[derive(Default)]
+pub struct SessionTracker {
+    live: AtomicUsize,
+    idle: Notify,
+}
+
+/// Held by a socket task while it runs.
+pub struct SessionGuard<'a>(&'a SessionTracker);
+
+impl SessionTracker {
+    /// Marks a socket task as running until the guard drops.
+    pub fn enter(&self) -> SessionGuard<'_> {
+        self.live.fetch_add(1, Ordering::AcqRel);
+        SessionGuard(self)
+    }
+
+    /// Resolves once no socket task runs.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.live.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// `GET /v1/ws`.
+pub async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
+    if state.draining.load(Ordering::Acquire) {
+        return ApiError::new(ErrorCode::Unavailable, "server is shutting down; reconnect shortly").into_response();
+    }
+    let config = &state.config;
+    ws.read_buffer_size(config.ws_read_buffer_bytes)
+        .write_buffer_size(config.ws_write_buffer_bytes)
+        .max_write_buffer_size(config.ws_write_buffer_bytes.max(config.max_frame_bytes) * 2)
+        .max_message_size(config.max_frame_bytes)
+        .max_frame_size(config.max_frame_bytes)
+        .on_upgrade(move |socket| async move {
+            let sessions = state.sessions.clone();
+            let _guard = sessions.enter();
+            Session::run(state, socket).await;
+        })
+}
+
+type Sink = SplitSink<WebSocket, WsMessage>;
+type PendingOp = Pin<Box<dyn Future<Output = OpDone> + Send>>;
+
+/// A finished in-flight operation.
+enum OpDone {
+    Sent {
+        client_msg_id: String,
+        result: Result<Appended, StoreError>,
+    },
+    Receipt(Result<(), StoreError>),
+}
+
+/// What reading the socket produced.
+enum Incoming {
+    Frame(String),
+    Binary,
+    Control,
+    TooBig,
+    Gone,
+}
+
+fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
+    match item {
+        Some(Ok(WsMessage::Text(text))) => Incoming::Frame(text.as_str().to_owned()),
+        Some(Ok(WsMessage::Binary(_))) => Incoming::Binary,
+        Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Incoming::Control,
+        Some(Ok(WsMessage::Close(_))) | None => Incoming::Gone,
+        Some(Err(err)) => {
+            // tungstenite reports an oversized frame or message as a
+            // capacity error; axum only exposes it as text.
+            let text = err.to_string();
+            if text.contains("too long") || text.contains("Space limit") || text.contains("too big") {
+                Incoming::TooBig
+            } else {
+                Incoming::Gone
+            }
+        }
+    }
+}
+
+async fn write_text(sink: &mut Sink, text: String, timeout: Duration) -> bool {
+    metrics::counter!("parley_frames_out_total").increment(1);
+    matches!(
+        tokio::time::timeout(timeout, sink.send(WsMessage::Text(text.into()))).await,
+        Ok(Ok(()))
+    )
+}
+
+async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(WsMessage::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
+}
+
+struct Session {
+    state: Arc<AppState>,
+    identity: Identity,
+    socket: SocketHandle,
+    sink: Sink,
+    /// Message frames at or below this cursor were already written (ready
+    /// head or replay); the queue may still hold them.
+    written_cursor: u64,
+    pending: FuturesOrdered<PendingOp>,
+    subscriptions: HashSet<UserId>,
+    typing: TokenBucket,
+    write_timeout: Duration,
+}
+
+impl Session {
+    async fn run(state: Arc<AppState>, socket: WebSocket) {
+        let (mut sink, mut stream) = socket.split();
+        let write_timeout = Duration::from_millis(state.config.heartbeat_ms.max(1000));
+        let auth_timeout = Duration::from_millis(state.config.auth_timeout_ms);
+        let (token, since) = match tokio::time::timeout(auth_timeout, stream.next()).await {
+            Err(_) => {
+                let frame = ApiError::unauthorized("no auth frame in time").to_frame(Some("auth".into()));
+                write_text(&mut sink, frame.to_json(), write_timeout).await;
+                return close(&mut sink, close_code::UNAUTHORIZED, "auth timeout").await;
+            }
+            Ok(item) => match classify(item) {
+                Incoming::Frame(text) => match ClientFrame::parse(&text) {
+                    Ok(ClientFrame::Auth { token, since }) => (token, since),
+                    Ok(other) => {
+                        let frame = ApiError::unauthorized("the first frame must be auth")
+                            .to_frame(Some(other.type_name().into()));
+                        write_text(&mut sink, frame.to_json(), write_timeout).await;
+                        return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                    }
+                    Err(err) => {
+                        let frame = ApiError::unauthorized(format!("the first frame must be auth ({})", err.message))
+                            .to_frame(err.reference);
+                        write_text(&mut sink, frame.to_json(), write_timeout).await;
+                        return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                    }
+                },
+                Incoming::TooBig => return close(&mut sink, close_code::TOO_BIG, "frame too large").await,
+                Incoming::Gone => return,
+                Incoming::Binary | Incoming::Control => {
+                    let frame = ApiError::unauthorized("the first frame must be auth").to_frame(Some("auth".into()));
+                    write_text(&mut sink, frame.to_json(), write_timeout).await;
+                    return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                }
+            },
+        };
+        let identity = match state.auth.verify(&token, now_ms()) {
+            Ok(identity) => identity,
+            Err(err) => {
+                write_text(&mut sink, err.to_frame(Some("auth".into())).to_json(), write_timeout).await;
+                return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
+            }
+        };
+        // Register before reading the head: anything committed after the
+        // head was read is then certainly in the queue.
+        let (socket, queue, first) = state.hub.register(identity.user, identity.device);
+        state.presence.connected(identity.user, first).await;
+        let typing_burst = (state.config.typing_rate_per_sec * 2.0).max(1.0);
+        let mut session = Session {
+            typing: TokenBucket::new(typing_burst, Instant::now()),
+            state: state.clone(),
+            identity,
+            socket,
+            sink,
+            written_cursor: 0,
+            pending: FuturesOrdered::new(),
+            subscriptions: HashSet::new(),
+            write_timeout,
+        };
+        session.serve(stream, queue, since).await;
+        session.state.presence.unsubscribe(session.socket.id, &session.subscriptions.iter().copied().collect::<Vec<_>>());
+        if state.hub.unregister(identity.user, session.socket.id) {
+            state.presence.disconnected(identity.user);
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        mut stream: SplitStream<WebSocket>,
+        mut queue: tokio::sync::mpsc::Receiver<Outbound>,
+        since: Option<u64>,
+    ) {
+        if !self.start(since).await {
+            return close(&mut self.sink, 1011, "storage unavailable").await;
+        }
+        let silence_limit = Duration::from_millis(self.state.config.heartbeat_ms.saturating_mul(2));
+        let max_pending = self.state.config.max_pending_sends;
+        let control = self.socket.control.clone();
+        let mut deadline = tokio::time::Instant::now() + silence_limit;
+        loop {
+            tokio::select! {
+                biased;
+                code = control.closed() => {
+                    if code == close_code::GOING_AWAY {
+                        self.finish_pending().await;
+                        while let Ok(item) = queue.try_recv() {
+                            if !self.write_item(item).await { break; }
+                        }
+                    }
+                    let reason = match code {
+                        close_code::UNAUTHORIZED => "logged out",
+                        close_code::TOO_SLOW => "too far behind; reconnect with your cursor",
+                        close_code::GOING_AWAY => "server shutting down",
+                        _ => "closed",
+                    };
+                    return close(&mut self.sink, code, reason).await;
+                }
+                Some(done) = self.pending.next(), if !self.pending.is_empty() => {
+                    if !self.complete(done).await { return; }
+                }
+                item = queue.recv() => {
+                    let Some(item) = item else { return };
+                    if !self.write_item(item).await { return; }
+                }
+                item = stream.next(), if self.pending.len() < max_pending => {
+                    deadline = tokio::time::Instant::now() + silence_limit;
+                    match classify(item) {
+                        Incoming::Frame(text) => {
+                            metrics::counter!("parley_frames_in_total").increment(1);
+                            if !self.handle_text(&text).await { return; }
+                        }
+                        Incoming::Binary => {
+                            let err = ApiError::bad_request("binary frames are not supported; send JSON text frames");
+                            if !self.send_frame(err.to_frame(None)).await { return; }
+                        }
+                        Incoming::Control => {}
+                        Incoming::TooBig => {
+                            self.finish_pending().await;
+                            return close(&mut self.sink, close_code::TOO_BIG, "frame too large").await;
+                        }
+                        Incoming::Gone => {
+                            // In-flight sends still complete (they are
+                            // enqueued); the client learns of them by cursor.
+                            return;
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.finish_pending().await;
+                    return close(&mut self.sink, close_code::TIMEOUT, "no frames for two heartbeat intervals").await;
+                }
+            }
+        }
+    }
+
+    /// Sends `ready`, replays from `since`, sends `synced`.
+    async fn start(&mut self, since: Option<u64>) -> bool {
+        let state = self.state.clone();
+        let user = self.identity.user;
+        let head = match state.store.inbox_head(user).await {
+            Ok(head) => head,
+            Err(err) => {
+                let err = ApiError::from(err);
+                self.send_frame(err.to_frame(Some("auth".into()))).await;
+                return false;
+            }
+        };
+        let ready = ServerFrame::Ready {
+            user_id: user,
+            device_id: self.identity.device,
+            cursor: head,
+            heartbeat_ms: state.config.heartbeat_ms,
+        };
+        if !self.send_frame(ready).await {
+            return false;
+        }
+        self.written_cursor = head;
+        let Some(since) = since else { return true };
+        let mut cursor = since;
+        loop {
+            match state.store.inbox_since(user, cursor, REPLAY_PAGE).await {
+                Ok(entries) => {
+                    let done = entries.len() < REPLAY_PAGE;
+                    for entry in entries {
+                        cursor = entry.cursor;
+                        let frame = ServerFrame::Message {
+                            cursor: entry.cursor,
+                            message: entry.message,
+                        };
+                        if !self.send_frame(frame).await {
+                            return false;
+                        }
+                    }
+                    if done {
+                        break;
+                    }
+                }
+                Err(err) => {
+                    let err = ApiError::from(err);
+                    if !self.send_frame(err.to_frame(Some("auth".into()))).await {
+                        return false;
+                    }
+                    if err.code != ErrorCode::ResyncRequired {
+                        return false;
+                    }
+                    cursor = head;
+                    break;
+                }
+            }
+        }
+        self.written_cursor = self.written_cursor.max(cursor);
+        self.send_frame(ServerFrame::Synced {
+            cursor: self.written_cursor,
+        })
+        .await
+    }
+
+    async fn send_frame(&mut self, frame: ServerFrame) -> bool {
+        write_text(&mut self.sink, frame.to_json(), self.write_timeout).await
+    }
+
+    async fn write_item(&mut self, item: Outbound) -> bool {
+        match item {
+            Outbound::Frame(text) => write_text(&mut self.sink, text.to_string(), self.write_timeout).await,
+            Outbound::Message { encoded, cursor } => {
+                if cursor <= self.written_cursor {
+                    return true;
+                }
+                self.written_cursor = cursor;
+                write_text(&mut self.sink, encoded.frame(cursor), self.write_timeout).await
+            }
+        }
+    }
+
+    async fn finish_pending(&mut self) {
+        while let Some(done) = self.pending.next().await {
+            if !self.complete(done).await {
+                break;
+            }
+        }
+    }
+
+    async fn complete(&mut self, done: OpDone) -> bool {
+        match done {
+            OpDone::Sent { client_msg_id, result } => match result {
+                Ok(appended) => {
+                    let message = appended.message;
+                    let frame = ServerFrame::Sent {
+                        client_msg_id,
+                        conversation_id: message.conversation_id,
+                        seq: message.seq,
+                        message_id: message.message_id,
+                        sent_at_ms: message.sent_at_ms,
+                    };
+                    self.send_frame(frame).await
+                }
+                Err(err) => {
+                    let frame = ApiError::from(err).to_frame(Some(client_msg_id));
+                    self.send_frame(frame).await
+                }
+            },
+            OpDone::Receipt(Ok(())) => true,
+            OpDone::Receipt(Err(err)) => {
+                let frame = ApiError::from(err).to_frame(Some("receipt".into()));
+                self.send_frame(frame).await
+            }
+        }
+    }
+
+    async fn handle_text(&mut self, text: &str) -> bool {
+        let frame = match ClientFrame::parse(text) {
+            Ok(frame) => frame,
+            Err(err) => {
+                let frame = ApiError::bad_request(err.message).to_frame(err.reference);
+                return self.send_frame(frame).await;
+            }
+        };
+        let reference = frame.type_name().to_owned();
+        let result = match frame {
+            ClientFrame::Auth { .. } => Err(ApiError::bad_request("already authenticated")),
+            ClientFrame::Send {
+                client_msg_id,
+                conversation_id,
+                kind,
+                text,
+                reply_to_seq,
+            } => {
+                return match self.start_send(client_msg_id.clone(), conversation_id, kind, text, reply_to_seq) {
+                    Ok(()) => true,
+                    Err(err) => self.send_frame(err.to_frame(Some(client_msg_id))).await,
+                };
+            }
+            ClientFrame::Receipt {
+                conversation_id,
+                status,
+                up_to_seq,
+            } => {
+                let store = self.state.store.clone();
+                let (user, device) = (self.identity.user, self.identity.device);
+                self.pending.push_back(Box::pin(async move {
+                    let result = store
+                        .advance_receipt(conversation_id, user, Some(device), status, up_to_seq)
+                        .await
+                        .map(|_| ());
+                    OpDone::Receipt(result)
+                }));
+                Ok(())
+            }
+            ClientFrame::Typing {
+                conversation_id,
+                active,
+            } => self.typing(conversation_id, active).await,
+            ClientFrame::PresenceSubscribe { user_ids } => self.subscribe(user_ids).await,
+            ClientFrame::PresenceUnsubscribe { user_ids } => {
+                for user in &user_ids {
+                    self.subscriptions.remove(user);
+                }
+                self.state.presence.unsubscribe(self.socket.id, &user_ids);
+                Ok(())
+            }
+            ClientFrame::Ping { nonce } => return self.send_frame(ServerFrame::Pong { nonce }).await,
+        };
+        match result {
+            Ok(()) => true,
+            Err(err) => self.send_frame(err.to_frame(Some(reference))).await,
+        }
+    }
+
+    fn start_send(
+        &mut self,
+        client_msg_id: String,
+        conversation_id: ConversationId,
+        kind: MessageKind,
+        text: String,
+        reply_to_seq: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let state = &self.state;
+        if state.draining.load(Ordering::Acquire) {
+            return Err(ApiError::new(ErrorCode::Unavailable, "server is shutting down; resend after reconnecting"));
+        }
+        let new = validate_send(
+            state,
+            self.identity,
+            client_msg_id.clone(),
+            conversation_id,
+            kind,
+            text,
+            reply_to_seq,
+        )?;
+        state.check_send_rate(self.identity.user)?;
+        metrics::counter!("parley_sends_total").increment(1);
+        let pending = state.store.append_message(new);
+        self.pending.push_back(Box::pin(async move {
+            OpDone::Sent {
+                client_msg_id,
+                result: pending.await,
+            }
+        }));
+        Ok(())
+    }
+
+    async fn typing(&mut self, conversation: ConversationId, active: bool) -> Result<(), ApiError> {
+        let rate = self.state.config.typing_rate_per_sec;
+        let burst = (rate * 2.0).max(1.0);
+        if let Err(wait) = self.typing.try_take(rate, burst, Instant::now()) {
+            return Err(ApiError::rate_limited(wait));
+        }
+        let members = self.state.members_of(conversation).await?;
+        let user = self.identity.user;
+        if !members.contains(&user) {
+            return Err(ApiError::forbidden("you are not a member of this conversation"));
+        }
+        let frame = Outbound::Frame(
+            ServerFrame::Typing {
+                conversation_id: conversation,
+                user_id: user,
+                active,
+            }
+            .to_json()
+            .into(),
+        );
+        for &member in members.iter().filter(|&&m| m != user) {
+            self.state.hub.send_to_user(member, &frame, None);
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&mut self, users: Vec<UserId>) -> Result<(), ApiError> {
+        let max = self.state.config.max_presence_subscriptions;
+        let new: Vec<UserId> = users
+            .iter()
+            .copied()
+            .filter(|u| !self.subscriptions.contains(u))
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        if self.subscriptions.len() + new.len() > max {
+            return Err(ApiError::bad_request(format!(
+                "at most {max} presence subscriptions per socket; unsubscribe first"
+            )));
+        }
+        self.subscriptions.extend(new.iter().copied());
+        // Everyone asked for gets the current state, even if already watched.
+        self.state
+            .presence
+            .subscribe(self.identity.user, &self.socket, &users)
+            .await;
+        Ok(())
+    }
+}
+
+/// Checks a send against the protocol's limits (shared by WS and HTTP).
+pub fn validate_send(
+    state: &AppState,
+    identity: Identity,
+    client_msg_id: String,
+    conversation_id: ConversationId,
+    kind: MessageKind,
+    text: String,
+    reply_to_seq: Option<u64>,
+) -> Result<NewMessage, ApiError> {
+    if client_msg_id.is_empty() || client_msg_id.len() > 128 {
+        return Err(ApiError::bad_request("client_msg_id must be 1 to 128 bytes"));
+    }
+    if kind != MessageKind::Text {
+        return Err(ApiError::bad_request("only kind \"text\" can be sent"));
+    }
+    if text.len() > state.config.max_text_bytes {
+        return Err(ApiError::too_large(format!(
+            "text is {} bytes; the limit is {}",
+            text.len(),
+            state.config.max_text_bytes
+        )));
+    }
+    if text.is_empty() {
+        return Err(ApiError::bad_request("text must not be empty"));
+    }
+    Ok(NewMessage {
+        conversation_id,
+        sender_id: identity.user,
+        sender_device_id: identity.device,
+        client_msg_id,
+        text,
+        reply_to_seq,
+        now_ms: now_ms(),
+    })
+}
