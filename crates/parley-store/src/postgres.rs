@@ -829,7 +829,7 @@ async fn assign_inbox_cursors(conn: &ClientWrapper, batch: &mut Batch) -> OpResu
             UserUpdate::LastSeen(user, at_ms) => {
                 execute(
                     conn,
-                    "UPDATE users SET last_seen_ms = GREATEST(COALESCE(last_seen_ms, 0), $2) WHERE id=$1",
+                    "UPDATE users SET last_seen_ms = GREATEST(COALESCE(last_seen_ms, 0), $2::BIGINT) WHERE id=$1",
                     &[&user.0, &at_ms],
                 )
                 .await?;
@@ -1190,7 +1190,7 @@ async fn insert_message(
     let seq = to_i64(message.seq);
     let updated = execute(
         conn,
-        "UPDATE conversations SET last_seq=$2, last_activity_ms=$3 WHERE id=$1 AND last_seq=$2 - 1",
+        "UPDATE conversations SET last_seq=$2::BIGINT, last_activity_ms=$3 WHERE id=$1 AND last_seq=$2::BIGINT - 1",
         &[&message.conversation_id.0, &seq, &message.sent_at_ms],
     )
     .await?;

@@ -1,0 +1,265 @@
+//! Test fixtures for the PostgreSQL store: a fresh database on the machine's
+//! server per test, and a private server the outage tests may stop.
+//!
+//! Each test binary uses only part of this module, hence the `dead_code`
+//! allowance.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio_postgres::NoTls;
+
+/// Where the shared PostgreSQL for tests lives; `PARLEY_TEST_POSTGRES_URL`
+/// overrides it.
+pub(crate) const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Whether a missing PostgreSQL must fail the run instead of skipping.
+pub(crate) fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Skips (prints why) outside CI, fails loudly in CI.
+pub(crate) fn skip_or_fail(why: &str) {
+    if in_ci() {
+        panic!("PostgreSQL tests cannot run in CI: {why}");
+    }
+    eprintln!("skipping PostgreSQL test: {why}");
+}
+
+/// `url` with its database name replaced by `name`.
+pub(crate) fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn admin_client(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.connect_timeout(Duration::from_secs(3));
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A database created for one test and dropped when this is dropped, even
+/// when the test panics.
+pub(crate) struct TestDatabase {
+    admin_url: String,
+    name: String,
+    /// Connection string of the new database.
+    pub(crate) url: String,
+}
+
+impl TestDatabase {
+    /// Creates a fresh database, or says why it cannot.
+    pub(crate) async fn create() -> Result<TestDatabase, String> {
+        let admin_url = std::env::var("PARLEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let client = admin_client(&admin_url)
+            .await
+            .map_err(|e| format!("cannot connect to {admin_url}: {e}"))?;
+        let name = unique_name("parley_test");
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .map_err(|e| format!("cannot create a test database on {admin_url}: {e}"))?;
+        let url = with_database(&admin_url, &name);
+        Ok(TestDatabase { admin_url, name, url })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin_url = self.admin_url.clone();
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself:
+        // a thread with its own small runtime does the cleanup.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime for cleanup");
+            runtime.block_on(async move {
+                match admin_client(&admin_url).await {
+                    Ok(client) => {
+                        // FORCE ends the store's pooled connections, which
+                        // may outlive the test body.
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        if let Err(err) = client.batch_execute(&sql).await {
+                            eprintln!("could not drop test database {name}: {err}");
+                        }
+                    }
+                    Err(err) => eprintln!("could not drop test database {name}: {err}"),
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// A throwaway PostgreSQL server on a free port and a temp directory, which
+/// a test may stop and start without touching the machine's own server.
+pub(crate) struct PrivateServer {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    /// Its port on 127.0.0.1.
+    pub(crate) port: u16,
+    as_postgres_user: bool,
+}
+
+impl PrivateServer {
+    /// Creates and starts a new cluster, or says why it cannot.
+    pub(crate) fn start() -> Result<PrivateServer, String> {
+        let bin = find_bin_dir().ok_or("no PostgreSQL server binaries under /usr/lib/postgresql")?;
+        let dir = tempfile::Builder::new()
+            .prefix("parley-pg-")
+            .tempdir()
+            .map_err(|e| format!("temp dir: {e}"))?;
+        // initdb refuses to run as root: hand the directory to `postgres`.
+        let as_postgres_user = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+        if as_postgres_user {
+            let output = Command::new("id")
+                .args(["-u", "postgres"])
+                .output()
+                .map_err(|e| format!("id: {e}"))?;
+            let uid: u32 = String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse()
+                .map_err(|_| "no `postgres` user to run the server as".to_owned())?;
+            let output = Command::new("id")
+                .args(["-g", "postgres"])
+                .output()
+                .map_err(|e| format!("id: {e}"))?;
+            let gid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("free port: {e}"))?
+            .port();
+        let server = PrivateServer {
+            bin,
+            dir,
+            port,
+            as_postgres_user,
+        };
+        let data = server.data_dir();
+        server.run(
+            "initdb",
+            &[
+                "-D",
+                &data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+        )?;
+        server.start_again()?;
+        Ok(server)
+    }
+
+    fn data_dir(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    /// Connection string of its `postgres` database.
+    pub(crate) fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the (stopped) server and waits until it accepts connections.
+    pub(crate) fn start_again(&self) -> Result<(), String> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-l", &log, "-o", &options, "-w", "-t", "30", "start"],
+        )
+    }
+
+    /// Stops the server: `fast` disconnects everyone cleanly, `immediate`
+    /// is a crash (recovery from WAL on the next start).
+    pub(crate) fn stop(&self, mode: &str) -> Result<(), String> {
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data_dir(), "-m", mode, "-w", "-t", "30", "stop"],
+        )
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) -> Result<(), String> {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_postgres_user {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let output = command
+            .args(args)
+            .current_dir(self.dir.path())
+            .output()
+            .map_err(|e| format!("{tool}: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "{tool} failed: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        let _ = self.stop("immediate");
+    }
+}
+
+fn find_bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let bin = entry.path().join("bin");
+            Path::new(&bin).join("initdb").exists().then_some((version, bin))
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, bin)| bin)
+}
