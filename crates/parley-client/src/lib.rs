@@ -19,8 +19,12 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use parley_proto::api::*;
-use parley_proto::{ClientFrame, ConversationId, ErrorBody, ErrorCode, Message, MessageKind, Role, ServerFrame, UserId};
-use reqwest::{Method, StatusCode};
+use parley_proto::{
+    ClientFrame, ConversationId, ErrorBody, ErrorCode, Message, MessageKind, Role, ServerFrame,
+    UserId,
+};
+pub use reqwest::Method;
+use reqwest::StatusCode;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpStream;
@@ -121,7 +125,12 @@ impl Client {
 
     /// Any request; returns the status and the JSON body (Null if empty).
     /// For tests of bad input.
-    pub async fn raw(&self, method: Method, path: &str, body: Option<&str>) -> ClientResult<(u16, serde_json::Value)> {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&str>,
+    ) -> ClientResult<(u16, serde_json::Value)> {
         let mut request = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
@@ -137,7 +146,9 @@ impl Client {
         let value = if bytes.is_empty() {
             serde_json::Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+            })
         };
         Ok((status, value))
     }
@@ -165,11 +176,18 @@ impl Client {
                     code: body.error.code,
                     message: body.error.message,
                 },
-                Err(_) => ClientError::Protocol(format!("{status}: {}", String::from_utf8_lossy(&bytes))),
+                Err(_) => {
+                    ClientError::Protocol(format!("{status}: {}", String::from_utf8_lossy(&bytes)))
+                }
             });
         }
-        let body = if bytes.is_empty() { b"null".as_slice() } else { &bytes };
-        let value = serde_json::from_slice(body).map_err(|e| ClientError::Protocol(format!("bad response body: {e}")))?;
+        let body = if bytes.is_empty() {
+            b"null".as_slice()
+        } else {
+            &bytes
+        };
+        let value = serde_json::from_slice(body)
+            .map_err(|e| ClientError::Protocol(format!("bad response body: {e}")))?;
         Ok((status, value))
     }
 
@@ -189,13 +207,19 @@ impl Client {
     }
 
     /// `POST /v1/sessions` with a device name.
-    pub async fn login_device(&self, username: &str, password: &str, device_name: &str) -> ClientResult<Client> {
+    pub async fn login_device(
+        &self,
+        username: &str,
+        password: &str,
+        device_name: &str,
+    ) -> ClientResult<Client> {
         let body = LoginRequest {
             username: username.into(),
             password: password.into(),
             device_name: Some(device_name.into()),
         };
-        let (_, session): (_, LoginResponse) = self.call(Method::POST, "/v1/sessions", Some(&body)).await?;
+        let (_, session): (_, LoginResponse) =
+            self.call(Method::POST, "/v1/sessions", Some(&body)).await?;
         let mut client = self.with_token(session.token.clone());
         client.session = Some(session);
         Ok(client)
@@ -215,13 +239,20 @@ impl Client {
 
     /// `DELETE /v1/me/devices/{id}`.
     pub async fn revoke_device(&self, device: parley_proto::DeviceId) -> ClientResult<()> {
-        self.call::<(), serde_json::Value>(Method::DELETE, &format!("/v1/me/devices/{device}"), None)
-            .await
-            .map(|_| ())
+        self.call::<(), serde_json::Value>(
+            Method::DELETE,
+            &format!("/v1/me/devices/{device}"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `PUT /v1/me/settings`.
-    pub async fn set_presence_visibility(&self, visibility: PresenceVisibility) -> ClientResult<()> {
+    pub async fn set_presence_visibility(
+        &self,
+        visibility: PresenceVisibility,
+    ) -> ClientResult<()> {
         let body = SettingsRequest {
             presence_visibility: Some(visibility),
         };
@@ -249,13 +280,21 @@ impl Client {
     /// `POST /v1/conversations/direct`; the flag says whether it was created.
     pub async fn direct(&self, other: UserId) -> ClientResult<(ConversationCreated, bool)> {
         let (status, body) = self
-            .call(Method::POST, "/v1/conversations/direct", Some(&DirectRequest { user_id: other }))
+            .call(
+                Method::POST,
+                "/v1/conversations/direct",
+                Some(&DirectRequest { user_id: other }),
+            )
             .await?;
         Ok((body, status == StatusCode::CREATED))
     }
 
     /// `POST /v1/groups`.
-    pub async fn create_group(&self, name: &str, members: &[UserId]) -> ClientResult<ConversationCreated> {
+    pub async fn create_group(
+        &self,
+        name: &str,
+        members: &[UserId],
+    ) -> ClientResult<ConversationCreated> {
         let body = CreateGroupRequest {
             name: name.into(),
             member_ids: members.to_vec(),
@@ -264,29 +303,55 @@ impl Client {
     }
 
     /// `POST /v1/groups/{id}/members`.
-    pub async fn add_members(&self, group: ConversationId, users: &[UserId]) -> ClientResult<ConversationCreated> {
-        let body = AddMembersRequest { user_ids: users.to_vec() };
+    pub async fn add_members(
+        &self,
+        group: ConversationId,
+        users: &[UserId],
+    ) -> ClientResult<ConversationCreated> {
+        let body = AddMembersRequest {
+            user_ids: users.to_vec(),
+        };
         Ok(self
-            .call(Method::POST, &format!("/v1/groups/{group}/members"), Some(&body))
+            .call(
+                Method::POST,
+                &format!("/v1/groups/{group}/members"),
+                Some(&body),
+            )
             .await?
             .1)
     }
 
     /// `DELETE /v1/groups/{id}/members/{user}` (leave when `user` is you).
     pub async fn remove_member(&self, group: ConversationId, user: UserId) -> ClientResult<()> {
-        self.call::<(), serde_json::Value>(Method::DELETE, &format!("/v1/groups/{group}/members/{user}"), None)
-            .await
-            .map(|_| ())
+        self.call::<(), serde_json::Value>(
+            Method::DELETE,
+            &format!("/v1/groups/{group}/members/{user}"),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// `PATCH /v1/groups/{id}`.
-    pub async fn rename_group(&self, group: ConversationId, name: &str) -> ClientResult<ConversationCreated> {
+    pub async fn rename_group(
+        &self,
+        group: ConversationId,
+        name: &str,
+    ) -> ClientResult<ConversationCreated> {
         let body = RenameRequest { name: name.into() };
-        Ok(self.call(Method::PATCH, &format!("/v1/groups/{group}"), Some(&body)).await?.1)
+        Ok(self
+            .call(Method::PATCH, &format!("/v1/groups/{group}"), Some(&body))
+            .await?
+            .1)
     }
 
     /// `PUT /v1/groups/{id}/members/{user}/role`.
-    pub async fn set_role(&self, group: ConversationId, user: UserId, role: Role) -> ClientResult<ConversationCreated> {
+    pub async fn set_role(
+        &self,
+        group: ConversationId,
+        user: UserId,
+        role: Role,
+    ) -> ClientResult<ConversationCreated> {
         Ok(self
             .call(
                 Method::PUT,
@@ -299,7 +364,10 @@ impl Client {
 
     /// `GET /v1/conversations`.
     pub async fn conversations(&self) -> ClientResult<ConversationList> {
-        Ok(self.call::<(), _>(Method::GET, "/v1/conversations", None).await?.1)
+        Ok(self
+            .call::<(), _>(Method::GET, "/v1/conversations", None)
+            .await?
+            .1)
     }
 
     /// `GET /v1/conversations/{id}`.
@@ -333,7 +401,12 @@ impl Client {
     }
 
     /// `POST /v1/conversations/{id}/messages`; the flag is false on a repeat.
-    pub async fn send(&self, id: ConversationId, client_msg_id: &str, text: &str) -> ClientResult<(Message, bool)> {
+    pub async fn send(
+        &self,
+        id: ConversationId,
+        client_msg_id: &str,
+        text: &str,
+    ) -> ClientResult<(Message, bool)> {
         let body = SendRequest {
             client_msg_id: client_msg_id.into(),
             kind: MessageKind::Text,
@@ -341,7 +414,11 @@ impl Client {
             reply_to_seq: None,
         };
         let (status, body): (_, SendResponse) = self
-            .call(Method::POST, &format!("/v1/conversations/{id}/messages"), Some(&body))
+            .call(
+                Method::POST,
+                &format!("/v1/conversations/{id}/messages"),
+                Some(&body),
+            )
             .await?;
         Ok((body.message, status == StatusCode::CREATED))
     }
@@ -383,7 +460,9 @@ impl Client {
                 code,
                 message,
             }),
-            other => Err(ClientError::Protocol(format!("expected ready, got {other:?}"))),
+            other => Err(ClientError::Protocol(format!(
+                "expected ready, got {other:?}"
+            ))),
         }
     }
 }
@@ -410,16 +489,28 @@ pub struct Socket {
     pub ready: Option<Ready>,
 }
 
+impl std::fmt::Debug for Socket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Socket")
+            .field("ready", &self.ready)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Socket {
     /// Opens an unauthenticated socket (tests use this to send bad frames).
     pub async fn open(url: &str) -> ClientResult<Socket> {
         let (stream, _) = tokio_tungstenite::connect_async(url).await?;
-        Ok(Socket { stream, ready: None })
+        Ok(Socket {
+            stream,
+            ready: None,
+        })
     }
 
     /// Sends a typed frame.
     pub async fn send(&mut self, frame: &ClientFrame) -> ClientResult<()> {
-        let text = serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let text =
+            serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.send_raw(text).await
     }
 
@@ -430,7 +521,12 @@ impl Socket {
     }
 
     /// Sends a text message.
-    pub async fn send_text(&mut self, conversation: ConversationId, client_msg_id: &str, text: &str) -> ClientResult<()> {
+    pub async fn send_text(
+        &mut self,
+        conversation: ConversationId,
+        client_msg_id: &str,
+        text: &str,
+    ) -> ClientResult<()> {
         self.send(&ClientFrame::Send {
             client_msg_id: client_msg_id.into(),
             conversation_id: conversation,
@@ -473,7 +569,8 @@ pub struct SocketWriter {
 impl SocketWriter {
     /// Sends a typed frame.
     pub async fn send(&mut self, frame: &ClientFrame) -> ClientResult<()> {
-        let text = serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        let text =
+            serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.sink.send(WsMessage::Text(text.into())).await?;
         Ok(())
     }
@@ -498,7 +595,8 @@ impl SocketReader {
 
 async fn recv_frame<S>(stream: &mut S) -> ClientResult<ServerFrame>
 where
-    S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
+    S: futures_util::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
 {
     loop {
         match stream.next().await {

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use parley_server::Config;
 
 #[derive(Parser)]
-#[command(name = "parley", version, about = "Parley: a self-hostable messaging server")]
+#[command(
+    name = "parley",
+    version,
+    about = "Parley: a self-hostable messaging server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
