@@ -255,15 +255,17 @@ function refreshConversations() {
   if (listLoading) return listLoading;
   listLoading = (async () => {
     try {
+      const known = new Set(state.convs.keys());
       const res = await api.conversations();
       const seen = new Set();
       for (const s of res.conversations || []) {
         mergeSummary(s);
         seen.add(s.conversation_id);
       }
-      // Drop chats the server no longer lists (unless open or still pending).
+      // Drop chats the server no longer lists (unless open, still pending, or
+      // learnt about while the request was in flight).
       for (const id of [...state.convs.keys()]) {
-        if (!seen.has(id) && id !== state.openId && !state.outbox.some((o) => o.conversation_id === id)) {
+        if (known.has(id) && !seen.has(id) && id !== state.openId && !state.outbox.some((o) => o.conversation_id === id)) {
           const c = state.convs.get(id);
           if (c && c.lastSeq > 0) state.convs.delete(id);
         }

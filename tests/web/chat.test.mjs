@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, uniqueName, openUser, startDirectChat, sendMessage, waitText,
-  waitCount, waitVisible, waitTick, bubbleTexts, until, shot, PASSWORD,
+  waitCount, waitVisible, waitTick, waitTickAtLeast, bubbleTexts, until, shot, PASSWORD,
 } from './helpers.mjs';
 
 /** @type {import('./helpers.mjs').Server} */ let server;
@@ -178,7 +178,7 @@ test('phone width: list and chat one at a time, with human error messages', { ti
   await waitVisible(page.getByRole('textbox', { name: 'Message' }));
   assert.equal(await page.getByRole('list').isVisible(), false, 'list hidden while a chat is open on a phone');
   await sendMessage(page, 'Hello from my phone');
-  await waitTick(page, 'Hello from my phone', 'Delivered');
+  await waitTickAtLeast(page, 'Hello from my phone', 'Delivered');
   await shot(page, 'phone-chat');
   await page.getByRole('button', { name: 'Back to chats' }).click();
   await waitVisible(page.getByRole('listitem', { name: bobName }));

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, uniqueName, openUser, startDirectChat, sendMessage, waitText,
-  waitVisible, waitTick, bubbleTexts, until, shot,
+  waitVisible, waitTick, waitTickAtLeast, bubbleTexts, until, shot,
 } from './helpers.mjs';
 
 /** @type {import('./helpers.mjs').Server} */ let server;
@@ -38,7 +38,7 @@ test('rate limits, too-long messages and unknown users get clear messages', { ti
   for (const t of texts) await sendMessage(page, t);
   await waitVisible(page.getByRole('alert').getByText('You’re sending too fast'));
   await shot(page, 'errors-rate-limited');
-  for (const t of texts) await waitTick(page, t, 'Delivered', 15000);
+  for (const t of texts) await waitTickAtLeast(page, t, 'Delivered', 15000);
   assert.deepEqual(await bubbleTexts(page), texts);
   await bob.page.getByRole('listitem', { name: aliceName }).click();
   await until(async () => (await bubbleTexts(bob.page)).length === 8, 'bob has all eight');

@@ -184,6 +184,16 @@ export async function waitTick(page, text, label, timeout = WAIT_MS) {
     .catch((e) => { throw new Error(`${e.message}; tick was ${cur}`); });
 }
 
+const TICK_ORDER = ['Sending', 'Sent', 'Delivered', 'Read'];
+
+/** Wait until my bubble with `text` shows tick `label` or a later one (Sent < Delivered < Read). */
+export async function waitTickAtLeast(page, text, label, timeout = WAIT_MS) {
+  let cur = null;
+  const want = TICK_ORDER.indexOf(label);
+  await until(async () => TICK_ORDER.indexOf(cur = await tickOf(page, text)) >= want, `tick ≥ ${label} on "${text}"`, timeout)
+    .catch((e) => { throw new Error(`${e.message}; tick was ${cur}`); });
+}
+
 /** Screenshot into tests/web/artifacts/. */
 export async function shot(page, name) {
   await page.screenshot({ path: path.join(artifactsDir, `${name}.png`) });

@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   startServer, launchBrowser, uniqueName, openUser, startDirectChat, sendMessage, waitText,
-  waitVisible, waitTick, bubbleTexts, until, shot,
+  waitVisible, waitTick, waitTickAtLeast, bubbleTexts, until, shot,
 } from './helpers.mjs';
 
 /** @type {import('./helpers.mjs').Server} */ let server;
@@ -50,7 +50,7 @@ test('outbox survives a server restart and resends without duplicates', { timeou
 
   // Back on the same port and data dir: the outbox drains.
   server = await startServer({ port, dataDir });
-  await waitTick(alice.page, 'typed while offline 2', 'Delivered', 15000);
+  await waitTickAtLeast(alice.page, 'typed while offline 2', 'Delivered', 15000);
   await until(async () => (await alice.page.getByRole('img', { name: 'Sending' }).count()) === 0, 'no clocks left');
   const left = await alice.page.evaluate(() => Object.keys(localStorage)
     .filter((k) => k.startsWith('parley.outbox.')).map((k) => JSON.parse(localStorage.getItem(k) || '[]')).flat());
