@@ -30,7 +30,8 @@ pub use error::{StoreError, StoreResult};
 pub use model::*;
 
 /// An append already enqueued; resolves when it is durable.
-pub type PendingAppend = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Appended>> + Send>>;
+pub type PendingAppend =
+    std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<Appended>> + Send>>;
 
 /// Where committed changes are announced, in commit order.
 pub type CommitReceiver = tokio::sync::mpsc::UnboundedReceiver<Committed>;
@@ -48,12 +49,21 @@ pub trait Store: Send + Sync + 'static {
     /// Looks a user up by exact username.
     async fn user_by_username(&self, username: &str) -> StoreResult<Option<UserRecord>>;
     /// Sets who may see the user's presence.
-    async fn set_presence_visibility(&self, user: UserId, visibility: PresenceVisibility) -> StoreResult<()>;
+    async fn set_presence_visibility(
+        &self,
+        user: UserId,
+        visibility: PresenceVisibility,
+    ) -> StoreResult<()>;
     /// Records when the user's last device went away.
     async fn set_last_seen(&self, user: UserId, at_ms: i64) -> StoreResult<()>;
 
     /// Registers a new device (a login).
-    async fn create_device(&self, user: UserId, name: String, now_ms: i64) -> StoreResult<DeviceRecord>;
+    async fn create_device(
+        &self,
+        user: UserId,
+        name: String,
+        now_ms: i64,
+    ) -> StoreResult<DeviceRecord>;
     /// The user's devices that are not revoked.
     async fn devices(&self, user: UserId) -> StoreResult<Vec<DeviceRecord>>;
     /// Revokes a device of `user`; `NotFound` when it is not theirs.
@@ -63,7 +73,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The direct conversation of two users, created if missing; the flag
     /// says whether it was created now.
-    async fn get_or_create_direct(&self, a: UserId, b: UserId, now_ms: i64) -> StoreResult<(ConversationRecord, bool)>;
+    async fn get_or_create_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(ConversationRecord, bool)>;
     /// Creates a group with `creator` as admin; emits a `created` message.
     async fn create_group(&self, new: NewGroup) -> StoreResult<ConversationRecord>;
     /// Applies an administrative change; emits its `system` message(s).
@@ -82,7 +97,8 @@ pub trait Store: Send + Sync + 'static {
     /// commit batches them) while its `seq`s stay in the order it sent them.
     fn append_message(&self, new: NewMessage) -> PendingAppend;
     /// Keyset history as `viewer` may see it (its membership periods only).
-    async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<parley_proto::Message>, bool)>;
+    async fn history(&self, query: HistoryQuery)
+    -> StoreResult<(Vec<parley_proto::Message>, bool)>;
     /// Advances a member's cursor, never backwards; read implies delivered.
     async fn advance_receipt(
         &self,
@@ -97,7 +113,12 @@ pub trait Store: Send + Sync + 'static {
     async fn inbox_head(&self, user: UserId) -> StoreResult<u64>;
     /// Up to `limit` inbox entries after `since`, ascending;
     /// `ResyncRequired` when `since` is older than what is kept.
-    async fn inbox_since(&self, user: UserId, since: u64, limit: usize) -> StoreResult<Vec<InboxEntry>>;
+    async fn inbox_since(
+        &self,
+        user: UserId,
+        since: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>>;
     /// Drops inbox entries created before `before_ms`; returns how many.
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64>;
 
@@ -132,14 +153,17 @@ pub enum StoreConfig {
 }
 
 /// Opens the configured store and returns it with its commit stream.
-pub async fn open(config: &StoreConfig) -> StoreResult<(std::sync::Arc<dyn Store>, CommitReceiver)> {
+pub async fn open(
+    config: &StoreConfig,
+) -> StoreResult<(std::sync::Arc<dyn Store>, CommitReceiver)> {
     match config {
         StoreConfig::Sqlite { path, options } => {
             let (store, events) = sqlite::SqliteStore::open(path, options.clone())?;
             Ok((std::sync::Arc::new(store), events))
         }
         StoreConfig::Postgres { url } => {
-            let (store, events) = postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
+            let (store, events) =
+                postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
             Ok((std::sync::Arc::new(store), events))
         }
     }

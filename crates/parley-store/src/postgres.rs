@@ -53,10 +53,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use deadpool_postgres::{ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use parley_proto::api::{ConversationKind, PresenceVisibility};
 use parley_proto::{
-    ConversationId, DeviceId, Message, MessageId, MessageKind, ReceiptStatus, Role, SystemEvent, UserId, now_ms,
+    ConversationId, DeviceId, Message, MessageId, MessageKind, ReceiptStatus, Role, SystemEvent,
+    UserId, now_ms,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -183,7 +186,8 @@ const MIGRATION_LOCK_KEY: i64 = 0x7061_726c_6579; // "parley"
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, \
                                kind, text, reply_to_seq, event, user_ids, name, role";
-const USER_COLUMNS: &str = "id, username, display_name, password_hash, presence_visibility, last_seen_ms, created_at_ms";
+const USER_COLUMNS: &str =
+    "id, username, display_name, password_hash, presence_visibility, last_seen_ms, created_at_ms";
 
 /// One write, as data, so that a batch can be re-run after a deadlock.
 #[derive(Debug, Clone)]
@@ -285,14 +289,19 @@ enum PgClass {
 
 fn classify(err: &tokio_postgres::Error) -> PgClass {
     match err.code() {
-        Some(code) if *code == SqlState::T_R_SERIALIZATION_FAILURE || *code == SqlState::T_R_DEADLOCK_DETECTED => {
+        Some(code)
+            if *code == SqlState::T_R_SERIALIZATION_FAILURE
+                || *code == SqlState::T_R_DEADLOCK_DETECTED =>
+        {
             PgClass::Retry
         }
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => PgClass::Unique,
         // 08: connection exception; 57P0x: the server is shutting down or
         // starting; 53: out of resources (connections, disk, memory).
         Some(code)
-            if code.code().starts_with("08") || code.code().starts_with("57P") || code.code().starts_with("53") =>
+            if code.code().starts_with("08")
+                || code.code().starts_with("57P")
+                || code.code().starts_with("53") =>
         {
             PgClass::Connection
         }
@@ -301,8 +310,13 @@ fn classify(err: &tokio_postgres::Error) -> PgClass {
         None => {
             // Without a server error code: I/O and connect failures carry an
             // io::Error; conversion errors (a bug) do not.
-            let io = std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>());
-            if io { PgClass::Connection } else { PgClass::Other }
+            let io =
+                std::error::Error::source(err).is_some_and(|source| source.is::<std::io::Error>());
+            if io {
+                PgClass::Connection
+            } else {
+                PgClass::Other
+            }
         }
     }
 }
@@ -347,7 +361,10 @@ impl PostgresStore {
     /// the current Tokio runtime. Fails with `Unavailable` when the database
     /// cannot be reached, and with `Internal` when its schema is newer than
     /// this binary knows.
-    pub async fn open(url: &str, options: PostgresOptions) -> StoreResult<(PostgresStore, CommitReceiver)> {
+    pub async fn open(
+        url: &str,
+        options: PostgresOptions,
+    ) -> StoreResult<(PostgresStore, CommitReceiver)> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
@@ -384,7 +401,12 @@ impl PostgresStore {
         }
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(writer_loop(pool.clone(), options.clone(), jobs_rx, events_tx));
+        let writer = tokio::spawn(writer_loop(
+            pool.clone(),
+            options.clone(),
+            jobs_rx,
+            events_tx,
+        ));
         let store = PostgresStore {
             pool,
             options,
@@ -436,7 +458,8 @@ macro_rules! read {
             let outcome: OpResult<_> = match store.reader().await {
                 Ok(object) => {
                     let $conn: &ClientWrapper = &object;
-                    let outcome = match tokio::time::timeout(store.options.op_timeout, $body).await {
+                    let outcome = match tokio::time::timeout(store.options.op_timeout, $body).await
+                    {
                         Ok(outcome) => outcome,
                         Err(_) => Err(OpError::Unavailable("database read timed out".into())),
                     };
@@ -450,7 +473,11 @@ macro_rules! read {
             };
             match outcome {
                 Ok(value) => break Ok(value),
-                Err(err) if attempt == 0 && err.is_connection() && !matches!(err, OpError::Unavailable(_)) => {
+                Err(err)
+                    if attempt == 0
+                        && err.is_connection()
+                        && !matches!(err, OpError::Unavailable(_)) =>
+                {
                     attempt += 1;
                 }
                 Err(err) => break Err(err.into_store()),
@@ -465,8 +492,10 @@ async fn migrate(conn: &mut ClientWrapper) -> StoreResult<()> {
         // Two processes starting at once must not both apply version 1.
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK_KEY])
             .await?;
-        tx.batch_execute("CREATE TABLE IF NOT EXISTS schema_meta(key TEXT PRIMARY KEY, value BIGINT NOT NULL)")
-            .await?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_meta(key TEXT PRIMARY KEY, value BIGINT NOT NULL)",
+        )
+        .await?;
         let current: i64 = tx
             .query_opt("SELECT value FROM schema_meta WHERE key='version'", &[])
             .await?
@@ -536,7 +565,11 @@ impl UserUpdate {
 
 impl Batch {
     fn mark(&self) -> (usize, usize, usize) {
-        (self.events.len(), self.pointers.len(), self.user_updates.len())
+        (
+            self.events.len(),
+            self.pointers.len(),
+            self.user_updates.len(),
+        )
     }
 
     /// Forgets what an op collected after `mark` (its savepoint rolled back).
@@ -558,7 +591,9 @@ enum BatchFailure {
 impl From<OpError> for BatchFailure {
     fn from(err: OpError) -> Self {
         match err {
-            OpError::Pg(pg) if classify(&pg) == PgClass::Retry => BatchFailure::Retry(pg.to_string()),
+            OpError::Pg(pg) if classify(&pg) == PgClass::Retry => {
+                BatchFailure::Retry(pg.to_string())
+            }
             other => BatchFailure::Fail(other.into_store()),
         }
     }
@@ -596,7 +631,8 @@ async fn writer_loop(
         }
         let started = Instant::now();
         let batch_len = batch.len();
-        let (ops, replies): (Vec<WriteOp>, Vec<_>) = batch.into_iter().map(|job| (job.op, job.reply)).unzip();
+        let (ops, replies): (Vec<WriteOp>, Vec<_>) =
+            batch.into_iter().map(|job| (job.op, job.reply)).unzip();
         match commit_batch(&pool, &options, &ops).await {
             Ok((results, events)) => {
                 for (reply, result) in replies.into_iter().zip(results) {
@@ -623,12 +659,17 @@ type BatchOutcome = (Vec<StoreResult<Output>>, Vec<Committed>);
 
 /// Runs `ops` in one transaction until it commits, re-running it after a
 /// deadlock or serialization failure. `Err` means nothing was acknowledged.
-async fn commit_batch(pool: &Pool, options: &PostgresOptions, ops: &[WriteOp]) -> StoreResult<BatchOutcome> {
+async fn commit_batch(
+    pool: &Pool,
+    options: &PostgresOptions,
+    ops: &[WriteOp],
+) -> StoreResult<BatchOutcome> {
     let mut attempt = 0u32;
     loop {
         let conn = pool.get().await.map_err(|e| pool_error(e).into_store())?;
         let mut batch = Batch::default();
-        let outcome = tokio::time::timeout(options.op_timeout, run_batch(&conn, ops, &mut batch)).await;
+        let outcome =
+            tokio::time::timeout(options.op_timeout, run_batch(&conn, ops, &mut batch)).await;
         let failure = match outcome {
             Ok(Ok(results)) => return Ok((results, batch.events)),
             Ok(Err(failure)) => failure,
@@ -651,7 +692,9 @@ async fn commit_batch(pool: &Pool, options: &PostgresOptions, ops: &[WriteOp]) -
                 tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 3)).await;
             }
             BatchFailure::Retry(why) => {
-                return Err(StoreError::Unavailable(format!("gave up after {attempt} retries: {why}")));
+                return Err(StoreError::Unavailable(format!(
+                    "gave up after {attempt} retries: {why}"
+                )));
             }
             BatchFailure::Fail(err) => {
                 tracing::error!(%err, "write batch failed");
@@ -669,7 +712,11 @@ async fn run_batch(
     batch: &mut Batch,
 ) -> Result<Vec<StoreResult<Output>>, BatchFailure> {
     conn.batch_execute("BEGIN").await.map_err(OpError::from)?;
-    let mut conversations: Vec<i64> = ops.iter().filter_map(|op| op.conversation()).map(|c| c.0).collect();
+    let mut conversations: Vec<i64> = ops
+        .iter()
+        .filter_map(|op| op.conversation())
+        .map(|c| c.0)
+        .collect();
     conversations.sort_unstable();
     conversations.dedup();
     if !conversations.is_empty() {
@@ -690,14 +737,22 @@ async fn run_batch(
 }
 
 /// Runs one op in a savepoint. `Err` only for failures that end the batch.
-async fn run_op(conn: &ClientWrapper, op: &WriteOp, batch: &mut Batch) -> Result<StoreResult<Output>, BatchFailure> {
+async fn run_op(
+    conn: &ClientWrapper,
+    op: &WriteOp,
+    batch: &mut Batch,
+) -> Result<StoreResult<Output>, BatchFailure> {
     let mut unique_retried = false;
     loop {
-        conn.batch_execute("SAVEPOINT op").await.map_err(OpError::from)?;
+        conn.batch_execute("SAVEPOINT op")
+            .await
+            .map_err(OpError::from)?;
         let mark = batch.mark();
         let err = match apply(conn, op, batch).await {
             Ok(output) => {
-                conn.batch_execute("RELEASE SAVEPOINT op").await.map_err(OpError::from)?;
+                conn.batch_execute("RELEASE SAVEPOINT op")
+                    .await
+                    .map_err(OpError::from)?;
                 return Ok(Ok(output));
             }
             Err(err) => err,
@@ -731,14 +786,18 @@ async fn apply(conn: &ClientWrapper, op: &WriteOp, batch: &mut Batch) -> OpResul
     Ok(match op {
         WriteOp::CreateUser(new) => Output::User(create_user_op(conn, new).await?),
         WriteOp::SetPresence(user, visibility) => {
-            batch.user_updates.push(UserUpdate::Presence(*user, *visibility));
+            batch
+                .user_updates
+                .push(UserUpdate::Presence(*user, *visibility));
             Output::Unit
         }
         WriteOp::SetLastSeen(user, at_ms) => {
             batch.user_updates.push(UserUpdate::LastSeen(*user, *at_ms));
             Output::Unit
         }
-        WriteOp::CreateDevice(user, name, now) => Output::Device(create_device_op(conn, *user, name, *now).await?),
+        WriteOp::CreateDevice(user, name, now) => {
+            Output::Device(create_device_op(conn, *user, name, *now).await?)
+        }
         WriteOp::RevokeDevice(user, device, now) => {
             revoke_device_op(conn, *user, *device, *now).await?;
             Output::Unit
@@ -748,10 +807,20 @@ async fn apply(conn: &ClientWrapper, op: &WriteOp, batch: &mut Batch) -> OpResul
             Output::Direct(record, created)
         }
         WriteOp::CreateGroup(new) => Output::Conversation(create_group_op(conn, batch, new).await?),
-        WriteOp::ChangeGroup(change) => Output::Conversation(change_group_op(conn, batch, change).await?),
+        WriteOp::ChangeGroup(change) => {
+            Output::Conversation(change_group_op(conn, batch, change).await?)
+        }
         WriteOp::Append(new) => Output::Appended(append_op(conn, batch, new).await?),
         WriteOp::Receipt(conversation, user, device, status, up_to) => Output::Receipt(
-            receipt_op(conn, batch, *conversation, (*user, *device), *status, *up_to).await?,
+            receipt_op(
+                conn,
+                batch,
+                *conversation,
+                (*user, *device),
+                *status,
+                *up_to,
+            )
+            .await?,
         ),
         WriteOp::Prune(before_ms) => Output::Count(prune_op(conn, *before_ms).await?),
     })
@@ -792,9 +861,9 @@ async fn assign_inbox_cursors(conn: &ClientWrapper, batch: &mut Batch) -> OpResu
         );
         let mut touched = HashSet::new();
         for pointer in &batch.pointers {
-            let head = heads
-                .get_mut(&pointer.user.0)
-                .ok_or_else(|| StoreError::Internal(format!("recipient {} does not exist", pointer.user)))?;
+            let head = heads.get_mut(&pointer.user.0).ok_or_else(|| {
+                StoreError::Internal(format!("recipient {} does not exist", pointer.user))
+            })?;
             *head += 1;
             touched.insert(pointer.user.0);
             user_col.push(pointer.user.0);
@@ -802,13 +871,14 @@ async fn assign_inbox_cursors(conn: &ClientWrapper, batch: &mut Batch) -> OpResu
             conv_col.push(pointer.conversation.0);
             seq_col.push(pointer.seq as i64);
             at_col.push(pointer.created_at_ms);
-            if let Some(Committed::Message { recipients, .. }) = batch.events.get_mut(pointer.event) {
-                if let Some(recipient) = recipients.get_mut(pointer.slot) {
-                    recipient.cursor = to_u64(*head);
-                }
+            if let Some(Committed::Message { recipients, .. }) = batch.events.get_mut(pointer.event)
+                && let Some(recipient) = recipients.get_mut(pointer.slot)
+            {
+                recipient.cursor = to_u64(*head);
             }
         }
-        let (ids, new_heads): (Vec<i64>, Vec<i64>) = heads.iter().filter(|(id, _)| touched.contains(*id)).unzip();
+        let (ids, new_heads): (Vec<i64>, Vec<i64>) =
+            heads.iter().filter(|(id, _)| touched.contains(*id)).unzip();
         execute(
             conn,
             "UPDATE users SET inbox_head = v.head FROM unnest($1::BIGINT[], $2::BIGINT[]) AS v(id, head)
@@ -918,12 +988,18 @@ fn user_from_row(row: &Row) -> OpResult<UserRecord> {
 }
 
 async fn user_exists(conn: &ClientWrapper, user: UserId) -> OpResult<bool> {
-    Ok(query_opt(conn, "SELECT 1 FROM users WHERE id=$1", &[&user.0])
-        .await?
-        .is_some())
+    Ok(
+        query_opt(conn, "SELECT 1 FROM users WHERE id=$1", &[&user.0])
+            .await?
+            .is_some(),
+    )
 }
 
-async fn load_user(conn: &ClientWrapper, sql: &str, key: &(dyn ToSql + Sync)) -> OpResult<Option<UserRecord>> {
+async fn load_user(
+    conn: &ClientWrapper,
+    sql: &str,
+    key: &(dyn ToSql + Sync),
+) -> OpResult<Option<UserRecord>> {
     query_opt(conn, sql, &[key])
         .await?
         .as_ref()
@@ -931,7 +1007,10 @@ async fn load_user(conn: &ClientWrapper, sql: &str, key: &(dyn ToSql + Sync)) ->
         .transpose()
 }
 
-async fn load_conversation(conn: &ClientWrapper, id: ConversationId) -> OpResult<Option<ConversationRecord>> {
+async fn load_conversation(
+    conn: &ClientWrapper,
+    id: ConversationId,
+) -> OpResult<Option<ConversationRecord>> {
     let Some(header) = query_opt(
         conn,
         "SELECT kind, name, last_seq, summary_delivered, summary_read FROM conversations WHERE id=$1",
@@ -970,7 +1049,10 @@ async fn load_conversation(conn: &ClientWrapper, id: ConversationId) -> OpResult
     }))
 }
 
-async fn active_member_ids(conn: &ClientWrapper, conversation: ConversationId) -> OpResult<Vec<UserId>> {
+async fn active_member_ids(
+    conn: &ClientWrapper,
+    conversation: ConversationId,
+) -> OpResult<Vec<UserId>> {
     let rows = query(
         conn,
         "SELECT user_id FROM members WHERE conversation_id=$1 AND active ORDER BY joined_at_ms, user_id",
@@ -985,9 +1067,13 @@ async fn active_member_ids(conn: &ClientWrapper, conversation: ConversationId) -
 // conformance suite holds them to the same behaviour.
 
 async fn create_user_op(conn: &ClientWrapper, new: &NewUser) -> OpResult<UserRecord> {
-    let taken = query_opt(conn, "SELECT 1 FROM users WHERE username=$1", &[&new.username])
-        .await?
-        .is_some();
+    let taken = query_opt(
+        conn,
+        "SELECT 1 FROM users WHERE username=$1",
+        &[&new.username],
+    )
+    .await?
+    .is_some();
     if taken {
         return Err(StoreError::Conflict("username is taken").into());
     }
@@ -1008,7 +1094,12 @@ async fn create_user_op(conn: &ClientWrapper, new: &NewUser) -> OpResult<UserRec
     })
 }
 
-async fn create_device_op(conn: &ClientWrapper, user: UserId, name: &str, now: i64) -> OpResult<DeviceRecord> {
+async fn create_device_op(
+    conn: &ClientWrapper,
+    user: UserId,
+    name: &str,
+    now: i64,
+) -> OpResult<DeviceRecord> {
     if !user_exists(conn, user).await? {
         return Err(StoreError::NotFound("user").into());
     }
@@ -1026,11 +1117,20 @@ async fn create_device_op(conn: &ClientWrapper, user: UserId, name: &str, now: i
     })
 }
 
-async fn revoke_device_op(conn: &ClientWrapper, user: UserId, device: DeviceId, now: i64) -> OpResult<()> {
-    let owner: Option<i64> = query_opt(conn, "SELECT user_id FROM devices WHERE id=$1", &[&device.0])
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+async fn revoke_device_op(
+    conn: &ClientWrapper,
+    user: UserId,
+    device: DeviceId,
+    now: i64,
+) -> OpResult<()> {
+    let owner: Option<i64> = query_opt(
+        conn,
+        "SELECT user_id FROM devices WHERE id=$1",
+        &[&device.0],
+    )
+    .await?
+    .map(|r| r.try_get(0))
+    .transpose()?;
     if owner != Some(user.0) {
         return Err(StoreError::NotFound("device").into());
     }
@@ -1043,12 +1143,25 @@ async fn revoke_device_op(conn: &ClientWrapper, user: UserId, device: DeviceId, 
     Ok(())
 }
 
-async fn direct_op(conn: &ClientWrapper, a: UserId, b: UserId, now: i64) -> OpResult<(ConversationRecord, bool)> {
+async fn direct_op(
+    conn: &ClientWrapper,
+    a: UserId,
+    b: UserId,
+    now: i64,
+) -> OpResult<(ConversationRecord, bool)> {
     if a == b {
-        return Err(StoreError::Invalid("a direct conversation needs two different users".into()).into());
+        return Err(
+            StoreError::Invalid("a direct conversation needs two different users".into()).into(),
+        );
     }
     let key = format!("{}:{}", a.0.min(b.0), a.0.max(b.0));
-    if let Some(row) = query_opt(conn, "SELECT id FROM conversations WHERE direct_key=$1", &[&key]).await? {
+    if let Some(row) = query_opt(
+        conn,
+        "SELECT id FROM conversations WHERE direct_key=$1",
+        &[&key],
+    )
+    .await?
+    {
         let id = ConversationId(row.try_get(0)?);
         let record = load_conversation(conn, id)
             .await?
@@ -1108,7 +1221,12 @@ async fn add_member_row(
     Ok(())
 }
 
-async fn set_role_row(conn: &ClientWrapper, conversation: ConversationId, user: UserId, role: Role) -> OpResult<()> {
+async fn set_role_row(
+    conn: &ClientWrapper,
+    conversation: ConversationId,
+    user: UserId,
+    role: Role,
+) -> OpResult<()> {
     execute(
         conn,
         "UPDATE members SET role=$3 WHERE conversation_id=$1 AND user_id=$2",
@@ -1121,7 +1239,9 @@ async fn set_role_row(conn: &ClientWrapper, conversation: ConversationId, user: 
 fn validate_group_name(name: &str) -> StoreResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(StoreError::Invalid("group name must be 1 to 100 characters".into()));
+        return Err(StoreError::Invalid(
+            "group name must be 1 to 100 characters".into(),
+        ));
     }
     Ok(name.to_owned())
 }
@@ -1131,7 +1251,11 @@ fn too_large(max_members: usize) -> OpError {
 }
 
 /// Deduplicates `users`, drops `except`, and checks that each exists.
-async fn existing_distinct_users(conn: &ClientWrapper, users: &[UserId], except: &[UserId]) -> OpResult<Vec<UserId>> {
+async fn existing_distinct_users(
+    conn: &ClientWrapper,
+    users: &[UserId],
+    except: &[UserId],
+) -> OpResult<Vec<UserId>> {
     let mut out: Vec<UserId> = Vec::with_capacity(users.len());
     for &user in users {
         if except.contains(&user) || out.contains(&user) {
@@ -1144,7 +1268,12 @@ async fn existing_distinct_users(conn: &ClientWrapper, users: &[UserId], except:
     }
     // One round trip for the whole list rather than one per user.
     let ids: Vec<i64> = out.iter().map(|u| u.0).collect();
-    let found = query_one(conn, "SELECT COUNT(*) FROM users WHERE id = ANY($1)", &[&ids]).await?;
+    let found = query_one(
+        conn,
+        "SELECT COUNT(*) FROM users WHERE id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
     let found: i64 = found.try_get(0)?;
     if to_u64(found) != out.len() as u64 {
         return Err(StoreError::NotFound("user").into());
@@ -1202,7 +1331,10 @@ async fn insert_message(
         ))
         .into());
     }
-    let user_ids: Option<Vec<i64>> = message.user_ids.as_ref().map(|ids| ids.iter().map(|u| u.0).collect());
+    let user_ids: Option<Vec<i64>> = message
+        .user_ids
+        .as_ref()
+        .map(|ids| ids.iter().map(|u| u.0).collect());
     let row = query_one(
         conn,
         "INSERT INTO messages(conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind,
@@ -1255,7 +1387,11 @@ async fn insert_message(
     Ok(message)
 }
 
-async fn create_group_op(conn: &ClientWrapper, batch: &mut Batch, new: &NewGroup) -> OpResult<ConversationRecord> {
+async fn create_group_op(
+    conn: &ClientWrapper,
+    batch: &mut Batch,
+    new: &NewGroup,
+) -> OpResult<ConversationRecord> {
     let name = validate_group_name(&new.name)?;
     if new.member_ids.len() > new.max_members.saturating_mul(4).max(4096) {
         return Err(too_large(new.max_members));
@@ -1282,7 +1418,14 @@ async fn create_group_op(conn: &ClientWrapper, batch: &mut Batch, new: &NewGroup
     for &user in &others {
         add_member_row(conn, conversation, user, Role::Member, 1, new.now_ms).await?;
     }
-    let mut message = system_message(conversation, 1, new.creator, SystemEvent::Created, all.clone(), new.now_ms);
+    let mut message = system_message(
+        conversation,
+        1,
+        new.creator,
+        SystemEvent::Created,
+        all.clone(),
+        new.now_ms,
+    );
     message.name = Some(name);
     insert_message(conn, batch, message, &all).await?;
     Ok(load_conversation(conn, conversation)
@@ -1305,7 +1448,9 @@ async fn change_group_op(
     let actor = record
         .member(change.actor)
         .ok_or(StoreError::Forbidden("you are not a member of this group"))?;
-    if crate::required_role(&change.kind, change.actor) == Some(Role::Admin) && actor.role != Role::Admin {
+    if crate::required_role(&change.kind, change.actor) == Some(Role::Admin)
+        && actor.role != Role::Admin
+    {
         return Err(StoreError::Forbidden("only group admins can do that").into());
     }
     let now = change.now_ms;
@@ -1327,12 +1472,22 @@ async fn change_group_op(
                 add_member_row(conn, conversation, user, Role::Member, seq, now).await?;
             }
             let recipients = active_member_ids(conn, conversation).await?;
-            let message = system_message(conversation, seq, change.actor, SystemEvent::MemberAdded, new_users, now);
+            let message = system_message(
+                conversation,
+                seq,
+                change.actor,
+                SystemEvent::MemberAdded,
+                new_users,
+                now,
+            );
             insert_message(conn, batch, message, &recipients).await?;
         }
         GroupChangeKind::Remove { user } => {
             let user = *user;
-            let target = record.member(user).ok_or(StoreError::NotFound("member"))?.clone();
+            let target = record
+                .member(user)
+                .ok_or(StoreError::NotFound("member"))?
+                .clone();
             let event = if user == change.actor {
                 SystemEvent::MemberLeft
             } else {
@@ -1360,23 +1515,24 @@ async fn change_group_op(
                 .iter()
                 .any(|m| m.user_id != user && m.role == Role::Admin);
             let successor = record.members.iter().find(|m| m.user_id != user);
-            if target.role == Role::Admin && !admins_left {
-                if let Some(successor) = successor {
-                    // The longest-standing member (members are in join
-                    // order) inherits the group.
-                    set_role_row(conn, conversation, successor.user_id, Role::Admin).await?;
-                    let mut promoted = system_message(
-                        conversation,
-                        seq + 1,
-                        change.actor,
-                        SystemEvent::RoleChanged,
-                        vec![successor.user_id],
-                        now,
-                    );
-                    promoted.role = Some(Role::Admin);
-                    let remaining = active_member_ids(conn, conversation).await?;
-                    insert_message(conn, batch, promoted, &remaining).await?;
-                }
+            if target.role == Role::Admin
+                && !admins_left
+                && let Some(successor) = successor
+            {
+                // The longest-standing member (members are in join
+                // order) inherits the group.
+                set_role_row(conn, conversation, successor.user_id, Role::Admin).await?;
+                let mut promoted = system_message(
+                    conversation,
+                    seq + 1,
+                    change.actor,
+                    SystemEvent::RoleChanged,
+                    vec![successor.user_id],
+                    now,
+                );
+                promoted.role = Some(Role::Admin);
+                let remaining = active_member_ids(conn, conversation).await?;
+                insert_message(conn, batch, promoted, &remaining).await?;
             }
         }
         GroupChangeKind::Rename { name } => {
@@ -1388,7 +1544,14 @@ async fn change_group_op(
             )
             .await?;
             let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(conversation, seq, change.actor, SystemEvent::Renamed, vec![], now);
+            let mut message = system_message(
+                conversation,
+                seq,
+                change.actor,
+                SystemEvent::Renamed,
+                vec![],
+                now,
+            );
             message.name = Some(name);
             insert_message(conn, batch, message, &recipients).await?;
         }
@@ -1398,13 +1561,24 @@ async fn change_group_op(
             if target.role == role {
                 return Ok(record);
             }
-            let admins = record.members.iter().filter(|m| m.role == Role::Admin).count();
+            let admins = record
+                .members
+                .iter()
+                .filter(|m| m.role == Role::Admin)
+                .count();
             if role == Role::Member && admins <= 1 {
                 return Err(StoreError::Invalid("a group needs at least one admin".into()).into());
             }
             set_role_row(conn, conversation, user, role).await?;
             let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(conversation, seq, change.actor, SystemEvent::RoleChanged, vec![user], now);
+            let mut message = system_message(
+                conversation,
+                seq,
+                change.actor,
+                SystemEvent::RoleChanged,
+                vec![user],
+                now,
+            );
             message.role = Some(role);
             insert_message(conn, batch, message, &recipients).await?;
         }
@@ -1414,8 +1588,13 @@ async fn change_group_op(
         .ok_or(StoreError::Internal("group vanished".into()))?)
 }
 
-async fn append_op(conn: &ClientWrapper, batch: &mut Batch, new: &NewMessage) -> OpResult<Appended> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id=$1 AND client_msg_id=$2");
+async fn append_op(
+    conn: &ClientWrapper,
+    batch: &mut Batch,
+    new: &NewMessage,
+) -> OpResult<Appended> {
+    let sql =
+        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id=$1 AND client_msg_id=$2");
     if let Some(row) = query_opt(conn, &sql, &[&new.sender_id.0, &new.client_msg_id]).await? {
         return Ok(Appended {
             message: message_from_row(&row, 0)?,
@@ -1437,10 +1616,12 @@ async fn append_op(conn: &ClientWrapper, batch: &mut Batch, new: &NewMessage) ->
     if !recipients.contains(&new.sender_id) {
         return Err(StoreError::Forbidden("you are not a member of this conversation").into());
     }
-    if let Some(reply) = new.reply_to_seq {
-        if reply == 0 || reply >= seq {
-            return Err(StoreError::Invalid("reply_to_seq does not name an earlier message".into()).into());
-        }
+    if let Some(reply) = new.reply_to_seq
+        && (reply == 0 || reply >= seq)
+    {
+        return Err(
+            StoreError::Invalid("reply_to_seq does not name an earlier message".into()).into(),
+        );
     }
     let message = Message {
         conversation_id: new.conversation_id,
@@ -1519,7 +1700,10 @@ async fn receipt_op(
             .await?;
             let min_delivered = to_u64(mins.try_get::<_, Option<i64>>(0)?.unwrap_or(0));
             let min_read = to_u64(mins.try_get::<_, Option<i64>>(1)?.unwrap_or(0));
-            let next = (summary_delivered.max(min_delivered), summary_read.max(min_read));
+            let next = (
+                summary_delivered.max(min_delivered),
+                summary_read.max(min_read),
+            );
             if next != (summary_delivered, summary_read) {
                 execute(
                     conn,
@@ -1581,7 +1765,10 @@ async fn prune_op(conn: &ClientWrapper, before_ms: i64) -> OpResult<u64> {
 // ---------------------------------------------------------------------------
 // Reads.
 
-async fn conversations_for_query(conn: &ClientWrapper, user: UserId) -> OpResult<Vec<ConversationSummaryRecord>> {
+async fn conversations_for_query(
+    conn: &ClientWrapper,
+    user: UserId,
+) -> OpResult<Vec<ConversationSummaryRecord>> {
     let ids = query(
         conn,
         "SELECT c.id FROM members m JOIN conversations c ON c.id=m.conversation_id
@@ -1589,7 +1776,8 @@ async fn conversations_for_query(conn: &ClientWrapper, user: UserId) -> OpResult
         &[&user.0],
     )
     .await?;
-    let last_sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=$1 AND seq=$2");
+    let last_sql =
+        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=$1 AND seq=$2");
     let mut out = Vec::with_capacity(ids.len());
     for row in ids {
         let id: i64 = row.try_get(0)?;
@@ -1617,7 +1805,10 @@ async fn conversations_for_query(conn: &ClientWrapper, user: UserId) -> OpResult
     Ok(out)
 }
 
-async fn history_query(conn: &ClientWrapper, query_: &HistoryQuery) -> OpResult<(Vec<Message>, bool)> {
+async fn history_query(
+    conn: &ClientWrapper,
+    query_: &HistoryQuery,
+) -> OpResult<(Vec<Message>, bool)> {
     let has_period = query_opt(
         conn,
         "SELECT 1 FROM member_periods WHERE conversation_id=$1 AND user_id=$2 LIMIT 1",
@@ -1626,9 +1817,13 @@ async fn history_query(conn: &ClientWrapper, query_: &HistoryQuery) -> OpResult<
     .await?
     .is_some();
     if !has_period {
-        let exists = query_opt(conn, "SELECT 1 FROM conversations WHERE id=$1", &[&query_.conversation.0])
-            .await?
-            .is_some();
+        let exists = query_opt(
+            conn,
+            "SELECT 1 FROM conversations WHERE id=$1",
+            &[&query_.conversation.0],
+        )
+        .await?
+        .is_some();
         return Err(if exists {
             StoreError::Forbidden("you are not a member of this conversation").into()
         } else {
@@ -1649,7 +1844,13 @@ async fn history_query(conn: &ClientWrapper, query_: &HistoryQuery) -> OpResult<
     let rows = query(
         conn,
         &sql,
-        &[&query_.conversation.0, &query_.viewer.0, &after, &before, &(limit as i64 + 1)],
+        &[
+            &query_.conversation.0,
+            &query_.viewer.0,
+            &after,
+            &before,
+            &(limit as i64 + 1),
+        ],
     )
     .await?;
     let mut messages = rows
@@ -1664,10 +1865,19 @@ async fn history_query(conn: &ClientWrapper, query_: &HistoryQuery) -> OpResult<
     Ok((messages, has_more))
 }
 
-async fn inbox_since_query(conn: &ClientWrapper, user: UserId, since: u64, limit: usize) -> OpResult<Vec<InboxEntry>> {
-    let row = query_opt(conn, "SELECT inbox_head, inbox_floor FROM users WHERE id=$1", &[&user.0])
-        .await?
-        .ok_or(StoreError::NotFound("user"))?;
+async fn inbox_since_query(
+    conn: &ClientWrapper,
+    user: UserId,
+    since: u64,
+    limit: usize,
+) -> OpResult<Vec<InboxEntry>> {
+    let row = query_opt(
+        conn,
+        "SELECT inbox_head, inbox_floor FROM users WHERE id=$1",
+        &[&user.0],
+    )
+    .await?
+    .ok_or(StoreError::NotFound("user"))?;
     let (head, floor): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
     if since < to_u64(floor) || since > to_u64(head) {
         return Err(StoreError::ResyncRequired.into());
@@ -1710,17 +1920,31 @@ impl Store for PostgresStore {
         read!(self, |conn| load_user(conn, &sql, &username))
     }
 
-    async fn set_presence_visibility(&self, user: UserId, visibility: PresenceVisibility) -> StoreResult<()> {
-        self.write(WriteOp::SetPresence(user, visibility)).await.map(|_| ())
+    async fn set_presence_visibility(
+        &self,
+        user: UserId,
+        visibility: PresenceVisibility,
+    ) -> StoreResult<()> {
+        self.write(WriteOp::SetPresence(user, visibility))
+            .await
+            .map(|_| ())
     }
 
     async fn set_last_seen(&self, user: UserId, at_ms: i64) -> StoreResult<()> {
-        self.write(WriteOp::SetLastSeen(user, at_ms)).await.map(|_| ())
+        self.write(WriteOp::SetLastSeen(user, at_ms))
+            .await
+            .map(|_| ())
     }
 
-    async fn create_device(&self, user: UserId, name: String, now_ms: i64) -> StoreResult<DeviceRecord> {
+    async fn create_device(
+        &self,
+        user: UserId,
+        name: String,
+        now_ms: i64,
+    ) -> StoreResult<DeviceRecord> {
         expect_output!(
-            self.write(WriteOp::CreateDevice(user, name, now_ms)).await?,
+            self.write(WriteOp::CreateDevice(user, name, now_ms))
+                .await?,
             Device(device)
         )
     }
@@ -1747,19 +1971,31 @@ impl Store for PostgresStore {
     }
 
     async fn revoke_device(&self, user: UserId, device: DeviceId, now_ms: i64) -> StoreResult<()> {
-        self.write(WriteOp::RevokeDevice(user, device, now_ms)).await.map(|_| ())
+        self.write(WriteOp::RevokeDevice(user, device, now_ms))
+            .await
+            .map(|_| ())
     }
 
     async fn revoked_devices(&self) -> StoreResult<Vec<DeviceId>> {
         read!(self, |conn| async move {
-            let rows = query(conn, "SELECT id FROM devices WHERE revoked_at_ms IS NOT NULL", &[]).await?;
+            let rows = query(
+                conn,
+                "SELECT id FROM devices WHERE revoked_at_ms IS NOT NULL",
+                &[],
+            )
+            .await?;
             rows.iter()
                 .map(|r| Ok(DeviceId(r.try_get(0)?)))
                 .collect::<OpResult<Vec<_>>>()
         })
     }
 
-    async fn get_or_create_direct(&self, a: UserId, b: UserId, now_ms: i64) -> StoreResult<(ConversationRecord, bool)> {
+    async fn get_or_create_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(ConversationRecord, bool)> {
         expect_output!(
             self.write(WriteOp::Direct(a, b, now_ms)).await?,
             Direct(record, created)
@@ -1811,15 +2047,21 @@ impl Store for PostgresStore {
 
     async fn inbox_head(&self, user: UserId) -> StoreResult<u64> {
         read!(self, |conn| async move {
-            let head: Option<i64> = query_opt(conn, "SELECT inbox_head FROM users WHERE id=$1", &[&user.0])
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
+            let head: Option<i64> =
+                query_opt(conn, "SELECT inbox_head FROM users WHERE id=$1", &[&user.0])
+                    .await?
+                    .map(|r| r.try_get(0))
+                    .transpose()?;
             Ok(to_u64(head.unwrap_or(0)))
         })
     }
 
-    async fn inbox_since(&self, user: UserId, since: u64, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+    async fn inbox_since(
+        &self,
+        user: UserId,
+        since: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
         read!(self, |conn| inbox_since_query(conn, user, since, limit))
     }
 

@@ -21,7 +21,8 @@ use std::time::Instant;
 use async_trait::async_trait;
 use parley_proto::api::{ConversationKind, PresenceVisibility};
 use parley_proto::{
-    ConversationId, DeviceId, Message, MessageId, MessageKind, ReceiptStatus, Role, SystemEvent, UserId, now_ms,
+    ConversationId, DeviceId, Message, MessageId, MessageKind, ReceiptStatus, Role, SystemEvent,
+    UserId, now_ms,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
@@ -183,7 +184,10 @@ impl SqliteStore {
     }
 
     /// Enqueues `f` for the writer now and returns a future of its result.
-    fn enqueue<T, F>(&self, f: F) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static
+    fn enqueue<T, F>(
+        &self,
+        f: F,
+    ) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T> + Send + 'static,
@@ -192,7 +196,9 @@ impl SqliteStore {
         let job: Job = Box::new(move |conn, events| {
             let result = match conn {
                 Some(conn) => run_in_savepoint(conn, events, f),
-                None => Err(StoreError::Unavailable("could not begin a transaction".into())),
+                None => Err(StoreError::Unavailable(
+                    "could not begin a transaction".into(),
+                )),
             };
             Box::new(move |commit: StoreResult<()>| {
                 let _ = reply_tx.send(commit.and(result));
@@ -266,7 +272,11 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
     conn.pragma_update(
         None,
         "synchronous",
-        if options.synchronous_full { "FULL" } else { "NORMAL" },
+        if options.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -274,9 +284,15 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
 }
 
 fn migrate(conn: &mut Connection) -> StoreResult<()> {
-    conn.execute_batch("CREATE TABLE IF NOT EXISTS schema_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)")?;
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    )?;
     let current: i64 = conn
-        .query_row("SELECT value FROM schema_meta WHERE key='version'", [], |r| r.get(0))
+        .query_row(
+            "SELECT value FROM schema_meta WHERE key='version'",
+            [],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0);
     let known = MIGRATIONS.len() as i64;
@@ -320,7 +336,12 @@ fn run_in_savepoint<T>(
     }
 }
 
-fn writer_loop(conn: Connection, jobs: std_mpsc::Receiver<Job>, events_tx: CommitSender, max_batch: usize) {
+fn writer_loop(
+    conn: Connection,
+    jobs: std_mpsc::Receiver<Job>,
+    events_tx: CommitSender,
+    max_batch: usize,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -334,10 +355,16 @@ fn writer_loop(conn: Connection, jobs: std_mpsc::Receiver<Job>, events_tx: Commi
         let mut events = Vec::new();
         let began = conn.execute_batch("BEGIN IMMEDIATE");
         let completions: Vec<Completion> = match &began {
-            Ok(()) => batch.into_iter().map(|job| job(Some(&conn), &mut events)).collect(),
+            Ok(()) => batch
+                .into_iter()
+                .map(|job| job(Some(&conn), &mut events))
+                .collect(),
             Err(err) => {
                 tracing::error!(%err, "cannot begin a write transaction");
-                batch.into_iter().map(|job| job(None, &mut events)).collect()
+                batch
+                    .into_iter()
+                    .map(|job| job(None, &mut events))
+                    .collect()
             }
         };
         let outcome: StoreResult<()> = match began {
@@ -409,7 +436,8 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRecord> {
     })
 }
 
-const USER_COLUMNS: &str = "id, username, display_name, password_hash, presence_visibility, last_seen_ms, created_at_ms";
+const USER_COLUMNS: &str =
+    "id, username, display_name, password_hash, presence_visibility, last_seen_ms, created_at_ms";
 
 fn user_exists(conn: &Connection, user: UserId) -> StoreResult<bool> {
     Ok(conn
@@ -419,7 +447,10 @@ fn user_exists(conn: &Connection, user: UserId) -> StoreResult<bool> {
         .is_some())
 }
 
-fn load_conversation(conn: &Connection, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
+fn load_conversation(
+    conn: &Connection,
+    id: ConversationId,
+) -> StoreResult<Option<ConversationRecord>> {
     let header = conn
         .prepare_cached(
             "SELECT kind, name, last_seq, summary_delivered, summary_read FROM conversations WHERE id=?1",
@@ -472,8 +503,13 @@ fn active_member_ids(conn: &Connection, conversation: ConversationId) -> StoreRe
     Ok(ids)
 }
 
-fn find_duplicate(conn: &Connection, sender: UserId, client_msg_id: &str) -> StoreResult<Option<Message>> {
-    let sql = format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id=?1 AND client_msg_id=?2");
+fn find_duplicate(
+    conn: &Connection,
+    sender: UserId,
+    client_msg_id: &str,
+) -> StoreResult<Option<Message>> {
+    let sql =
+        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id=?1 AND client_msg_id=?2");
     Ok(conn
         .prepare_cached(&sql)?
         .query_row(params![sender.0, client_msg_id], message_from_row)
@@ -488,7 +524,9 @@ fn push_inbox(
     seq: u64,
     now: i64,
 ) -> StoreResult<Vec<Recipient>> {
-    let mut bump = conn.prepare_cached("UPDATE users SET inbox_head = inbox_head + 1 WHERE id=?1 RETURNING inbox_head")?;
+    let mut bump = conn.prepare_cached(
+        "UPDATE users SET inbox_head = inbox_head + 1 WHERE id=?1 RETURNING inbox_head",
+    )?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO inbox(user_id, cursor, conversation_id, seq, created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
     )?;
@@ -558,7 +596,13 @@ fn insert_message(
          WHERE conversation_id=?1 AND user_id=?2",
     )?
     .execute(params![message.conversation_id.0, message.sender_id.0, seq])?;
-    let recipients = push_inbox(conn, recipients, message.conversation_id, message.seq, message.sent_at_ms)?;
+    let recipients = push_inbox(
+        conn,
+        recipients,
+        message.conversation_id,
+        message.seq,
+        message.sent_at_ms,
+    )?;
     events.push(Committed::Message {
         message: Arc::new(message.clone()),
         recipients,
@@ -627,13 +671,19 @@ fn add_member_row(
 fn validate_group_name(name: &str) -> StoreResult<String> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 100 {
-        return Err(StoreError::Invalid("group name must be 1 to 100 characters".into()));
+        return Err(StoreError::Invalid(
+            "group name must be 1 to 100 characters".into(),
+        ));
     }
     Ok(name.to_owned())
 }
 
 /// Deduplicates `users`, drops `except`, and checks that each exists.
-fn existing_distinct_users(conn: &Connection, users: &[UserId], except: &[UserId]) -> StoreResult<Vec<UserId>> {
+fn existing_distinct_users(
+    conn: &Connection,
+    users: &[UserId],
+    except: &[UserId],
+) -> StoreResult<Vec<UserId>> {
     let mut out: Vec<UserId> = Vec::with_capacity(users.len());
     for &user in users {
         if except.contains(&user) || out.contains(&user) {
@@ -647,14 +697,24 @@ fn existing_distinct_users(conn: &Connection, users: &[UserId], except: &[UserId
     Ok(out)
 }
 
-fn create_group_tx(conn: &Connection, events: &mut Vec<Committed>, new: NewGroup) -> StoreResult<ConversationRecord> {
+fn create_group_tx(
+    conn: &Connection,
+    events: &mut Vec<Committed>,
+    new: NewGroup,
+) -> StoreResult<ConversationRecord> {
     let name = validate_group_name(&new.name)?;
     if new.member_ids.len() > new.max_members.saturating_mul(4).max(4096) {
-        return Err(StoreError::TooLarge(format!("a group has at most {} members", new.max_members)));
+        return Err(StoreError::TooLarge(format!(
+            "a group has at most {} members",
+            new.max_members
+        )));
     }
     let others = existing_distinct_users(conn, &new.member_ids, &[new.creator])?;
     if others.len() + 1 > new.max_members {
-        return Err(StoreError::TooLarge(format!("a group has at most {} members", new.max_members)));
+        return Err(StoreError::TooLarge(format!(
+            "a group has at most {} members",
+            new.max_members
+        )));
     }
     if !user_exists(conn, new.creator)? {
         return Err(StoreError::NotFound("user"));
@@ -672,7 +732,14 @@ fn create_group_tx(conn: &Connection, events: &mut Vec<Committed>, new: NewGroup
     for &user in &others {
         add_member_row(conn, conversation, user, Role::Member, 1, new.now_ms)?;
     }
-    let mut message = system_message(conversation, 1, new.creator, SystemEvent::Created, all.clone(), new.now_ms);
+    let mut message = system_message(
+        conversation,
+        1,
+        new.creator,
+        SystemEvent::Created,
+        all.clone(),
+        new.now_ms,
+    );
     message.name = Some(name);
     insert_message(conn, events, message, &all)?;
     load_conversation(conn, conversation)?.ok_or(StoreError::Internal("group vanished".into()))
@@ -684,14 +751,19 @@ fn change_group_tx(
     change: GroupChange,
 ) -> StoreResult<ConversationRecord> {
     let conversation = change.conversation;
-    let record = load_conversation(conn, conversation)?.ok_or(StoreError::NotFound("conversation"))?;
+    let record =
+        load_conversation(conn, conversation)?.ok_or(StoreError::NotFound("conversation"))?;
     if record.kind != ConversationKind::Group {
-        return Err(StoreError::Invalid("only groups can be administered".into()));
+        return Err(StoreError::Invalid(
+            "only groups can be administered".into(),
+        ));
     }
     let actor = record
         .member(change.actor)
         .ok_or(StoreError::Forbidden("you are not a member of this group"))?;
-    if crate::required_role(&change.kind, change.actor) == Some(Role::Admin) && actor.role != Role::Admin {
+    if crate::required_role(&change.kind, change.actor) == Some(Role::Admin)
+        && actor.role != Role::Admin
+    {
         return Err(StoreError::Forbidden("only group admins can do that"));
     }
     let now = change.now_ms;
@@ -700,24 +772,40 @@ fn change_group_tx(
         GroupChangeKind::Add { users } => {
             let current: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
             if users.len() > change.max_members.saturating_mul(4).max(4096) {
-                return Err(StoreError::TooLarge(format!("a group has at most {} members", change.max_members)));
+                return Err(StoreError::TooLarge(format!(
+                    "a group has at most {} members",
+                    change.max_members
+                )));
             }
             let new_users = existing_distinct_users(conn, &users, &current)?;
             if new_users.is_empty() {
                 return Ok(record);
             }
             if current.len() + new_users.len() > change.max_members {
-                return Err(StoreError::TooLarge(format!("a group has at most {} members", change.max_members)));
+                return Err(StoreError::TooLarge(format!(
+                    "a group has at most {} members",
+                    change.max_members
+                )));
             }
             for &user in &new_users {
                 add_member_row(conn, conversation, user, Role::Member, seq, now)?;
             }
             let recipients = active_member_ids(conn, conversation)?;
-            let message = system_message(conversation, seq, change.actor, SystemEvent::MemberAdded, new_users, now);
+            let message = system_message(
+                conversation,
+                seq,
+                change.actor,
+                SystemEvent::MemberAdded,
+                new_users,
+                now,
+            );
             insert_message(conn, events, message, &recipients)?;
         }
         GroupChangeKind::Remove { user } => {
-            let target = record.member(user).ok_or(StoreError::NotFound("member"))?.clone();
+            let target = record
+                .member(user)
+                .ok_or(StoreError::NotFound("member"))?
+                .clone();
             let event = if user == change.actor {
                 SystemEvent::MemberLeft
             } else {
@@ -728,8 +816,10 @@ fn change_group_tx(
             let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
             let message = system_message(conversation, seq, change.actor, event, vec![user], now);
             insert_message(conn, events, message, &recipients)?;
-            conn.prepare_cached("UPDATE members SET active=0 WHERE conversation_id=?1 AND user_id=?2")?
-                .execute(params![conversation.0, user.0])?;
+            conn.prepare_cached(
+                "UPDATE members SET active=0 WHERE conversation_id=?1 AND user_id=?2",
+            )?
+            .execute(params![conversation.0, user.0])?;
             conn.prepare_cached(
                 "UPDATE member_periods SET to_seq=?3 WHERE conversation_id=?1 AND user_id=?2 AND to_seq IS NULL",
             )?
@@ -739,23 +829,24 @@ fn change_group_tx(
                 .iter()
                 .any(|m| m.user_id != user && m.role == Role::Admin);
             let successor = record.members.iter().find(|m| m.user_id != user);
-            if target.role == Role::Admin && !admins_left {
-                if let Some(successor) = successor {
-                    // The longest-standing member (members are in join
-                    // order) inherits the group.
-                    set_role_row(conn, conversation, successor.user_id, Role::Admin)?;
-                    let mut promoted = system_message(
-                        conversation,
-                        seq + 1,
-                        change.actor,
-                        SystemEvent::RoleChanged,
-                        vec![successor.user_id],
-                        now,
-                    );
-                    promoted.role = Some(Role::Admin);
-                    let remaining = active_member_ids(conn, conversation)?;
-                    insert_message(conn, events, promoted, &remaining)?;
-                }
+            if target.role == Role::Admin
+                && !admins_left
+                && let Some(successor) = successor
+            {
+                // The longest-standing member (members are in join
+                // order) inherits the group.
+                set_role_row(conn, conversation, successor.user_id, Role::Admin)?;
+                let mut promoted = system_message(
+                    conversation,
+                    seq + 1,
+                    change.actor,
+                    SystemEvent::RoleChanged,
+                    vec![successor.user_id],
+                    now,
+                );
+                promoted.role = Some(Role::Admin);
+                let remaining = active_member_ids(conn, conversation)?;
+                insert_message(conn, events, promoted, &remaining)?;
             }
         }
         GroupChangeKind::Rename { name } => {
@@ -763,7 +854,14 @@ fn change_group_tx(
             conn.prepare_cached("UPDATE conversations SET name=?2 WHERE id=?1")?
                 .execute(params![conversation.0, name])?;
             let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(conversation, seq, change.actor, SystemEvent::Renamed, vec![], now);
+            let mut message = system_message(
+                conversation,
+                seq,
+                change.actor,
+                SystemEvent::Renamed,
+                vec![],
+                now,
+            );
             message.name = Some(name);
             insert_message(conn, events, message, &recipients)?;
         }
@@ -772,13 +870,26 @@ fn change_group_tx(
             if target.role == role {
                 return Ok(record);
             }
-            let admins = record.members.iter().filter(|m| m.role == Role::Admin).count();
+            let admins = record
+                .members
+                .iter()
+                .filter(|m| m.role == Role::Admin)
+                .count();
             if role == Role::Member && admins <= 1 {
-                return Err(StoreError::Invalid("a group needs at least one admin".into()));
+                return Err(StoreError::Invalid(
+                    "a group needs at least one admin".into(),
+                ));
             }
             set_role_row(conn, conversation, user, role)?;
             let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(conversation, seq, change.actor, SystemEvent::RoleChanged, vec![user], now);
+            let mut message = system_message(
+                conversation,
+                seq,
+                change.actor,
+                SystemEvent::RoleChanged,
+                vec![user],
+                now,
+            );
             message.role = Some(role);
             insert_message(conn, events, message, &recipients)?;
         }
@@ -786,13 +897,22 @@ fn change_group_tx(
     load_conversation(conn, conversation)?.ok_or(StoreError::Internal("group vanished".into()))
 }
 
-fn set_role_row(conn: &Connection, conversation: ConversationId, user: UserId, role: Role) -> StoreResult<()> {
+fn set_role_row(
+    conn: &Connection,
+    conversation: ConversationId,
+    user: UserId,
+    role: Role,
+) -> StoreResult<()> {
     conn.prepare_cached("UPDATE members SET role=?3 WHERE conversation_id=?1 AND user_id=?2")?
         .execute(params![conversation.0, user.0, role.as_str()])?;
     Ok(())
 }
 
-fn append_tx(conn: &Connection, events: &mut Vec<Committed>, new: NewMessage) -> StoreResult<Appended> {
+fn append_tx(
+    conn: &Connection,
+    events: &mut Vec<Committed>,
+    new: NewMessage,
+) -> StoreResult<Appended> {
     if let Some(original) = find_duplicate(conn, new.sender_id, &new.client_msg_id)? {
         return Ok(Appended {
             message: original,
@@ -801,17 +921,23 @@ fn append_tx(conn: &Connection, events: &mut Vec<Committed>, new: NewMessage) ->
     }
     let seq = next_seq(conn, new.conversation_id)?;
     let is_member = conn
-        .prepare_cached("SELECT 1 FROM members WHERE conversation_id=?1 AND user_id=?2 AND active=1")?
+        .prepare_cached(
+            "SELECT 1 FROM members WHERE conversation_id=?1 AND user_id=?2 AND active=1",
+        )?
         .query_row(params![new.conversation_id.0, new.sender_id.0], |_| Ok(()))
         .optional()?
         .is_some();
     if !is_member {
-        return Err(StoreError::Forbidden("you are not a member of this conversation"));
+        return Err(StoreError::Forbidden(
+            "you are not a member of this conversation",
+        ));
     }
-    if let Some(reply) = new.reply_to_seq {
-        if reply == 0 || reply >= seq {
-            return Err(StoreError::Invalid("reply_to_seq does not name an earlier message".into()));
-        }
+    if let Some(reply) = new.reply_to_seq
+        && (reply == 0 || reply >= seq)
+    {
+        return Err(StoreError::Invalid(
+            "reply_to_seq does not name an earlier message".into(),
+        ));
     }
     let recipients = active_member_ids(conn, new.conversation_id)?;
     let message = Message {
@@ -847,7 +973,9 @@ fn receipt_tx(
     up_to_seq: u64,
 ) -> StoreResult<ReceiptChange> {
     let (kind, last_seq, summary_delivered, summary_read) = conn
-        .prepare_cached("SELECT kind, last_seq, summary_delivered, summary_read FROM conversations WHERE id=?1")?
+        .prepare_cached(
+            "SELECT kind, last_seq, summary_delivered, summary_read FROM conversations WHERE id=?1",
+        )?
         .query_row([conversation.0], |r| {
             Ok((
                 ConversationKind::parse(&r.get::<_, String>(0)?),
@@ -886,10 +1014,15 @@ fn receipt_tx(
                 .query_row([conversation.0], |r| {
                     Ok((to_u64(r.get::<_, Option<i64>>(0)?.unwrap_or(0)), to_u64(r.get::<_, Option<i64>>(1)?.unwrap_or(0))))
                 })?;
-            let next = (summary_delivered.max(min_delivered), summary_read.max(min_read));
+            let next = (
+                summary_delivered.max(min_delivered),
+                summary_read.max(min_read),
+            );
             if next != (summary_delivered, summary_read) {
-                conn.prepare_cached("UPDATE conversations SET summary_delivered=?2, summary_read=?3 WHERE id=?1")?
-                    .execute(params![conversation.0, next.0 as i64, next.1 as i64])?;
+                conn.prepare_cached(
+                    "UPDATE conversations SET summary_delivered=?2, summary_read=?3 WHERE id=?1",
+                )?
+                .execute(params![conversation.0, next.0 as i64, next.1 as i64])?;
                 summary = Some(next);
             }
         }
@@ -919,7 +1052,9 @@ fn receipt_tx(
 
 fn history_query(conn: &Connection, query: HistoryQuery) -> StoreResult<(Vec<Message>, bool)> {
     let has_period = conn
-        .prepare_cached("SELECT 1 FROM member_periods WHERE conversation_id=?1 AND user_id=?2 LIMIT 1")?
+        .prepare_cached(
+            "SELECT 1 FROM member_periods WHERE conversation_id=?1 AND user_id=?2 LIMIT 1",
+        )?
         .query_row(params![query.conversation.0, query.viewer.0], |_| Ok(()))
         .optional()?
         .is_some();
@@ -938,7 +1073,10 @@ fn history_query(conn: &Connection, query: HistoryQuery) -> StoreResult<(Vec<Mes
     let limit = query.limit.clamp(1, 100);
     let visible = "EXISTS(SELECT 1 FROM member_periods p WHERE p.conversation_id=m.conversation_id AND p.user_id=?2
                    AND m.seq >= p.from_seq AND (p.to_seq IS NULL OR m.seq <= p.to_seq))";
-    let before = query.before_seq.map(|s| s.min(i64::MAX as u64) as i64).unwrap_or(i64::MAX);
+    let before = query
+        .before_seq
+        .map(|s| s.min(i64::MAX as u64) as i64)
+        .unwrap_or(i64::MAX);
     let (sql, ascending) = match query.after_seq {
         Some(_) => (
             format!(
@@ -955,11 +1093,20 @@ fn history_query(conn: &Connection, query: HistoryQuery) -> StoreResult<(Vec<Mes
             false,
         ),
     };
-    let after = query.after_seq.map(|s| s.min(i64::MAX as u64) as i64).unwrap_or(0);
+    let after = query
+        .after_seq
+        .map(|s| s.min(i64::MAX as u64) as i64)
+        .unwrap_or(0);
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut messages = stmt
         .query_map(
-            params![query.conversation.0, query.viewer.0, after, before, limit as i64 + 1],
+            params![
+                query.conversation.0,
+                query.viewer.0,
+                after,
+                before,
+                limit as i64 + 1
+            ],
             message_from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1004,7 +1151,10 @@ impl Store for SqliteStore {
     async fn user_by_id(&self, id: UserId) -> StoreResult<Option<UserRecord>> {
         self.read(move |conn| {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id=?1");
-            Ok(conn.prepare_cached(&sql)?.query_row([id.0], user_from_row).optional()?)
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([id.0], user_from_row)
+                .optional()?)
         })
         .await
     }
@@ -1013,12 +1163,19 @@ impl Store for SqliteStore {
         let username = username.to_owned();
         self.read(move |conn| {
             let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE username=?1");
-            Ok(conn.prepare_cached(&sql)?.query_row([username], user_from_row).optional()?)
+            Ok(conn
+                .prepare_cached(&sql)?
+                .query_row([username], user_from_row)
+                .optional()?)
         })
         .await
     }
 
-    async fn set_presence_visibility(&self, user: UserId, visibility: PresenceVisibility) -> StoreResult<()> {
+    async fn set_presence_visibility(
+        &self,
+        user: UserId,
+        visibility: PresenceVisibility,
+    ) -> StoreResult<()> {
         self.write(move |conn, _| {
             conn.prepare_cached("UPDATE users SET presence_visibility=?2 WHERE id=?1")?
                 .execute(params![user.0, visibility.as_str()])?;
@@ -1029,14 +1186,21 @@ impl Store for SqliteStore {
 
     async fn set_last_seen(&self, user: UserId, at_ms: i64) -> StoreResult<()> {
         self.write(move |conn, _| {
-            conn.prepare_cached("UPDATE users SET last_seen_ms=MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id=?1")?
-                .execute(params![user.0, at_ms])?;
+            conn.prepare_cached(
+                "UPDATE users SET last_seen_ms=MAX(COALESCE(last_seen_ms, 0), ?2) WHERE id=?1",
+            )?
+            .execute(params![user.0, at_ms])?;
             Ok(())
         })
         .await
     }
 
-    async fn create_device(&self, user: UserId, name: String, now_ms: i64) -> StoreResult<DeviceRecord> {
+    async fn create_device(
+        &self,
+        user: UserId,
+        name: String,
+        now_ms: i64,
+    ) -> StoreResult<DeviceRecord> {
         self.write(move |conn, _| {
             if !user_exists(conn, user)? {
                 return Err(StoreError::NotFound("user"));
@@ -1083,8 +1247,10 @@ impl Store for SqliteStore {
             if owner != Some(user.0) {
                 return Err(StoreError::NotFound("device"));
             }
-            conn.prepare_cached("UPDATE devices SET revoked_at_ms=COALESCE(revoked_at_ms, ?2) WHERE id=?1")?
-                .execute(params![device.0, now_ms])?;
+            conn.prepare_cached(
+                "UPDATE devices SET revoked_at_ms=COALESCE(revoked_at_ms, ?2) WHERE id=?1",
+            )?
+            .execute(params![device.0, now_ms])?;
             Ok(())
         })
         .await
@@ -1092,7 +1258,8 @@ impl Store for SqliteStore {
 
     async fn revoked_devices(&self) -> StoreResult<Vec<DeviceId>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT id FROM devices WHERE revoked_at_ms IS NOT NULL")?;
+            let mut stmt =
+                conn.prepare_cached("SELECT id FROM devices WHERE revoked_at_ms IS NOT NULL")?;
             let ids = stmt
                 .query_map([], |r| Ok(DeviceId(r.get(0)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -1101,7 +1268,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get_or_create_direct(&self, a: UserId, b: UserId, now_ms: i64) -> StoreResult<(ConversationRecord, bool)> {
+    async fn get_or_create_direct(
+        &self,
+        a: UserId,
+        b: UserId,
+        now_ms: i64,
+    ) -> StoreResult<(ConversationRecord, bool)> {
         self.write(move |conn, _| {
             if a == b {
                 return Err(StoreError::Invalid("a direct conversation needs two different users".into()));
@@ -1136,11 +1308,13 @@ impl Store for SqliteStore {
     }
 
     async fn create_group(&self, new: NewGroup) -> StoreResult<ConversationRecord> {
-        self.write(move |conn, events| create_group_tx(conn, events, new)).await
+        self.write(move |conn, events| create_group_tx(conn, events, new))
+            .await
     }
 
     async fn change_group(&self, change: GroupChange) -> StoreResult<ConversationRecord> {
-        self.write(move |conn, events| change_group_tx(conn, events, change)).await
+        self.write(move |conn, events| change_group_tx(conn, events, change))
+            .await
     }
 
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>> {
@@ -1199,8 +1373,10 @@ impl Store for SqliteStore {
         status: ReceiptStatus,
         up_to_seq: u64,
     ) -> StoreResult<ReceiptChange> {
-        self.write(move |conn, events| receipt_tx(conn, events, conversation, user, device, status, up_to_seq))
-            .await
+        self.write(move |conn, events| {
+            receipt_tx(conn, events, conversation, user, device, status, up_to_seq)
+        })
+        .await
     }
 
     async fn inbox_head(&self, user: UserId) -> StoreResult<u64> {
@@ -1214,7 +1390,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn inbox_since(&self, user: UserId, since: u64, limit: usize) -> StoreResult<Vec<InboxEntry>> {
+    async fn inbox_since(
+        &self,
+        user: UserId,
+        since: u64,
+        limit: usize,
+    ) -> StoreResult<Vec<InboxEntry>> {
         self.read(move |conn| {
             let (head, floor): (i64, i64) = conn
                 .prepare_cached("SELECT inbox_head, inbox_floor FROM users WHERE id=?1")?

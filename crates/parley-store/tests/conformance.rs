@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parley_proto::api::{ConversationKind, PresenceVisibility};
-use parley_proto::{ConversationId, DeviceId, MessageKind, ReceiptStatus, Role, SystemEvent, UserId};
+use parley_proto::{
+    ConversationId, DeviceId, MessageKind, ReceiptStatus, Role, SystemEvent, UserId,
+};
 use parley_store::*;
 
 /// Where a test's data lives; `open` may be called again (a restart, or a
@@ -44,7 +46,9 @@ impl Backend {
                 path: dir.path().join("parley.db"),
                 options: sqlite::SqliteOptions::default(),
             },
-            Backend::Postgres(db) => StoreConfig::Postgres { url: db.url.clone() },
+            Backend::Postgres(db) => StoreConfig::Postgres {
+                url: db.url.clone(),
+            },
         }
     }
 
@@ -115,7 +119,11 @@ fn change(conversation: ConversationId, actor: UserId, kind: GroupChangeKind) ->
     }
 }
 
-async fn history_all(store: &dyn Store, conversation: ConversationId, viewer: UserId) -> StoreResult<Vec<u64>> {
+async fn history_all(
+    store: &dyn Store,
+    conversation: ConversationId,
+    viewer: UserId,
+) -> StoreResult<Vec<u64>> {
     let (messages, _) = store
         .history(HistoryQuery {
             conversation,
@@ -180,7 +188,11 @@ async fn users_devices_and_revocation(backend: &Backend) {
         .await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
 
-    let record = store.user_by_username("alice").await.unwrap().expect("alice");
+    let record = store
+        .user_by_username("alice")
+        .await
+        .unwrap()
+        .expect("alice");
     assert_eq!(record.id, alice);
     assert_eq!(record.display_name, "ALICE");
     assert_eq!(record.password_hash, "$argon2id$fake");
@@ -201,8 +213,14 @@ async fn users_devices_and_revocation(backend: &Backend) {
     assert_eq!(record.presence_visibility, PresenceVisibility::Nobody);
     assert_eq!(record.last_seen_ms, Some(500), "last seen never goes back");
 
-    let phone = store.create_device(alice, "phone".into(), 10).await.unwrap();
-    let laptop = store.create_device(alice, "laptop".into(), 11).await.unwrap();
+    let phone = store
+        .create_device(alice, "phone".into(), 10)
+        .await
+        .unwrap();
+    let laptop = store
+        .create_device(alice, "laptop".into(), 11)
+        .await
+        .unwrap();
     assert_eq!(phone.user_id, alice);
     assert_eq!(phone.name, "phone");
     assert_eq!(phone.created_at_ms, 10);
@@ -210,7 +228,10 @@ async fn users_devices_and_revocation(backend: &Backend) {
         store.create_device(UserId(987_654), "x".into(), 1).await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(store.devices(alice).await.unwrap(), vec![phone.clone(), laptop.clone()]);
+    assert_eq!(
+        store.devices(alice).await.unwrap(),
+        vec![phone.clone(), laptop.clone()]
+    );
     assert!(store.devices(bob).await.unwrap().is_empty());
     assert!(store.revoked_devices().await.unwrap().is_empty());
 
@@ -242,7 +263,12 @@ async fn direct_get_or_create_is_idempotent(backend: &Backend) {
     let ids: Vec<UserId> = first.members.iter().map(|m| m.user_id).collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&alice) && ids.contains(&bob));
-    assert!(first.members.iter().all(|m| m.role == Role::Member && m.joined_seq == 1));
+    assert!(
+        first
+            .members
+            .iter()
+            .all(|m| m.role == Role::Member && m.joined_seq == 1)
+    );
     let (again, created) = store.get_or_create_direct(bob, alice, 11).await.unwrap();
     assert!(!created);
     assert_eq!(again.id, first.id);
@@ -253,7 +279,11 @@ async fn direct_get_or_create_is_idempotent(backend: &Backend) {
     let calls: Vec<_> = (0..8)
         .map(|i| {
             let store = store_arc.clone();
-            let (a, b) = if i % 2 == 0 { (alice, carol) } else { (carol, alice) };
+            let (a, b) = if i % 2 == 0 {
+                (alice, carol)
+            } else {
+                (carol, alice)
+            };
             tokio::spawn(async move { store.get_or_create_direct(a, b, 12).await.unwrap() })
         })
         .collect();
@@ -262,7 +292,11 @@ async fn direct_get_or_create_is_idempotent(backend: &Backend) {
         results.push(call.await.unwrap());
     }
     assert_eq!(results.iter().filter(|(_, created)| *created).count(), 1);
-    assert!(results.iter().all(|(record, _)| record.id == results[0].0.id));
+    assert!(
+        results
+            .iter()
+            .all(|(record, _)| record.id == results[0].0.id)
+    );
 
     assert!(matches!(
         store.get_or_create_direct(alice, alice, 1).await,
@@ -272,7 +306,10 @@ async fn direct_get_or_create_is_idempotent(backend: &Backend) {
         store.get_or_create_direct(alice, UserId(987_654), 1).await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(store.conversation(ConversationId(987_654)).await.unwrap(), None);
+    assert_eq!(
+        store.conversation(ConversationId(987_654)).await.unwrap(),
+        None
+    );
     store.shutdown().await;
 }
 
@@ -300,9 +337,22 @@ async fn group_administration(backend: &Backend) {
     assert_eq!(g.name.as_deref(), Some("friends"));
     assert_eq!(g.last_seq, 1);
     let roles: Vec<(UserId, Role)> = g.members.iter().map(|m| (m.user_id, m.role)).collect();
-    assert_eq!(roles, vec![(admin, Role::Admin), (bob, Role::Member), (carol, Role::Member)]);
+    assert_eq!(
+        roles,
+        vec![
+            (admin, Role::Admin),
+            (bob, Role::Member),
+            (carol, Role::Member)
+        ]
+    );
     let created = take(&mut events, 1).await;
-    let [Committed::Message { message, recipients }] = created.as_slice() else {
+    let [
+        Committed::Message {
+            message,
+            recipients,
+        },
+    ] = created.as_slice()
+    else {
         panic!("one created message: {created:?}")
     };
     assert_eq!(message.kind, MessageKind::System);
@@ -322,7 +372,10 @@ async fn group_administration(backend: &Backend) {
             now_ms: 1,
         })
         .await;
-    assert!(matches!(too_big, Err(StoreError::TooLarge(_))), "{too_big:?}");
+    assert!(
+        matches!(too_big, Err(StoreError::TooLarge(_))),
+        "{too_big:?}"
+    );
     let unknown = store
         .create_group(NewGroup {
             creator: admin,
@@ -332,7 +385,10 @@ async fn group_administration(backend: &Backend) {
             now_ms: 1,
         })
         .await;
-    assert!(matches!(unknown, Err(StoreError::NotFound(_))), "{unknown:?}");
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
     let bad_name = store
         .create_group(NewGroup {
             creator: admin,
@@ -342,14 +398,22 @@ async fn group_administration(backend: &Backend) {
             now_ms: 1,
         })
         .await;
-    assert!(matches!(bad_name, Err(StoreError::Invalid(_))), "{bad_name:?}");
+    assert!(
+        matches!(bad_name, Err(StoreError::Invalid(_))),
+        "{bad_name:?}"
+    );
     assert!(drain(&mut events).is_empty(), "refusals announce nothing");
 
     // Only admins administer; outsiders cannot even try.
     let add_dave = GroupChangeKind::Add { users: vec![dave] };
     for (actor, kind) in [
         (bob, add_dave.clone()),
-        (bob, GroupChangeKind::Rename { name: "mine".into() }),
+        (
+            bob,
+            GroupChangeKind::Rename {
+                name: "mine".into(),
+            },
+        ),
         (bob, GroupChangeKind::Remove { user: carol }),
         (
             bob,
@@ -362,16 +426,31 @@ async fn group_administration(backend: &Backend) {
         (outsider, GroupChangeKind::Remove { user: outsider }),
     ] {
         let refused = store.change_group(change(g.id, actor, kind.clone())).await;
-        assert!(matches!(refused, Err(StoreError::Forbidden(_))), "{kind:?}: {refused:?}");
+        assert!(
+            matches!(refused, Err(StoreError::Forbidden(_))),
+            "{kind:?}: {refused:?}"
+        );
     }
     let missing = store
         .change_group(change(ConversationId(987_654), admin, add_dave.clone()))
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
     let unknown_user = store
-        .change_group(change(g.id, admin, GroupChangeKind::Add { users: vec![UserId(987_654)] }))
+        .change_group(change(
+            g.id,
+            admin,
+            GroupChangeKind::Add {
+                users: vec![UserId(987_654)],
+            },
+        ))
         .await;
-    assert!(matches!(unknown_user, Err(StoreError::NotFound(_))), "{unknown_user:?}");
+    assert!(
+        matches!(unknown_user, Err(StoreError::NotFound(_))),
+        "{unknown_user:?}"
+    );
     let over = store
         .change_group(GroupChange {
             max_members: 3,
@@ -380,17 +459,31 @@ async fn group_administration(backend: &Backend) {
         .await;
     assert!(matches!(over, Err(StoreError::TooLarge(_))), "{over:?}");
     let (direct, _) = store.get_or_create_direct(admin, bob, 1).await.unwrap();
-    let not_group = store.change_group(change(direct.id, admin, add_dave.clone())).await;
-    assert!(matches!(not_group, Err(StoreError::Invalid(_))), "{not_group:?}");
+    let not_group = store
+        .change_group(change(direct.id, admin, add_dave.clone()))
+        .await;
+    assert!(
+        matches!(not_group, Err(StoreError::Invalid(_))),
+        "{not_group:?}"
+    );
     assert!(drain(&mut events).is_empty());
 
     // Add: a system message every member (the new one included) receives.
-    let g2 = store.change_group(change(g.id, admin, add_dave.clone())).await.unwrap();
+    let g2 = store
+        .change_group(change(g.id, admin, add_dave.clone()))
+        .await
+        .unwrap();
     assert_eq!(g2.last_seq, 2);
     assert_eq!(g2.member(dave).unwrap().joined_seq, 2);
     assert_eq!(g2.member(dave).unwrap().role, Role::Member);
     let added = take(&mut events, 1).await;
-    let [Committed::Message { message, recipients }] = added.as_slice() else {
+    let [
+        Committed::Message {
+            message,
+            recipients,
+        },
+    ] = added.as_slice()
+    else {
         panic!("{added:?}")
     };
     assert_eq!(message.event, Some(SystemEvent::MemberAdded));
@@ -398,19 +491,32 @@ async fn group_administration(backend: &Backend) {
     assert_eq!(message.sender_id, admin);
     assert_eq!(recipients.len(), 4);
     // Adding present members changes nothing and says nothing.
-    let same = store.change_group(change(g.id, admin, add_dave.clone())).await.unwrap();
+    let same = store
+        .change_group(change(g.id, admin, add_dave.clone()))
+        .await
+        .unwrap();
     assert_eq!(same.last_seq, 2);
     assert!(drain(&mut events).is_empty());
 
     // Rename.
     let renamed = store
-        .change_group(change(g.id, admin, GroupChangeKind::Rename { name: "pals".into() }))
+        .change_group(change(
+            g.id,
+            admin,
+            GroupChangeKind::Rename {
+                name: "pals".into(),
+            },
+        ))
         .await
         .unwrap();
     assert_eq!(renamed.name.as_deref(), Some("pals"));
     assert_eq!(renamed.last_seq, 3);
     let bad = store
-        .change_group(change(g.id, admin, GroupChangeKind::Rename { name: "".into() }))
+        .change_group(change(
+            g.id,
+            admin,
+            GroupChangeKind::Rename { name: "".into() },
+        ))
         .await;
     assert!(matches!(bad, Err(StoreError::Invalid(_))));
 
@@ -450,7 +556,10 @@ async fn group_administration(backend: &Backend) {
             },
         ))
         .await;
-    assert!(matches!(last_admin, Err(StoreError::Invalid(_))), "{last_admin:?}");
+    assert!(
+        matches!(last_admin, Err(StoreError::Invalid(_))),
+        "{last_admin:?}"
+    );
     let missing_member = store
         .change_group(change(
             g.id,
@@ -486,7 +595,13 @@ async fn group_administration(backend: &Backend) {
         .unwrap();
     assert!(removed.member(carol).is_none());
     let removal = take(&mut events, 1).await;
-    let [Committed::Message { message, recipients }] = removal.as_slice() else {
+    let [
+        Committed::Message {
+            message,
+            recipients,
+        },
+    ] = removal.as_slice()
+    else {
         panic!("{removal:?}")
     };
     assert_eq!(message.event, Some(SystemEvent::MemberRemoved));
@@ -496,7 +611,10 @@ async fn group_administration(backend: &Backend) {
     let missing = store
         .change_group(change(g.id, admin, GroupChangeKind::Remove { user: carol }))
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
     let (admin_device, carol_device) = (device(store, admin).await, device(store, carol).await);
     let after = store
         .append_message(text(g.id, admin, admin_device, "after-carol"))
@@ -507,8 +625,13 @@ async fn group_administration(backend: &Backend) {
         panic!("{after_events:?}")
     };
     assert!(recipients.iter().all(|r| r.user_id != carol));
-    let refused = store.append_message(text(g.id, carol, carol_device, "ghost")).await;
-    assert!(matches!(refused, Err(StoreError::Forbidden(_))), "{refused:?}");
+    let refused = store
+        .append_message(text(g.id, carol, carol_device, "ghost"))
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Forbidden(_))),
+        "{refused:?}"
+    );
     let carol_sees = history_all(store, g.id, carol).await.unwrap();
     assert_eq!(carol_sees.last(), Some(&removal_seq));
     assert!(!carol_sees.contains(&after.message.seq));
@@ -540,10 +663,20 @@ async fn group_administration(backend: &Backend) {
     assert_eq!(handed.last_seq, before.last_seq + 2);
     assert_eq!(handed.member(bob).unwrap().role, Role::Admin);
     let handover = take(&mut events, 2).await;
-    let kinds: Vec<(Option<SystemEvent>, Option<Vec<UserId>>, Option<Role>, usize)> = handover
+    // (event, user_ids, role, number of recipients)
+    type Seen = (
+        Option<SystemEvent>,
+        Option<Vec<UserId>>,
+        Option<Role>,
+        usize,
+    );
+    let kinds: Vec<Seen> = handover
         .iter()
         .filter_map(|e| match e {
-            Committed::Message { message, recipients } => Some((
+            Committed::Message {
+                message,
+                recipients,
+            } => Some((
                 message.event,
                 message.user_ids.clone(),
                 message.role,
@@ -556,12 +689,21 @@ async fn group_administration(backend: &Backend) {
         kinds,
         vec![
             (Some(SystemEvent::MemberLeft), Some(vec![admin]), None, 2),
-            (Some(SystemEvent::RoleChanged), Some(vec![bob]), Some(Role::Admin), 1),
+            (
+                Some(SystemEvent::RoleChanged),
+                Some(vec![bob]),
+                Some(Role::Admin),
+                1
+            ),
         ]
     );
     // Re-admission by the new admin.
     let back = store
-        .change_group(change(g.id, bob, GroupChangeKind::Add { users: vec![admin] }))
+        .change_group(change(
+            g.id,
+            bob,
+            GroupChangeKind::Add { users: vec![admin] },
+        ))
         .await
         .unwrap();
     assert_eq!(back.member(admin).unwrap().role, Role::Member);
@@ -593,7 +735,11 @@ async fn history_follows_membership_periods(backend: &Backend) {
             .unwrap(); // 6, 7
     }
     store
-        .change_group(change(g.id, alice, GroupChangeKind::Add { users: vec![bob] }))
+        .change_group(change(
+            g.id,
+            alice,
+            GroupChangeKind::Add { users: vec![bob] },
+        ))
         .await
         .unwrap(); // 8
     store
@@ -601,8 +747,14 @@ async fn history_follows_membership_periods(backend: &Backend) {
         .await
         .unwrap(); // 9
 
-    assert_eq!(history_all(store, g.id, alice).await.unwrap(), (1..=9).collect::<Vec<_>>());
-    assert_eq!(history_all(store, g.id, bob).await.unwrap(), vec![1, 2, 3, 4, 5, 8, 9]);
+    assert_eq!(
+        history_all(store, g.id, alice).await.unwrap(),
+        (1..=9).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        history_all(store, g.id, bob).await.unwrap(),
+        vec![1, 2, 3, 4, 5, 8, 9]
+    );
     let rejoined = store.conversation(g.id).await.unwrap().unwrap();
     let bob_member = rejoined.member(bob).unwrap();
     assert_eq!(bob_member.joined_seq, 8);
@@ -621,16 +773,28 @@ async fn history_follows_membership_periods(backend: &Backend) {
         limit,
     };
     let (newest, more) = store.history(page(None, None, 3)).await.unwrap();
-    assert_eq!(newest.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![7, 8, 9]);
+    assert_eq!(
+        newest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![7, 8, 9]
+    );
     assert!(more);
     let (older, more) = store.history(page(Some(7), None, 3)).await.unwrap();
-    assert_eq!(older.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5, 6]);
+    assert_eq!(
+        older.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![4, 5, 6]
+    );
     assert!(more);
     let (oldest, more) = store.history(page(Some(4), None, 10)).await.unwrap();
-    assert_eq!(oldest.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(
+        oldest.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
     assert!(!more);
     let (forward, more) = store.history(page(None, Some(2), 2)).await.unwrap();
-    assert_eq!(forward.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![3, 4]);
+    assert_eq!(
+        forward.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![3, 4]
+    );
     assert!(more);
     let (window, more) = store.history(page(Some(6), Some(3), 100)).await.unwrap();
     assert_eq!(window.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![4, 5]);
@@ -644,7 +808,10 @@ async fn history_follows_membership_periods(backend: &Backend) {
         })
         .await
         .unwrap();
-    assert_eq!(bob_page.iter().map(|m| m.seq).collect::<Vec<_>>(), vec![5, 8, 9]);
+    assert_eq!(
+        bob_page.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![5, 8, 9]
+    );
     let stored = &newest[2];
     assert_eq!(stored.text.as_deref(), Some("text of c0"));
     assert_eq!(stored.client_msg_id.as_deref(), Some("c0"));
@@ -696,21 +863,36 @@ async fn append_dedup_and_reopen(backend: &Backend) {
     assert!(!bobs.duplicate);
     assert_eq!(bobs.message.seq, 2);
     let announced = take(&mut events, 2).await;
-    assert_eq!(message_seqs(&announced), vec![1, 2], "a repeat announces nothing");
+    assert_eq!(
+        message_seqs(&announced),
+        vec![1, 2],
+        "a repeat announces nothing"
+    );
 
     // Sender's own cursors move with its sends.
     let conversation = store.conversation(direct.id).await.unwrap().unwrap();
     assert_eq!(conversation.last_seq, 2);
     let alice_member = conversation.member(alice).unwrap();
-    assert_eq!((alice_member.delivered_up_to, alice_member.read_up_to), (1, 1));
+    assert_eq!(
+        (alice_member.delivered_up_to, alice_member.read_up_to),
+        (1, 1)
+    );
 
     // Refusals.
-    let outsider = store.append_message(text(direct.id, carol, carol_device, "x")).await;
-    assert!(matches!(outsider, Err(StoreError::Forbidden(_))), "{outsider:?}");
+    let outsider = store
+        .append_message(text(direct.id, carol, carol_device, "x"))
+        .await;
+    assert!(
+        matches!(outsider, Err(StoreError::Forbidden(_))),
+        "{outsider:?}"
+    );
     let missing = store
         .append_message(text(ConversationId(987_654), alice, alice_device, "y"))
         .await;
-    assert!(matches!(missing, Err(StoreError::NotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
     for reply in [0, 3, 99] {
         let bad = store
             .append_message(NewMessage {
@@ -718,7 +900,10 @@ async fn append_dedup_and_reopen(backend: &Backend) {
                 ..text(direct.id, alice, alice_device, &format!("r{reply}"))
             })
             .await;
-        assert!(matches!(bad, Err(StoreError::Invalid(_))), "reply to {reply}: {bad:?}");
+        assert!(
+            matches!(bad, Err(StoreError::Invalid(_))),
+            "reply to {reply}: {bad:?}"
+        );
     }
     let reply = store
         .append_message(NewMessage {
@@ -780,7 +965,11 @@ async fn gapless_under_concurrency(backend: &Backend) {
     let mut tasks = Vec::new();
     for (i, &(sender, device)) in users.iter().enumerate() {
         for (instance, store) in [(0, first.clone()), (1, second.clone())] {
-            let conversation = if i == 1 && instance == 1 { direct.id } else { g.id };
+            let conversation = if i == 1 && instance == 1 {
+                direct.id
+            } else {
+                g.id
+            };
             tasks.push(tokio::spawn(async move {
                 let mut seqs = Vec::new();
                 // Five sends in flight at a time, as a busy socket would.
@@ -804,8 +993,14 @@ async fn gapless_under_concurrency(backend: &Backend) {
     let mut per_conversation: HashMap<ConversationId, Vec<u64>> = HashMap::new();
     for task in tasks {
         let (conversation, seqs) = task.await.unwrap();
-        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "one task's sends keep their order");
-        per_conversation.entry(conversation).or_default().extend(seqs);
+        assert!(
+            seqs.windows(2).all(|w| w[0] < w[1]),
+            "one task's sends keep their order"
+        );
+        per_conversation
+            .entry(conversation)
+            .or_default()
+            .extend(seqs);
     }
     let mut group_seqs = per_conversation.remove(&g.id).unwrap();
     group_seqs.sort_unstable();
@@ -832,13 +1027,26 @@ async fn gapless_under_concurrency(backend: &Backend) {
             entries.extend(page);
         }
         let cursors: Vec<u64> = entries.iter().map(|e| e.cursor).collect();
-        assert_eq!(cursors, (1..=head).collect::<Vec<_>>(), "inbox cursors of {user}");
+        assert_eq!(
+            cursors,
+            (1..=head).collect::<Vec<_>>(),
+            "inbox cursors of {user}"
+        );
         let mut last_seq: HashMap<ConversationId, u64> = HashMap::new();
         for entry in &entries {
             let previous = last_seq.insert(entry.message.conversation_id, entry.message.seq);
-            assert!(previous.is_none_or(|p| p < entry.message.seq), "inbox is in seq order");
+            assert!(
+                previous.is_none_or(|p| p < entry.message.seq),
+                "inbox is in seq order"
+            );
         }
-        let expected = group_seqs.len() + 1 + if user == ids[0] || user == ids[1] { PER_TASK } else { 0 };
+        let expected = group_seqs.len()
+            + 1
+            + if user == ids[0] || user == ids[1] {
+                PER_TASK
+            } else {
+                0
+            };
         assert_eq!(entries.len(), expected);
     }
 
@@ -853,15 +1061,26 @@ async fn gapless_under_concurrency(backend: &Backend) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(first_seen.len() + second_seen.len(), total, "every commit announced once");
+    assert_eq!(
+        first_seen.len() + second_seen.len(),
+        total,
+        "every commit announced once"
+    );
     assert!(!first_seen.is_empty() && !second_seen.is_empty());
     for events in [first_seen, second_seen] {
         let mut last: HashMap<ConversationId, u64> = HashMap::new();
         let mut cursors: HashMap<UserId, u64> = HashMap::new();
         for event in events {
-            if let Committed::Message { message, recipients } = event {
+            if let Committed::Message {
+                message,
+                recipients,
+            } = event
+            {
                 let previous = last.insert(message.conversation_id, message.seq);
-                assert!(previous.is_none_or(|p| p < message.seq), "events in seq order");
+                assert!(
+                    previous.is_none_or(|p| p < message.seq),
+                    "events in seq order"
+                );
                 for r in recipients {
                     let previous = cursors.insert(r.user_id, r.cursor);
                     assert!(previous.is_none_or(|p| p < r.cursor), "cursors increase");
@@ -890,7 +1109,13 @@ async fn receipts_are_monotonic(backend: &Backend) {
     let _ = take(&mut events, 5).await;
 
     let delivered = store
-        .advance_receipt(direct.id, bob, Some(DeviceId(77)), ReceiptStatus::Delivered, 3)
+        .advance_receipt(
+            direct.id,
+            bob,
+            Some(DeviceId(77)),
+            ReceiptStatus::Delivered,
+            3,
+        )
         .await
         .unwrap();
     assert!(delivered.advanced);
@@ -898,7 +1123,11 @@ async fn receipts_are_monotonic(backend: &Backend) {
     assert_eq!(delivered.kind, ConversationKind::Direct);
     assert_eq!(delivered.device_id, Some(DeviceId(77)));
     assert_eq!(delivered.summary, None);
-    assert_eq!(delivered.members.len(), 2, "a direct receipt goes to both members");
+    assert_eq!(
+        delivered.members.len(),
+        2,
+        "a direct receipt goes to both members"
+    );
     let announced = take(&mut events, 1).await;
     assert!(matches!(announced.as_slice(), [Committed::Receipt(c)] if *c == delivered));
 
@@ -915,12 +1144,20 @@ async fn receipts_are_monotonic(backend: &Backend) {
         .await
         .unwrap();
     assert!(read.advanced);
-    assert_eq!((read.delivered_up_to, read.read_up_to), (4, 4), "read implies delivered");
+    assert_eq!(
+        (read.delivered_up_to, read.read_up_to),
+        (4, 4),
+        "read implies delivered"
+    );
     let capped = store
         .advance_receipt(direct.id, bob, None, ReceiptStatus::Read, 1_000)
         .await
         .unwrap();
-    assert_eq!((capped.delivered_up_to, capped.read_up_to), (5, 5), "capped at last seq");
+    assert_eq!(
+        (capped.delivered_up_to, capped.read_up_to),
+        (5, 5),
+        "capped at last seq"
+    );
     let stored = store.conversation(direct.id).await.unwrap().unwrap();
     let bob_member = stored.member(bob).unwrap();
     assert_eq!((bob_member.delivered_up_to, bob_member.read_up_to), (5, 5));
@@ -954,18 +1191,30 @@ async fn receipts_are_monotonic(backend: &Backend) {
         .unwrap();
     assert!(bob_delivered.advanced);
     assert_eq!(bob_delivered.summary, None, "carol is still behind");
-    assert_eq!(bob_delivered.members, vec![bob], "only the member's own devices hear it");
+    assert_eq!(
+        bob_delivered.members,
+        vec![bob],
+        "only the member's own devices hear it"
+    );
     let carol_delivered = store
         .advance_receipt(g.id, carol, None, ReceiptStatus::Delivered, 3)
         .await
         .unwrap();
     assert_eq!(carol_delivered.summary, Some((3, 0)));
-    assert_eq!(carol_delivered.members.len(), 3, "a summary goes to everyone");
+    assert_eq!(
+        carol_delivered.members.len(),
+        3,
+        "a summary goes to everyone"
+    );
     let carol_read = store
         .advance_receipt(g.id, carol, None, ReceiptStatus::Read, 4)
         .await
         .unwrap();
-    assert_eq!(carol_read.summary, Some((4, 0)), "read implies delivered; bob has read nothing");
+    assert_eq!(
+        carol_read.summary,
+        Some((4, 0)),
+        "read implies delivered; bob has read nothing"
+    );
     let carol_again = store
         .advance_receipt(g.id, carol, None, ReceiptStatus::Read, 4)
         .await
@@ -979,14 +1228,18 @@ async fn receipts_are_monotonic(backend: &Backend) {
     assert_eq!(bob_read.summary, Some((4, 2)));
     let record = store.conversation(g.id).await.unwrap().unwrap();
     assert_eq!((record.delivered_all_up_to, record.read_all_up_to), (4, 2));
-    let receipts: Vec<Option<(u64, u64)>> = take(&mut events, 4).await
+    let receipts: Vec<Option<(u64, u64)>> = take(&mut events, 4)
+        .await
         .into_iter()
         .filter_map(|e| match e {
             Committed::Receipt(change) => Some(change.summary),
             Committed::Message { .. } => None,
         })
         .collect();
-    assert_eq!(receipts, vec![None, Some((3, 0)), Some((4, 0)), Some((4, 2))]);
+    assert_eq!(
+        receipts,
+        vec![None, Some((3, 0)), Some((4, 0)), Some((4, 2))]
+    );
     store.shutdown().await;
 }
 
@@ -1014,17 +1267,26 @@ async fn conversation_list(backend: &Backend) {
         vec![direct.id, g.id],
         "most recent activity first"
     );
-    assert_eq!(list[0].unread_count, 2, "others' messages above the read cursor");
+    assert_eq!(
+        list[0].unread_count, 2,
+        "others' messages above the read cursor"
+    );
     assert_eq!(list[0].last_message.as_ref().map(|m| m.seq), Some(3));
     assert_eq!(list[0].conversation.member(alice).unwrap().read_up_to, 1);
-    assert_eq!(list[1].last_message.as_ref().map(|m| m.event), Some(Some(SystemEvent::Created)));
+    assert_eq!(
+        list[1].last_message.as_ref().map(|m| m.event),
+        Some(Some(SystemEvent::Created))
+    );
     assert_eq!(list[1].unread_count, 0);
     store
         .change_group(change(g.id, alice, GroupChangeKind::Remove { user: bob }))
         .await
         .unwrap();
     let bobs = store.conversations_for(bob).await.unwrap();
-    assert_eq!(bobs.iter().map(|s| s.conversation.id).collect::<Vec<_>>(), vec![direct.id]);
+    assert_eq!(
+        bobs.iter().map(|s| s.conversation.id).collect::<Vec<_>>(),
+        vec![direct.id]
+    );
     store.shutdown().await;
 }
 
@@ -1044,25 +1306,39 @@ async fn inbox_replay_and_retention(backend: &Backend) {
             .unwrap();
     }
     // The commit stream's cursors are the inbox's.
-    let announced: Vec<(u64, Vec<Recipient>)> = take(&mut events, 6).await
+    let announced: Vec<(u64, Vec<Recipient>)> = take(&mut events, 6)
+        .await
         .into_iter()
         .filter_map(|e| match e {
-            Committed::Message { message, recipients } => Some((message.seq, recipients)),
+            Committed::Message {
+                message,
+                recipients,
+            } => Some((message.seq, recipients)),
             Committed::Receipt(_) => None,
         })
         .collect();
     assert_eq!(announced.len(), 6);
     for (seq, recipients) in &announced {
-        assert_eq!(recipients.len(), 2, "own messages reach the sender's other devices too");
+        assert_eq!(
+            recipients.len(),
+            2,
+            "own messages reach the sender's other devices too"
+        );
         assert!(recipients.iter().all(|r| r.cursor == *seq));
     }
 
     assert_eq!(store.inbox_head(bob).await.unwrap(), 6);
     let all = store.inbox_since(bob, 0, 100).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.cursor).collect::<Vec<_>>(), vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        all.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
     assert_eq!(all[2].message.client_msg_id.as_deref(), Some("m2"));
     let tail = store.inbox_since(bob, 4, 100).await.unwrap();
-    assert_eq!(tail.iter().map(|e| e.cursor).collect::<Vec<_>>(), vec![5, 6]);
+    assert_eq!(
+        tail.iter().map(|e| e.cursor).collect::<Vec<_>>(),
+        vec![5, 6]
+    );
     let limited = store.inbox_since(bob, 0, 2).await.unwrap();
     assert_eq!(limited.len(), 2);
     assert!(store.inbox_since(bob, 6, 100).await.unwrap().is_empty());
@@ -1082,7 +1358,10 @@ async fn inbox_replay_and_retention(backend: &Backend) {
     assert_eq!(store.prune_inbox(cutoff).await.unwrap(), 0);
     for since in [0, 3, 5] {
         assert!(
-            matches!(store.inbox_since(bob, since, 10).await, Err(StoreError::ResyncRequired)),
+            matches!(
+                store.inbox_since(bob, since, 10).await,
+                Err(StoreError::ResyncRequired)
+            ),
             "since {since} is older than what is kept"
         );
     }
@@ -1110,7 +1389,9 @@ async fn newer_schema_is_refused(backend: &Backend) {
                 .unwrap();
         }
         Backend::Postgres(db) => {
-            let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls).await.unwrap();
+            let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
             tokio::spawn(connection);
             client
                 .execute("UPDATE schema_meta SET value=999 WHERE key='version'", &[])

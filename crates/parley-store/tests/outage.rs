@@ -19,7 +19,10 @@ use parley_store::*;
 use support::PrivateServer;
 
 async fn start_server() -> Option<PrivateServer> {
-    match tokio::task::spawn_blocking(PrivateServer::start).await.unwrap() {
+    match tokio::task::spawn_blocking(PrivateServer::start)
+        .await
+        .unwrap()
+    {
         Ok(server) => Some(server),
         Err(why) => {
             support::skip_or_fail(&why);
@@ -115,7 +118,11 @@ fn is_unavailable<T: std::fmt::Debug>(result: &StoreResult<T>) -> bool {
 }
 
 /// Every message of the group, ascending, read in pages.
-async fn whole_history(store: &dyn Store, group: ConversationId, viewer: UserId) -> Vec<parley_proto::Message> {
+async fn whole_history(
+    store: &dyn Store,
+    group: ConversationId,
+    viewer: UserId,
+) -> Vec<parley_proto::Message> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -141,7 +148,9 @@ async fn whole_history(store: &dyn Store, group: ConversationId, viewer: UserId)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_fails_cleanly_and_recovers() {
-    let Some(server) = start_server().await else { return };
+    let Some(server) = start_server().await else {
+        return;
+    };
     let server = Arc::new(server);
     let Chat {
         store,
@@ -151,7 +160,10 @@ async fn outage_fails_cleanly_and_recovers() {
     } = chat(&server.url(), 2).await;
     let alice = users[0];
     for i in 0..5 {
-        store.append_message(text(group, alice, &format!("before-{i}"))).await.unwrap();
+        store
+            .append_message(text(group, alice, &format!("before-{i}")))
+            .await
+            .unwrap();
     }
 
     stop(&server, "fast").await;
@@ -202,7 +214,10 @@ async fn outage_fails_cleanly_and_recovers() {
             Err(err) => panic!("did not recover: {err}"),
         }
     };
-    assert_eq!(recovered.message.seq, 7, "nothing was stored during the outage");
+    assert_eq!(
+        recovered.message.seq, 7,
+        "nothing was stored during the outage"
+    );
     let seqs: Vec<u64> = whole_history(&*store, group, alice.0)
         .await
         .iter()
@@ -222,7 +237,10 @@ async fn outage_fails_cleanly_and_recovers() {
         }
     }
     assert_eq!(announced, (1..=7).collect::<Vec<_>>());
-    assert!(events.try_recv().is_err(), "no announcement for a failed write");
+    assert!(
+        events.try_recv().is_err(),
+        "no announcement for a failed write"
+    );
     store.shutdown().await;
 }
 
@@ -232,10 +250,15 @@ async fn outage_fails_cleanly_and_recovers() {
 async fn crash_under_load_loses_no_acknowledged_write() {
     const SENDERS: usize = 4;
     const KEYS: usize = 60;
-    let Some(server) = start_server().await else { return };
+    let Some(server) = start_server().await else {
+        return;
+    };
     let server = Arc::new(server);
     let Chat {
-        store, users, group, ..
+        store,
+        users,
+        group,
+        ..
     } = chat(&server.url(), SENDERS).await;
 
     let restarted = Arc::new(AtomicBool::new(false));
@@ -256,7 +279,10 @@ async fn crash_under_load_loses_no_acknowledged_write() {
                 loop {
                     match store.append_message(text(group, sender, &key)).await {
                         Ok(appended) => {
-                            acked.insert(key.clone(), (appended.message.seq, appended.message.message_id));
+                            acked.insert(
+                                key.clone(),
+                                (appended.message.seq, appended.message.message_id),
+                            );
                             break;
                         }
                         Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
@@ -291,17 +317,27 @@ async fn crash_under_load_loses_no_acknowledged_write() {
     crash.await.unwrap();
     assert!(acked.len() >= SENDERS * KEYS);
     assert!(failures > 0, "the crash was felt");
-    eprintln!("{} sends acknowledged; {failures} attempts failed with Unavailable and were retried", acked.len());
+    eprintln!(
+        "{} sends acknowledged; {failures} attempts failed with Unavailable and were retried",
+        acked.len()
+    );
 
     let history = whole_history(&*store, group, users[0].0).await;
     let seqs: Vec<u64> = history.iter().map(|m| m.seq).collect();
-    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>(), "gapless after a crash");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as u64).collect::<Vec<_>>(),
+        "gapless after a crash"
+    );
     let mut stored: HashMap<String, (u64, MessageId)> = HashMap::new();
     for message in &history[1..] {
         let key = message.client_msg_id.clone().expect("a text message");
         let previous = stored.insert(key.clone(), (message.seq, message.message_id));
         assert!(previous.is_none(), "{key} stored twice");
     }
-    assert_eq!(stored, acked, "every ack is stored as acknowledged, nothing else");
+    assert_eq!(
+        stored, acked,
+        "every ack is stored as acknowledged, nothing else"
+    );
     store.shutdown().await;
 }

@@ -80,7 +80,8 @@ pub(crate) struct TestDatabase {
 impl TestDatabase {
     /// Creates a fresh database, or says why it cannot.
     pub(crate) async fn create() -> Result<TestDatabase, String> {
-        let admin_url = std::env::var("PARLEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
+        let admin_url =
+            std::env::var("PARLEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
         let client = admin_client(&admin_url)
             .await
             .map_err(|e| format!("cannot connect to {admin_url}: {e}"))?;
@@ -90,7 +91,11 @@ impl TestDatabase {
             .await
             .map_err(|e| format!("cannot create a test database on {admin_url}: {e}"))?;
         let url = with_database(&admin_url, &name);
-        Ok(TestDatabase { admin_url, name, url })
+        Ok(TestDatabase {
+            admin_url,
+            name,
+            url,
+        })
     }
 }
 
@@ -136,13 +141,16 @@ pub(crate) struct PrivateServer {
 impl PrivateServer {
     /// Creates and starts a new cluster, or says why it cannot.
     pub(crate) fn start() -> Result<PrivateServer, String> {
-        let bin = find_bin_dir().ok_or("no PostgreSQL server binaries under /usr/lib/postgresql")?;
+        let bin =
+            find_bin_dir().ok_or("no PostgreSQL server binaries under /usr/lib/postgresql")?;
         let dir = tempfile::Builder::new()
             .prefix("parley-pg-")
             .tempdir()
             .map_err(|e| format!("temp dir: {e}"))?;
         // initdb refuses to run as root: hand the directory to `postgres`.
-        let as_postgres_user = std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+        let as_postgres_user = std::fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
         if as_postgres_user {
             let output = Command::new("id")
                 .args(["-u", "postgres"])
@@ -156,8 +164,12 @@ impl PrivateServer {
                 .args(["-g", "postgres"])
                 .output()
                 .map_err(|e| format!("id: {e}"))?;
-            let gid: u32 = String::from_utf8_lossy(&output.stdout).trim().parse().unwrap_or(0);
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
+            let gid: u32 = String::from_utf8_lossy(&output.stdout)
+                .trim()
+                .parse()
+                .unwrap_or(0);
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
+                .map_err(|e| format!("chown: {e}"))?;
         }
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -206,7 +218,18 @@ impl PrivateServer {
         let log = self.dir.path().join("server.log").display().to_string();
         self.run(
             "pg_ctl",
-            &["-D", &self.data_dir(), "-l", &log, "-o", &options, "-w", "-t", "30", "start"],
+            &[
+                "-D",
+                &self.data_dir(),
+                "-l",
+                &log,
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "30",
+                "start",
+            ],
         )
     }
 
@@ -257,7 +280,10 @@ fn find_bin_dir() -> Option<PathBuf> {
         .filter_map(|entry| {
             let version = entry.file_name().to_string_lossy().parse::<u32>().ok()?;
             let bin = entry.path().join("bin");
-            Path::new(&bin).join("initdb").exists().then_some((version, bin))
+            Path::new(&bin)
+                .join("initdb")
+                .exists()
+                .then_some((version, bin))
         })
         .collect();
     dirs.sort();
