@@ -73,3 +73,48 @@ test('outbox survives a server restart and resends without duplicates', { timeou
   await alice.context.close();
   await bob.context.close();
 });
+
+test('graceful restart (reconnect frame) and a stale cursor (resync_required)', { timeout: 150000 }, async () => {
+  const aliceName = uniqueName('alice');
+  const bobName = uniqueName('bob');
+  const alice = await openUser(browser, server.url, aliceName);
+  const bob = await openUser(browser, server.url, bobName);
+  await startDirectChat(alice.page, bobName);
+  await sendMessage(alice.page, 'hello before restart');
+  await waitTickAtLeast(alice.page, 'hello before restart', 'Delivered');
+
+  // Bob's stored cursor becomes unusable (beyond the server's head), then he leaves.
+  await bob.page.evaluate(() => {
+    for (const k of Object.keys(localStorage)) if (k.startsWith('parley.cursor.')) localStorage.setItem(k, '999999999');
+  });
+  await bob.page.close();
+
+  // SIGTERM: the server sends `reconnect` and drains; alice's client waits and comes back.
+  const { port, dataDir } = server;
+  await server.stop();
+  await waitVisible(alice.page.getByRole('status').filter({ hasText: /No connection|Reconnecting/ }));
+  server = await startServer({ port, dataDir });
+  await until(async () => !(await alice.page.getByRole('status').isVisible()), 'alice reconnected');
+  await sendMessage(alice.page, 'while bob was away 1');
+  await sendMessage(alice.page, 'while bob was away 2');
+  await waitTick(alice.page, 'while bob was away 2', 'Sent');
+
+  // Bob returns with the stale cursor: the server answers resync_required and
+  // the client reloads over HTTP, then continues live from the head cursor.
+  const page = await bob.context.newPage();
+  await page.goto(server.url);
+  const item = page.getByRole('listitem', { name: aliceName });
+  await waitText(item, 'while bob was away 2');
+  await item.click();
+  const expected = ['hello before restart', 'while bob was away 1', 'while bob was away 2'];
+  await until(async () => (await bubbleTexts(page)).length === 3, 'bob has three bubbles');
+  assert.deepEqual(await bubbleTexts(page), expected);
+  await waitTick(alice.page, 'while bob was away 2', 'Read');
+  await sendMessage(alice.page, 'live again');
+  await waitText(page.locator('#message-items .msg.other').last(), 'live again');
+  assert.deepEqual(await bubbleTexts(page), [...expected, 'live again']);
+  const cursor = await page.evaluate(() => Object.entries(localStorage).find(([k]) => k.startsWith('parley.cursor.'))?.[1]);
+  assert.ok(Number(cursor) < 999999999, `cursor was reset to the head, got ${cursor}`);
+  await alice.context.close();
+  await bob.context.close();
+});
