@@ -728,33 +728,39 @@ async fn run_batch(
         .await?;
     }
     let mut results = Vec::with_capacity(ops.len());
-    for op in ops {
-        results.push(run_op(conn, op, batch).await?);
+    for (index, op) in ops.iter().enumerate() {
+        // Each op gets a fresh savepoint; the previous one is released in
+        // the same round trip. The last one is released by COMMIT.
+        let setup = if index == 0 {
+            "SAVEPOINT op"
+        } else {
+            "RELEASE SAVEPOINT op; SAVEPOINT op"
+        };
+        results.push(run_op(conn, setup, op, batch).await?);
     }
     assign_inbox_cursors(conn, batch).await?;
     conn.batch_execute("COMMIT").await.map_err(OpError::from)?;
     Ok(results)
 }
 
-/// Runs one op in a savepoint. `Err` only for failures that end the batch.
+/// Runs one op in a savepoint that `setup` establishes. `Err` only for
+/// failures that end the batch.
 async fn run_op(
     conn: &ClientWrapper,
+    setup: &str,
     op: &WriteOp,
     batch: &mut Batch,
 ) -> Result<StoreResult<Output>, BatchFailure> {
+    let mark = batch.mark();
+    // The savepoint and the op's first statements share a round trip: `join`
+    // polls (so sends) the savepoint first, and the server runs in order.
+    let (established, mut outcome) =
+        futures_util::future::join(conn.batch_execute(setup), apply(conn, op, batch)).await;
+    established.map_err(OpError::from)?;
     let mut unique_retried = false;
     loop {
-        conn.batch_execute("SAVEPOINT op")
-            .await
-            .map_err(OpError::from)?;
-        let mark = batch.mark();
-        let err = match apply(conn, op, batch).await {
-            Ok(output) => {
-                conn.batch_execute("RELEASE SAVEPOINT op")
-                    .await
-                    .map_err(OpError::from)?;
-                return Ok(Ok(output));
-            }
+        let err = match outcome {
+            Ok(output) => return Ok(Ok(output)),
             Err(err) => err,
         };
         batch.truncate(mark);
@@ -766,13 +772,16 @@ async fn run_op(
         if matches!(class, PgClass::Retry | PgClass::Connection) {
             return Err(err.into());
         }
-        conn.batch_execute("ROLLBACK TO SAVEPOINT op; RELEASE SAVEPOINT op")
+        // The savepoint survives the rollback, ready for a re-run or the
+        // next op.
+        conn.batch_execute("ROLLBACK TO SAVEPOINT op")
             .await
             .map_err(OpError::from)?;
         if class == PgClass::Unique && !unique_retried {
             // Another transaction committed the same key first; now that it
             // is visible, the op answers as a repeat or a conflict.
             unique_retried = true;
+            outcome = apply(conn, op, batch).await;
             continue;
         }
         if let OpError::Pg(pg) = &err {
@@ -1317,54 +1326,73 @@ async fn insert_message(
     recipients: &[UserId],
 ) -> OpResult<Message> {
     let seq = to_i64(message.seq);
-    let updated = execute(
-        conn,
-        "UPDATE conversations SET last_seq=$2::BIGINT, last_activity_ms=$3 WHERE id=$1 AND last_seq=$2::BIGINT - 1",
-        &[&message.conversation_id.0, &seq, &message.sent_at_ms],
+    let user_ids: Option<Vec<i64>> = message
+        .user_ids
+        .as_ref()
+        .map(|ids| ids.iter().map(|u| u.0).collect());
+    let (device, reply_to) = (
+        message.sender_device_id.map(|d| d.0),
+        message.reply_to_seq.map(to_i64),
+    );
+    let (event_name, role) = (
+        message.event.map(|e| e.as_str()),
+        message.role.map(|r| r.as_str()),
+    );
+    let kind = message.kind.as_str();
+    let guard_params: [&(dyn ToSql + Sync); 3] =
+        [&message.conversation_id.0, &seq, &message.sent_at_ms];
+    let insert_params: [&(dyn ToSql + Sync); 13] = [
+        &message.conversation_id.0,
+        &seq,
+        &message.sender_id.0,
+        &device,
+        &message.client_msg_id,
+        &message.sent_at_ms,
+        &kind,
+        &message.text,
+        &reply_to,
+        &event_name,
+        &user_ids,
+        &message.name,
+        &role,
+    ];
+    let cursor_params: [&(dyn ToSql + Sync); 3] =
+        [&message.conversation_id.0, &message.sender_id.0, &seq];
+    // Three statements, one round trip: they are sent back to back and the
+    // server runs them in order.
+    let (updated, row, _) = futures_util::future::try_join3(
+        execute(
+            conn,
+            "UPDATE conversations SET last_seq=$2::BIGINT, last_activity_ms=$3
+             WHERE id=$1 AND last_seq=$2::BIGINT - 1",
+            &guard_params,
+        ),
+        query_one(
+            conn,
+            "INSERT INTO messages(conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms,
+                                  kind, text, reply_to_seq, event, user_ids, name, role)
+             VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            &insert_params,
+        ),
+        execute(
+            conn,
+            "UPDATE members SET delivered_up_to=GREATEST(delivered_up_to, $3),
+                                read_up_to=GREATEST(read_up_to, $3)
+             WHERE conversation_id=$1 AND user_id=$2",
+            &cursor_params,
+        ),
     )
     .await?;
     if updated != 1 {
-        // The caller computed seq without holding the row: a bug, never a gap.
+        // The caller computed seq without holding the row: a bug, never a
+        // gap. The op's savepoint undoes the insert.
         return Err(StoreError::Internal(format!(
             "seq {} is not the next seq of {}",
             seq, message.conversation_id
         ))
         .into());
     }
-    let user_ids: Option<Vec<i64>> = message
-        .user_ids
-        .as_ref()
-        .map(|ids| ids.iter().map(|u| u.0).collect());
-    let row = query_one(
-        conn,
-        "INSERT INTO messages(conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind,
-                              text, reply_to_seq, event, user_ids, name, role)
-         VALUES($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
-        &[
-            &message.conversation_id.0,
-            &seq,
-            &message.sender_id.0,
-            &message.sender_device_id.map(|d| d.0),
-            &message.client_msg_id,
-            &message.sent_at_ms,
-            &message.kind.as_str(),
-            &message.text,
-            &message.reply_to_seq.map(to_i64),
-            &message.event.map(|e| e.as_str()),
-            &user_ids,
-            &message.name,
-            &message.role.map(|r| r.as_str()),
-        ],
-    )
-    .await?;
     message.message_id = MessageId(row.try_get(0)?);
-    execute(
-        conn,
-        "UPDATE members SET delivered_up_to=GREATEST(delivered_up_to, $3), read_up_to=GREATEST(read_up_to, $3)
-         WHERE conversation_id=$1 AND user_id=$2",
-        &[&message.conversation_id.0, &message.sender_id.0, &seq],
-    )
-    .await?;
     let event = batch.events.len();
     for (slot, &user) in recipients.iter().enumerate() {
         batch.pointers.push(Pointer {
@@ -1593,26 +1621,33 @@ async fn append_op(
     batch: &mut Batch,
     new: &NewMessage,
 ) -> OpResult<Appended> {
-    let sql =
+    let dedup_sql =
         format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE sender_id=$1 AND client_msg_id=$2");
-    if let Some(row) = query_opt(conn, &sql, &[&new.sender_id.0, &new.client_msg_id]).await? {
+    let dedup_params: [&(dyn ToSql + Sync); 2] = [&new.sender_id.0, &new.client_msg_id];
+    let header_params: [&(dyn ToSql + Sync); 1] = [&new.conversation_id.0];
+    // Both reads in one round trip. The batch holds this conversation's row,
+    // so last_seq and the members cannot change under us until commit.
+    let (duplicate, header) = futures_util::future::try_join(
+        query_opt(conn, &dedup_sql, &dedup_params),
+        query_opt(
+            conn,
+            "SELECT c.last_seq, ARRAY(SELECT m.user_id FROM members m WHERE m.conversation_id=c.id AND m.active
+                                      ORDER BY m.joined_at_ms, m.user_id)
+             FROM conversations c WHERE c.id=$1",
+            &header_params,
+        ),
+    )
+    .await?;
+    if let Some(row) = duplicate {
         return Ok(Appended {
             message: message_from_row(&row, 0)?,
             duplicate: true,
         });
     }
-    // The batch holds this conversation's row, so last_seq cannot move
-    // under us until commit.
-    let last: i64 = query_opt(
-        conn,
-        "SELECT last_seq FROM conversations WHERE id=$1",
-        &[&new.conversation_id.0],
-    )
-    .await?
-    .ok_or(StoreError::NotFound("conversation"))?
-    .try_get(0)?;
-    let seq = to_u64(last) + 1;
-    let recipients = active_member_ids(conn, new.conversation_id).await?;
+    let header = header.ok_or(StoreError::NotFound("conversation"))?;
+    let seq = to_u64(header.try_get(0)?) + 1;
+    let members: Vec<i64> = header.try_get(1)?;
+    let recipients: Vec<UserId> = members.into_iter().map(UserId).collect();
     if !recipients.contains(&new.sender_id) {
         return Err(StoreError::Forbidden("you are not a member of this conversation").into());
     }

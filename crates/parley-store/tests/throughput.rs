@@ -1,0 +1,121 @@
+//! Append throughput of each backend, for the numbers in
+//! `docs/storage.md`. Slow and machine-dependent, so ignored by default:
+//!
+//! ```text
+//! cargo test --release -p parley-store --test throughput -- --ignored --nocapture
+//! ```
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parley_proto::{ConversationId, DeviceId, UserId};
+use parley_store::*;
+
+const TASKS: usize = 64;
+const PER_TASK: usize = 100;
+
+async fn setup(store: &dyn Store) -> (ConversationId, Vec<(UserId, DeviceId)>) {
+    let mut users = Vec::new();
+    for i in 0..8 {
+        let id = store
+            .create_user(NewUser {
+                username: format!("bench{i}"),
+                display_name: "bench".into(),
+                password_hash: "x".into(),
+                now_ms: 1,
+            })
+            .await
+            .unwrap()
+            .id;
+        users.push((id, store.create_device(id, "d".into(), 1).await.unwrap().id));
+    }
+    let ids: Vec<UserId> = users.iter().map(|u| u.0).collect();
+    let group = store
+        .create_group(NewGroup {
+            creator: ids[0],
+            name: "bench".into(),
+            member_ids: ids[1..].to_vec(),
+            max_members: 1024,
+            now_ms: 1,
+        })
+        .await
+        .unwrap();
+    (group.id, users)
+}
+
+/// `TASKS` senders, one append in flight each, spread over `stores` (one
+/// per simulated process), all into one 8-member group.
+async fn run(label: &str, stores: Vec<Arc<dyn Store>>) {
+    let (group, users) = setup(&*stores[0]).await;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let store = stores[t % stores.len()].clone();
+        let (sender, device) = users[t % users.len()];
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(PER_TASK);
+            for n in 0..PER_TASK {
+                let sent = Instant::now();
+                store
+                    .append_message(NewMessage {
+                        conversation_id: group,
+                        sender_id: sender,
+                        sender_device_id: device,
+                        client_msg_id: format!("{t}-{n}"),
+                        text: "hello there".into(),
+                        reply_to_seq: None,
+                        now_ms: 1,
+                    })
+                    .await
+                    .unwrap();
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        }));
+    }
+    let mut latencies: Vec<Duration> = Vec::new();
+    for task in tasks {
+        latencies.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let total = TASKS * PER_TASK;
+    eprintln!(
+        "{label}: {total} appends to one 8-member group in {:.2?}: {:.0}/s; latency p50 {:.1?}, p99 {:.1?}",
+        elapsed,
+        total as f64 / elapsed.as_secs_f64(),
+        latencies[total / 2],
+        latencies[total * 99 / 100],
+    );
+    for store in stores {
+        store.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn append_throughput() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        path: dir.path().join("bench.db"),
+        options: sqlite::SqliteOptions::default(),
+    };
+    let (store, _events) = open(&config).await.unwrap();
+    run("sqlite, 1 process", vec![store]).await;
+
+    let Ok(db) = support::TestDatabase::create().await else {
+        support::skip_or_fail("no PostgreSQL for the measurement");
+        return;
+    };
+    let config = StoreConfig::Postgres { url: db.url.clone() };
+    let (store, _events) = open(&config).await.unwrap();
+    run("postgres, 1 process", vec![store]).await;
+
+    let db = support::TestDatabase::create().await.unwrap();
+    let config = StoreConfig::Postgres { url: db.url.clone() };
+    let (first, _first_events) = open(&config).await.unwrap();
+    let (second, _second_events) = open(&config).await.unwrap();
+    run("postgres, 2 processes", vec![first, second]).await;
+}
