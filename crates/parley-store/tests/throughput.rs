@@ -109,12 +109,16 @@ async fn append_throughput() {
         support::skip_or_fail("no PostgreSQL for the measurement");
         return;
     };
-    let config = StoreConfig::Postgres { url: db.url.clone() };
+    let config = StoreConfig::Postgres {
+        url: db.url.clone(),
+    };
     let (store, _events) = open(&config).await.unwrap();
     run("postgres, 1 process", vec![store]).await;
 
     let db = support::TestDatabase::create().await.unwrap();
-    let config = StoreConfig::Postgres { url: db.url.clone() };
+    let config = StoreConfig::Postgres {
+        url: db.url.clone(),
+    };
     let (first, _first_events) = open(&config).await.unwrap();
     let (second, _second_events) = open(&config).await.unwrap();
     run("postgres, 2 processes", vec![first, second]).await;
