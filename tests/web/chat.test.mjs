@@ -199,3 +199,76 @@ test('phone width: list and chat one at a time, with human error messages', { ti
   await alice.context.close();
   await bob.context.close();
 });
+
+test('scroll-back loads older history page by page, without gaps or duplicates', { timeout: 120000 }, async () => {
+  const aliceName = uniqueName('alice');
+  const bobName = uniqueName('bob');
+  // Both accounts are made over HTTP; alice writes 75 messages (seeding, not
+  // the UI) before bob logs in, so his client must page through history.
+  const api = async (method, p, body, token) => {
+    const res = await fetch(`${server.url}/v1${p}`, {
+      method, body: body && JSON.stringify(body),
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    });
+    assert.ok(res.ok, `${method} ${p} -> ${res.status}`);
+    return res.status === 204 ? null : res.json();
+  };
+  await api('POST', '/users', { username: aliceName, password: PASSWORD });
+  await api('POST', '/users', { username: bobName, password: PASSWORD });
+  const { token } = await api('POST', '/sessions', { username: aliceName, password: PASSWORD });
+  const { user_id: bobId } = await api('GET', `/users?username=${bobName}`, undefined, token);
+  const { conversation_id: cid } = await api('POST', '/conversations/direct', { user_id: bobId }, token);
+  const texts = Array.from({ length: 75 }, (_, i) => `history ${String(i + 1).padStart(2, '0')}`);
+  for (const [i, text] of texts.entries()) {
+    await api('POST', `/conversations/${cid}/messages`, { client_msg_id: `seed-${i}`, kind: 'text', text }, token);
+  }
+
+  const bob = await openUser(browser, server.url, bobName, { register: false });
+  const { page } = bob;
+  const item = page.getByRole('listitem', { name: aliceName });
+  await waitText(item, 'history 75');
+  await waitText(item.locator('.badge'), '75');
+  await item.click();
+  await waitText(page.locator('#message-items .msg.other').last(), 'history 75');
+  assert.equal((await bubbleTexts(page)).length, 50, 'the newest page first');
+  // Older pages as bob scrolls up.
+  for (let i = 0; i < 20 && (await bubbleTexts(page)).length < 75; i++) {
+    await page.locator('#messages').evaluate((el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); });
+    await page.waitForTimeout(150);
+  }
+  assert.deepEqual(await bubbleTexts(page), texts);
+  await waitText(page.locator('#history-status'), 'beginning of the chat');
+  await shot(page, 'scrollback-top');
+  await bob.context.close();
+});
+
+test('two devices of one user stay in sync', { timeout: 120000 }, async () => {
+  const aliceName = uniqueName('alice');
+  const bobName = uniqueName('bob');
+  const alice = await openUser(browser, server.url, aliceName);
+  const bob = await openUser(browser, server.url, bobName);
+  const alice2 = await openUser(browser, server.url, aliceName, { register: false });
+  await startDirectChat(alice.page, bobName);
+  await sendMessage(alice.page, 'from my laptop');
+
+  // Alice's other device shows it as her own message, ticks included.
+  const item2 = alice2.page.getByRole('listitem', { name: bobName });
+  await waitText(item2, 'from my laptop');
+  await item2.click();
+  await waitText(alice2.page.locator('#message-items .msg.own').last(), 'from my laptop');
+  await bob.page.getByRole('listitem', { name: aliceName }).click();
+  await waitTick(alice.page, 'from my laptop', 'Read');
+  await waitTick(alice2.page, 'from my laptop', 'Read');
+
+  // Bob answers; alice reads on device 2, device 1's unread badge clears.
+  await alice2.page.getByRole('button', { name: 'Back to chats' }).isVisible(); // desktop: no-op
+  await alice.page.getByRole('button', { name: 'New chat' }).click(); // move focus away from the chat
+  await sendMessage(bob.page, 'got it');
+  await waitText(alice2.page.locator('#message-items .msg.other').last(), 'got it');
+  await waitTick(bob.page, 'got it', 'Read');
+  await until(async () => !(await alice.page.getByRole('listitem', { name: bobName }).locator('.badge').isVisible()),
+    'badge on device 1 cleared by the read on device 2');
+  await alice.context.close();
+  await alice2.context.close();
+  await bob.context.close();
+});
