@@ -197,6 +197,25 @@ function mergeSummary(s) {
     c.unread = Number(s.unread_count) || 0;
   }
   c.readUpTo = Math.max(c.readUpTo, Number(s.read_up_to) || 0);
+  // Extension some servers add: the minimum cursors over all members. A safe
+  // lower bound for the ticks of my messages until details are fetched.
+  const anyS = /** @type {any} */ (s);
+  if (typeof anyS.delivered_all_up_to === 'number' || typeof anyS.read_all_up_to === 'number') {
+    const rd = Number(anyS.read_all_up_to) || 0;
+    const dl = Math.max(Number(anyS.delivered_all_up_to) || 0, rd);
+    if (c.kind === 'group') {
+      c.deliveredAll = Math.max(c.deliveredAll, dl);
+      c.readAll = Math.max(c.readAll, rd);
+    } else {
+      const other = otherMember(c);
+      if (other) {
+        const cur = c.cursors.get(other) || { delivered: 0, read: 0 };
+        cur.delivered = Math.max(cur.delivered, dl);
+        cur.read = Math.max(cur.read, rd);
+        c.cursors.set(other, cur);
+      }
+    }
+  }
   if (c.lastMessage) c.activityMs = Math.max(c.activityMs, c.lastMessage.sent_at_ms || 0);
   if (c.kind === 'direct') for (const id of c.memberIds) if (id !== me()) username(id);
 }
@@ -272,8 +291,15 @@ function refreshConversations() {
       }
       state.listLoaded = true;
       // Anything we can see in the list has arrived on this device.
-      for (const c of state.convs.values()) {
+      let detailFetches = 0;
+      for (const c of sortedConvs()) {
         if (c.lastMessage && c.lastMessage.sender_id !== me() && c.lastSeq > c.readUpTo) queueDelivered(c, c.lastSeq);
+        // The ticks of my last message in the list come from member cursors.
+        if (c.lastMessage && c.lastMessage.sender_id === me() && c.lastMessage.kind !== 'system'
+            && tickState(c, c.lastMessage.seq) !== 'Read' && detailFetches < 30) {
+          detailFetches++;
+          fetchDetails(c);
+        }
       }
     } catch (e) {
       if (!(e instanceof ApiError && e.code === 'network')) console.warn('conversations', e);
@@ -1490,7 +1516,7 @@ function renderList() {
       prev.append(tk);
     }
     if (p.prefix) prev.append(h('span', 'sender-prefix', p.prefix));
-    prev.append(document.createTextNode(p.text.replace(/\s+/g, ' ')));
+    prev.append(h('span', 'preview-text', p.text.replace(/\s+/g, ' ')));
     const badge = /** @type {HTMLElement} */ (li.querySelector('.badge'));
     const unread = c.unread;
     badge.textContent = unread > 0 ? (unread > 99 ? '99+' : String(unread)) : '';

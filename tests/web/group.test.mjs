@@ -76,6 +76,16 @@ test('group of three with a removal, rename and leave', { timeout: 150000 }, asy
   await waitTick(alice.page, 'Just the two of us now', 'Read');
   assert.ok(!(await bubbleTexts(carol.page)).includes('Just the two of us now'));
 
+  // Alice adds carol back: carol can write again.
+  await alice.page.getByRole('textbox', { name: 'Usernames to add' }).fill(carolName);
+  await alice.page.getByRole('button', { name: 'Add', exact: true }).click();
+  await waitText(alice.page.locator('#message-items .msg.system').last(), `You added ${carolName}`);
+  await waitText(carol.page.locator('#message-items .msg.system').last(), `${aliceName} added you`);
+  await waitVisible(carol.page.getByRole('textbox', { name: 'Message' }));
+  await sendMessage(carol.page, 'Thanks for having me back');
+  await waitText(bob.page.locator('#message-items .msg.other').last(), 'Thanks for having me back');
+  await waitText(alice.page.locator('.chat-header'), '3 members');
+
   // Rename: bob's list follows.
   const renamed = `${group} (2)`;
   await alice.page.getByRole('textbox', { name: 'Rename group' }).fill(renamed);
@@ -87,7 +97,7 @@ test('group of three with a removal, rename and leave', { timeout: 150000 }, asy
   await bob.page.getByRole('button', { name: 'Group info' }).click();
   await bob.page.getByRole('button', { name: 'Leave group' }).click();
   await waitText(alice.page.locator('#message-items .msg.system').last(), `${bobName} left`);
-  await waitText(alice.page.locator('.chat-header'), '1 member');
+  await waitText(alice.page.locator('.chat-header'), '2 members');
   await waitVisible(bob.page.getByText('no longer a member'));
   await shot(alice.page, 'group-after-leave');
   await shot(bob.page, 'group-bob-left');
