@@ -373,7 +373,11 @@ impl PostgresStore {
         }
         // An ack promises durability, so the commit must wait for the WAL
         // flush whatever the server's default says.
-        config.options("-c synchronous_commit=on");
+        let options_with_sync = match config.get_options() {
+            Some(given) => format!("{given} -c synchronous_commit=on"),
+            None => "-c synchronous_commit=on".to_owned(),
+        };
+        config.options(options_with_sync);
         if config.get_application_name().is_none() {
             config.application_name("parley");
         }
@@ -679,8 +683,15 @@ async fn commit_batch(
                 return Err(StoreError::Unavailable("database write timed out".into()));
             }
         };
-        // Leave the connection clean for the pool, or drop it.
-        if conn.batch_execute("ROLLBACK").await.is_err() {
+        // Leave the connection clean for the pool, or drop it. A broken
+        // connection is not asked, and a hung one is not waited for long.
+        let broken = matches!(&failure, BatchFailure::Fail(StoreError::Unavailable(_)));
+        let rolled_back = !broken
+            && matches!(
+                tokio::time::timeout(options.connect_timeout, conn.batch_execute("ROLLBACK")).await,
+                Ok(Ok(()))
+            );
+        if !rolled_back {
             drop(Object::take(conn));
         }
         match failure {
