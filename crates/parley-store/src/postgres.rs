@@ -1702,8 +1702,11 @@ async fn receipt_op(
 ) -> OpResult<ReceiptChange> {
     let header = query_opt(
         conn,
-        "SELECT kind, last_seq, summary_delivered, summary_read FROM conversations WHERE id=$1",
-        &[&conversation.0],
+        "SELECT c.kind, c.last_seq, c.summary_delivered, c.summary_read, m.delivered_up_to, m.read_up_to
+         FROM conversations c
+         LEFT JOIN members m ON m.conversation_id=c.id AND m.user_id=$2 AND m.active
+         WHERE c.id=$1",
+        &[&conversation.0, &user.0],
     )
     .await?
     .ok_or(StoreError::NotFound("conversation"))?;
@@ -1711,15 +1714,13 @@ async fn receipt_op(
     let last_seq = to_u64(header.try_get(1)?);
     let summary_delivered = to_u64(header.try_get(2)?);
     let summary_read = to_u64(header.try_get(3)?);
-    let member = query_opt(
-        conn,
-        "SELECT delivered_up_to, read_up_to FROM members WHERE conversation_id=$1 AND user_id=$2 AND active",
-        &[&conversation.0, &user.0],
-    )
-    .await?
-    .ok_or(StoreError::Forbidden("you are not a member of this conversation"))?;
-    let delivered = to_u64(member.try_get(0)?);
-    let read = to_u64(member.try_get(1)?);
+    let (Some(delivered), Some(read)) = (
+        header.try_get::<_, Option<i64>>(4)?,
+        header.try_get::<_, Option<i64>>(5)?,
+    ) else {
+        return Err(StoreError::Forbidden("you are not a member of this conversation").into());
+    };
+    let (delivered, read) = (to_u64(delivered), to_u64(read));
     // A cursor never passes the last message, so a client cannot pre-read
     // messages that do not exist yet.
     let target = up_to_seq.min(last_seq);
@@ -1730,22 +1731,38 @@ async fn receipt_op(
     };
     let advanced = new_delivered != delivered || new_read != read;
     let mut summary = None;
+    let mut members = vec![user];
     if advanced {
-        execute(
-            conn,
-            "UPDATE members SET delivered_up_to=$3, read_up_to=$4 WHERE conversation_id=$1 AND user_id=$2",
-            &[&conversation.0, &user.0, &to_i64(new_delivered), &to_i64(new_read)],
+        let (cursor_delivered, cursor_read) = (to_i64(new_delivered), to_i64(new_read));
+        let update_params: [&(dyn ToSql + Sync); 4] =
+            [&conversation.0, &user.0, &cursor_delivered, &cursor_read];
+        let conversation_params: [&(dyn ToSql + Sync); 1] = [&conversation.0];
+        // The cursor update and the read of the members after it, in one
+        // round trip (the server runs them in order).
+        let (_, after) = futures_util::future::try_join(
+            execute(
+                conn,
+                "UPDATE members SET delivered_up_to=$3, read_up_to=$4 WHERE conversation_id=$1 AND user_id=$2",
+                &update_params,
+            ),
+            query_one(
+                conn,
+                "SELECT MIN(delivered_up_to), MIN(read_up_to),
+                        ARRAY_AGG(user_id ORDER BY joined_at_ms, user_id)
+                 FROM members WHERE conversation_id=$1 AND active",
+                &conversation_params,
+            ),
         )
         .await?;
+        let everyone: Vec<UserId> = after
+            .try_get::<_, Option<Vec<i64>>>(2)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(UserId)
+            .collect();
         if kind == ConversationKind::Group {
-            let mins = query_one(
-                conn,
-                "SELECT MIN(delivered_up_to), MIN(read_up_to) FROM members WHERE conversation_id=$1 AND active",
-                &[&conversation.0],
-            )
-            .await?;
-            let min_delivered = to_u64(mins.try_get::<_, Option<i64>>(0)?.unwrap_or(0));
-            let min_read = to_u64(mins.try_get::<_, Option<i64>>(1)?.unwrap_or(0));
+            let min_delivered = to_u64(after.try_get::<_, Option<i64>>(0)?.unwrap_or(0));
+            let min_read = to_u64(after.try_get::<_, Option<i64>>(1)?.unwrap_or(0));
             let next = (
                 summary_delivered.max(min_delivered),
                 summary_read.max(min_read),
@@ -1758,14 +1775,12 @@ async fn receipt_op(
                 )
                 .await?;
                 summary = Some(next);
+                members = everyone;
             }
+        } else {
+            members = everyone;
         }
     }
-    let members = if advanced && (kind == ConversationKind::Direct || summary.is_some()) {
-        active_member_ids(conn, conversation).await?
-    } else {
-        vec![user]
-    };
     let change = ReceiptChange {
         conversation_id: conversation,
         kind,
