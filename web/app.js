@@ -112,15 +112,22 @@ function me() { return state.session ? state.session.user_id : ''; }
 // Users
 // ---------------------------------------------------------------------------
 
+/** Users from the localStorage cache: shown at once, re-checked once per page load. */
+const staleUsers = /** @type {Set<string>} */ (new Set());
+
 function loadCachedUsers() {
   for (const u of Object.values(store.loadUserCache())) {
-    if (u && u.user_id && u.username) state.users.set(u.user_id, u);
+    if (u && u.user_id && u.username) {
+      state.users.set(u.user_id, u);
+      staleUsers.add(u.user_id);
+    }
   }
 }
 
 /** @param {{user_id: string, username: string, display_name?: string}} u */
 function rememberUser(u) {
   if (!u || !u.user_id) return;
+  staleUsers.delete(u.user_id);
   state.users.set(u.user_id, { user_id: u.user_id, username: u.username, display_name: u.display_name });
   store.saveUserCache(Object.fromEntries(state.users));
 }
@@ -128,6 +135,10 @@ function rememberUser(u) {
 /** Username for display; fetches (once) and re-renders when unknown. @param {string} id */
 function username(id) {
   const u = state.users.get(id);
+  if (u && staleUsers.has(id) && state.session) {
+    staleUsers.delete(id);
+    fetchUser(id);
+  }
   if (u) return u.username;
   fetchUser(id);
   return '…';
@@ -144,7 +155,7 @@ function fetchUser(id) {
 
 /** @param {string} name @returns {Promise<{user_id: string, username: string}>} */
 async function lookupUsername(name) {
-  for (const u of state.users.values()) if (u.username === name) return u;
+  for (const u of state.users.values()) if (u.username === name && !staleUsers.has(u.user_id)) return u;
   const u = await api.userByName(name);
   rememberUser(u);
   return u;
@@ -567,8 +578,10 @@ function queueDelivered(c, seq) {
   if (seq <= (state.deliveredSent.get(c.id) || 0)) return;
   const prev = state.pendingDelivered.get(c.id) || 0;
   if (seq > prev) state.pendingDelivered.set(c.id, seq);
-  if (state.pendingDelivered.size === 1 && !prev) setTimeout(flushDelivered, 30);
+  // Batch the receipts of a burst (or a replay) into one per conversation.
+  if (!deliveredTimer) deliveredTimer = setTimeout(() => { deliveredTimer = null; flushDelivered(); }, 30);
 }
+let deliveredTimer = /** @type {any} */ (null);
 
 function flushDelivered() {
   for (const [id, seq] of [...state.pendingDelivered]) {
@@ -1775,6 +1788,7 @@ function toast(text, kind = 'error') {
   const box = $('toasts');
   for (const el of box.children) if (el.textContent === text) return;
   const el = h('div', `toast ${kind}`, text);
+  el.setAttribute('role', kind === 'info' ? 'status' : 'alert');
   box.append(el);
   setTimeout(() => { el.classList.add('leaving'); setTimeout(() => el.remove(), 300); }, 6000);
 }

@@ -94,7 +94,7 @@ test('graceful restart (reconnect frame) and a stale cursor (resync_required)', 
   await server.stop();
   await waitVisible(alice.page.getByRole('status').filter({ hasText: /No connection|Reconnecting/ }));
   server = await startServer({ port, dataDir });
-  await until(async () => !(await alice.page.getByRole('status').isVisible()), 'alice reconnected');
+  await until(async () => !(await alice.page.locator('#connection-banner').isVisible()), 'alice reconnected');
   await sendMessage(alice.page, 'while bob was away 1');
   await sendMessage(alice.page, 'while bob was away 2');
   await waitTick(alice.page, 'while bob was away 2', 'Sent');
