@@ -1378,6 +1378,261 @@ async fn inbox_replay_and_retention(backend: &Backend) {
     store.shutdown().await;
 }
 
+/// The same keys arriving through two processes at once: one username, one
+/// direct pair, one `(sender, client_msg_id)`. Exactly one of each is
+/// stored; the others answer as a conflict, an existing conversation, or a
+/// repeat of the original.
+async fn races_between_processes(backend: &Backend) {
+    let (first, _first_events) = backend.open().await;
+    let (second, _second_events) = backend.open().await;
+    let stores = [first.clone(), second.clone()];
+
+    let mut signups = Vec::new();
+    for i in 0..8 {
+        let store = stores[i % 2].clone();
+        signups.push(tokio::spawn(async move {
+            store
+                .create_user(NewUser {
+                    username: "contested".into(),
+                    display_name: format!("try {i}"),
+                    password_hash: "x".into(),
+                    now_ms: 1,
+                })
+                .await
+        }));
+    }
+    let mut winners = 0;
+    for signup in signups {
+        match signup.await.unwrap() {
+            Ok(_) => winners += 1,
+            Err(StoreError::Conflict(_)) => {}
+            Err(err) => panic!("unexpected: {err}"),
+        }
+    }
+    assert_eq!(winners, 1, "one account per username");
+
+    let alice = user(&*first, "alice").await;
+    let bob = user(&*first, "bob").await;
+    let alice_device = device(&*first, alice).await;
+    let mut directs = Vec::new();
+    for i in 0..8 {
+        let store = stores[i % 2].clone();
+        directs.push(tokio::spawn(async move {
+            store.get_or_create_direct(alice, bob, 1).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    let mut ids = Vec::new();
+    for direct in directs {
+        let (record, was_created) = direct.await.unwrap();
+        created += usize::from(was_created);
+        ids.push(record.id);
+    }
+    assert_eq!(created, 1, "one direct conversation per pair");
+    assert!(ids.iter().all(|id| *id == ids[0]));
+
+    // Every key sent through both processes at once, several times.
+    let mut sends = Vec::new();
+    for key in 0..10 {
+        for copy in 0..4 {
+            let store = stores[copy % 2].clone();
+            let message = text(ids[0], alice, alice_device, &format!("k{key}"));
+            sends.push(tokio::spawn(async move {
+                store.append_message(message).await.unwrap()
+            }));
+        }
+    }
+    let mut originals: HashMap<String, (u64, parley_proto::MessageId)> = HashMap::new();
+    let mut fresh = 0;
+    for send in sends {
+        let appended = send.await.unwrap();
+        fresh += usize::from(!appended.duplicate);
+        let key = appended.message.client_msg_id.clone().unwrap();
+        let seen = (appended.message.seq, appended.message.message_id);
+        let previous = originals.insert(key, seen);
+        assert!(
+            previous.is_none_or(|p| p == seen),
+            "a repeat returns the original"
+        );
+    }
+    assert_eq!(fresh, 10, "each key stored once");
+    let seqs = history_all(&*second, ids[0], bob).await.unwrap();
+    assert_eq!(seqs, (1..=10).collect::<Vec<_>>());
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// Two processes send into several groups whose members overlap, so every
+/// batch locks several conversations and users: no deadlock is left
+/// unresolved, and every conversation and inbox stays gapless.
+async fn crossing_conversations_between_processes(backend: &Backend) {
+    const GROUPS: usize = 4;
+    const PER_TASK: usize = 25;
+    let (first, _first_events) = backend.open().await;
+    let (second, _second_events) = backend.open().await;
+    let mut users = Vec::new();
+    for i in 0..GROUPS + 1 {
+        let id = user(&*first, &format!("member{i}")).await;
+        users.push((id, device(&*first, id).await));
+    }
+    // Group g holds users g and g+1 (and user 0 everywhere): neighbours share
+    // members, so batches of different groups touch the same user rows.
+    let mut groups = Vec::new();
+    for g in 0..GROUPS {
+        let mut members = vec![users[g + 1].0];
+        if g > 0 {
+            members.push(users[g].0);
+        }
+        groups.push(group(&*first, users[0].0, &members).await.id);
+    }
+    let mut tasks = Vec::new();
+    for (instance, store) in [first.clone(), second.clone()].into_iter().enumerate() {
+        for g in 0..GROUPS {
+            // The two processes walk the groups in opposite orders.
+            let order: Vec<ConversationId> = if instance == 0 {
+                groups
+                    .iter()
+                    .cycle()
+                    .skip(g)
+                    .take(GROUPS)
+                    .copied()
+                    .collect()
+            } else {
+                groups
+                    .iter()
+                    .rev()
+                    .cycle()
+                    .skip(g)
+                    .take(GROUPS)
+                    .copied()
+                    .collect()
+            };
+            let (sender, sender_device) = users[0];
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for n in 0..PER_TASK {
+                    let pending: Vec<PendingAppend> = order
+                        .iter()
+                        .map(|&conversation| {
+                            let key = format!("{instance}-{g}-{n}-{conversation}");
+                            store.append_message(text(conversation, sender, sender_device, &key))
+                        })
+                        .collect();
+                    for append in pending {
+                        append.await.expect("append across conversations");
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let per_group = (2 * GROUPS * PER_TASK) as u64;
+    for &g in &groups {
+        let record = second.conversation(g).await.unwrap().unwrap();
+        assert_eq!(record.last_seq, per_group + 1);
+    }
+    for &(user, _) in &users {
+        let head = second.inbox_head(user).await.unwrap();
+        let mut cursors = Vec::new();
+        let mut since = 0;
+        loop {
+            let page = first.inbox_since(user, since, 100).await.unwrap();
+            let Some(last) = page.last() else { break };
+            since = last.cursor;
+            cursors.extend(page.iter().map(|e| e.cursor));
+        }
+        assert_eq!(cursors, (1..=head).collect::<Vec<_>>(), "inbox of {user}");
+    }
+    let everywhere = second.inbox_head(users[0].0).await.unwrap();
+    assert_eq!(everywhere, GROUPS as u64 * (per_group + 1));
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
+/// Receipts for one group from two processes at once: cursors end at the
+/// maximum asked, and the announced group summary never goes back.
+async fn concurrent_receipts_between_processes(backend: &Backend) {
+    let (first, mut first_events) = backend.open().await;
+    let (second, mut second_events) = backend.open().await;
+    let admin = user(&*first, "admin").await;
+    let admin_device = device(&*first, admin).await;
+    let mut readers = Vec::new();
+    for i in 0..4 {
+        readers.push(user(&*first, &format!("reader{i}")).await);
+    }
+    let g = group(&*first, admin, &readers).await;
+    for i in 0..30 {
+        first
+            .append_message(text(g.id, admin, admin_device, &format!("m{i}")))
+            .await
+            .unwrap();
+    }
+    let mut tasks = Vec::new();
+    for (r, &reader) in readers.iter().enumerate() {
+        for (instance, store) in [first.clone(), second.clone()].into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                for up_to in (1..=31).filter(|s| s % 2 == instance as u64) {
+                    let status = if (up_to + r as u64).is_multiple_of(3) {
+                        ReceiptStatus::Read
+                    } else {
+                        ReceiptStatus::Delivered
+                    };
+                    store
+                        .advance_receipt(g.id, reader, None, status, up_to)
+                        .await
+                        .unwrap();
+                }
+                store
+                    .advance_receipt(g.id, reader, None, ReceiptStatus::Read, 31)
+                    .await
+                    .unwrap();
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let record = first.conversation(g.id).await.unwrap().unwrap();
+    for member in &record.members {
+        assert_eq!((member.delivered_up_to, member.read_up_to), (31, 31));
+    }
+    assert_eq!(
+        (record.delivered_all_up_to, record.read_all_up_to),
+        (31, 31)
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for events in [&mut first_events, &mut second_events] {
+        let mut last = (0, 0);
+        let mut per_user: HashMap<UserId, (u64, u64)> = HashMap::new();
+        for event in drain(events) {
+            if let Committed::Receipt(change) = event {
+                if let Some(summary) = change.summary {
+                    assert!(
+                        summary.0 >= last.0 && summary.1 >= last.1,
+                        "summary went back"
+                    );
+                    assert!(summary != last, "a summary only when the minimum advances");
+                    last = summary;
+                }
+                let cursors = (change.delivered_up_to, change.read_up_to);
+                let previous = per_user.insert(change.user_id, cursors);
+                assert!(
+                    previous.is_none_or(|p| p.0 <= cursors.0 && p.1 <= cursors.1),
+                    "a member's cursors never go back"
+                );
+                assert!(
+                    change.read_up_to <= change.delivered_up_to,
+                    "read implies delivered"
+                );
+            }
+        }
+    }
+    first.shutdown().await;
+    second.shutdown().await;
+}
+
 async fn newer_schema_is_refused(backend: &Backend) {
     let (store, _events) = backend.open().await;
     store.shutdown().await;
@@ -1439,4 +1694,7 @@ conformance!(
     conversation_list,
     inbox_replay_and_retention,
     newer_schema_is_refused,
+    races_between_processes,
+    crossing_conversations_between_processes,
+    concurrent_receipts_between_processes,
 );
