@@ -155,6 +155,11 @@ export class Api {
     return this.request('DELETE', `/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(userId)}`);
   }
 
+  /** @param {string} groupId @param {string} userId @param {'admin'|'member'} role */
+  setRole(groupId, userId, role) {
+    return this.request('PUT', `/groups/${encodeURIComponent(groupId)}/members/${encodeURIComponent(userId)}/role`, { role });
+  }
+
   renameGroup(groupId, name) {
     return this.request('PATCH', `/groups/${encodeURIComponent(groupId)}`, { name });
   }

@@ -1312,8 +1312,19 @@ function setupGroupPanel() {
   });
 
   $('member-rows').addEventListener('click', async (e) => {
-    const btn = /** @type {HTMLElement} */ (e.target).closest('[data-remove]');
     const c = openConv();
+    const roleBtn = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (e.target).closest('[data-role]'));
+    if (roleBtn && c) {
+      const uid = roleBtn.dataset.user || '';
+      const role = roleBtn.dataset.role === 'admin' ? 'admin' : 'member';
+      await groupAction(null, async () => {
+        await api.setRole(c.id, uid, role);
+        c.roles.set(uid, role);
+        await fetchDetails(c);
+      });
+      return;
+    }
+    const btn = /** @type {HTMLElement} */ (e.target).closest('[data-remove]');
     if (!btn || !c) return;
     const uid = /** @type {HTMLElement} */ (btn).dataset.remove || '';
     await groupAction(null, async () => {
@@ -1435,6 +1446,26 @@ function tickEl(s) {
   el.setAttribute('aria-label', label);
   el.title = label;
   el.innerHTML = TICK_SVG[s === 'Read' ? 'Delivered' : s];
+  return el;
+}
+
+const URL_RE = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,:;'!?)\]]/g;
+
+/** Message text as DOM: plain text nodes, web links made clickable. @param {string} text */
+function richText(text) {
+  const el = h('div', 'text');
+  let last = 0;
+  for (const match of text.matchAll(URL_RE)) {
+    const i = match.index || 0;
+    if (i > last) el.append(document.createTextNode(text.slice(last, i)));
+    const a = /** @type {HTMLAnchorElement} */ (h('a', '', match[0]));
+    a.href = match[0];
+    a.target = '_blank';
+    a.rel = 'noopener noreferrer';
+    el.append(a);
+    last = i + match[0].length;
+  }
+  if (last < text.length) el.append(document.createTextNode(text.slice(last)));
   return el;
 }
 
@@ -1656,7 +1687,7 @@ function renderMessages(opts = {}) {
         el = h('div', `msg ${own ? 'own' : 'other'}`);
         const bubble = h('div', 'bubble');
         if (!own && c.kind === 'group') bubble.append(h('div', 'sender'));
-        bubble.append(h('div', 'text', m ? (m.kind === 'text' ? (m.text || '') : `[${m.kind}]`) : (o ? o.text : '')));
+        bubble.append(richText(m ? (m.kind === 'text' ? (m.text || '') : `[${m.kind}]`) : (o ? o.text : '')));
         const meta = h('div', 'meta');
         meta.append(h('time'));
         bubble.append(meta);
@@ -1769,6 +1800,13 @@ function renderGroupPanel() {
     row.append(av, h('span', 'member-name', id === me() ? `${name} (you)` : name));
     if (c.roles.get(id) === 'admin') row.append(h('span', 'role-badge', 'admin'));
     if (admin && id !== me()) {
+      const isAdminMember = c.roles.get(id) === 'admin';
+      const roleBtn = h('button', 'btn ghost small', isAdminMember ? 'Dismiss admin' : 'Make admin');
+      roleBtn.type = 'button';
+      roleBtn.dataset.role = isAdminMember ? 'member' : 'admin';
+      roleBtn.dataset.user = id;
+      roleBtn.setAttribute('aria-label', isAdminMember ? `Dismiss ${name} as admin` : `Make ${name} an admin`);
+      row.append(roleBtn);
       const btn = h('button', 'btn ghost small', 'Remove');
       btn.type = 'button';
       btn.dataset.remove = id;

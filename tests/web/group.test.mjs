@@ -93,8 +93,15 @@ test('group of three with a removal, rename and leave', { timeout: 150000 }, asy
   await waitVisible(bob.page.getByRole('listitem', { name: renamed }));
   await waitText(bob.page.locator('#chat-title'), renamed);
 
-  // Bob leaves.
+  // Alice makes bob an admin: he now sees the admin actions.
+  await alice.page.getByRole('button', { name: `Make ${bobName} an admin` }).click();
+  await waitText(alice.page.locator('#message-items .msg.system').last(), `You made ${bobName} an admin`);
+  await waitText(bob.page.locator('#message-items .msg.system').last(), `${aliceName} made you an admin`);
   await bob.page.getByRole('button', { name: 'Group info' }).click();
+  await waitVisible(bob.page.getByRole('textbox', { name: 'Rename group' }));
+  await waitVisible(bob.page.getByRole('button', { name: `Remove ${carolName}` }));
+
+  // Bob leaves.
   await bob.page.getByRole('button', { name: 'Leave group' }).click();
   await waitText(alice.page.locator('#message-items .msg.system').last(), `${bobName} left`);
   await waitText(alice.page.locator('.chat-header'), '2 members');

@@ -1,0 +1,66 @@
+// Unit tests of the web client's pure modules, run in node (no browser, no server).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  errorText, presenceText, parseUsernames, normalizeUsername, byteLength, newClientMsgId, initials, listTime,
+} from '../../web/format.js';
+import { backoffDelay } from '../../web/connection.js';
+
+test('every error code of the spec has its own human sentence', () => {
+  const codes = ['bad_request', 'unauthorized', 'forbidden', 'not_found', 'conflict', 'payload_too_large',
+    'rate_limited', 'resync_required', 'internal', 'unavailable', 'network'];
+  const texts = codes.map((c) => errorText(c));
+  assert.equal(new Set(texts).size, codes.length, 'distinct sentences');
+  for (const t of texts) {
+    assert.match(t, /^[A-Z].*[.…]$/, `a sentence: ${t}`);
+    assert.doesNotMatch(t, /_/, `no codes leak into the text: ${t}`);
+  }
+  assert.match(errorText('rate_limited', { retryAfterMs: 2500 }), /3 s/);
+  assert.match(errorText('unauthorized', { context: 'login' }), /Wrong username or password/);
+  assert.match(errorText('conflict', { context: 'register' }), /already taken/);
+  assert.match(errorText('not_found', { context: 'user', subject: 'zed' }), /“zed”/);
+  assert.match(errorText('payload_too_large', { context: 'send' }), /too long/);
+  assert.match(errorText('something_new'), /went wrong/);
+});
+
+test('presence text', () => {
+  assert.equal(presenceText({ online: true }), 'online');
+  assert.equal(presenceText({ online: false }), '');
+  assert.equal(presenceText(null), '');
+  assert.equal(presenceText({ online: false, last_seen_ms: Date.now() - 5000 }), 'last seen just now');
+  assert.equal(presenceText({ online: false, last_seen_ms: Date.now() - 5 * 60000 }), 'last seen 5 minutes ago');
+  assert.equal(presenceText({ online: false, last_seen_ms: Date.now() - 60000 }), 'last seen 1 minute ago');
+  assert.match(presenceText({ online: false, last_seen_ms: Date.now() - 10 * 86400000 }), /^last seen .+ at /);
+});
+
+test('usernames are parsed forgivingly', () => {
+  assert.deepEqual(parseUsernames(' Alice, bob;carol  @dave,,bob '), ['alice', 'bob', 'carol', 'dave']);
+  assert.deepEqual(parseUsernames(''), []);
+  assert.equal(normalizeUsername('  @Bob '), 'bob');
+});
+
+test('small helpers', () => {
+  assert.equal(byteLength('héllo'), 6);
+  assert.equal(byteLength('👋'), 4);
+  const a = newClientMsgId();
+  const b = newClientMsgId();
+  assert.notEqual(a, b);
+  assert.match(a, /^web-[0-9a-f-]{32,36}$/);
+  assert.equal(initials('alice_smith'), 'AS');
+  assert.equal(initials('bob'), 'BO');
+  assert.equal(listTime(0), '');
+  assert.match(listTime(Date.now()), /\d/);
+});
+
+test('reconnect backoff grows exponentially, is capped, and is jittered', () => {
+  for (let attempt = 0; attempt < 12; attempt++) {
+    const exp = Math.min(5000, 500 * 2 ** attempt);
+    for (let i = 0; i < 50; i++) {
+      const d = backoffDelay(attempt);
+      assert.ok(d >= exp / 2 - 1 && d <= exp + 1, `attempt ${attempt}: ${d} within [${exp / 2}, ${exp}]`);
+    }
+  }
+  const samples = new Set(Array.from({ length: 50 }, () => backoffDelay(6)));
+  assert.ok(samples.size > 10, 'jitter spreads clients out');
+});
