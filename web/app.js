@@ -1797,21 +1797,24 @@ function renderGroupPanel() {
     const av = h('span', 'avatar small');
     av.setAttribute('aria-hidden', 'true');
     paintAvatar(av, name);
-    row.append(av, h('span', 'member-name', id === me() ? `${name} (you)` : name));
-    if (c.roles.get(id) === 'admin') row.append(h('span', 'role-badge', 'admin'));
+    const info = h('div', 'member-info');
+    info.append(h('span', 'member-name', id === me() ? `${name} (you)` : name));
+    const isAdminMember = c.roles.get(id) === 'admin';
+    if (isAdminMember) info.append(h('span', 'role-badge', 'admin'));
+    row.append(av, info);
     if (admin && id !== me()) {
-      const isAdminMember = c.roles.get(id) === 'admin';
-      const roleBtn = h('button', 'btn ghost small', isAdminMember ? 'Dismiss admin' : 'Make admin');
+      const actions = h('div', 'member-actions');
+      const roleBtn = h('button', 'btn ghost small', isAdminMember ? 'Dismiss as admin' : 'Make admin');
       roleBtn.type = 'button';
       roleBtn.dataset.role = isAdminMember ? 'member' : 'admin';
       roleBtn.dataset.user = id;
       roleBtn.setAttribute('aria-label', isAdminMember ? `Dismiss ${name} as admin` : `Make ${name} an admin`);
-      row.append(roleBtn);
-      const btn = h('button', 'btn ghost small', 'Remove');
+      const btn = h('button', 'btn ghost small danger-text', 'Remove');
       btn.type = 'button';
       btn.dataset.remove = id;
       btn.setAttribute('aria-label', `Remove ${name}`);
-      row.append(btn);
+      actions.append(roleBtn, btn);
+      row.append(actions);
     }
     rows.append(row);
   }

@@ -29,6 +29,12 @@ function serverBinary() {
  *   dataDir: string, stop: () => Promise<void>, kill: () => Promise<void>, log: () => string}} Server
  */
 
+/** Servers still running; killed by PID if this test process exits early. */
+const live = new Set();
+process.once('exit', () => {
+  for (const p of live) { try { process.kill(p.pid, 'SIGKILL'); } catch { /* already gone */ } }
+});
+
 /**
  * Start the server on 127.0.0.1:`port` (0 = any) with `dataDir` (fresh temp dir by default).
  * @param {{port?: number, dataDir?: string, env?: Record<string, string>}} [opts]
@@ -43,7 +49,9 @@ export async function startServer(opts = {}) {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  live.add(proc);
   const exited = new Promise((resolve) => proc.once('exit', resolve));
+  proc.once('exit', () => live.delete(proc));
   const port = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not report its port within 20 s:\n${output}`)), 20000);
     const onData = (/** @type {Buffer} */ chunk) => {
