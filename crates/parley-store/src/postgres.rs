@@ -335,10 +335,19 @@ impl OpError {
             OpError::Domain(err) => err,
             OpError::Unavailable(why) => StoreError::Unavailable(why),
             OpError::Pg(err) => match classify(&err) {
-                PgClass::Connection | PgClass::Retry => StoreError::Unavailable(err.to_string()),
-                PgClass::Unique | PgClass::Other => StoreError::Internal(err.to_string()),
+                PgClass::Connection | PgClass::Retry => StoreError::Unavailable(describe(&err)),
+                PgClass::Unique | PgClass::Other => StoreError::Internal(describe(&err)),
             },
         }
+    }
+}
+
+/// The server's code and message when there is one: `Display` of a
+/// server error says only "db error".
+fn describe(err: &tokio_postgres::Error) -> String {
+    match err.as_db_error() {
+        Some(db) => format!("{} ({}): {}", db.severity(), db.code().code(), db.message()),
+        None => err.to_string(),
     }
 }
 
@@ -596,7 +605,7 @@ impl From<OpError> for BatchFailure {
     fn from(err: OpError) -> Self {
         match err {
             OpError::Pg(pg) if classify(&pg) == PgClass::Retry => {
-                BatchFailure::Retry(pg.to_string())
+                BatchFailure::Retry(describe(&pg))
             }
             other => BatchFailure::Fail(other.into_store()),
         }
@@ -796,7 +805,7 @@ async fn run_op(
             continue;
         }
         if let OpError::Pg(pg) = &err {
-            tracing::error!(%pg, ?op, "write failed");
+            tracing::error!(error = %describe(pg), ?op, "write failed");
         }
         return Ok(Err(err.into_store()));
     }

@@ -1547,6 +1547,23 @@ async fn crossing_conversations_between_processes(backend: &Backend) {
     }
     let everywhere = second.inbox_head(users[0].0).await.unwrap();
     assert_eq!(everywhere, GROUPS as u64 * (per_group + 1));
+    if let Backend::Postgres(db) = backend {
+        // The global lock order means PostgreSQL never had to break a
+        // deadlock (its statistics arrive within about a second).
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let row = client
+            .query_one(
+                "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i64>(0), 0, "deadlocks between the two writers");
+    }
     first.shutdown().await;
     second.shutdown().await;
 }
