@@ -341,3 +341,107 @@ async fn crash_under_load_loses_no_acknowledged_write() {
     );
     store.shutdown().await;
 }
+
+/// The database hangs instead of refusing (every server process frozen, as
+/// behind a network partition): calls give up with `Unavailable` after the
+/// store's timeouts instead of waiting forever, and the store recovers once
+/// the server runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_database_times_out_and_recovers() {
+    let Some(server) = start_server().await else {
+        return;
+    };
+    let server = Arc::new(server);
+    let url = server.url();
+    let short = PostgresOptions {
+        connect_timeout: Duration::from_secs(1),
+        op_timeout: Duration::from_secs(2),
+        ..options()
+    };
+    let (store, mut events) = PostgresStore::open(&url, short).await.expect("open");
+    let store: Arc<dyn Store> = Arc::new(store);
+    let alice = store
+        .create_user(NewUser {
+            username: "alice".into(),
+            display_name: "Alice".into(),
+            password_hash: "x".into(),
+            now_ms: 1,
+        })
+        .await
+        .unwrap()
+        .id;
+    let bob = store
+        .create_user(NewUser {
+            username: "bob".into(),
+            display_name: "Bob".into(),
+            password_hash: "x".into(),
+            now_ms: 1,
+        })
+        .await
+        .unwrap()
+        .id;
+    let device = store
+        .create_device(alice, "phone".into(), 1)
+        .await
+        .unwrap()
+        .id;
+    let (direct, _) = store.get_or_create_direct(alice, bob, 1).await.unwrap();
+    store
+        .append_message(text(direct.id, (alice, device), "before"))
+        .await
+        .unwrap();
+
+    let frozen = server.clone();
+    tokio::task::spawn_blocking(move || frozen.signal_all("STOP"))
+        .await
+        .unwrap()
+        .expect("freeze the server");
+    let started = Instant::now();
+    let write = store.append_message(text(direct.id, (alice, device), "frozen"));
+    let read = store.inbox_head(bob);
+    let (write, read) = (write.await, read.await);
+    let waited = started.elapsed();
+    assert!(is_unavailable(&write), "{write:?}");
+    assert!(is_unavailable(&read), "{read:?}");
+    assert!(waited < Duration::from_secs(15), "gave up after {waited:?}");
+
+    let thawed = server.clone();
+    tokio::task::spawn_blocking(move || thawed.signal_all("CONT"))
+        .await
+        .unwrap()
+        .expect("thaw the server");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        match store
+            .append_message(text(direct.id, (alice, device), "after"))
+            .await
+        {
+            Ok(appended) => break appended,
+            Err(StoreError::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(err) => panic!("did not recover: {err}"),
+        }
+    };
+    // The frozen send was refused, but its COMMIT may have been waiting in
+    // the socket when the server thawed: then it is stored, and a retry of
+    // it is a repeat. Either way the seqs are gapless and nothing is lost.
+    let retry = store
+        .append_message(text(direct.id, (alice, device), "frozen"))
+        .await
+        .unwrap();
+    let seqs: Vec<u64> = whole_history(&*store, direct.id, alice)
+        .await
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seqs, (1..=3).collect::<Vec<_>>());
+    assert!(after.message.seq <= 3 && retry.message.seq <= 3);
+    // Every announced message is stored.
+    while let Ok(event) = events.try_recv() {
+        if let Committed::Message { message, .. } = event {
+            assert!(seqs.contains(&message.seq));
+        }
+    }
+    store.shutdown().await;
+}

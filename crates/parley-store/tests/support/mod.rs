@@ -267,8 +267,54 @@ impl PrivateServer {
     }
 }
 
+impl PrivateServer {
+    /// Freezes (`STOP`) or thaws (`CONT`) the server and all its backends:
+    /// a database that hangs instead of refusing, as behind a partition.
+    pub(crate) fn signal_all(&self, signal: &str) -> Result<(), String> {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        let postmaster: u32 = std::fs::read_to_string(&pid_file)
+            .map_err(|e| format!("{}: {e}", pid_file.display()))?
+            .lines()
+            .next()
+            .and_then(|line| line.trim().parse().ok())
+            .ok_or("no pid in postmaster.pid")?;
+        let mut pids = vec![postmaster];
+        for entry in std::fs::read_dir("/proc").map_err(|e| format!("/proc: {e}"))? {
+            let Ok(entry) = entry else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue;
+            };
+            // The parent pid is the second field after the `(name)`.
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|ppid| ppid.parse::<u32>().ok());
+            if parent == Some(postmaster)
+                && let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>()
+            {
+                pids.push(pid);
+            }
+        }
+        for pid in pids {
+            let status = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(pid.to_string())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .map_err(|e| format!("kill: {e}"))?;
+            // A backend may have exited since the scan; the postmaster may not.
+            if !status.success() && pid == postmaster {
+                return Err(format!("kill -{signal} {pid} failed"));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for PrivateServer {
     fn drop(&mut self) {
+        // A frozen server cannot stop.
+        let _ = self.signal_all("CONT");
         let _ = self.stop("immediate");
     }
 }
