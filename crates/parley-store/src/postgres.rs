@@ -2,7 +2,7 @@
 //! against one database.
 //!
 //! # Writes: one writer task per process, group commit
-//! Every write becomes a [`WriteOp`] (plain data) sent to a single writer
+//! Every write becomes a `WriteOp` (plain data) sent to a single writer
 //! task. The writer takes every op waiting in its queue and runs them in one
 //! transaction, each inside its own savepoint so that one refused op does not
 //! abort its neighbours, commits once with `synchronous_commit=on`, and only
