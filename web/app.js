@@ -1512,6 +1512,7 @@ function previewOf(c) {
 }
 
 const listEls = /** @type {Map<string, HTMLLIElement>} */ (new Map());
+let listElSerial = 0;
 
 function sortedConvs() {
   const outboxTime = new Map();
@@ -1535,6 +1536,12 @@ function renderList() {
       li.dataset.id = c.id;
       li.innerHTML = '<span class="avatar" aria-hidden="true"></span><div class="conv-main"><div class="conv-top"><span class="conv-title"></span><time class="conv-time"></time></div><div class="conv-bottom"><span class="conv-preview"></span><span class="badge"></span></div></div>';
       const id = c.id;
+      // Name = the title (the contract); the preview, time and unread count describe it.
+      const n = ++listElSerial;
+      /** @type {HTMLElement} */ (li.querySelector('.conv-preview')).id = `conv-prev-${n}`;
+      /** @type {HTMLElement} */ (li.querySelector('.conv-time')).id = `conv-time-${n}`;
+      /** @type {HTMLElement} */ (li.querySelector('.badge')).id = `conv-badge-${n}`;
+      li.setAttribute('aria-describedby', `conv-prev-${n} conv-time-${n} conv-badge-${n}`);
       li.addEventListener('click', () => openConversation(id));
       li.addEventListener('keydown', (e) => onListKey(e, id));
       listEls.set(c.id, li);
