@@ -8,6 +8,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use parley_server::Config;
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "parley",
@@ -23,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(ServeArgs),
+    /// Measure a server (see BENCHMARKS.md).
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Parser)]
@@ -56,6 +60,7 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Bench(args) => runtime.block_on(bench::run(args)),
     }
 }
 

@@ -1,0 +1,15 @@
+//! `parley bench`: load generator and chaos harness (see BENCHMARKS.md).
+
+use clap::Parser;
+
+/// Arguments of `parley bench`.
+#[derive(Debug, Parser)]
+pub struct BenchArgs {
+    /// Scenario to run.
+    pub scenario: String,
+}
+
+/// Runs a benchmark scenario.
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    anyhow::bail!("bench scenario {:?} is not implemented yet", args.scenario)
+}

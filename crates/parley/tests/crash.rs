@@ -1,0 +1,186 @@
+//! Durability: `kill -9` the real binary right after acks arrive, restart it
+//! on the same data dir, and check every acked message is there with the
+//! same seq, with no gaps and no duplicates.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::PASSWORD;
+use parley_client::Client;
+use parley_proto::{ConversationId, ServerFrame};
+
+struct Spawned {
+    child: Child,
+    base: String,
+}
+
+fn spawn_server(data_dir: &std::path::Path) -> Spawned {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("PARLEY_ARGON2_MEMORY_KIB", "256")
+        .env("PARLEY_ARGON2_ITERATIONS", "1")
+        .env("PARLEY_SEND_RATE_PER_SEC", "100000")
+        .env("PARLEY_SEND_BURST", "100000")
+        .env("PARLEY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Ok(url) = std::env::var("PARLEY_CRASH_DATABASE_URL") {
+        command.env("PARLEY_DATABASE_URL", url);
+    }
+    let mut child = command.spawn().expect("spawn parley");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read listen line");
+    let addr = line
+        .trim()
+        .strip_prefix("parley listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    Spawned {
+        child,
+        base: format!("http://{addr}"),
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        // A failing test must not leave a server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn kill9(server: &mut Spawned) {
+    // SIGKILL: no shutdown code runs at all.
+    server.child.kill().expect("kill -9");
+    server.child.wait().expect("reap");
+}
+
+/// Streams sends until `kill_after` acks arrived, then kills the server
+/// immediately. Returns (client_msg_id -> acked seq).
+async fn stream_until_kill(
+    client: &Client,
+    server: &mut Spawned,
+    conversation: ConversationId,
+    round: usize,
+    kill_after: usize,
+) -> HashMap<String, u64> {
+    let socket = client.connect(None).await.expect("connect");
+    let (mut writer, mut reader) = socket.split();
+    let sender = tokio::spawn(async move {
+        for i in 0..100_000 {
+            let frame = parley_proto::ClientFrame::Send {
+                client_msg_id: format!("r{round}-{i}"),
+                conversation_id: conversation,
+                kind: parley_proto::MessageKind::Text,
+                text: format!("round {round} message {i}"),
+                reply_to_seq: None,
+            };
+            if writer.send(&frame).await.is_err() {
+                return;
+            }
+            if i % 64 == 63 {
+                tokio::task::yield_now().await;
+            }
+        }
+    });
+    let mut acked = HashMap::new();
+    while acked.len() < kill_after {
+        match tokio::time::timeout(Duration::from_secs(30), reader.recv()).await {
+            Ok(Ok(ServerFrame::Sent {
+                client_msg_id, seq, ..
+            })) => {
+                acked.insert(client_msg_id, seq);
+            }
+            Ok(Ok(ServerFrame::Error { code, message, .. })) => {
+                panic!("send refused: {code} {message}")
+            }
+            Ok(Ok(_)) => {}
+            other => panic!("socket failed before the kill point: {other:?}"),
+        }
+    }
+    kill9(server);
+    // Acks that were already in flight when we killed also count: they
+    // were only sent after commit.
+    while let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(5), reader.recv()).await {
+        if let ServerFrame::Sent {
+            client_msg_id, seq, ..
+        } = frame
+        {
+            acked.insert(client_msg_id, seq);
+        }
+    }
+    sender.abort();
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_server(dir.path());
+    let api = Client::new(server.base.clone());
+    api.register("alice", PASSWORD).await.unwrap();
+    api.register("bob", PASSWORD).await.unwrap();
+    let alice = api.login("alice", PASSWORD).await.unwrap();
+    let bob_id = alice.find_user("bob").await.unwrap().user_id;
+    let token = alice.token().unwrap().to_owned();
+    let conversation = alice.direct(bob_id).await.unwrap().0.conversation_id;
+
+    let mut all_acked: HashMap<String, u64> = HashMap::new();
+    for (round, kill_after) in [1usize, 37, 400, 1500].into_iter().enumerate() {
+        let client = Client::new(server.base.clone()).with_token(token.clone());
+        let acked = stream_until_kill(&client, &mut server, conversation, round, kill_after).await;
+        assert!(acked.len() >= kill_after);
+        all_acked.extend(acked);
+
+        server = spawn_server(dir.path());
+        let client = Client::new(server.base.clone()).with_token(token.clone());
+        verify(&client, conversation, &all_acked).await;
+    }
+    kill9(&mut server);
+}
+
+async fn verify(client: &Client, conversation: ConversationId, acked: &HashMap<String, u64>) {
+    let mut stored: Vec<parley_proto::Message> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = client
+            .history(conversation, None, Some(after), Some(100))
+            .await
+            .expect("history");
+        after = page.messages.last().map(|m| m.seq).unwrap_or(after);
+        stored.extend(page.messages);
+        if !page.has_more {
+            break;
+        }
+    }
+    for (i, message) in stored.iter().enumerate() {
+        assert_eq!(message.seq, i as u64 + 1, "seqs are gapless from 1");
+    }
+    let mut by_key: HashMap<&str, u64> = HashMap::new();
+    for message in &stored {
+        let key = message.client_msg_id.as_deref().unwrap();
+        assert!(by_key.insert(key, message.seq).is_none(), "duplicate {key}");
+    }
+    let mut missing = 0;
+    for (key, seq) in acked {
+        match by_key.get(key.as_str()) {
+            Some(stored_seq) => assert_eq!(stored_seq, seq, "{key} kept its seq"),
+            None => missing += 1,
+        }
+    }
+    assert_eq!(missing, 0, "acked messages lost after kill -9");
+    println!(
+        "verified {} stored messages, {} acked",
+        stored.len(),
+        acked.len()
+    );
+}
