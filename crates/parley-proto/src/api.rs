@@ -100,7 +100,11 @@ impl PresenceVisibility {
 
     /// Parses a stored value; unknown means the default, `everyone`.
     pub fn parse(s: &str) -> Self {
-        if s == "nobody" { PresenceVisibility::Nobody } else { PresenceVisibility::Everyone }
+        if s == "nobody" {
+            PresenceVisibility::Nobody
+        } else {
+            PresenceVisibility::Everyone
+        }
     }
 }
 
@@ -194,7 +198,11 @@ impl ConversationKind {
 
     /// Parses a stored value.
     pub fn parse(s: &str) -> Self {
-        if s == "group" { ConversationKind::Group } else { ConversationKind::Direct }
+        if s == "group" {
+            ConversationKind::Group
+        } else {
+            ConversationKind::Direct
+        }
     }
 }
 

@@ -309,9 +309,18 @@ mod tests {
                 r#"{"type":"receipt","conversation_id":"c1","status":"read","up_to_seq":3}"#,
                 "receipt",
             ),
-            (r#"{"type":"typing","conversation_id":"c1","active":true}"#, "typing"),
-            (r#"{"type":"presence_subscribe","user_ids":["u1","u2"]}"#, "presence_subscribe"),
-            (r#"{"type":"presence_unsubscribe","user_ids":[]}"#, "presence_unsubscribe"),
+            (
+                r#"{"type":"typing","conversation_id":"c1","active":true}"#,
+                "typing",
+            ),
+            (
+                r#"{"type":"presence_subscribe","user_ids":["u1","u2"]}"#,
+                "presence_subscribe",
+            ),
+            (
+                r#"{"type":"presence_unsubscribe","user_ids":[]}"#,
+                "presence_unsubscribe",
+            ),
             (r#"{"type":"ping"}"#, "ping"),
             (r#"{"type":"ping","nonce":7}"#, "ping"),
         ];
@@ -326,9 +335,18 @@ mod tests {
         let cases = [
             ("not json", None),
             (r#"{"type":"fly"}"#, Some("fly")),
-            (r#"{"type":"send","client_msg_id":"k9","conversation_id":"u1"}"#, Some("k9")),
-            (r#"{"type":"receipt","conversation_id":"c1","status":"seen","up_to_seq":1}"#, Some("receipt")),
-            (r#"{"type":"receipt","conversation_id":"c1","status":"read","up_to_seq":-1}"#, Some("receipt")),
+            (
+                r#"{"type":"send","client_msg_id":"k9","conversation_id":"u1"}"#,
+                Some("k9"),
+            ),
+            (
+                r#"{"type":"receipt","conversation_id":"c1","status":"seen","up_to_seq":1}"#,
+                Some("receipt"),
+            ),
+            (
+                r#"{"type":"receipt","conversation_id":"c1","status":"read","up_to_seq":-1}"#,
+                Some("receipt"),
+            ),
             (r#"[1,2]"#, None),
         ];
         for (input, reference) in cases {
@@ -342,7 +360,13 @@ mod tests {
         let message = sample_message();
         let shared = EncodedMessage::new(&message).frame(17);
         let parsed = ServerFrame::parse(&shared).unwrap();
-        assert_eq!(parsed, ServerFrame::Message { cursor: 17, message });
+        assert_eq!(
+            parsed,
+            ServerFrame::Message {
+                cursor: 17,
+                message
+            }
+        );
     }
 
     #[test]

@@ -98,6 +98,9 @@ mod tests {
         assert!("u99999999999999999999".parse::<UserId>().is_err());
         let json = serde_json::to_string(&ConversationId(7)).unwrap();
         assert_eq!(json, "\"c7\"");
-        assert_eq!(serde_json::from_str::<ConversationId>(&json).unwrap(), ConversationId(7));
+        assert_eq!(
+            serde_json::from_str::<ConversationId>(&json).unwrap(),
+            ConversationId(7)
+        );
     }
 }

@@ -99,7 +99,11 @@ impl Role {
 
     /// Parses a stored value; anything unknown is an ordinary member.
     pub fn parse(s: &str) -> Self {
-        if s == "admin" { Role::Admin } else { Role::Member }
+        if s == "admin" {
+            Role::Admin
+        } else {
+            Role::Member
+        }
     }
 }
 

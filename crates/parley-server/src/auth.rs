@@ -39,7 +39,12 @@ pub struct Authenticator {
 
 impl Authenticator {
     /// Loads the signing key from `data_dir/token.key`, creating it if missing.
-    pub fn open(data_dir: &Path, ttl_secs: u64, memory_kib: u32, iterations: u32) -> std::io::Result<Authenticator> {
+    pub fn open(
+        data_dir: &Path,
+        ttl_secs: u64,
+        memory_kib: u32,
+        iterations: u32,
+    ) -> std::io::Result<Authenticator> {
         let path = data_dir.join("token.key");
         let secret = match std::fs::read(&path) {
             Ok(bytes) if bytes.len() >= 32 => bytes,
@@ -93,7 +98,8 @@ impl Authenticator {
         hmac::verify(&self.key, &payload, &tag).map_err(|_| invalid())?;
         let payload = std::str::from_utf8(&payload).map_err(|_| invalid())?;
         let mut parts = payload.split('.');
-        let (Some(user), Some(device), Some(expiry), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+        let (Some(user), Some(device), Some(expiry), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid());
         };
@@ -113,20 +119,33 @@ impl Authenticator {
 
     /// Marks a device's tokens invalid from now on.
     pub fn revoke(&self, device: DeviceId) {
-        self.revoked.write().unwrap_or_else(|p| p.into_inner()).insert(device);
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(device);
     }
 
     /// Seeds the revocation set from storage.
     pub fn revoke_all(&self, devices: impl IntoIterator<Item = DeviceId>) {
-        self.revoked.write().unwrap_or_else(|p| p.into_inner()).extend(devices);
+        self.revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(devices);
     }
 
     fn is_revoked(&self, device: DeviceId) -> bool {
-        self.revoked.read().unwrap_or_else(|p| p.into_inner()).contains(&device)
+        self.revoked
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&device)
     }
 
     fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.argon2_params.clone())
+        Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            self.argon2_params.clone(),
+        )
     }
 
     /// Hashes a password with argon2id on the blocking pool: it is

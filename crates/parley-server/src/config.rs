@@ -129,7 +129,10 @@ impl Config {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file(file));
         }
@@ -137,7 +140,11 @@ impl Config {
         let known = Self::keys();
         figment = figment.merge(Env::prefixed("PARLEY_").filter_map(move |key| {
             let key = key.as_str().to_ascii_lowercase();
-            let key = if key == "database_url" { "database".to_owned() } else { key };
+            let key = if key == "database_url" {
+                "database".to_owned()
+            } else {
+                key
+            };
             known.contains(&key).then(|| key.into())
         }));
         let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
@@ -154,7 +161,11 @@ impl Config {
 
     /// Validates every field in one place.
     pub fn check(mut self) -> Result<Config, ConfigError> {
-        if self.database.as_deref().is_some_and(|d| d.trim().is_empty()) {
+        if self
+            .database
+            .as_deref()
+            .is_some_and(|d| d.trim().is_empty())
+        {
             self.database = None;
         }
         let positive = [
@@ -167,7 +178,10 @@ impl Config {
             ("auth_timeout_ms", self.auth_timeout_ms),
             ("inbox_retention_days", self.inbox_retention_days),
             ("token_ttl_secs", self.token_ttl_secs),
-            ("login_attempts_per_minute", self.login_attempts_per_minute as u64),
+            (
+                "login_attempts_per_minute",
+                self.login_attempts_per_minute as u64,
+            ),
             ("socket_queue_frames", self.socket_queue_frames as u64),
             ("max_pending_sends", self.max_pending_sends as u64),
             ("commit_max_batch", self.commit_max_batch as u64),
@@ -180,16 +194,22 @@ impl Config {
             }
         }
         if !(self.send_rate_per_sec > 0.0 && self.send_rate_per_sec.is_finite()) {
-            return Err(ConfigError("send_rate_per_sec must be a positive number".into()));
+            return Err(ConfigError(
+                "send_rate_per_sec must be a positive number".into(),
+            ));
         }
         if !(self.typing_rate_per_sec > 0.0 && self.typing_rate_per_sec.is_finite()) {
-            return Err(ConfigError("typing_rate_per_sec must be a positive number".into()));
+            return Err(ConfigError(
+                "typing_rate_per_sec must be a positive number".into(),
+            ));
         }
         if self.max_frame_bytes < 1024 {
             return Err(ConfigError("max_frame_bytes must be at least 1024".into()));
         }
         if self.argon2_memory_kib < 8 * self.argon2_iterations.max(1) {
-            return Err(ConfigError("argon2_memory_kib is too small for argon2".into()));
+            return Err(ConfigError(
+                "argon2_memory_kib is too small for argon2".into(),
+            ));
         }
         if let Some(url) = &self.database {
             if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {

@@ -19,7 +19,10 @@ use crate::state::AppState;
 pub async fn run(state: Arc<AppState>, mut commits: CommitReceiver) {
     while let Some(event) = commits.recv().await {
         match event {
-            Committed::Message { message, recipients } => {
+            Committed::Message {
+                message,
+                recipients,
+            } => {
                 if message.kind == MessageKind::System {
                     // Membership may have changed: typing routes must be
                     // re-read.
@@ -63,7 +66,9 @@ fn route_receipt(state: &AppState, change: &ReceiptChange) {
         .into(),
     );
     // The member's own other devices always hear of it.
-    state.hub.send_to_user(change.user_id, &frame, change.device_id);
+    state
+        .hub
+        .send_to_user(change.user_id, &frame, change.device_id);
     match change.kind {
         ConversationKind::Direct => {
             for &member in change.members.iter().filter(|&&m| m != change.user_id) {

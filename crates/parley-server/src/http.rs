@@ -17,7 +17,9 @@ use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use parley_proto::api::*;
 use parley_proto::{ConversationId, DeviceId, Role, UserId, now_ms};
-use parley_store::{ConversationRecord, GroupChange, GroupChangeKind, HistoryQuery, NewGroup, NewUser, StoreError};
+use parley_store::{
+    ConversationRecord, GroupChange, GroupChangeKind, HistoryQuery, NewGroup, NewUser, StoreError,
+};
 use serde::de::DeserializeOwned;
 
 use crate::auth::Identity;
@@ -39,7 +41,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/conversations", get(list_conversations))
         .route("/v1/conversations/direct", post(open_direct))
         .route("/v1/conversations/{id}", get(get_conversation))
-        .route("/v1/conversations/{id}/messages", get(history).post(send_message))
+        .route(
+            "/v1/conversations/{id}/messages",
+            get(history).post(send_message),
+        )
         .route("/v1/groups", post(create_group))
         .route("/v1/groups/{id}", patch(rename_group))
         .route("/v1/groups/{id}/members", post(add_members))
@@ -76,7 +81,10 @@ pub struct Auth(pub Identity);
 impl FromRequestParts<Arc<AppState>> for Auth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<AppState>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -91,7 +99,8 @@ impl FromRequestParts<Arc<AppState>> for Auth {
 }
 
 fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> ApiResult<T> {
-    raw.parse().map_err(|_| ApiError::not_found(format!("{what} not found")))
+    raw.parse()
+        .map_err(|_| ApiError::not_found(format!("{what} not found")))
 }
 
 fn validate_username(username: &str) -> ApiResult<()> {
@@ -102,7 +111,9 @@ fn validate_username(username: &str) -> ApiResult<()> {
     if ok_len && ok_chars {
         Ok(())
     } else {
-        Err(ApiError::bad_request("username must be 3 to 32 of a-z, 0-9, _ and ."))
+        Err(ApiError::bad_request(
+            "username must be 3 to 32 of a-z, 0-9, _ and .",
+        ))
     }
 }
 
@@ -114,26 +125,41 @@ fn user_view(record: &parley_store::UserRecord) -> UserView {
     }
 }
 
-async fn register(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<RegisterRequest>) -> ApiResult<Response> {
+async fn register(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> ApiResult<Response> {
     if !state.config.registration_open {
         return Err(ApiError::forbidden("registration is closed on this server"));
     }
     validate_username(&body.username)?;
     let password_len = body.password.chars().count();
     if !(8..=256).contains(&password_len) {
-        return Err(ApiError::bad_request("password must be 8 to 256 characters"));
+        return Err(ApiError::bad_request(
+            "password must be 8 to 256 characters",
+        ));
     }
     let display_name = match body.display_name.as_deref().map(str::trim) {
         Some(name) if !name.is_empty() => {
             if name.chars().count() > 64 {
-                return Err(ApiError::bad_request("display_name must be at most 64 characters"));
+                return Err(ApiError::bad_request(
+                    "display_name must be at most 64 characters",
+                ));
             }
             name.to_owned()
         }
         _ => body.username.clone(),
     };
-    if state.store.user_by_username(&body.username).await?.is_some() {
-        return Err(ApiError::new(parley_proto::ErrorCode::Conflict, "username is taken"));
+    if state
+        .store
+        .user_by_username(&body.username)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            parley_proto::ErrorCode::Conflict,
+            "username is taken",
+        ));
     }
     let password_hash = state.auth.hash_password(body.password).await?;
     let record = state
@@ -148,7 +174,10 @@ async fn register(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<Reg
     Ok((StatusCode::CREATED, Json(user_view(&record))).into_response())
 }
 
-async fn login(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<LoginRequest>) -> ApiResult<Response> {
+async fn login(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
     state
         .login_limiter
         .check(&body.username)
@@ -161,7 +190,11 @@ async fn login(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<LoginR
         state.auth.dummy_verify(body.password).await;
         return Err(bad());
     };
-    if !state.auth.verify_password(body.password, user.password_hash.clone()).await? {
+    if !state
+        .auth
+        .verify_password(body.password, user.password_hash.clone())
+        .await?
+    {
         return Err(bad());
     }
     let device_name = body
@@ -188,7 +221,9 @@ async fn login(State(state): State<Arc<AppState>>, ApiJson(body): ApiJson<LoginR
 async fn end_device(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<()> {
     state.store.revoke_device(user, device, now_ms()).await?;
     state.auth.revoke(device);
-    state.hub.close_device(user, device, close_code::UNAUTHORIZED);
+    state
+        .hub
+        .close_device(user, device, close_code::UNAUTHORIZED);
     Ok(())
 }
 
@@ -236,7 +271,10 @@ async fn update_settings(
     ApiJson(body): ApiJson<SettingsRequest>,
 ) -> ApiResult<Json<serde_json::Value>> {
     if let Some(visibility) = body.presence_visibility {
-        state.store.set_presence_visibility(me.user, visibility).await?;
+        state
+            .store
+            .set_presence_visibility(me.user, visibility)
+            .await?;
         state.presence.visibility_changed(me.user, visibility).await;
     }
     let user = state
@@ -244,7 +282,9 @@ async fn update_settings(
         .user_by_id(me.user)
         .await?
         .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
-    Ok(Json(serde_json::json!({ "presence_visibility": user.presence_visibility })))
+    Ok(Json(
+        serde_json::json!({ "presence_visibility": user.presence_visibility }),
+    ))
 }
 
 async fn get_user(
@@ -339,11 +379,18 @@ async fn open_direct(
         .store
         .get_or_create_direct(me.user, body.user_id, now_ms())
         .await?;
-    let status = if was_created { StatusCode::CREATED } else { StatusCode::OK };
+    let status = if was_created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     Ok((status, Json(created(&record))).into_response())
 }
 
-async fn list_conversations(State(state): State<Arc<AppState>>, Auth(me): Auth) -> ApiResult<Json<ConversationList>> {
+async fn list_conversations(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+) -> ApiResult<Json<ConversationList>> {
     let summaries = state.store.conversations_for(me.user).await?;
     let conversations = summaries
         .into_iter()
@@ -369,14 +416,20 @@ async fn list_conversations(State(state): State<Arc<AppState>>, Auth(me): Auth) 
 
 /// The conversation if `user` is an active member: 404 for unknown ids,
 /// 403 for non-members.
-async fn member_conversation(state: &AppState, id: ConversationId, user: UserId) -> ApiResult<ConversationRecord> {
+async fn member_conversation(
+    state: &AppState,
+    id: ConversationId,
+    user: UserId,
+) -> ApiResult<ConversationRecord> {
     let record = state
         .store
         .conversation(id)
         .await?
         .ok_or_else(|| ApiError::not_found("conversation not found"))?;
     if record.member(user).is_none() {
-        return Err(ApiError::forbidden("you are not a member of this conversation"));
+        return Err(ApiError::forbidden(
+            "you are not a member of this conversation",
+        ));
     }
     Ok(record)
 }
@@ -436,14 +489,35 @@ async fn send_message(
 ) -> ApiResult<Response> {
     let id: ConversationId = parse_id(&id, "conversation")?;
     if state.draining.load(std::sync::atomic::Ordering::Acquire) {
-        return Err(ApiError::new(parley_proto::ErrorCode::Unavailable, "server is shutting down"));
+        return Err(ApiError::new(
+            parley_proto::ErrorCode::Unavailable,
+            "server is shutting down",
+        ));
     }
-    let new = crate::ws::validate_send(&state, me, body.client_msg_id, id, body.kind, body.text, body.reply_to_seq)?;
+    let new = crate::ws::validate_send(
+        &state,
+        me,
+        body.client_msg_id,
+        id,
+        body.kind,
+        body.text,
+        body.reply_to_seq,
+    )?;
     state.check_send_rate(me.user)?;
     metrics::counter!("parley_sends_total").increment(1);
     let appended = state.store.append_message(new).await?;
-    let status = if appended.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-    Ok((status, Json(SendResponse { message: appended.message })).into_response())
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(SendResponse {
+            message: appended.message,
+        }),
+    )
+        .into_response())
 }
 
 async fn create_group(
@@ -464,7 +538,12 @@ async fn create_group(
     Ok((StatusCode::CREATED, Json(created(&record))).into_response())
 }
 
-async fn change_group(state: &AppState, actor: UserId, id: &str, kind: GroupChangeKind) -> ApiResult<ConversationRecord> {
+async fn change_group(
+    state: &AppState,
+    actor: UserId,
+    id: &str,
+    kind: GroupChangeKind,
+) -> ApiResult<ConversationRecord> {
     let conversation: ConversationId = parse_id(id, "group")?;
     state
         .store
@@ -477,7 +556,9 @@ async fn change_group(state: &AppState, actor: UserId, id: &str, kind: GroupChan
         })
         .await
         .map_err(|err| match err {
-            StoreError::Invalid(message) if message.contains("only groups") => ApiError::not_found("group not found"),
+            StoreError::Invalid(message) if message.contains("only groups") => {
+                ApiError::not_found("group not found")
+            }
             other => other.into(),
         })
 }
@@ -488,7 +569,13 @@ async fn rename_group(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RenameRequest>,
 ) -> ApiResult<Json<ConversationCreated>> {
-    let record = change_group(&state, me.user, &id, GroupChangeKind::Rename { name: body.name }).await?;
+    let record = change_group(
+        &state,
+        me.user,
+        &id,
+        GroupChangeKind::Rename { name: body.name },
+    )
+    .await?;
     Ok(Json(created(&record)))
 }
 
@@ -498,7 +585,15 @@ async fn add_members(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<AddMembersRequest>,
 ) -> ApiResult<Json<ConversationCreated>> {
-    let record = change_group(&state, me.user, &id, GroupChangeKind::Add { users: body.user_ids }).await?;
+    let record = change_group(
+        &state,
+        me.user,
+        &id,
+        GroupChangeKind::Add {
+            users: body.user_ids,
+        },
+    )
+    .await?;
     Ok(Json(created(&record)))
 }
 
@@ -520,7 +615,13 @@ async fn set_role(
 ) -> ApiResult<Json<ConversationCreated>> {
     let user: UserId = parse_id(&user_id, "member")?;
     let role: Role = body.role;
-    let record = change_group(&state, me.user, &id, GroupChangeKind::SetRole { user, role }).await?;
+    let record = change_group(
+        &state,
+        me.user,
+        &id,
+        GroupChangeKind::SetRole { user, role },
+    )
+    .await?;
     Ok(Json(created(&record)))
 }
 
@@ -533,7 +634,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
         state.metrics.render(),
     )
         .into_response()

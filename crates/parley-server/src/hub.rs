@@ -118,7 +118,11 @@ impl Hub {
 
     /// Registers a socket; returns its handle, its queue, and whether it is
     /// the user's first live socket.
-    pub fn register(&self, user: UserId, device: DeviceId) -> (SocketHandle, mpsc::Receiver<Outbound>, bool) {
+    pub fn register(
+        &self,
+        user: UserId,
+        device: DeviceId,
+    ) -> (SocketHandle, mpsc::Receiver<Outbound>, bool) {
         let (queue, receiver) = mpsc::channel(self.queue_frames);
         let handle = SocketHandle {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -175,7 +179,10 @@ impl Hub {
 
     /// Every live socket (for shutdown).
     pub fn all(&self) -> Vec<SocketHandle> {
-        self.sockets.iter().flat_map(|e| e.value().clone()).collect()
+        self.sockets
+            .iter()
+            .flat_map(|e| e.value().clone())
+            .collect()
     }
 
     /// Users with at least one live socket.

@@ -72,12 +72,17 @@ fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("_seconds".into()),
-                    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                    &[
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0,
+                    ],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Suffix("_batch_size".into()),
-                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+                        &[
+                            1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                        ],
                     )
                 })
                 .expect("static bucket lists are not empty");
@@ -108,7 +113,11 @@ pub fn store_config(config: &Config) -> StoreConfig {
 /// Runs the server on `listener` until `shutdown` resolves, then drains:
 /// refuses new work, tells every socket to reconnect (jittered), finishes
 /// in-flight sends, flushes storage, and returns.
-pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let config = config.check()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let (store, commits) = parley_store::open(&store_config(&config)).await?;
@@ -127,7 +136,10 @@ pub async fn run(listener: TcpListener, config: Config, shutdown: impl Future<Ou
     ));
     let state = Arc::new(AppState {
         send_limiter: KeyedLimiter::new(config.send_rate_per_sec, config.send_burst as f64),
-        login_limiter: KeyedLimiter::new(config.login_attempts_per_minute as f64 / 60.0, config.login_attempts_per_minute as f64),
+        login_limiter: KeyedLimiter::new(
+            config.login_attempts_per_minute as f64 / 60.0,
+            config.login_attempts_per_minute as f64,
+        ),
         members: Default::default(),
         draining: Default::default(),
         sessions: Default::default(),
@@ -180,7 +192,10 @@ async fn drain(state: &AppState) {
         socket.control.close(close_code::GOING_AWAY);
     }
     let grace = Duration::from_millis(state.config.shutdown_grace_ms);
-    if tokio::time::timeout(grace, state.sessions.wait_idle()).await.is_err() {
+    if tokio::time::timeout(grace, state.sessions.wait_idle())
+        .await
+        .is_err()
+    {
         tracing::warn!("some sockets did not close within the shutdown grace period");
     }
 }

@@ -136,7 +136,11 @@ impl Presence {
         let public = Self::frame(self.view_with(user, UserId(i64::MIN), profile));
         let own = Self::frame(self.view_with(user, user, profile));
         for (subscriber, socket) in subscribers {
-            socket.push(if subscriber == user { own.clone() } else { public.clone() });
+            socket.push(if subscriber == user {
+                own.clone()
+            } else {
+                public.clone()
+            });
         }
     }
 

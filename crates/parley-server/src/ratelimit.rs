@@ -15,7 +15,10 @@ pub struct TokenBucket {
 impl TokenBucket {
     /// A full bucket.
     pub fn new(burst: f64, now: Instant) -> TokenBucket {
-        TokenBucket { tokens: burst, last: now }
+        TokenBucket {
+            tokens: burst,
+            last: now,
+        }
     }
 
     /// Takes one token, or says how many ms until one is available.
@@ -60,7 +63,8 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             // Full buckets carry no state worth keeping.
             let (rate, burst) = (self.rate, self.burst);
             buckets.retain(|_, b| {
-                let refilled = b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate;
+                let refilled =
+                    b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate;
                 refilled < burst
             });
         }
@@ -93,7 +97,10 @@ mod tests {
         for _ in 0..3 {
             assert!(bucket.try_take(2.0, 3.0, much_later).is_ok());
         }
-        assert!(bucket.try_take(2.0, 3.0, much_later).is_err(), "never more than burst");
+        assert!(
+            bucket.try_take(2.0, 3.0, much_later).is_err(),
+            "never more than burst"
+        );
     }
 
     #[test]

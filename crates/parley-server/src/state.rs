@@ -58,6 +58,8 @@ impl AppState {
 
     /// Takes a send token for `user`.
     pub fn check_send_rate(&self, user: UserId) -> ApiResult<()> {
-        self.send_limiter.check(&user).map_err(ApiError::rate_limited)
+        self.send_limiter
+            .check(&user)
+            .map_err(ApiError::rate_limited)
     }
 }

@@ -17,7 +17,9 @@ use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUp
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use parley_proto::{ClientFrame, ConversationId, ErrorCode, MessageKind, ServerFrame, UserId, now_ms};
+use parley_proto::{
+    ClientFrame, ConversationId, ErrorCode, MessageKind, ServerFrame, UserId, now_ms,
+};
 use parley_store::{Appended, NewMessage, StoreError};
 use tokio::sync::Notify;
 
@@ -70,7 +72,11 @@ impl Drop for SessionGuard<'_> {
 /// `GET /v1/ws`.
 pub async fn upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> Response {
     if state.draining.load(Ordering::Acquire) {
-        return ApiError::new(ErrorCode::Unavailable, "server is shutting down; reconnect shortly").into_response();
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "server is shutting down; reconnect shortly",
+        )
+        .into_response();
     }
     let config = &state.config;
     ws.read_buffer_size(config.ws_read_buffer_bytes)
@@ -116,7 +122,8 @@ fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
             // tungstenite reports an oversized frame or message as a
             // capacity error; axum only exposes it as text.
             let text = err.to_string();
-            if text.contains("too long") || text.contains("Space limit") || text.contains("too big") {
+            if text.contains("too long") || text.contains("Space limit") || text.contains("too big")
+            {
                 Incoming::TooBig
             } else {
                 Incoming::Gone
@@ -138,7 +145,11 @@ async fn close(sink: &mut Sink, code: u16, reason: &'static str) {
         code,
         reason: reason.into(),
     };
-    let _ = tokio::time::timeout(Duration::from_secs(2), sink.send(WsMessage::Close(Some(frame)))).await;
+    let _ = tokio::time::timeout(
+        Duration::from_secs(2),
+        sink.send(WsMessage::Close(Some(frame))),
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(2), sink.close()).await;
 }
 
@@ -163,7 +174,8 @@ impl Session {
         let auth_timeout = Duration::from_millis(state.config.auth_timeout_ms);
         let (token, since) = match tokio::time::timeout(auth_timeout, stream.next()).await {
             Err(_) => {
-                let frame = ApiError::unauthorized("no auth frame in time").to_frame(Some("auth".into()));
+                let frame =
+                    ApiError::unauthorized("no auth frame in time").to_frame(Some("auth".into()));
                 write_text(&mut sink, frame.to_json(), write_timeout).await;
                 return close(&mut sink, close_code::UNAUTHORIZED, "auth timeout").await;
             }
@@ -177,16 +189,22 @@ impl Session {
                         return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
                     }
                     Err(err) => {
-                        let frame = ApiError::unauthorized(format!("the first frame must be auth ({})", err.message))
-                            .to_frame(err.reference);
+                        let frame = ApiError::unauthorized(format!(
+                            "the first frame must be auth ({})",
+                            err.message
+                        ))
+                        .to_frame(err.reference);
                         write_text(&mut sink, frame.to_json(), write_timeout).await;
                         return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
                     }
                 },
-                Incoming::TooBig => return close(&mut sink, close_code::TOO_BIG, "frame too large").await,
+                Incoming::TooBig => {
+                    return close(&mut sink, close_code::TOO_BIG, "frame too large").await;
+                }
                 Incoming::Gone => return,
                 Incoming::Binary | Incoming::Control => {
-                    let frame = ApiError::unauthorized("the first frame must be auth").to_frame(Some("auth".into()));
+                    let frame = ApiError::unauthorized("the first frame must be auth")
+                        .to_frame(Some("auth".into()));
                     write_text(&mut sink, frame.to_json(), write_timeout).await;
                     return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
                 }
@@ -195,7 +213,12 @@ impl Session {
         let identity = match state.auth.verify(&token, now_ms()) {
             Ok(identity) => identity,
             Err(err) => {
-                write_text(&mut sink, err.to_frame(Some("auth".into())).to_json(), write_timeout).await;
+                write_text(
+                    &mut sink,
+                    err.to_frame(Some("auth".into())).to_json(),
+                    write_timeout,
+                )
+                .await;
                 return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
             }
         };
@@ -216,7 +239,10 @@ impl Session {
             write_timeout,
         };
         session.serve(stream, queue, since).await;
-        session.state.presence.unsubscribe(session.socket.id, &session.subscriptions.iter().copied().collect::<Vec<_>>());
+        session.state.presence.unsubscribe(
+            session.socket.id,
+            &session.subscriptions.iter().copied().collect::<Vec<_>>(),
+        );
         if state.hub.unregister(identity.user, session.socket.id) {
             state.presence.disconnected(identity.user);
         }
@@ -359,7 +385,9 @@ impl Session {
 
     async fn write_item(&mut self, item: Outbound) -> bool {
         match item {
-            Outbound::Frame(text) => write_text(&mut self.sink, text.to_string(), self.write_timeout).await,
+            Outbound::Frame(text) => {
+                write_text(&mut self.sink, text.to_string(), self.write_timeout).await
+            }
             Outbound::Message { encoded, cursor } => {
                 if cursor <= self.written_cursor {
                     return true;
@@ -380,7 +408,10 @@ impl Session {
 
     async fn complete(&mut self, done: OpDone) -> bool {
         match done {
-            OpDone::Sent { client_msg_id, result } => match result {
+            OpDone::Sent {
+                client_msg_id,
+                result,
+            } => match result {
                 Ok(appended) => {
                     let message = appended.message;
                     let frame = ServerFrame::Sent {
@@ -423,7 +454,13 @@ impl Session {
                 text,
                 reply_to_seq,
             } => {
-                return match self.start_send(client_msg_id.clone(), conversation_id, kind, text, reply_to_seq) {
+                return match self.start_send(
+                    client_msg_id.clone(),
+                    conversation_id,
+                    kind,
+                    text,
+                    reply_to_seq,
+                ) {
                     Ok(()) => true,
                     Err(err) => self.send_frame(err.to_frame(Some(client_msg_id))).await,
                 };
@@ -456,7 +493,9 @@ impl Session {
                 self.state.presence.unsubscribe(self.socket.id, &user_ids);
                 Ok(())
             }
-            ClientFrame::Ping { nonce } => return self.send_frame(ServerFrame::Pong { nonce }).await,
+            ClientFrame::Ping { nonce } => {
+                return self.send_frame(ServerFrame::Pong { nonce }).await;
+            }
         };
         match result {
             Ok(()) => true,
@@ -474,7 +513,10 @@ impl Session {
     ) -> Result<(), ApiError> {
         let state = &self.state;
         if state.draining.load(Ordering::Acquire) {
-            return Err(ApiError::new(ErrorCode::Unavailable, "server is shutting down; resend after reconnecting"));
+            return Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "server is shutting down; resend after reconnecting",
+            ));
         }
         let new = validate_send(
             state,
@@ -506,7 +548,9 @@ impl Session {
         let members = self.state.members_of(conversation).await?;
         let user = self.identity.user;
         if !members.contains(&user) {
-            return Err(ApiError::forbidden("you are not a member of this conversation"));
+            return Err(ApiError::forbidden(
+                "you are not a member of this conversation",
+            ));
         }
         let frame = Outbound::Frame(
             ServerFrame::Typing {
@@ -558,7 +602,9 @@ pub fn validate_send(
     reply_to_seq: Option<u64>,
 ) -> Result<NewMessage, ApiError> {
     if client_msg_id.is_empty() || client_msg_id.len() > 128 {
-        return Err(ApiError::bad_request("client_msg_id must be 1 to 128 bytes"));
+        return Err(ApiError::bad_request(
+            "client_msg_id must be 1 to 128 bytes",
+        ));
     }
     if kind != MessageKind::Text {
         return Err(ApiError::bad_request("only kind \"text\" can be sent"));

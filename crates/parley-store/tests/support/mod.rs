@@ -82,9 +82,22 @@ impl TestDatabase {
     pub(crate) async fn create() -> Result<TestDatabase, String> {
         let admin_url =
             std::env::var("PARLEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
-        let client = admin_client(&admin_url)
-            .await
-            .map_err(|e| format!("cannot connect to {admin_url}: {e}"))?;
+        let mut admin_url = admin_url;
+        let client = match admin_client(&admin_url).await {
+            Ok(client) => client,
+            // The named database need not exist: any database on the server
+            // can create ours.
+            Err(err)
+                if err.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
+            {
+                // Cleanup must use the same database.
+                admin_url = with_database(&admin_url, "postgres");
+                admin_client(&admin_url)
+                    .await
+                    .map_err(|e| format!("cannot connect to {admin_url}: {e}"))?
+            }
+            Err(err) => return Err(format!("cannot connect to {admin_url}: {err}")),
+        };
         let name = unique_name("parley_test");
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))

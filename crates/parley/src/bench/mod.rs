@@ -4,12 +4,12 @@ use clap::Parser;
 
 /// Arguments of `parley bench`.
 #[derive(Debug, Parser)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Scenario to run.
-    pub scenario: String,
+    pub(crate) scenario: String,
 }
 
 /// Runs a benchmark scenario.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     anyhow::bail!("bench scenario {:?} is not implemented yet", args.scenario)
 }
