@@ -170,7 +170,7 @@ export class Connection {
     this.authTimer = null;
     this.ready = true;
     this.attempt = 0;
-    this.heartbeatMs = Math.max(1000, Number(frame.heartbeat_ms) || 25000);
+    this.heartbeatMs = Math.max(250, Number(frame.heartbeat_ms) || 25000);
     let nonce = 0;
     this.pingTimer = setInterval(() => {
       if (this.ws !== ws) return;
@@ -181,7 +181,8 @@ export class Connection {
         return;
       }
       try { ws.send(JSON.stringify({ type: 'ping', nonce: String(++nonce) })); } catch { /* closing */ }
-    }, this.heartbeatMs);
+      // A little under the period, so timer jitter never lets the socket look idle.
+    }, Math.round(this.heartbeatMs * 0.8));
     this.setState('open');
   }
 

@@ -14,7 +14,11 @@ import {
 
 before(async () => {
   server = await startServer({
-    env: { PARLEY_SEND_RATE_PER_SEC: '2', PARLEY_SEND_BURST: '3', PARLEY_MAX_TEXT_BYTES: '200' },
+    env: {
+      PARLEY_SEND_RATE_PER_SEC: '2', PARLEY_SEND_BURST: '3', PARLEY_MAX_TEXT_BYTES: '200',
+      // A short heartbeat: the client's pings must keep its one socket alive.
+      PARLEY_HEARTBEAT_MS: '1000',
+    },
   });
   browser = await launchBrowser();
 });
@@ -30,6 +34,8 @@ test('rate limits, too-long messages and unknown users get clear messages', { ti
   const alice = await openUser(browser, server.url, aliceName);
   const bob = await openUser(browser, server.url, bobName);
   const { page } = alice;
+  let sockets = 0;
+  page.on('websocket', () => { sockets += 1; });
   await startDirectChat(page, bobName);
 
   // Eight messages in a burst of three: some are refused with rate_limited,
@@ -64,6 +70,7 @@ test('rate limits, too-long messages and unknown users get clear messages', { ti
   await page.getByRole('textbox', { name: 'Members' }).fill(`${bobName}, ghost_zz_404`);
   await page.getByRole('button', { name: 'Create group' }).click();
   await waitText(page.locator('#new-group-error'), 'no user called “ghost_zz_404”');
+  assert.equal(sockets, 0, 'no reconnects: pings kept the socket alive with a 1 s heartbeat');
   assert.deepEqual(alice.errors, []);
   await alice.context.close();
   await bob.context.close();
