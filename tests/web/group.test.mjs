@@ -57,7 +57,7 @@ test('group of three with a removal, rename and leave', { timeout: 150000 }, asy
   await waitVisible(bob.page.getByRole('button', { name: 'Leave group' }));
   assert.equal(await bob.page.getByRole('button', { name: /^Remove / }).count(), 0);
   assert.equal(await bob.page.getByRole('textbox', { name: 'Rename group' }).count(), 0);
-  await bob.page.getByRole('button', { name: 'Close group info' }).click();
+  await bob.page.getByRole('button', { name: 'Close group details' }).click();
 
   // Alice (admin) removes carol.
   await alice.page.getByRole('button', { name: 'Group info' }).click();
