@@ -1239,7 +1239,11 @@ function setupChat() {
     renderJumpButton();
   }, { passive: true });
   window.addEventListener('focus', () => checkRead());
-  document.addEventListener('visibilitychange', () => checkRead());
+  document.addEventListener('visibilitychange', () => {
+    // Back from the background (phone unlocked…): don't wait out the backoff.
+    if (document.visibilityState === 'visible' && state.conn && state.connState === 'offline') state.conn.reconnectNow();
+    checkRead();
+  });
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape') return;
     if (state.groupPanelOpen) { closeGroupPanel(); return; }
