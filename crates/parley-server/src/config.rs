@@ -211,12 +211,12 @@ impl Config {
                 "argon2_memory_kib is too small for argon2".into(),
             ));
         }
-        if let Some(url) = &self.database {
-            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return Err(ConfigError(format!(
-                    "database must be a postgres:// URL (or empty for embedded SQLite), got {url:?}"
-                )));
-            }
+        if let Some(url) = &self.database
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(format!(
+                "database must be a postgres:// URL (or empty for embedded SQLite), got {url:?}"
+            )));
         }
         Ok(self)
     }

@@ -27,6 +27,9 @@ struct UserPresence {
     leaving_since_ms: Option<i64>,
 }
 
+/// The sockets watching one user: socket id -> (subscriber, socket).
+type Watchers = HashMap<u64, (UserId, SocketHandle)>;
+
 /// What presence knows of a user that storage also knows.
 #[derive(Debug, Clone, Copy)]
 struct Profile {
@@ -41,8 +44,7 @@ pub struct Presence {
     grace: Duration,
     // std mutexes: every critical section is a map update, never an await.
     states: Mutex<HashMap<UserId, UserPresence>>,
-    /// watched user -> socket id -> (subscriber, socket).
-    subscribers: Mutex<HashMap<UserId, HashMap<u64, (UserId, SocketHandle)>>>,
+    subscribers: Mutex<HashMap<UserId, Watchers>>,
     profiles: DashMap<UserId, Profile>,
 }
 

@@ -81,14 +81,16 @@ async fn http_errors_are_json_with_codes() {
     let server = TestServer::start().await;
     let api = &server.client;
     let alice = server.user("alice").await;
-    let cases: Vec<(
-        &parley_client::Client,
+    // (client, method, path, body, status, code)
+    type Case<'a> = (
+        &'a parley_client::Client,
         Method,
-        &str,
-        Option<&str>,
+        &'a str,
+        Option<&'a str>,
         u16,
-        &str,
-    )> = vec![
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (api, Method::GET, "/v1/me", None, 401, "unauthorized"),
         (api, Method::GET, "/v1/nothing/here", None, 404, "not_found"),
         (
