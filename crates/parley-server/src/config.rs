@@ -71,6 +71,11 @@ pub struct Config {
     pub sqlite_synchronous_full: bool,
     /// Most writes per group commit. Default 1,024.
     pub commit_max_batch: usize,
+    /// PostgreSQL connections per process, the writer's included. Default 16.
+    pub database_pool_size: usize,
+    /// PostgreSQL: a read, or a whole group commit, taking longer than this
+    /// fails as `unavailable` (never a false ack). Default 10,000.
+    pub database_timeout_ms: u64,
     /// On SIGTERM, clients are told to reconnect after a delay spread
     /// uniformly over this many ms. Default 5,000.
     pub reconnect_jitter_ms: u64,
@@ -109,6 +114,8 @@ impl Default for Config {
             argon2_iterations: 2,
             sqlite_synchronous_full: true,
             commit_max_batch: 1024,
+            database_pool_size: 16,
+            database_timeout_ms: 10_000,
             reconnect_jitter_ms: 5_000,
             shutdown_grace_ms: 5_000,
             ws_read_buffer_bytes: 4096,
@@ -185,6 +192,8 @@ impl Config {
             ("socket_queue_frames", self.socket_queue_frames as u64),
             ("max_pending_sends", self.max_pending_sends as u64),
             ("commit_max_batch", self.commit_max_batch as u64),
+            ("database_pool_size", self.database_pool_size as u64),
+            ("database_timeout_ms", self.database_timeout_ms),
             ("argon2_memory_kib", self.argon2_memory_kib as u64),
             ("argon2_iterations", self.argon2_iterations as u64),
         ];

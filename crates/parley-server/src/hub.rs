@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 
+use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use parley_proto::{DeviceId, EncodedMessage, UserId};
 use tokio::sync::{Notify, mpsc};
@@ -29,8 +30,9 @@ pub mod close_code {
 /// One item in a socket's outgoing queue.
 #[derive(Debug, Clone)]
 pub enum Outbound {
-    /// A frame already encoded, possibly shared by many sockets.
-    Frame(Arc<str>),
+    /// A frame already encoded; clones share the bytes, so one encoding
+    /// serves every socket that receives it.
+    Frame(Utf8Bytes),
     /// A message encoded once for everyone; the socket adds its cursor.
     Message {
         /// The shared encoding.

@@ -37,6 +37,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use parley_proto::ServerFrame;
+use parley_store::postgres::PostgresOptions;
 use parley_store::{StoreConfig, sqlite::SqliteOptions};
 use rand::Rng;
 use tokio::net::TcpListener;
@@ -99,7 +100,16 @@ fn metrics_handle() -> PrometheusHandle {
 /// The store configuration the server config asks for.
 pub fn store_config(config: &Config) -> StoreConfig {
     match &config.database {
-        Some(url) => StoreConfig::Postgres { url: url.clone() },
+        Some(url) => StoreConfig::Postgres {
+            url: url.clone(),
+            options: PostgresOptions {
+                pool_size: config.database_pool_size,
+                max_batch: config.commit_max_batch,
+                connect_timeout: Duration::from_millis(config.database_timeout_ms.min(5_000)),
+                op_timeout: Duration::from_millis(config.database_timeout_ms),
+                ..PostgresOptions::default()
+            },
+        },
         None => StoreConfig::Sqlite {
             path: config.data_dir.join("parley.db"),
             options: SqliteOptions {

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
-use axum::extract::ws::{CloseFrame, Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
@@ -132,7 +132,7 @@ fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
     }
 }
 
-async fn write_text(sink: &mut Sink, text: String, timeout: Duration) -> bool {
+async fn write_text(sink: &mut Sink, text: impl Into<Utf8Bytes>, timeout: Duration) -> bool {
     metrics::counter!("parley_frames_out_total").increment(1);
     matches!(
         tokio::time::timeout(timeout, sink.send(WsMessage::Text(text.into()))).await,
@@ -385,9 +385,7 @@ impl Session {
 
     async fn write_item(&mut self, item: Outbound) -> bool {
         match item {
-            Outbound::Frame(text) => {
-                write_text(&mut self.sink, text.to_string(), self.write_timeout).await
-            }
+            Outbound::Frame(text) => write_text(&mut self.sink, text, self.write_timeout).await,
             Outbound::Message { encoded, cursor } => {
                 if cursor <= self.written_cursor {
                     return true;

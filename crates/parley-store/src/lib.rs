@@ -149,6 +149,8 @@ pub enum StoreConfig {
     Postgres {
         /// Connection string.
         url: String,
+        /// Tuning.
+        options: postgres::PostgresOptions,
     },
 }
 
@@ -161,9 +163,8 @@ pub async fn open(
             let (store, events) = sqlite::SqliteStore::open(path, options.clone())?;
             Ok((std::sync::Arc::new(store), events))
         }
-        StoreConfig::Postgres { url } => {
-            let (store, events) =
-                postgres::PostgresStore::open(url, postgres::PostgresOptions::default()).await?;
+        StoreConfig::Postgres { url, options } => {
+            let (store, events) = postgres::PostgresStore::open(url, options.clone()).await?;
             Ok((std::sync::Arc::new(store), events))
         }
     }

@@ -48,6 +48,7 @@ impl Backend {
             },
             Backend::Postgres(db) => StoreConfig::Postgres {
                 url: db.url.clone(),
+                options: Default::default(),
             },
         }
     }

@@ -111,6 +111,7 @@ async fn append_throughput() {
     };
     let config = StoreConfig::Postgres {
         url: db.url.clone(),
+        options: Default::default(),
     };
     let (store, _events) = open(&config).await.unwrap();
     run("postgres, 1 process", vec![store]).await;
@@ -118,6 +119,7 @@ async fn append_throughput() {
     let db = support::TestDatabase::create().await.unwrap();
     let config = StoreConfig::Postgres {
         url: db.url.clone(),
+        options: Default::default(),
     };
     let (first, _first_events) = open(&config).await.unwrap();
     let (second, _second_events) = open(&config).await.unwrap();

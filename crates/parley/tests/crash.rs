@@ -184,3 +184,39 @@ async fn verify(client: &Client, conversation: ConversationId, acked: &HashMap<S
         acked.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = spawn_server(dir.path());
+    let api = Client::new(server.base.clone());
+    api.register("alice", PASSWORD).await.unwrap();
+    let alice = api.login("alice", PASSWORD).await.unwrap();
+    let mut socket = alice.connect(None).await.unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    let mut saw_reconnect = false;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), socket.recv()).await {
+            Ok(Ok(ServerFrame::Reconnect { .. })) => saw_reconnect = true,
+            Ok(Ok(_)) => {}
+            Ok(Err(parley_client::ClientError::Closed { code, .. })) => {
+                assert_eq!(code, 1001);
+                break;
+            }
+            other => panic!("expected reconnect then close, got {other:?}"),
+        }
+    }
+    assert!(saw_reconnect);
+    let exit = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait().expect("wait");
+        (status, server)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(exit.success(), "exit status {exit:?}");
+}
