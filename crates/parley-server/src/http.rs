@@ -53,6 +53,13 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+async fn method_not_allowed() -> Response {
+    let mut response = ApiError::bad_request("method not allowed on this endpoint").into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
 }
 
 /// A JSON body whose rejection is the protocol's own error.
@@ -72,6 +79,36 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         serde_json::from_slice(&bytes)
             .map(ApiJson)
             .map_err(|err| ApiError::bad_request(format!("invalid JSON body: {err}")))
+    }
+}
+
+/// Path parameters whose rejection (bad percent-encoding) is our 404.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection| ApiError::not_found(format!("no such resource: {rejection}")))
+    }
+}
+
+/// The query string as a map, with the protocol's 400 on malformed input.
+pub struct ApiQuery(pub HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ApiQuery {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map(|Query(map)| ApiQuery(map))
+            .map_err(|rejection| {
+                ApiError::bad_request(format!("malformed query string: {rejection}"))
+            })
     }
 }
 
@@ -235,7 +272,7 @@ async fn logout(State(state): State<Arc<AppState>>, Auth(me): Auth) -> ApiResult
 async fn revoke_device(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path(device_id): Path<String>,
+    ApiPath(device_id): ApiPath<String>,
 ) -> ApiResult<StatusCode> {
     let device: DeviceId = parse_id(&device_id, "device")?;
     end_device(&state, me.user, device).await?;
@@ -290,7 +327,7 @@ async fn update_settings(
 async fn get_user(
     State(state): State<Arc<AppState>>,
     Auth(_): Auth,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<Json<UserView>> {
     let id: UserId = parse_id(&user_id, "user")?;
     let user = state
@@ -304,7 +341,7 @@ async fn get_user(
 async fn find_user(
     State(state): State<Arc<AppState>>,
     Auth(_): Auth,
-    Query(query): Query<HashMap<String, String>>,
+    ApiQuery(query): ApiQuery,
 ) -> ApiResult<Json<UserView>> {
     let username = query
         .get("username")
@@ -320,7 +357,7 @@ async fn find_user(
 async fn get_presence(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path(user_id): Path<String>,
+    ApiPath(user_id): ApiPath<String>,
 ) -> ApiResult<Json<PresenceView>> {
     let id: UserId = parse_id(&user_id, "user")?;
     if state.store.user_by_id(id).await?.is_none() {
@@ -437,7 +474,7 @@ async fn member_conversation(
 async fn get_conversation(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<ConversationDetails>> {
     let id: ConversationId = parse_id(&id, "conversation")?;
     let record = member_conversation(&state, id, me.user).await?;
@@ -459,8 +496,8 @@ fn parse_seq(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<u64
 async fn history(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path(id): Path<String>,
-    Query(query): Query<HashMap<String, String>>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery,
 ) -> ApiResult<Json<HistoryPage>> {
     let id: ConversationId = parse_id(&id, "conversation")?;
     let limit = match parse_seq(&query, "limit")? {
@@ -484,7 +521,7 @@ async fn history(
 async fn send_message(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<SendRequest>,
 ) -> ApiResult<Response> {
     let id: ConversationId = parse_id(&id, "conversation")?;
@@ -566,7 +603,7 @@ async fn change_group(
 async fn rename_group(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<RenameRequest>,
 ) -> ApiResult<Json<ConversationCreated>> {
     let record = change_group(
@@ -582,7 +619,7 @@ async fn rename_group(
 async fn add_members(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<AddMembersRequest>,
 ) -> ApiResult<Json<ConversationCreated>> {
     let record = change_group(
@@ -600,7 +637,7 @@ async fn add_members(
 async fn remove_member(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path((id, user_id)): Path<(String, String)>,
+    ApiPath((id, user_id)): ApiPath<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let user: UserId = parse_id(&user_id, "member")?;
     change_group(&state, me.user, &id, GroupChangeKind::Remove { user }).await?;
@@ -610,7 +647,7 @@ async fn remove_member(
 async fn set_role(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
-    Path((id, user_id)): Path<(String, String)>,
+    ApiPath((id, user_id)): ApiPath<(String, String)>,
     ApiJson(body): ApiJson<RoleRequest>,
 ) -> ApiResult<Json<ConversationCreated>> {
     let user: UserId = parse_id(&user_id, "member")?;

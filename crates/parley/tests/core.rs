@@ -92,6 +92,15 @@ async fn http_errors_are_json_with_codes() {
     );
     let cases: Vec<Case> = vec![
         (api, Method::GET, "/v1/me", None, 401, "unauthorized"),
+        (api, Method::GET, "/v1/ws", None, 400, "bad_request"),
+        (
+            api,
+            Method::PUT,
+            "/v1/users",
+            Some("{}"),
+            405,
+            "bad_request",
+        ),
         (api, Method::GET, "/v1/nothing/here", None, 404, "not_found"),
         (
             api,
