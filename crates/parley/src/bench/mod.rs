@@ -1,15 +1,277 @@
 //! `parley bench`: load generator and chaos harness (see BENCHMARKS.md).
+//!
+//! # Layout
+//! - [`target`]: the server under test, spawned (`--spawn`) or at `--url`.
+//! - [`setup`]: users, logins and conversations over HTTP (`parley-client`).
+//! - [`wire`]: the bench's lean WebSocket path (source-address binding,
+//!   hot-frame scanning).
+//! - [`traffic`]: the open/closed-loop engine behind `direct` and `group`.
+//! - [`stats`]: latency histograms and live counters.
+//! - [`verify`]: loss, duplicate, ordering and gap checks.
+//! - [`report`]: summary table, `--json`, `--plot` SVG.
+//! - Scenarios: [`direct`] (`direct`, `group`), [`connections`] (with its
+//!   hidden worker process), [`reconnect`], [`chaos`].
+//!
+//! Every run is bounded in time and count, stops by itself, and only
+//! talks to 127.0.0.0/8.
 
-use clap::Parser;
+mod chaos;
+mod connections;
+mod direct;
+mod reconnect;
+mod report;
+mod setup;
+mod stats;
+mod target;
+mod traffic;
+mod verify;
+mod wire;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::{Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::time::Instant;
+
+use stats::Live;
+use target::Target;
+
+/// Sockets per source address: well inside the 28,000 ephemeral ports of
+/// one (source, destination) pair, with room for TIME_WAIT leftovers.
+pub(crate) const SOCKETS_PER_SOURCE_IP: usize = 15_000;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scenario {
+    /// N idle authenticated WebSockets: connect rate, server memory each.
+    Connections,
+    /// P pairs exchanging 1:1 messages, open or closed loop.
+    Direct,
+    /// G groups of M members, one sender each.
+    Group,
+    /// K clients miss messages, then all reconnect at once.
+    Reconnect,
+    /// kill -9 a spawned server under load; verify nothing acked is lost.
+    Chaos,
+    /// Internal: a `connections` worker process.
+    #[value(hide = true)]
+    Worker,
+}
 
 /// Arguments of `parley bench`.
 #[derive(Debug, Parser)]
 pub(crate) struct BenchArgs {
     /// Scenario to run.
-    pub(crate) scenario: String,
+    #[arg(value_enum)]
+    pub(crate) scenario: Scenario,
+    /// Drive the server at this URL (http://127.0.0.x:PORT).
+    #[arg(long, conflicts_with = "spawn")]
+    pub(crate) url: Option<String>,
+    /// Spawn a server (this binary) with its own temporary data dir.
+    #[arg(long)]
+    pub(crate) spawn: bool,
+    /// Where the spawned server's temporary data dir goes (default: the
+    /// system temp dir).
+    #[arg(long)]
+    pub(crate) data_parent: Option<PathBuf>,
+    /// The --url server's process id, to report its memory.
+    #[arg(long)]
+    pub(crate) server_pid: Option<u32>,
+    /// The --url server's per-user send limit (messages/s); the load is
+    /// spread over enough users to stay under 80 % of it.
+    #[arg(long, default_value_t = 20.0)]
+    pub(crate) user_rate: f64,
+    /// Seconds of load (direct, group, chaos) or of holding (connections).
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) duration: f64,
+    /// connections: sockets to open.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) connections: usize,
+    /// connections: distinct users behind them (default: one per socket).
+    #[arg(long)]
+    pub(crate) users: Option<usize>,
+    /// connections: most sockets per worker process (each process may have
+    /// 20,000 open files).
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) per_process: usize,
+    /// direct: pairs of users, one conversation each (both members send).
+    #[arg(long, default_value_t = 50)]
+    pub(crate) pairs: usize,
+    /// direct: offered messages/s in total; group: per group. Open loop.
+    #[arg(long, conflicts_with = "window")]
+    pub(crate) rate: Option<f64>,
+    /// Closed loop: sends in flight per sender, as fast as acks return.
+    #[arg(long)]
+    pub(crate) window: Option<usize>,
+    /// group: groups.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) groups: usize,
+    /// group: members per group (sender included); reconnect: group size
+    /// used to make the missed messages.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) members: usize,
+    /// reconnect: clients that reconnect at once.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) clients: usize,
+    /// reconnect: messages each client misses.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) missed: usize,
+    /// chaos: kill -9 this many times at random points.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) kills: usize,
+    /// Bytes of text per message.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) text_bytes: usize,
+    /// HTTP setup workers and sockets connecting at once.
+    #[arg(long, default_value_t = 32)]
+    pub(crate) concurrency: usize,
+    /// Decode hot frames with parley-proto (as parley-client does) instead
+    /// of the bench's scanner, to measure the difference.
+    #[arg(long)]
+    pub(crate) full_parse: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Write a latency distribution chart (SVG) here.
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
+}
+
+impl BenchArgs {
+    fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration.clamp(0.1, 600.0))
+    }
+
+    fn text(&self) -> String {
+        // Plain filler: nothing to escape.
+        "x".repeat(self.text_bytes.clamp(1, 60_000))
+    }
+
+    fn target(&self) -> anyhow::Result<Target> {
+        match (&self.url, self.spawn) {
+            (Some(url), _) => Target::remote(url, self.server_pid, self.user_rate),
+            (None, true) => Target::spawn(self.data_parent.as_deref()),
+            (None, false) => {
+                bail!("pass --spawn (a server of its own) or --url http://127.0.0.1:PORT")
+            }
+        }
+    }
 }
 
 /// Runs a benchmark scenario.
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("bench scenario {:?} is not implemented yet", args.scenario)
+    if args.scenario == Scenario::Worker {
+        return connections::worker().await;
+    }
+    let report = match args.scenario {
+        Scenario::Connections => connections::run(&args).await?,
+        Scenario::Direct => direct::direct(&args).await?,
+        Scenario::Group => direct::group(&args).await?,
+        Scenario::Reconnect => reconnect::run(&args).await?,
+        Scenario::Chaos => chaos::run(&args).await?,
+        Scenario::Worker => unreachable!("handled above"),
+    };
+    report.print(args.json);
+    if let Some(path) = &args.plot {
+        report.plot(path)?;
+        if !args.json {
+            println!("  latency chart written to {}", path.display());
+        }
+    }
+    if !report.passed {
+        bail!("a correctness check failed (see above)");
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub(crate) fn progress_bar(label: &'static str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label);
+    bar
+}
+
+/// Moves `bar` along a run of `duration` from `t0`, showing the counters.
+pub(crate) fn tick_progress(
+    bar: ProgressBar,
+    live: Arc<Live>,
+    t0: Instant,
+    duration: Duration,
+) -> tokio::task::JoinHandle<()> {
+    bar.set_length(duration.as_millis() as u64);
+    bar.set_position(0);
+    tokio::spawn(async move {
+        loop {
+            let elapsed = Instant::now().saturating_duration_since(t0);
+            bar.set_position((elapsed.as_millis() as u64).min(duration.as_millis() as u64));
+            bar.set_message(live.line());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+}
+
+/// A rate for the table: `12,345/s`.
+pub(crate) fn per_sec(count: u64, secs: f64) -> f64 {
+    if secs > 0.0 { count as f64 / secs } else { 0.0 }
+}
+
+/// A rate for people: `12,345` or `7.5`.
+pub(crate) fn fmt_rate(rate: f64) -> String {
+    if rate >= 100.0 {
+        thousands(rate.round() as u64)
+    } else {
+        format!("{rate:.1}")
+    }
+}
+
+/// A thousands-separated integer.
+pub(crate) fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_for_people() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1_234_567), "1,234,567");
+        assert_eq!(per_sec(10, 0.0), 0.0);
+        assert_eq!(per_sec(10, 2.0), 5.0);
+        assert_eq!(fmt_rate(12_345.4), "12,345");
+        assert_eq!(fmt_rate(7.46), "7.5");
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let args = BenchArgs::try_parse_from([
+            "bench", "direct", "--spawn", "--pairs", "10", "--rate", "500",
+        ])
+        .unwrap();
+        assert_eq!(args.scenario, Scenario::Direct);
+        assert_eq!(args.rate, Some(500.0));
+        assert!(
+            BenchArgs::try_parse_from(["bench", "direct", "--rate", "1", "--window", "2"]).is_err()
+        );
+        assert!(BenchArgs::try_parse_from(["bench", "nope"]).is_err());
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Highest latency a histogram can hold, in microseconds (10 minutes).
 const MAX_US: u64 = 600_000_000;
@@ -42,11 +42,6 @@ impl Latency {
     pub(crate) fn merge(&mut self, other: &Latency) {
         // Both histograms have the same bounds, so adding cannot fail.
         let _ = self.hist.add(&other.hist);
-    }
-
-    /// How many samples.
-    pub(crate) fn count(&self) -> u64 {
-        self.hist.len()
     }
 
     /// The usual percentiles, in milliseconds.
@@ -139,12 +134,12 @@ pub(crate) struct Live {
     pub(crate) sent: AtomicU64,
     /// `sent` acks received.
     pub(crate) acked: AtomicU64,
+    /// Sends refused with an `error` frame.
+    pub(crate) failed: AtomicU64,
     /// `message` frames received.
     pub(crate) delivered: AtomicU64,
     /// Errors of any kind.
     pub(crate) errors: AtomicU64,
-    /// Sockets open (connections, reconnect).
-    pub(crate) open: AtomicU64,
 }
 
 impl Live {
@@ -171,7 +166,7 @@ impl Live {
 }
 
 /// Error counts by kind (protocol code, "connect", "closed", ...).
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub(crate) struct Errors(pub(crate) std::collections::BTreeMap<String, u64>);
 
 impl Errors {
@@ -239,9 +234,13 @@ mod tests {
         assert!(l.percentile_curve().is_empty());
         l.record_us(0);
         l.record_us(u64::MAX);
-        assert_eq!(l.count(), 2);
+        assert_eq!(l.summary().count, 2);
         let curve = l.percentile_curve();
-        assert!(curve.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        assert!(
+            curve
+                .windows(2)
+                .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1)
+        );
         assert_eq!(curve.last().unwrap().0, 100.0);
     }
 

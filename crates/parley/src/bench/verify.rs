@@ -113,11 +113,7 @@ pub(crate) fn verify(log: &ConversationLog) -> Verdict {
             .map(|(seq, _)| *seq)
             .collect();
         verdict.expected_deliveries += expected.len() as u64;
-        let arrived = log
-            .delivered
-            .get(&member)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+        let arrived = log.delivered.get(&member).map(Vec::as_slice).unwrap_or(&[]);
         verdict.delivered += arrived.len() as u64;
         verdict.out_of_order += arrived.windows(2).filter(|w| w[1] <= w[0]).count() as u64;
         let mut got = arrived.to_vec();
@@ -256,7 +252,7 @@ mod tests {
         // and member 0 gets 6 before 5 plus a seq nobody acked.
         let v = direct(
             &[(1, 0), (2, 0), (2, 1), (3, 0), (5, 1), (6, 1)],
-            &[(0, &[2, 6, 5, 9]), (1, &[1, 1, 2])],
+            &[(0, &[6, 5, 9]), (1, &[1, 1, 2])],
         );
         assert_eq!(v.duplicate_acks, 1);
         assert_eq!(v.seq_gaps, 1);

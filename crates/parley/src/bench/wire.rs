@@ -227,7 +227,10 @@ pub(crate) fn decode(text: &str, full: bool) -> Hot {
             conversation: message.conversation_id.0,
             seq: message.seq,
             sender: message.sender_id.0,
-            key: message.client_msg_id.as_deref().and_then(parse_client_msg_id),
+            key: message
+                .client_msg_id
+                .as_deref()
+                .and_then(parse_client_msg_id),
         },
         _ => Hot::Other,
     }
@@ -378,7 +381,11 @@ mod tests {
             }
         ));
         assert_eq!(scan(r#"{"type":"pong"}"#), Hot::Other);
-        assert_eq!(scan(r#"{"type":"sent","seq":1}"#), Hot::Other);
+        assert_eq!(
+            scan(r#"{"type":"sent","seq":1}"#),
+            Hot::Sent { key: None, seq: 1 }
+        );
+        assert_eq!(scan(r#"{"type":"message","seq":1}"#), Hot::Other);
     }
 
     #[test]
@@ -397,7 +404,10 @@ mod tests {
                 reply_to_seq: None,
             }
         );
-        assert_eq!(parse_client_msg_id(&client_msg_id(5, 1_000)), Some((5, 1000)));
+        assert_eq!(
+            parse_client_msg_id(&client_msg_id(5, 1_000)),
+            Some((5, 1000))
+        );
         assert_eq!(parse_client_msg_id("x"), None);
     }
 
