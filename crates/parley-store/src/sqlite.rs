@@ -12,6 +12,7 @@
 //! connections; in WAL mode they see the last committed snapshot and never
 //! wait for the writer.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
@@ -52,9 +53,25 @@ impl Default for SqliteOptions {
 
 /// Called once the transaction a job ran in has committed (or failed).
 type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
-/// A unit of work for the writer thread. `None` means the transaction could
-/// not even begin; the job must report failure without touching the database.
+/// A general unit of work for the writer thread. `None` means the
+/// transaction could not even begin (or the batch is already lost); the job
+/// must report failure without touching the database.
 type Job = Box<dyn FnOnce(Option<&Connection>, &mut Vec<Committed>) -> Completion + Send>;
+
+/// What the writer thread is asked to do.
+enum WriterJob {
+    /// A send: the hot path, applied against the writer's cache without a
+    /// savepoint (see [`append_hot`]).
+    Append(NewMessage, oneshot::Sender<StoreResult<Appended>>),
+    /// Anything else, in its own savepoint.
+    General {
+        run: Job,
+        /// The job may change seqs, memberships or inbox heads behind the
+        /// cache's back (group administration), so the cache is dropped
+        /// after it.
+        invalidates_cache: bool,
+    },
+}
 
 /// The schema, one entry per version. Never edit an entry once released;
 /// append a new one.
@@ -143,7 +160,7 @@ const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, sender_devic
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     /// `None` once shut down.
-    jobs: Mutex<Option<std_mpsc::Sender<Job>>>,
+    jobs: Mutex<Option<std_mpsc::Sender<WriterJob>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
     readers: Arc<ReaderPool>,
 }
@@ -155,7 +172,7 @@ impl SqliteStore {
         let mut conn = open_connection(path, &options)?;
         migrate(&mut conn)?;
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-        let (jobs_tx, jobs_rx) = std_mpsc::channel::<Job>();
+        let (jobs_tx, jobs_rx) = std_mpsc::channel::<WriterJob>();
         let max_batch = options.max_batch.max(1);
         let writer = std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
@@ -180,13 +197,36 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T> + Send + 'static,
     {
-        self.enqueue(f).await
+        self.enqueue(f, false).await
+    }
+
+    /// Like [`SqliteStore::write`], for jobs that change seqs, memberships
+    /// or inbox heads directly in SQL.
+    async fn write_invalidating<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T> + Send + 'static,
+    {
+        self.enqueue(f, true).await
+    }
+
+    /// Hands `job` to the writer thread now.
+    fn submit(&self, job: WriterJob) -> StoreResult<()> {
+        // A std mutex: held only to send, never across an await.
+        let guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_ref() {
+            None => Err(StoreError::Unavailable("store is shutting down".into())),
+            Some(sender) => sender
+                .send(job)
+                .map_err(|_| StoreError::Unavailable("store writer has stopped".into())),
+        }
     }
 
     /// Enqueues `f` for the writer now and returns a future of its result.
     fn enqueue<T, F>(
         &self,
         f: F,
+        invalidates_cache: bool,
     ) -> impl std::future::Future<Output = StoreResult<T>> + Send + 'static
     where
         T: Send + 'static,
@@ -204,16 +244,10 @@ impl SqliteStore {
                 let _ = reply_tx.send(commit.and(result));
             })
         });
-        let queued = {
-            // A std mutex: held only to send, never across an await.
-            let guard = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
-            match guard.as_ref() {
-                None => Err(StoreError::Unavailable("store is shutting down".into())),
-                Some(sender) => sender
-                    .send(job)
-                    .map_err(|_| StoreError::Unavailable("store writer has stopped".into())),
-            }
-        };
+        let queued = self.submit(WriterJob::General {
+            run: job,
+            invalidates_cache,
+        });
         async move {
             queued?;
             reply_rx
@@ -279,6 +313,9 @@ fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connecti
         },
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every job runs in a savepoint; with temp files the savepoint journal
+    // is written through the kernel on every job (the profile showed it).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
@@ -338,10 +375,14 @@ fn run_in_savepoint<T>(
 
 fn writer_loop(
     conn: Connection,
-    jobs: std_mpsc::Receiver<Job>,
+    jobs: std_mpsc::Receiver<WriterJob>,
     events_tx: CommitSender,
     max_batch: usize,
 ) {
+    let mut cache = WriterCache::default();
+    // Another process may write the same file (SQLite allows it); its
+    // commits change `data_version`, and then the cache is stale.
+    let mut data_version: Option<i64> = None;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -353,28 +394,83 @@ fn writer_loop(
         let started = Instant::now();
         let batch_len = batch.len();
         let mut events = Vec::new();
-        let began = conn.execute_batch("BEGIN IMMEDIATE");
-        let completions: Vec<Completion> = match &began {
-            Ok(()) => batch
-                .into_iter()
-                .map(|job| job(Some(&conn), &mut events))
-                .collect(),
-            Err(err) => {
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch_len);
+        // Set when a write failed half-way: the whole transaction is then
+        // rolled back, and every job of the batch fails (sends are retried
+        // by clients with the same client_msg_id, so nothing is lost).
+        let mut broken: Option<StoreError> =
+            conn.execute_batch("BEGIN IMMEDIATE").err().map(|err| {
                 tracing::error!(%err, "cannot begin a write transaction");
-                batch
-                    .into_iter()
-                    .map(|job| job(None, &mut events))
-                    .collect()
-            }
-        };
-        let outcome: StoreResult<()> = match began {
-            Ok(()) => conn.execute_batch("COMMIT").map_err(|err| {
-                tracing::error!(%err, "commit failed; rolling back the batch");
-                let _ = conn.execute_batch("ROLLBACK");
                 StoreError::from(err)
+            });
+        if broken.is_none() {
+            match conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+                Ok(version) => {
+                    if data_version != Some(version) {
+                        cache.clear();
+                        data_version = Some(version);
+                    }
+                }
+                Err(err) => broken = Some(err.into()),
+            }
+        }
+        for job in batch {
+            match job {
+                WriterJob::Append(new, reply) => {
+                    if let Some(err) = &broken {
+                        let _ = reply.send(Err(err.clone()));
+                        continue;
+                    }
+                    match append_hot(&conn, &mut cache, &mut events, new) {
+                        Ok(appended) => completions.push(Box::new(move |commit| {
+                            let _ = reply.send(commit.map(|()| appended));
+                        })),
+                        // Nothing was written: answer at once.
+                        Err(AppendFailure::Refused(err)) => {
+                            let _ = reply.send(Err(err));
+                        }
+                        Err(AppendFailure::Broken(err)) => {
+                            tracing::error!(%err, "a send failed half-way; rolling back the batch");
+                            broken = Some(err.clone());
+                            let _ = reply.send(Err(err));
+                        }
+                    }
+                }
+                WriterJob::General {
+                    run,
+                    invalidates_cache,
+                } => {
+                    if broken.is_none()
+                        && let Err(err) = cache.flush(&conn)
+                    {
+                        broken = Some(err);
+                    }
+                    if broken.is_some() {
+                        completions.push(run(None, &mut events));
+                        continue;
+                    }
+                    completions.push(run(Some(&conn), &mut events));
+                    if invalidates_cache {
+                        cache.clear();
+                    }
+                }
+            }
+        }
+        let outcome: StoreResult<()> = match broken {
+            Some(err) => Err(err),
+            None => cache.flush(&conn).and_then(|()| {
+                conn.execute_batch("COMMIT").map_err(|err| {
+                    tracing::error!(%err, "commit failed; rolling back the batch");
+                    StoreError::from(err)
+                })
             }),
-            Err(err) => Err(StoreError::from(err)),
         };
+        if outcome.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+            cache.clear();
+        } else {
+            cache.trim();
+        }
         let committed = outcome.is_ok();
         for complete in completions {
             complete(outcome.clone());
@@ -389,6 +485,281 @@ fn writer_loop(
         metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
     }
     tracing::info!("SQLite writer stopped");
+}
+
+/// State that only the writer thread changes, kept in memory so that a send
+/// costs one message insert and one inbox insert per recipient instead of a
+/// dozen statements. Dirty values are written back (in the same
+/// transaction) before any other job runs and before every COMMIT, so
+/// readers and other jobs always see the database exactly as if there were
+/// no cache. Any rollback clears it.
+#[derive(Default)]
+struct WriterCache {
+    conversations: HashMap<ConversationId, CachedConversation>,
+    inbox_heads: HashMap<UserId, CachedHead>,
+    /// Pending advances of senders' own cursors: (conversation, sender) -> seq.
+    own_cursors: HashMap<(ConversationId, UserId), u64>,
+}
+
+struct CachedConversation {
+    last_seq: u64,
+    last_activity_ms: i64,
+    members: Arc<[UserId]>,
+    dirty: bool,
+}
+
+#[derive(Clone, Copy)]
+struct CachedHead {
+    head: u64,
+    dirty: bool,
+}
+
+impl WriterCache {
+    /// Beyond this many entries the (clean) cache is dropped and refilled.
+    const MAX_ENTRIES: usize = 100_000;
+
+    fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+        let mut update_conversation = conn.prepare_cached(
+            "UPDATE conversations SET last_seq=?2, last_activity_ms=?3 WHERE id=?1",
+        )?;
+        for (id, conversation) in self.conversations.iter_mut().filter(|(_, c)| c.dirty) {
+            update_conversation.execute(params![
+                id.0,
+                conversation.last_seq as i64,
+                conversation.last_activity_ms
+            ])?;
+            conversation.dirty = false;
+        }
+        let mut update_head = conn.prepare_cached("UPDATE users SET inbox_head=?2 WHERE id=?1")?;
+        for (user, head) in self.inbox_heads.iter_mut().filter(|(_, h)| h.dirty) {
+            update_head.execute(params![user.0, head.head as i64])?;
+            head.dirty = false;
+        }
+        let mut update_cursor = conn.prepare_cached(
+            "UPDATE members SET delivered_up_to=MAX(delivered_up_to, ?3), read_up_to=MAX(read_up_to, ?3)
+             WHERE conversation_id=?1 AND user_id=?2",
+        )?;
+        for ((conversation, user), seq) in self.own_cursors.drain() {
+            update_cursor.execute(params![conversation.0, user.0, seq as i64])?;
+        }
+        Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.conversations.clear();
+        self.inbox_heads.clear();
+        self.own_cursors.clear();
+    }
+
+    /// Called after a commit, when everything is clean.
+    fn trim(&mut self) {
+        if self.conversations.len() > Self::MAX_ENTRIES
+            || self.inbox_heads.len() > Self::MAX_ENTRIES
+        {
+            self.clear();
+        }
+    }
+
+    /// The conversation's seq and members, loaded on first use.
+    fn conversation(
+        &mut self,
+        conn: &Connection,
+        id: ConversationId,
+    ) -> StoreResult<Option<&mut CachedConversation>> {
+        if !self.conversations.contains_key(&id) {
+            let header: Option<(i64, i64)> = conn
+                .prepare_cached("SELECT last_seq, last_activity_ms FROM conversations WHERE id=?1")?
+                .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            let Some((last_seq, last_activity_ms)) = header else {
+                return Ok(None);
+            };
+            let members: Arc<[UserId]> = active_member_ids(conn, id)?.into();
+            self.conversations.insert(
+                id,
+                CachedConversation {
+                    last_seq: to_u64(last_seq),
+                    last_activity_ms,
+                    members,
+                    dirty: false,
+                },
+            );
+        }
+        Ok(self.conversations.get_mut(&id))
+    }
+
+    /// Takes the user's next inbox cursor.
+    fn bump_head(&mut self, conn: &Connection, user: UserId) -> StoreResult<u64> {
+        let head = match self.inbox_heads.get(&user) {
+            Some(cached) => cached.head,
+            None => to_u64(
+                conn.prepare_cached("SELECT inbox_head FROM users WHERE id=?1")?
+                    .query_row([user.0], |r| r.get::<_, i64>(0))
+                    .optional()?
+                    .ok_or(StoreError::Internal(format!(
+                        "member {user} has no user row"
+                    )))?,
+            ),
+        };
+        let next = head + 1;
+        self.inbox_heads.insert(
+            user,
+            CachedHead {
+                head: next,
+                dirty: true,
+            },
+        );
+        Ok(next)
+    }
+}
+
+/// Why a hot-path append did not store a message.
+enum AppendFailure {
+    /// Refused before anything was written (not a member, unknown
+    /// conversation, bad reply): the batch carries on.
+    Refused(StoreError),
+    /// A write failed half-way: the batch must be rolled back.
+    Broken(StoreError),
+}
+
+/// The original of a repeated send, or `refusal`.
+fn duplicate_or(
+    conn: &Connection,
+    new: &NewMessage,
+    refusal: StoreError,
+) -> Result<Appended, AppendFailure> {
+    match find_duplicate(conn, new.sender_id, &new.client_msg_id) {
+        Ok(Some(original)) => Ok(Appended {
+            message: original,
+            duplicate: true,
+        }),
+        Ok(None) => Err(AppendFailure::Refused(refusal)),
+        Err(err) => Err(AppendFailure::Broken(err)),
+    }
+}
+
+/// Appends a text message on the writer thread: checks against the cache,
+/// inserts the message (a repeat of (sender, client_msg_id) is caught by the
+/// unique index and answered with the original), then one inbox pointer per
+/// member. The seq and cursors are taken from the cache and written back at
+/// commit.
+fn append_hot(
+    conn: &Connection,
+    cache: &mut WriterCache,
+    events: &mut Vec<Committed>,
+    new: NewMessage,
+) -> Result<Appended, AppendFailure> {
+    use AppendFailure::Broken;
+    let id = new.conversation_id;
+    let (last_seq, members) = match cache.conversation(conn, id).map_err(Broken)? {
+        Some(conversation) => (conversation.last_seq, conversation.members.clone()),
+        None => return duplicate_or(conn, &new, StoreError::NotFound("conversation")),
+    };
+    if !members.contains(&new.sender_id) {
+        return duplicate_or(
+            conn,
+            &new,
+            StoreError::Forbidden("you are not a member of this conversation"),
+        );
+    }
+    let seq = last_seq + 1;
+    if let Some(reply) = new.reply_to_seq
+        && (reply == 0 || reply >= seq)
+    {
+        return duplicate_or(
+            conn,
+            &new,
+            StoreError::Invalid("reply_to_seq does not name an earlier message".into()),
+        );
+    }
+    let now = now_ms();
+    let inserted: Option<i64> = conn
+        .prepare_cached(
+            "INSERT INTO messages(conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind,
+                                  text, reply_to_seq)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'text', ?7, ?8)
+             ON CONFLICT(sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+             RETURNING id",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    id.0,
+                    seq as i64,
+                    new.sender_id.0,
+                    new.sender_device_id.0,
+                    new.client_msg_id,
+                    now,
+                    new.text,
+                    new.reply_to_seq.map(|s| s as i64),
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+        })
+        .map_err(|e| Broken(e.into()))?;
+    let Some(message_id) = inserted else {
+        return match find_duplicate(conn, new.sender_id, &new.client_msg_id) {
+            Ok(Some(original)) => Ok(Appended {
+                message: original,
+                duplicate: true,
+            }),
+            Ok(None) => Err(Broken(StoreError::Internal(
+                "an insert was ignored but no original exists".into(),
+            ))),
+            Err(err) => Err(Broken(err)),
+        };
+    };
+    let mut recipients = Vec::with_capacity(members.len());
+    {
+        let mut insert_inbox = conn
+            .prepare_cached(
+                "INSERT INTO inbox(user_id, cursor, conversation_id, seq, created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
+            )
+            .map_err(|e| Broken(e.into()))?;
+        for &user in members.iter() {
+            let cursor = cache.bump_head(conn, user).map_err(Broken)?;
+            insert_inbox
+                .execute(params![user.0, cursor as i64, id.0, seq as i64, now])
+                .map_err(|e| Broken(e.into()))?;
+            recipients.push(Recipient {
+                user_id: user,
+                cursor,
+            });
+        }
+    }
+    if let Some(conversation) = cache.conversations.get_mut(&id) {
+        conversation.last_seq = seq;
+        conversation.last_activity_ms = now;
+        conversation.dirty = true;
+    }
+    // A member's own sends advance its own cursors.
+    let own = cache.own_cursors.entry((id, new.sender_id)).or_insert(seq);
+    *own = (*own).max(seq);
+    let message = Message {
+        conversation_id: id,
+        seq,
+        message_id: MessageId(message_id),
+        sender_id: new.sender_id,
+        sender_device_id: Some(new.sender_device_id),
+        client_msg_id: Some(new.client_msg_id),
+        sent_at_ms: now,
+        kind: MessageKind::Text,
+        text: Some(new.text),
+        reply_to_seq: new.reply_to_seq,
+        event: None,
+        user_ids: None,
+        name: None,
+        role: None,
+    };
+    events.push(Committed::Message {
+        message: Arc::new(message.clone()),
+        recipients,
+    });
+    Ok(Appended {
+        message,
+        duplicate: false,
+    })
 }
 
 fn to_u64(v: i64) -> u64 {
@@ -608,15 +979,6 @@ fn insert_message(
         recipients,
     });
     Ok(message)
-}
-
-fn next_seq(conn: &Connection, conversation: ConversationId) -> StoreResult<u64> {
-    let last: i64 = conn
-        .prepare_cached("SELECT last_seq FROM conversations WHERE id=?1")?
-        .query_row([conversation.0], |r| r.get(0))
-        .optional()?
-        .ok_or(StoreError::NotFound("conversation"))?;
-    Ok(to_u64(last) + 1)
 }
 
 fn system_message(
@@ -906,61 +1268,6 @@ fn set_role_row(
     conn.prepare_cached("UPDATE members SET role=?3 WHERE conversation_id=?1 AND user_id=?2")?
         .execute(params![conversation.0, user.0, role.as_str()])?;
     Ok(())
-}
-
-fn append_tx(
-    conn: &Connection,
-    events: &mut Vec<Committed>,
-    new: NewMessage,
-) -> StoreResult<Appended> {
-    if let Some(original) = find_duplicate(conn, new.sender_id, &new.client_msg_id)? {
-        return Ok(Appended {
-            message: original,
-            duplicate: true,
-        });
-    }
-    let seq = next_seq(conn, new.conversation_id)?;
-    let is_member = conn
-        .prepare_cached(
-            "SELECT 1 FROM members WHERE conversation_id=?1 AND user_id=?2 AND active=1",
-        )?
-        .query_row(params![new.conversation_id.0, new.sender_id.0], |_| Ok(()))
-        .optional()?
-        .is_some();
-    if !is_member {
-        return Err(StoreError::Forbidden(
-            "you are not a member of this conversation",
-        ));
-    }
-    if let Some(reply) = new.reply_to_seq
-        && (reply == 0 || reply >= seq)
-    {
-        return Err(StoreError::Invalid(
-            "reply_to_seq does not name an earlier message".into(),
-        ));
-    }
-    let recipients = active_member_ids(conn, new.conversation_id)?;
-    let message = Message {
-        conversation_id: new.conversation_id,
-        seq,
-        message_id: MessageId(0),
-        sender_id: new.sender_id,
-        sender_device_id: Some(new.sender_device_id),
-        client_msg_id: Some(new.client_msg_id),
-        sent_at_ms: now_ms(),
-        kind: MessageKind::Text,
-        text: Some(new.text),
-        reply_to_seq: new.reply_to_seq,
-        event: None,
-        user_ids: None,
-        name: None,
-        role: None,
-    };
-    let message = insert_message(conn, events, message, &recipients)?;
-    Ok(Appended {
-        message,
-        duplicate: false,
-    })
 }
 
 fn receipt_tx(
@@ -1308,12 +1615,12 @@ impl Store for SqliteStore {
     }
 
     async fn create_group(&self, new: NewGroup) -> StoreResult<ConversationRecord> {
-        self.write(move |conn, events| create_group_tx(conn, events, new))
+        self.write_invalidating(move |conn, events| create_group_tx(conn, events, new))
             .await
     }
 
     async fn change_group(&self, change: GroupChange) -> StoreResult<ConversationRecord> {
-        self.write(move |conn, events| change_group_tx(conn, events, change))
+        self.write_invalidating(move |conn, events| change_group_tx(conn, events, change))
             .await
     }
 
@@ -1358,7 +1665,14 @@ impl Store for SqliteStore {
     }
 
     fn append_message(&self, new: NewMessage) -> PendingAppend {
-        Box::pin(self.enqueue(move |conn, events| append_tx(conn, events, new)))
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let queued = self.submit(WriterJob::Append(new, reply_tx));
+        Box::pin(async move {
+            queued?;
+            reply_rx
+                .await
+                .map_err(|_| StoreError::Internal("store writer dropped a job".into()))?
+        })
     }
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<Message>, bool)> {

@@ -125,3 +125,67 @@ async fn append_throughput() {
     let (second, _second_events) = open(&config).await.unwrap();
     run("postgres, 2 processes", vec![first, second]).await;
 }
+
+/// The SQLite writer alone on the 1:1 hot path: 50 direct conversations,
+/// every sender with all its appends enqueued at once (as a pipelining
+/// socket does), so group commit batches are as full as they get.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check"]
+async fn sqlite_direct_pipelined_throughput() {
+    const PAIRS: usize = 50;
+    const PER_SENDER: usize = 400;
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite {
+        path: dir.path().join("bench.db"),
+        options: sqlite::SqliteOptions::default(),
+    };
+    let (store, mut events) = open(&config).await.unwrap();
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    let mut senders = Vec::new();
+    for p in 0..PAIRS {
+        let mut ids = Vec::new();
+        for side in 0..2 {
+            let id = store
+                .create_user(NewUser {
+                    username: format!("p{p}s{side}"),
+                    display_name: "bench".into(),
+                    password_hash: "x".into(),
+                    now_ms: 1,
+                })
+                .await
+                .unwrap()
+                .id;
+            ids.push(id);
+        }
+        let device = store.create_device(ids[0], "d".into(), 1).await.unwrap().id;
+        let (conversation, _) = store.get_or_create_direct(ids[0], ids[1], 1).await.unwrap();
+        senders.push((conversation.id, ids[0], device));
+    }
+    let started = Instant::now();
+    let mut pending = Vec::with_capacity(PAIRS * PER_SENDER);
+    for n in 0..PER_SENDER {
+        for (p, &(conversation, sender, device)) in senders.iter().enumerate() {
+            pending.push(store.append_message(NewMessage {
+                conversation_id: conversation,
+                sender_id: sender,
+                sender_device_id: device,
+                client_msg_id: format!("{p}-{n}"),
+                text: "hello there".into(),
+                reply_to_seq: None,
+                now_ms: 1,
+            }));
+        }
+    }
+    for append in pending {
+        append.await.unwrap();
+    }
+    let elapsed = started.elapsed();
+    let total = PAIRS * PER_SENDER;
+    eprintln!(
+        "sqlite direct pipelined: {total} appends in {elapsed:.2?}: {:.0}/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    store.shutdown().await;
+    drop(store);
+    drain.abort();
+}
