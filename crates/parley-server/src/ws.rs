@@ -295,7 +295,16 @@ impl Session {
                 }
                 item = queue.recv() => {
                     let Some(item) = item else { return };
-                    if !self.write_item(item).await { return; }
+                    // A client that stops reading blocks this write; a close
+                    // request (too slow, logged out) must not wait for it.
+                    // The frame is already in the socket's buffer, so
+                    // leaving the write loses nothing the close path would
+                    // still flush.
+                    let written = tokio::select! {
+                        ok = self.write_item(item) => Some(ok),
+                        _ = control.closed() => None,
+                    };
+                    if written == Some(false) { return; }
                 }
                 item = stream.next(), if self.pending.len() < max_pending => {
                     deadline = tokio::time::Instant::now() + silence_limit;

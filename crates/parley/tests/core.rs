@@ -845,3 +845,65 @@ async fn graceful_shutdown_tells_sockets_to_reconnect() {
     }
     expect_close(&mut a, 1001).await;
 }
+
+#[tokio::test]
+async fn a_slow_consumer_is_cut_off_without_slowing_anyone_and_catches_up() {
+    let server = TestServer::start_with(Config {
+        socket_queue_frames: 4,
+        send_rate_per_sec: 10_000.0,
+        send_burst: 10_000,
+        ..test_config()
+    })
+    .await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let bob_fast = server.device("bob").await;
+    let conversation = direct(&alice, &bob).await;
+    // Bob's phone stops reading; his laptop keeps up.
+    let slow = bob.connect(None).await.unwrap();
+    let mut fast = bob_fast.connect(None).await.unwrap();
+    let big = "x".repeat(60_000);
+    const N: usize = 150;
+    let sender = {
+        let alice = alice.clone();
+        tokio::spawn(async move {
+            for i in 0..N {
+                alice
+                    .send(conversation, &format!("k{i}"), &big)
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    for i in 0..N {
+        let (cursor, message) = expect_message(&mut fast).await;
+        assert_eq!(message.seq, i as u64 + 1);
+        assert_eq!(cursor, i as u64 + 1);
+    }
+    sender.await.unwrap();
+    // The slow socket was closed (4008 when the close frame got through, or
+    // simply dropped): it never gets all N.
+    let mut slow = slow;
+    let mut got = 0;
+    let closed = loop {
+        match slow.recv_within(WAIT).await {
+            Ok(ServerFrame::Message { .. }) => got += 1,
+            Ok(_) => {}
+            Err(ClientError::Closed { code, .. }) => break code,
+            Err(ClientError::Ws(_)) => break 1006,
+            Err(err) => panic!("slow socket: {err}"),
+        }
+    };
+    assert!(got < N, "the slow socket was cut off (got {got})");
+    assert!(matches!(closed, 4008 | 1006), "closed with {closed}");
+    // It catches up from its cursor.
+    let mut again = bob.connect(Some(got as u64)).await.unwrap();
+    for i in got..N {
+        let (cursor, _) = expect_message(&mut again).await;
+        assert_eq!(cursor, i as u64 + 1);
+    }
+    expect_frame(&mut again, "synced", |f| {
+        matches!(f, ServerFrame::Synced { .. })
+    })
+    .await;
+}
