@@ -907,3 +907,33 @@ async fn a_slow_consumer_is_cut_off_without_slowing_anyone_and_catches_up() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn login_attempts_are_limited_per_username() {
+    let server = TestServer::start_with(Config {
+        login_attempts_per_minute: 3,
+        ..test_config()
+    })
+    .await;
+    let api = &server.client;
+    api.register("alice", PASSWORD).await.unwrap();
+    api.register("bob", PASSWORD).await.unwrap();
+    let wrong = r#"{"username":"alice","password":"not the password"}"#;
+    for _ in 0..3 {
+        let (status, _) = api
+            .raw(Method::POST, "/v1/sessions", Some(wrong))
+            .await
+            .unwrap();
+        assert_eq!(status, 401);
+    }
+    let (status, body) = api
+        .raw(Method::POST, "/v1/sessions", Some(wrong))
+        .await
+        .unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Even the right password waits; other users are unaffected.
+    let err = api.login("alice", PASSWORD).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::RateLimited));
+    assert!(api.login("bob", PASSWORD).await.is_ok());
+}
