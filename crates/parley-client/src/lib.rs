@@ -89,6 +89,16 @@ pub struct Client {
     pub session: Option<LoginResponse>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the token.
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("user_id", &self.user_id())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// A client for the server at `base` (`http://host:port`).
     pub fn new(base: impl Into<String>) -> Client {
