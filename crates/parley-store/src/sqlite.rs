@@ -566,26 +566,25 @@ impl WriterCache {
         conn: &Connection,
         id: ConversationId,
     ) -> StoreResult<Option<&mut CachedConversation>> {
-        if !self.conversations.contains_key(&id) {
-            let header: Option<(i64, i64)> = conn
-                .prepare_cached("SELECT last_seq, last_activity_ms FROM conversations WHERE id=?1")?
-                .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
-                .optional()?;
-            let Some((last_seq, last_activity_ms)) = header else {
-                return Ok(None);
-            };
-            let members: Arc<[UserId]> = active_member_ids(conn, id)?.into();
-            self.conversations.insert(
-                id,
-                CachedConversation {
-                    last_seq: to_u64(last_seq),
-                    last_activity_ms,
-                    members,
-                    dirty: false,
-                },
-            );
-        }
-        Ok(self.conversations.get_mut(&id))
+        use std::collections::hash_map::Entry;
+        let vacant = match self.conversations.entry(id) {
+            Entry::Occupied(cached) => return Ok(Some(cached.into_mut())),
+            Entry::Vacant(vacant) => vacant,
+        };
+        let header: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT last_seq, last_activity_ms FROM conversations WHERE id=?1")?
+            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((last_seq, last_activity_ms)) = header else {
+            return Ok(None);
+        };
+        let members: Arc<[UserId]> = active_member_ids(conn, id)?.into();
+        Ok(Some(vacant.insert(CachedConversation {
+            last_seq: to_u64(last_seq),
+            last_activity_ms,
+            members,
+            dirty: false,
+        })))
     }
 
     /// Takes the user's next inbox cursor.
