@@ -283,7 +283,7 @@ pub(crate) async fn worker() -> anyhow::Result<()> {
         let (dial, gate, done_tx, stop_rx) =
             (dial.clone(), gate.clone(), done_tx.clone(), stop_rx.clone());
         let (alive, dropped) = (alive.clone(), dropped.clone());
-        let source = wire::source_ip(job.first_socket + j, SOCKETS_PER_SOURCE_IP, FIRST_SOURCE);
+        let source = wire::source_addr(job.first_socket + j, SOCKETS_PER_SOURCE_IP, FIRST_SOURCE);
         holders.spawn(async move {
             let permit = gate.acquire().await;
             let mut last_err = String::new();

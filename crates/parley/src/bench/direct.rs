@@ -92,6 +92,7 @@ pub(crate) async fn direct(args: &BenchArgs) -> anyhow::Result<Report> {
         fanout: 1,
         full_parse: args.full_parse,
         connect_concurrency: args.concurrency.max(64),
+        server_pid: target.pid,
     };
     let live = Arc::new(Live::default());
     let progress = progress_bar("direct");
@@ -197,6 +198,7 @@ pub(crate) async fn group(args: &BenchArgs) -> anyhow::Result<Report> {
         fanout: members as u64 - 1,
         full_parse: args.full_parse,
         connect_concurrency: args.concurrency.max(64),
+        server_pid: target.pid,
     };
     let live = Arc::new(Live::default());
     let progress = progress_bar("group");
@@ -261,6 +263,17 @@ fn describe(report: &mut Report, load_line: &str, args: &BenchArgs, o: &Outcome,
     );
     report.latency("send_to_ack", "send→ack", &o.ack);
     report.latency("send_to_deliver", "send→deliver", &o.deliver);
+    let cores = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
+    report.row(
+        "cpu",
+        format!(
+            "server {} cores, bench {} cores (of 2), first send to end of drain",
+            cores(o.server_cores),
+            cores(o.bench_cores)
+        ),
+    );
+    report.set("server_cores", o.server_cores);
+    report.set("bench_cores", o.bench_cores);
     report.row("errors", o.errors.line());
     report.row("verification", o.verdict.line());
     report.row(

@@ -11,7 +11,7 @@
 //! The two phases use different source addresses, so TIME_WAIT leftovers
 //! of phase 1 cannot collide with phase 3.
 
-use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use super::connections::short_error;
 use super::report::Report;
 use super::stats::{Errors, Latency};
+use super::target::CpuMeter;
 use super::wire::{self, Dial, Hot, Ws};
 use super::{BenchArgs, SOCKETS_PER_SOURCE_IP, progress_bar, setup, thousands};
 
@@ -40,6 +41,8 @@ const READ_BUFFER: usize = 8192;
 struct CatchUp {
     /// From the common start to `synced` plus every missed message.
     done_after: Option<Duration>,
+    /// From the common start to `ready`.
+    ready_after: Option<Duration>,
     /// Missed messages received (replay or live).
     received: u64,
     /// Seqs received twice.
@@ -48,6 +51,8 @@ struct CatchUp {
     retries: u64,
     /// Why it never caught up, if it did not.
     error: Option<String>,
+    /// Why connection attempts failed.
+    retry_reasons: Errors,
 }
 
 /// `parley bench reconnect`.
@@ -100,7 +105,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         );
         handles.push(tokio::spawn(async move {
             let _permit = gate.acquire().await?;
-            let source = wire::source_ip(i, SOCKETS_PER_SOURCE_IP, 2);
+            let source = wire::source_addr(i, SOCKETS_PER_SOURCE_IP, 2);
             let connected = wire::connect(&dial, Some(source), READ_BUFFER, &token, None).await;
             progress.inc(1);
             connected
@@ -175,6 +180,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let (stop_tx, stop_rx) = watch::channel(false);
     let finished = Arc::new(AtomicUsize::new(0));
     let t0 = Instant::now();
+    let cpu = CpuMeter::start(target.pid);
     let deadline = t0 + CATCH_UP_LIMIT;
     let mut handles = Vec::with_capacity(k);
     for (i, client) in clients.iter().enumerate() {
@@ -188,7 +194,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         let finished = finished.clone();
         handles.push(tokio::spawn(async move {
             let client = Client {
-                source: wire::source_ip(i, SOCKETS_PER_SOURCE_IP, first_ip),
+                source: wire::source_addr(i, SOCKETS_PER_SOURCE_IP, first_ip),
                 token,
                 since,
                 conversation,
@@ -208,8 +214,11 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     while finished.load(Ordering::Relaxed) < k && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (server_cores, bench_cores) = cpu.cores();
     let _ = stop_tx.send(true);
     let mut per_client = Latency::default();
+    let mut per_client_ready = Latency::default();
+    let mut retry_reasons = Errors::default();
     let mut errors = Errors::default();
     let (mut caught_up, mut retries, mut duplicates, mut short) = (0u64, 0u64, 0u64, 0u64);
     let mut all_done = Duration::ZERO;
@@ -217,6 +226,10 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         let result = handle.await?;
         retries += result.retries;
         duplicates += result.duplicates;
+        retry_reasons.merge(&result.retry_reasons);
+        if let Some(after) = result.ready_after {
+            per_client_ready.record(after);
+        }
         if result.received < missed {
             short += 1;
         }
@@ -258,12 +271,28 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             )
         },
     );
-    report.latency("client_catch_up", "per client", &per_client);
+    report.latency("client_ready", "ready after", &per_client_ready);
+    report.latency("client_catch_up", "caught up after", &per_client);
+    let cores = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
+    report.row(
+        "cpu",
+        format!(
+            "server {} cores, bench {} cores (of 2), while catching up",
+            cores(server_cores),
+            cores(bench_cores)
+        ),
+    );
+    report.set("server_cores", server_cores);
+    report.set("bench_cores", bench_cores);
     report.row(
         "verification",
         format!("{short} clients missing messages, {duplicates} duplicate deliveries"),
     );
-    report.row("connect retries", thousands(retries));
+    report.row(
+        "connect retries",
+        format!("{} ({})", thousands(retries), retry_reasons.line()),
+    );
+    report.set("retry_reasons", &retry_reasons);
     report.row("errors", errors.line());
     report.set("clients", k);
     report.set("missed_each", missed);
@@ -279,7 +308,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
 
 /// One reconnecting client.
 struct Client {
-    source: Ipv4Addr,
+    source: SocketAddrV4,
     token: String,
     since: u64,
     conversation: i64,
@@ -311,10 +340,13 @@ impl Client {
             )
             .await;
             match attempt {
-                Ok(Ok((ws, _))) => break ws,
+                Ok(Ok((ws, _))) => {
+                    result.ready_after = Some(t0.elapsed());
+                    break ws;
+                }
                 Ok(Err(err)) => {
                     result.retries += 1;
-                    result.error = Some(short_error(&err));
+                    result.retry_reasons.add(short_error(&err));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(_) => {
@@ -323,7 +355,6 @@ impl Client {
                 }
             }
         };
-        result.error = None;
         let mut synced = false;
         while !(synced && result.received >= missed) {
             let text = match tokio::time::timeout_at(deadline, ws.next()).await {

@@ -180,6 +180,52 @@ pub(crate) fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     parse_rss(&status)
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
+pub(crate) fn cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu(&stat)
+}
+
+fn parse_cpu(stat: &str) -> Option<f64> {
+    // Fields after the parenthesised command name; utime and stime are the
+    // 14th and 15th fields overall, in clock ticks (100 per second on Linux).
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / 100.0)
+}
+
+/// CPU use of the server and of the bench itself over a stretch of time.
+pub(crate) struct CpuMeter {
+    server: Option<(u32, f64)>,
+    bench: Option<f64>,
+    started: std::time::Instant,
+}
+
+impl CpuMeter {
+    /// Starts measuring.
+    pub(crate) fn start(server_pid: Option<u32>) -> CpuMeter {
+        CpuMeter {
+            server: server_pid.and_then(|pid| Some((pid, cpu_secs(pid)?))),
+            bench: cpu_secs(std::process::id()),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Cores used since the start: (server, bench).
+    pub(crate) fn cores(&self) -> (Option<f64>, Option<f64>) {
+        let wall = self.started.elapsed().as_secs_f64().max(1e-3);
+        let server = self
+            .server
+            .and_then(|(pid, before)| Some((cpu_secs(pid)? - before) / wall));
+        let bench = self
+            .bench
+            .and_then(|before| Some((cpu_secs(std::process::id())? - before) / wall));
+        (server, bench)
+    }
+}
+
 fn parse_rss(status: &str) -> Option<(u64, u64)> {
     let field = |name: &str| {
         status
@@ -201,5 +247,13 @@ mod tests {
         assert_eq!(parse_rss(status), Some((51200, 40960)));
         assert_eq!(parse_rss("Name:\tx\n"), None);
         assert!(rss_kib(std::process::id()).is_some_and(|(rss, _)| rss > 0));
+    }
+
+    #[test]
+    fn reads_cpu_time_from_proc_stat() {
+        let stat = "42 (parley serve) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
+        assert_eq!(parse_cpu(stat), Some(3.0));
+        assert_eq!(parse_cpu("garbage"), None);
+        assert!(cpu_secs(std::process::id()).is_some());
     }
 }

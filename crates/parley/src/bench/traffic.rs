@@ -27,6 +27,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::stats::{Errors, Latency, Live};
+use super::target::CpuMeter;
 use super::verify::{ConversationLog, Verdict, verify};
 use super::wire::{self, Dial, Hot, Ws};
 
@@ -84,6 +85,8 @@ pub(crate) struct Plan {
     pub(crate) full_parse: bool,
     /// Sockets connecting at once.
     pub(crate) connect_concurrency: usize,
+    /// The server's pid, to measure its CPU use.
+    pub(crate) server_pid: Option<u32>,
 }
 
 /// What a run measured.
@@ -106,6 +109,10 @@ pub(crate) struct Outcome {
     pub(crate) unanswered: u64,
     /// Seconds to connect every socket.
     pub(crate) connect_secs: f64,
+    /// Cores the server used from the first send to the end of the drain.
+    pub(crate) server_cores: Option<f64>,
+    /// Cores the bench itself used over the same time.
+    pub(crate) bench_cores: Option<f64>,
 }
 
 struct ReaderOut {
@@ -172,6 +179,8 @@ pub(crate) async fn run(
     }
 
     let ticker = super::tick_progress(progress.clone(), live.clone(), t0, plan.duration);
+    tokio::time::sleep_until(t0).await;
+    let cpu = CpuMeter::start(plan.server_pid);
     let mut errors = Errors::default();
     let mut sent = 0;
     for writer in writers {
@@ -197,6 +206,7 @@ pub(crate) async fn run(
     }
     let unanswered =
         Live::get(&live.sent).saturating_sub(Live::get(&live.acked) + Live::get(&live.failed));
+    let (server_cores, bench_cores) = cpu.cores();
     let _ = stop_tx.send(true);
     ticker.abort();
 
@@ -230,6 +240,8 @@ pub(crate) async fn run(
         deliver_secs: (last_delivery - t0).as_secs_f64(),
         unanswered,
         connect_secs,
+        server_cores,
+        bench_cores,
     })
 }
 
@@ -244,6 +256,7 @@ async fn connect_all(
     progress.set_position(0);
     progress.set_message("connecting");
     let gate = Arc::new(Semaphore::new(concurrency.max(1)));
+    let n = participants.len();
     let mut handles = Vec::new();
     for (i, p) in participants.iter().enumerate() {
         let (dial, token, gate, progress) = (
@@ -254,8 +267,10 @@ async fn connect_all(
         );
         handles.push(tokio::spawn(async move {
             let _permit = gate.acquire().await?;
-            let source = wire::source_ip(i, super::SOCKETS_PER_SOURCE_IP, 1);
-            let (ws, _) = wire::connect(&dial, Some(source), 64 * 1024, &token, None).await?;
+            // Only spread over source addresses when one would run short.
+            let source = (n > super::SOCKETS_PER_SOURCE_IP)
+                .then(|| wire::source_addr(i, super::SOCKETS_PER_SOURCE_IP, 2));
+            let (ws, _) = wire::connect(&dial, source, 64 * 1024, &token, None).await?;
             progress.inc(1);
             anyhow::Ok(ws)
         }));

@@ -15,7 +15,7 @@
 //!
 //! HTTP (users, logins, conversations) goes through `parley-client`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -59,24 +59,43 @@ impl Dial {
     }
 }
 
-/// The source address for socket number `i` when each address carries at
-/// most `per_ip` sockets, starting at 127.0.0.`first`.
-pub(crate) fn source_ip(i: usize, per_ip: usize, first: u8) -> Ipv4Addr {
-    let offset = (i / per_ip.max(1)) % (255 - first as usize);
-    Ipv4Addr::new(127, 0, 0, first + offset as u8)
+/// First source port the bench picks itself.
+const FIRST_PORT: usize = 20_000;
+
+/// The source address and port for socket number `i` when each address
+/// carries at most `per_ip` sockets, starting at 127.0.0.`first`.
+///
+/// The bench picks the port itself: `bind(ip, 0)` makes the kernel search
+/// for a free port, which with tens of thousands of bound sockets costs
+/// more CPU than the rest of the connection.
+pub(crate) fn source_addr(i: usize, per_ip: usize, first: u8) -> SocketAddrV4 {
+    let per_ip = per_ip.clamp(1, 30_000);
+    let offset = (i / per_ip) % (255 - first as usize);
+    let port = FIRST_PORT + i % per_ip;
+    SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, first + offset as u8), port as u16)
 }
 
 /// Connects from `source` (if given) and upgrades; does not authenticate.
 pub(crate) async fn open(
     dial: &Dial,
-    source: Option<Ipv4Addr>,
+    source: Option<SocketAddrV4>,
     read_buffer: usize,
 ) -> anyhow::Result<Ws> {
     let socket = TcpSocket::new_v4()?;
-    if let Some(ip) = source {
-        socket
-            .bind(SocketAddr::new(ip.into(), 0))
-            .with_context(|| format!("bind {ip}"))?;
+    // Close with RST: tens of thousands of closed bench sockets would
+    // otherwise sit in TIME_WAIT for a minute, and ports bound with
+    // bind() stay unavailable to every connect() on the machine
+    // meanwhile (the next run's HTTP setup then fails with EADDRNOTAVAIL).
+    socket.set_zero_linger()?;
+    socket.set_reuseaddr(true)?;
+    if let Some(source) = source {
+        if socket.bind(source.into()).is_err() {
+            // Taken (another program, or a socket not yet gone): let the
+            // kernel pick a port on the same address.
+            socket
+                .bind(SocketAddr::new((*source.ip()).into(), 0))
+                .with_context(|| format!("bind {}", source.ip()))?;
+        }
     }
     let stream = socket.connect(dial.addr).await?;
     stream.set_nodelay(true)?;
@@ -138,7 +157,7 @@ pub(crate) async fn auth(ws: &mut Ws, token: &str, since: Option<u64>) -> anyhow
 /// Opens and authenticates.
 pub(crate) async fn connect(
     dial: &Dial,
-    source: Option<Ipv4Addr>,
+    source: Option<SocketAddrV4>,
     read_buffer: usize,
     token: &str,
     since: Option<u64>,
@@ -417,7 +436,7 @@ mod tests {
         assert!(Dial::new("http://127.3.0.1:8080/").is_ok());
         assert!(Dial::new("http://10.0.0.1:8080").is_err());
         assert!(Dial::new("http://example.com:80").is_err());
-        assert_eq!(source_ip(0, 100, 2), Ipv4Addr::new(127, 0, 0, 2));
-        assert_eq!(source_ip(250, 100, 2), Ipv4Addr::new(127, 0, 0, 4));
+        assert_eq!(source_addr(0, 100, 2).to_string(), "127.0.0.2:20000");
+        assert_eq!(source_addr(250, 100, 2).to_string(), "127.0.0.4:20050");
     }
 }
