@@ -88,14 +88,14 @@ pub(crate) async fn open(
     // meanwhile (the next run's HTTP setup then fails with EADDRNOTAVAIL).
     socket.set_zero_linger()?;
     socket.set_reuseaddr(true)?;
-    if let Some(source) = source {
-        if socket.bind(source.into()).is_err() {
-            // Taken (another program, or a socket not yet gone): let the
-            // kernel pick a port on the same address.
-            socket
-                .bind(SocketAddr::new((*source.ip()).into(), 0))
-                .with_context(|| format!("bind {}", source.ip()))?;
-        }
+    // Taken (another program, or a socket not yet gone): let the kernel
+    // pick a port on the same address.
+    if let Some(source) = source
+        && socket.bind(source.into()).is_err()
+    {
+        socket
+            .bind(SocketAddr::new((*source.ip()).into(), 0))
+            .with_context(|| format!("bind {}", source.ip()))?;
     }
     let stream = socket.connect(dial.addr).await?;
     stream.set_nodelay(true)?;
