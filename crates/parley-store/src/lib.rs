@@ -9,6 +9,8 @@
 //! - [`postgres`]: for several processes sharing one database. One writer
 //!   task per process does group commit; row locks taken in one global order
 //!   keep `seq` and inbox cursors gapless across processes.
+//! - `domain`: the rules both engines apply (group administration, names,
+//!   sizes, system messages), decided in one place.
 //! - [`error`]: [`StoreError`], mapped to protocol codes by the server.
 //!
 //! **Architecture invariant:** every committed change that someone must hear
@@ -17,6 +19,7 @@
 //! dispatcher is the only consumer, which is what keeps delivery in `seq`
 //! order on every socket.
 
+mod domain;
 pub mod error;
 pub mod model;
 pub mod postgres;
@@ -24,7 +27,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use parley_proto::api::PresenceVisibility;
-use parley_proto::{ConversationId, DeviceId, ReceiptStatus, Role, UserId};
+use parley_proto::{ConversationId, DeviceId, ReceiptStatus, UserId};
 
 pub use error::{StoreError, StoreResult};
 pub use model::*;
@@ -125,14 +128,6 @@ pub trait Store: Send + Sync + 'static {
     /// Waits until everything acknowledged so far is on disk and stops
     /// accepting writes.
     async fn shutdown(&self);
-}
-
-/// The role a member must have for an administrative change.
-pub fn required_role(change: &GroupChangeKind, actor: UserId) -> Option<Role> {
-    match change {
-        GroupChangeKind::Remove { user } if *user == actor => None,
-        _ => Some(Role::Admin),
-    }
 }
 
 /// How to reach storage: the embedded SQLite file, or a database URL.

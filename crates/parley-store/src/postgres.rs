@@ -67,6 +67,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use crate::domain::{self, GroupPlan};
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use crate::{CommitReceiver, CommitSender, PendingAppend, Store};
@@ -1265,38 +1266,12 @@ async fn set_role_row(
     Ok(())
 }
 
-fn validate_group_name(name: &str) -> StoreResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(StoreError::Invalid(
-            "group name must be 1 to 100 characters".into(),
-        ));
+/// Refuses unless every user exists (one round trip for the whole list).
+async fn check_users_exist(conn: &ClientWrapper, users: &[UserId]) -> OpResult<()> {
+    if users.is_empty() {
+        return Ok(());
     }
-    Ok(name.to_owned())
-}
-
-fn too_large(max_members: usize) -> OpError {
-    StoreError::TooLarge(format!("a group has at most {max_members} members")).into()
-}
-
-/// Deduplicates `users`, drops `except`, and checks that each exists.
-async fn existing_distinct_users(
-    conn: &ClientWrapper,
-    users: &[UserId],
-    except: &[UserId],
-) -> OpResult<Vec<UserId>> {
-    let mut out: Vec<UserId> = Vec::with_capacity(users.len());
-    for &user in users {
-        if except.contains(&user) || out.contains(&user) {
-            continue;
-        }
-        out.push(user);
-    }
-    if out.is_empty() {
-        return Ok(out);
-    }
-    // One round trip for the whole list rather than one per user.
-    let ids: Vec<i64> = out.iter().map(|u| u.0).collect();
+    let ids: Vec<i64> = users.iter().map(|u| u.0).collect();
     let found = query_one(
         conn,
         "SELECT COUNT(*) FROM users WHERE id = ANY($1)",
@@ -1304,36 +1279,10 @@ async fn existing_distinct_users(
     )
     .await?;
     let found: i64 = found.try_get(0)?;
-    if to_u64(found) != out.len() as u64 {
+    if to_u64(found) != users.len() as u64 {
         return Err(StoreError::NotFound("user").into());
     }
-    Ok(out)
-}
-
-fn system_message(
-    conversation: ConversationId,
-    seq: u64,
-    actor: UserId,
-    event: SystemEvent,
-    user_ids: Vec<UserId>,
-    now: i64,
-) -> Message {
-    Message {
-        conversation_id: conversation,
-        seq,
-        message_id: MessageId(0),
-        sender_id: actor,
-        sender_device_id: None,
-        client_msg_id: None,
-        sent_at_ms: now,
-        kind: MessageKind::System,
-        text: None,
-        reply_to_seq: None,
-        event: Some(event),
-        user_ids: Some(user_ids),
-        name: None,
-        role: None,
-    }
+    Ok(())
 }
 
 /// Stores `message` (its `seq` must be `last_seq + 1`), advances the
@@ -1440,14 +1389,10 @@ async fn create_group_op(
     batch: &mut Batch,
     new: &NewGroup,
 ) -> OpResult<ConversationRecord> {
-    let name = validate_group_name(&new.name)?;
-    if new.member_ids.len() > new.max_members.saturating_mul(4).max(4096) {
-        return Err(too_large(new.max_members));
-    }
-    let others = existing_distinct_users(conn, &new.member_ids, &[new.creator]).await?;
-    if others.len() + 1 > new.max_members {
-        return Err(too_large(new.max_members));
-    }
+    let name = domain::validate_group_name(&new.name)?;
+    let others = domain::distinct_candidates(&new.member_ids, &[new.creator], new.max_members)?;
+    domain::check_group_size(others.len() + 1, new.max_members)?;
+    check_users_exist(conn, &others).await?;
     if !user_exists(conn, new.creator).await? {
         return Err(StoreError::NotFound("user").into());
     }
@@ -1466,7 +1411,7 @@ async fn create_group_op(
     for &user in &others {
         add_member_row(conn, conversation, user, Role::Member, 1, new.now_ms).await?;
     }
-    let mut message = system_message(
+    let mut message = domain::system_message(
         conversation,
         1,
         new.creator,
@@ -1490,62 +1435,35 @@ async fn change_group_op(
     let record = load_conversation(conn, conversation)
         .await?
         .ok_or(StoreError::NotFound("conversation"))?;
-    if record.kind != ConversationKind::Group {
-        return Err(StoreError::Invalid("only groups can be administered".into()).into());
-    }
-    let actor = record
-        .member(change.actor)
-        .ok_or(StoreError::Forbidden("you are not a member of this group"))?;
-    if crate::required_role(&change.kind, change.actor) == Some(Role::Admin)
-        && actor.role != Role::Admin
-    {
-        return Err(StoreError::Forbidden("only group admins can do that").into());
-    }
-    let now = change.now_ms;
-    let seq = record.last_seq + 1;
-    match &change.kind {
-        GroupChangeKind::Add { users } => {
-            let current: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            if users.len() > change.max_members.saturating_mul(4).max(4096) {
-                return Err(too_large(change.max_members));
-            }
-            let new_users = existing_distinct_users(conn, users, &current).await?;
-            if new_users.is_empty() {
-                return Ok(record);
-            }
-            if current.len() + new_users.len() > change.max_members {
-                return Err(too_large(change.max_members));
-            }
-            for &user in &new_users {
+    let (now, seq, actor) = (change.now_ms, record.last_seq + 1, change.actor);
+    let everyone: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
+    match domain::plan_group_change(&record, change)? {
+        GroupPlan::Unchanged => return Ok(record),
+        GroupPlan::Add { candidates } => {
+            check_users_exist(conn, &candidates).await?;
+            for &user in &candidates {
                 add_member_row(conn, conversation, user, Role::Member, seq, now).await?;
             }
             let recipients = active_member_ids(conn, conversation).await?;
-            let message = system_message(
+            let message = domain::system_message(
                 conversation,
                 seq,
-                change.actor,
+                actor,
                 SystemEvent::MemberAdded,
-                new_users,
+                candidates,
                 now,
             );
             insert_message(conn, batch, message, &recipients).await?;
         }
-        GroupChangeKind::Remove { user } => {
-            let user = *user;
-            let target = record
-                .member(user)
-                .ok_or(StoreError::NotFound("member"))?
-                .clone();
-            let event = if user == change.actor {
-                SystemEvent::MemberLeft
-            } else {
-                SystemEvent::MemberRemoved
-            };
+        GroupPlan::Remove {
+            user,
+            event,
+            successor,
+        } => {
             // The removed member is still active here, so it receives its
             // own removal, and nothing after it.
-            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let message = system_message(conversation, seq, change.actor, event, vec![user], now);
-            insert_message(conn, batch, message, &recipients).await?;
+            let message = domain::system_message(conversation, seq, actor, event, vec![user], now);
+            insert_message(conn, batch, message, &everyone).await?;
             execute(
                 conn,
                 "UPDATE members SET active=FALSE WHERE conversation_id=$1 AND user_id=$2",
@@ -1558,24 +1476,14 @@ async fn change_group_op(
                 &[&conversation.0, &user.0, &to_i64(seq)],
             )
             .await?;
-            let admins_left = record
-                .members
-                .iter()
-                .any(|m| m.user_id != user && m.role == Role::Admin);
-            let successor = record.members.iter().find(|m| m.user_id != user);
-            if target.role == Role::Admin
-                && !admins_left
-                && let Some(successor) = successor
-            {
-                // The longest-standing member (members are in join
-                // order) inherits the group.
-                set_role_row(conn, conversation, successor.user_id, Role::Admin).await?;
-                let mut promoted = system_message(
+            if let Some(successor) = successor {
+                set_role_row(conn, conversation, successor, Role::Admin).await?;
+                let mut promoted = domain::system_message(
                     conversation,
                     seq + 1,
-                    change.actor,
+                    actor,
                     SystemEvent::RoleChanged,
-                    vec![successor.user_id],
+                    vec![successor],
                     now,
                 );
                 promoted.role = Some(Role::Admin);
@@ -1583,52 +1491,30 @@ async fn change_group_op(
                 insert_message(conn, batch, promoted, &remaining).await?;
             }
         }
-        GroupChangeKind::Rename { name } => {
-            let name = validate_group_name(name)?;
+        GroupPlan::Rename { name } => {
             execute(
                 conn,
                 "UPDATE conversations SET name=$2 WHERE id=$1",
                 &[&conversation.0, &name],
             )
             .await?;
-            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(
-                conversation,
-                seq,
-                change.actor,
-                SystemEvent::Renamed,
-                vec![],
-                now,
-            );
+            let mut message =
+                domain::system_message(conversation, seq, actor, SystemEvent::Renamed, vec![], now);
             message.name = Some(name);
-            insert_message(conn, batch, message, &recipients).await?;
+            insert_message(conn, batch, message, &everyone).await?;
         }
-        GroupChangeKind::SetRole { user, role } => {
-            let (user, role) = (*user, *role);
-            let target = record.member(user).ok_or(StoreError::NotFound("member"))?;
-            if target.role == role {
-                return Ok(record);
-            }
-            let admins = record
-                .members
-                .iter()
-                .filter(|m| m.role == Role::Admin)
-                .count();
-            if role == Role::Member && admins <= 1 {
-                return Err(StoreError::Invalid("a group needs at least one admin".into()).into());
-            }
+        GroupPlan::SetRole { user, role } => {
             set_role_row(conn, conversation, user, role).await?;
-            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(
+            let mut message = domain::system_message(
                 conversation,
                 seq,
-                change.actor,
+                actor,
                 SystemEvent::RoleChanged,
                 vec![user],
                 now,
             );
             message.role = Some(role);
-            insert_message(conn, batch, message, &recipients).await?;
+            insert_message(conn, batch, message, &everyone).await?;
         }
     }
     Ok(load_conversation(conn, conversation)

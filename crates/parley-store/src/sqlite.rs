@@ -28,6 +28,7 @@ use parley_proto::{
 use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
+use crate::domain::{self, GroupPlan};
 use crate::error::{StoreError, StoreResult};
 use crate::model::*;
 use crate::{CommitReceiver, CommitSender, PendingAppend, Store};
@@ -980,32 +981,6 @@ fn insert_message(
     Ok(message)
 }
 
-fn system_message(
-    conversation: ConversationId,
-    seq: u64,
-    actor: UserId,
-    event: SystemEvent,
-    user_ids: Vec<UserId>,
-    now: i64,
-) -> Message {
-    Message {
-        conversation_id: conversation,
-        seq,
-        message_id: MessageId(0),
-        sender_id: actor,
-        sender_device_id: None,
-        client_msg_id: None,
-        sent_at_ms: now,
-        kind: MessageKind::System,
-        text: None,
-        reply_to_seq: None,
-        event: Some(event),
-        user_ids: Some(user_ids),
-        name: None,
-        role: None,
-    }
-}
-
 fn add_member_row(
     conn: &Connection,
     conversation: ConversationId,
@@ -1029,33 +1004,14 @@ fn add_member_row(
     Ok(())
 }
 
-fn validate_group_name(name: &str) -> StoreResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(StoreError::Invalid(
-            "group name must be 1 to 100 characters".into(),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// Deduplicates `users`, drops `except`, and checks that each exists.
-fn existing_distinct_users(
-    conn: &Connection,
-    users: &[UserId],
-    except: &[UserId],
-) -> StoreResult<Vec<UserId>> {
-    let mut out: Vec<UserId> = Vec::with_capacity(users.len());
+/// Refuses unless every user exists.
+fn check_users_exist(conn: &Connection, users: &[UserId]) -> StoreResult<()> {
     for &user in users {
-        if except.contains(&user) || out.contains(&user) {
-            continue;
-        }
         if !user_exists(conn, user)? {
             return Err(StoreError::NotFound("user"));
         }
-        out.push(user);
     }
-    Ok(out)
+    Ok(())
 }
 
 fn create_group_tx(
@@ -1063,23 +1019,11 @@ fn create_group_tx(
     events: &mut Vec<Committed>,
     new: NewGroup,
 ) -> StoreResult<ConversationRecord> {
-    let name = validate_group_name(&new.name)?;
-    if new.member_ids.len() > new.max_members.saturating_mul(4).max(4096) {
-        return Err(StoreError::TooLarge(format!(
-            "a group has at most {} members",
-            new.max_members
-        )));
-    }
-    let others = existing_distinct_users(conn, &new.member_ids, &[new.creator])?;
-    if others.len() + 1 > new.max_members {
-        return Err(StoreError::TooLarge(format!(
-            "a group has at most {} members",
-            new.max_members
-        )));
-    }
-    if !user_exists(conn, new.creator)? {
-        return Err(StoreError::NotFound("user"));
-    }
+    let name = domain::validate_group_name(&new.name)?;
+    let others = domain::distinct_candidates(&new.member_ids, &[new.creator], new.max_members)?;
+    domain::check_group_size(others.len() + 1, new.max_members)?;
+    check_users_exist(conn, &others)?;
+    check_users_exist(conn, &[new.creator])?;
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO conversations(kind, name, last_seq, last_activity_ms, created_at_ms) VALUES('group', ?1, 0, ?2, ?2) RETURNING id",
@@ -1093,7 +1037,7 @@ fn create_group_tx(
     for &user in &others {
         add_member_row(conn, conversation, user, Role::Member, 1, new.now_ms)?;
     }
-    let mut message = system_message(
+    let mut message = domain::system_message(
         conversation,
         1,
         new.creator,
@@ -1114,69 +1058,35 @@ fn change_group_tx(
     let conversation = change.conversation;
     let record =
         load_conversation(conn, conversation)?.ok_or(StoreError::NotFound("conversation"))?;
-    if record.kind != ConversationKind::Group {
-        return Err(StoreError::Invalid(
-            "only groups can be administered".into(),
-        ));
-    }
-    let actor = record
-        .member(change.actor)
-        .ok_or(StoreError::Forbidden("you are not a member of this group"))?;
-    if crate::required_role(&change.kind, change.actor) == Some(Role::Admin)
-        && actor.role != Role::Admin
-    {
-        return Err(StoreError::Forbidden("only group admins can do that"));
-    }
-    let now = change.now_ms;
-    let seq = record.last_seq + 1;
-    match change.kind {
-        GroupChangeKind::Add { users } => {
-            let current: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            if users.len() > change.max_members.saturating_mul(4).max(4096) {
-                return Err(StoreError::TooLarge(format!(
-                    "a group has at most {} members",
-                    change.max_members
-                )));
-            }
-            let new_users = existing_distinct_users(conn, &users, &current)?;
-            if new_users.is_empty() {
-                return Ok(record);
-            }
-            if current.len() + new_users.len() > change.max_members {
-                return Err(StoreError::TooLarge(format!(
-                    "a group has at most {} members",
-                    change.max_members
-                )));
-            }
-            for &user in &new_users {
+    let (now, seq, actor) = (change.now_ms, record.last_seq + 1, change.actor);
+    let everyone: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
+    match domain::plan_group_change(&record, &change)? {
+        GroupPlan::Unchanged => return Ok(record),
+        GroupPlan::Add { candidates } => {
+            check_users_exist(conn, &candidates)?;
+            for &user in &candidates {
                 add_member_row(conn, conversation, user, Role::Member, seq, now)?;
             }
             let recipients = active_member_ids(conn, conversation)?;
-            let message = system_message(
+            let message = domain::system_message(
                 conversation,
                 seq,
-                change.actor,
+                actor,
                 SystemEvent::MemberAdded,
-                new_users,
+                candidates,
                 now,
             );
             insert_message(conn, events, message, &recipients)?;
         }
-        GroupChangeKind::Remove { user } => {
-            let target = record
-                .member(user)
-                .ok_or(StoreError::NotFound("member"))?
-                .clone();
-            let event = if user == change.actor {
-                SystemEvent::MemberLeft
-            } else {
-                SystemEvent::MemberRemoved
-            };
+        GroupPlan::Remove {
+            user,
+            event,
+            successor,
+        } => {
             // The removed member is still active here, so it receives its
             // own removal, and nothing after it.
-            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let message = system_message(conversation, seq, change.actor, event, vec![user], now);
-            insert_message(conn, events, message, &recipients)?;
+            let message = domain::system_message(conversation, seq, actor, event, vec![user], now);
+            insert_message(conn, events, message, &everyone)?;
             conn.prepare_cached(
                 "UPDATE members SET active=0 WHERE conversation_id=?1 AND user_id=?2",
             )?
@@ -1185,24 +1095,14 @@ fn change_group_tx(
                 "UPDATE member_periods SET to_seq=?3 WHERE conversation_id=?1 AND user_id=?2 AND to_seq IS NULL",
             )?
             .execute(params![conversation.0, user.0, seq as i64])?;
-            let admins_left = record
-                .members
-                .iter()
-                .any(|m| m.user_id != user && m.role == Role::Admin);
-            let successor = record.members.iter().find(|m| m.user_id != user);
-            if target.role == Role::Admin
-                && !admins_left
-                && let Some(successor) = successor
-            {
-                // The longest-standing member (members are in join
-                // order) inherits the group.
-                set_role_row(conn, conversation, successor.user_id, Role::Admin)?;
-                let mut promoted = system_message(
+            if let Some(successor) = successor {
+                set_role_row(conn, conversation, successor, Role::Admin)?;
+                let mut promoted = domain::system_message(
                     conversation,
                     seq + 1,
-                    change.actor,
+                    actor,
                     SystemEvent::RoleChanged,
-                    vec![successor.user_id],
+                    vec![successor],
                     now,
                 );
                 promoted.role = Some(Role::Admin);
@@ -1210,49 +1110,26 @@ fn change_group_tx(
                 insert_message(conn, events, promoted, &remaining)?;
             }
         }
-        GroupChangeKind::Rename { name } => {
-            let name = validate_group_name(&name)?;
+        GroupPlan::Rename { name } => {
             conn.prepare_cached("UPDATE conversations SET name=?2 WHERE id=?1")?
                 .execute(params![conversation.0, name])?;
-            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(
-                conversation,
-                seq,
-                change.actor,
-                SystemEvent::Renamed,
-                vec![],
-                now,
-            );
+            let mut message =
+                domain::system_message(conversation, seq, actor, SystemEvent::Renamed, vec![], now);
             message.name = Some(name);
-            insert_message(conn, events, message, &recipients)?;
+            insert_message(conn, events, message, &everyone)?;
         }
-        GroupChangeKind::SetRole { user, role } => {
-            let target = record.member(user).ok_or(StoreError::NotFound("member"))?;
-            if target.role == role {
-                return Ok(record);
-            }
-            let admins = record
-                .members
-                .iter()
-                .filter(|m| m.role == Role::Admin)
-                .count();
-            if role == Role::Member && admins <= 1 {
-                return Err(StoreError::Invalid(
-                    "a group needs at least one admin".into(),
-                ));
-            }
+        GroupPlan::SetRole { user, role } => {
             set_role_row(conn, conversation, user, role)?;
-            let recipients: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-            let mut message = system_message(
+            let mut message = domain::system_message(
                 conversation,
                 seq,
-                change.actor,
+                actor,
                 SystemEvent::RoleChanged,
                 vec![user],
                 now,
             );
             message.role = Some(role);
-            insert_message(conn, events, message, &recipients)?;
+            insert_message(conn, events, message, &everyone)?;
         }
     }
     load_conversation(conn, conversation)?.ok_or(StoreError::Internal("group vanished".into()))

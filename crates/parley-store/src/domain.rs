@@ -1,0 +1,341 @@
+//! Domain rules every storage engine applies the same way: who may change a
+//! group and how, group names and sizes, the shape of system messages.
+//!
+//! Engines decide *how* to read and write; this module decides *what*
+//! happens, from the conversation as the engine read it inside its
+//! transaction. Keeping the rules here means SQLite and PostgreSQL cannot
+//! drift apart (the conformance suite checks the rest).
+
+use parley_proto::api::ConversationKind;
+use parley_proto::{ConversationId, Message, MessageId, MessageKind, Role, SystemEvent, UserId};
+
+use crate::error::{StoreError, StoreResult};
+use crate::model::{ConversationRecord, GroupChange, GroupChangeKind};
+
+/// A `system` message recording a membership change (its id is assigned on
+/// insert).
+pub(crate) fn system_message(
+    conversation: ConversationId,
+    seq: u64,
+    actor: UserId,
+    event: SystemEvent,
+    user_ids: Vec<UserId>,
+    now: i64,
+) -> Message {
+    Message {
+        conversation_id: conversation,
+        seq,
+        message_id: MessageId(0),
+        sender_id: actor,
+        sender_device_id: None,
+        client_msg_id: None,
+        sent_at_ms: now,
+        kind: MessageKind::System,
+        text: None,
+        reply_to_seq: None,
+        event: Some(event),
+        user_ids: Some(user_ids),
+        name: None,
+        role: None,
+    }
+}
+
+/// A group name: 1 to 100 characters after trimming.
+pub(crate) fn validate_group_name(name: &str) -> StoreResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(StoreError::Invalid(
+            "group name must be 1 to 100 characters".into(),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// The refusal for a group that would exceed `max_members`.
+pub(crate) fn too_large(max_members: usize) -> StoreError {
+    StoreError::TooLarge(format!("a group has at most {max_members} members"))
+}
+
+/// `requested` without duplicates and without `except`, in request order.
+/// An absurdly long list is refused before anyone looks the users up.
+pub(crate) fn distinct_candidates(
+    requested: &[UserId],
+    except: &[UserId],
+    max_members: usize,
+) -> StoreResult<Vec<UserId>> {
+    if requested.len() > max_members.saturating_mul(4).max(4096) {
+        return Err(too_large(max_members));
+    }
+    let mut out: Vec<UserId> = Vec::with_capacity(requested.len());
+    for &user in requested {
+        if !except.contains(&user) && !out.contains(&user) {
+            out.push(user);
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a group of `count` members when over `max_members`.
+pub(crate) fn check_group_size(count: usize, max_members: usize) -> StoreResult<()> {
+    if count > max_members {
+        return Err(too_large(max_members));
+    }
+    Ok(())
+}
+
+/// What an administrative change does, decided from the group as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum GroupPlan {
+    /// Nothing to do (the role is already set, nobody new to add).
+    Unchanged,
+    /// Add these users; the engine still checks that they exist and then
+    /// the size with [`check_group_size`].
+    Add {
+        /// New to the group, deduplicated, in request order.
+        candidates: Vec<UserId>,
+    },
+    /// Remove (or let leave) a member.
+    Remove {
+        /// The member.
+        user: UserId,
+        /// `member_left` or `member_removed`.
+        event: SystemEvent,
+        /// Promoted to admin after the removal: the longest-standing
+        /// remaining member, when the last admin goes.
+        successor: Option<UserId>,
+    },
+    /// Rename to this (validated) name.
+    Rename {
+        /// The new name.
+        name: String,
+    },
+    /// Give a member a new role.
+    SetRole {
+        /// The member.
+        user: UserId,
+        /// Its new role.
+        role: Role,
+    },
+}
+
+/// Checks `change` against the group's current state and says what to do.
+/// `record` must be read inside the transaction that applies the plan.
+pub(crate) fn plan_group_change(
+    record: &ConversationRecord,
+    change: &GroupChange,
+) -> StoreResult<GroupPlan> {
+    if record.kind != ConversationKind::Group {
+        return Err(StoreError::Invalid(
+            "only groups can be administered".into(),
+        ));
+    }
+    let actor = record
+        .member(change.actor)
+        .ok_or(StoreError::Forbidden("you are not a member of this group"))?;
+    // Anyone may leave; everything else is for admins.
+    let leaving = matches!(change.kind, GroupChangeKind::Remove { user } if user == change.actor);
+    if !leaving && actor.role != Role::Admin {
+        return Err(StoreError::Forbidden("only group admins can do that"));
+    }
+    Ok(match &change.kind {
+        GroupChangeKind::Add { users } => {
+            let current: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
+            let candidates = distinct_candidates(users, &current, change.max_members)?;
+            if candidates.is_empty() {
+                GroupPlan::Unchanged
+            } else {
+                check_group_size(current.len() + candidates.len(), change.max_members)?;
+                GroupPlan::Add { candidates }
+            }
+        }
+        GroupChangeKind::Remove { user } => {
+            let target = record.member(*user).ok_or(StoreError::NotFound("member"))?;
+            let admins_left = record
+                .members
+                .iter()
+                .any(|m| m.user_id != *user && m.role == Role::Admin);
+            // Members are in join order: the first other one has been
+            // there longest.
+            let successor = if target.role == Role::Admin && !admins_left {
+                record
+                    .members
+                    .iter()
+                    .find(|m| m.user_id != *user)
+                    .map(|m| m.user_id)
+            } else {
+                None
+            };
+            GroupPlan::Remove {
+                user: *user,
+                event: if leaving {
+                    SystemEvent::MemberLeft
+                } else {
+                    SystemEvent::MemberRemoved
+                },
+                successor,
+            }
+        }
+        GroupChangeKind::Rename { name } => GroupPlan::Rename {
+            name: validate_group_name(name)?,
+        },
+        GroupChangeKind::SetRole { user, role } => {
+            let target = record.member(*user).ok_or(StoreError::NotFound("member"))?;
+            let admins = record
+                .members
+                .iter()
+                .filter(|m| m.role == Role::Admin)
+                .count();
+            if target.role == *role {
+                GroupPlan::Unchanged
+            } else if *role == Role::Member && admins <= 1 {
+                return Err(StoreError::Invalid(
+                    "a group needs at least one admin".into(),
+                ));
+            } else {
+                GroupPlan::SetRole {
+                    user: *user,
+                    role: *role,
+                }
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::MemberRecord;
+
+    fn group(members: &[(i64, Role)]) -> ConversationRecord {
+        ConversationRecord {
+            id: ConversationId(1),
+            kind: ConversationKind::Group,
+            name: Some("g".into()),
+            last_seq: 5,
+            members: members
+                .iter()
+                .map(|&(id, role)| MemberRecord {
+                    user_id: UserId(id),
+                    role,
+                    delivered_up_to: 0,
+                    read_up_to: 0,
+                    joined_seq: 1,
+                })
+                .collect(),
+            delivered_all_up_to: 0,
+            read_all_up_to: 0,
+        }
+    }
+
+    fn change(actor: i64, kind: GroupChangeKind) -> GroupChange {
+        GroupChange {
+            conversation: ConversationId(1),
+            actor: UserId(actor),
+            kind,
+            max_members: 4,
+            now_ms: 0,
+        }
+    }
+
+    #[test]
+    fn only_admins_administer_but_anyone_may_leave() {
+        let record = group(&[(1, Role::Admin), (2, Role::Member), (3, Role::Member)]);
+        let rename = GroupChangeKind::Rename { name: "x".into() };
+        assert!(matches!(
+            plan_group_change(&record, &change(2, rename.clone())),
+            Err(StoreError::Forbidden(_))
+        ));
+        assert!(matches!(
+            plan_group_change(&record, &change(9, rename)),
+            Err(StoreError::Forbidden(_))
+        ));
+        let leave = GroupChangeKind::Remove { user: UserId(2) };
+        assert_eq!(
+            plan_group_change(&record, &change(2, leave)).unwrap(),
+            GroupPlan::Remove {
+                user: UserId(2),
+                event: SystemEvent::MemberLeft,
+                successor: None
+            }
+        );
+    }
+
+    #[test]
+    fn the_longest_standing_member_succeeds_the_last_admin() {
+        let record = group(&[(1, Role::Admin), (2, Role::Member), (3, Role::Member)]);
+        let plan = plan_group_change(
+            &record,
+            &change(1, GroupChangeKind::Remove { user: UserId(1) }),
+        );
+        assert_eq!(
+            plan.unwrap(),
+            GroupPlan::Remove {
+                user: UserId(1),
+                event: SystemEvent::MemberLeft,
+                successor: Some(UserId(2))
+            }
+        );
+        let two_admins = group(&[(1, Role::Admin), (2, Role::Member), (3, Role::Admin)]);
+        let plan = plan_group_change(
+            &two_admins,
+            &change(1, GroupChangeKind::Remove { user: UserId(1) }),
+        );
+        assert!(matches!(
+            plan.unwrap(),
+            GroupPlan::Remove {
+                successor: None,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn adds_are_deduplicated_and_sized() {
+        let record = group(&[(1, Role::Admin), (2, Role::Member)]);
+        let add = |ids: &[i64]| GroupChangeKind::Add {
+            users: ids.iter().map(|&i| UserId(i)).collect(),
+        };
+        assert_eq!(
+            plan_group_change(&record, &change(1, add(&[2, 3, 3]))).unwrap(),
+            GroupPlan::Add {
+                candidates: vec![UserId(3)]
+            }
+        );
+        assert_eq!(
+            plan_group_change(&record, &change(1, add(&[1, 2]))).unwrap(),
+            GroupPlan::Unchanged
+        );
+        assert!(matches!(
+            plan_group_change(&record, &change(1, add(&[3, 4, 5]))),
+            Err(StoreError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn roles_keep_an_admin() {
+        let record = group(&[(1, Role::Admin), (2, Role::Member)]);
+        let demote_self = GroupChangeKind::SetRole {
+            user: UserId(1),
+            role: Role::Member,
+        };
+        assert!(matches!(
+            plan_group_change(&record, &change(1, demote_self)),
+            Err(StoreError::Invalid(_))
+        ));
+        let same = GroupChangeKind::SetRole {
+            user: UserId(2),
+            role: Role::Member,
+        };
+        assert_eq!(
+            plan_group_change(&record, &change(1, same)).unwrap(),
+            GroupPlan::Unchanged
+        );
+    }
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(validate_group_name("  Team ").unwrap(), "Team");
+        assert!(validate_group_name("   ").is_err());
+        assert!(validate_group_name(&"x".repeat(101)).is_err());
+    }
+}
