@@ -67,6 +67,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         .join("data");
     let mut report = Report::new("chaos");
     report.row("server", target.describe());
+    report.set("server", target.describe());
     let pairs = args.pairs.max(1);
     let window = args.window.unwrap_or(DEFAULT_WINDOW).max(1);
     let duration = args.duration();

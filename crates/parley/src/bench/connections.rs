@@ -88,6 +88,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let target = args.target()?;
     let mut report = Report::new("connections");
     report.row("server", target.describe());
+    report.set("server", target.describe());
     let n = args.connections.max(1);
     let n_users = args.users.unwrap_or(n).clamp(1, n);
     let progress = progress_bar("users");

@@ -25,6 +25,7 @@ pub(crate) async fn direct(args: &BenchArgs) -> anyhow::Result<Report> {
     let target = args.target()?;
     let mut report = Report::new("direct");
     report.row("server", target.describe());
+    report.set("server", target.describe());
     let mut pairs = args.pairs.max(1);
     let load = match (args.rate, args.window) {
         (_, Some(window)) => {
@@ -118,6 +119,7 @@ pub(crate) async fn group(args: &BenchArgs) -> anyhow::Result<Report> {
     let target = args.target()?;
     let mut report = Report::new("group");
     report.row("server", target.describe());
+    report.set("server", target.describe());
     let groups = args.groups.max(1);
     let members = args.members.max(2);
     let (load, senders) = match (args.rate, args.window) {
@@ -235,6 +237,7 @@ fn describe(report: &mut Report, load_line: &str, args: &BenchArgs, o: &Outcome,
     let delivered_rate = super::per_sec(delivered, o.deliver_secs);
     let acked_rate = super::per_sec(o.verdict.acked, o.ack_secs);
     report.row("load", load_line);
+    report.subtitle = load_line.to_owned();
     report.row(
         "duration",
         format!(

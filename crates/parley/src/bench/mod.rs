@@ -166,7 +166,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Worker {
         return connections::worker().await;
     }
-    let report = match args.scenario {
+    let mut report = match args.scenario {
         Scenario::Connections => connections::run(&args).await?,
         Scenario::Direct => direct::direct(&args).await?,
         Scenario::Group => direct::group(&args).await?,
@@ -174,6 +174,7 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Chaos => chaos::run(&args).await?,
         Scenario::Worker => unreachable!("handled above"),
     };
+    report.set("command", std::env::args().collect::<Vec<_>>());
     report.print(args.json);
     if let Some(path) = &args.plot {
         report.plot(path)?;

@@ -60,6 +60,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let target = args.target()?;
     let mut report = Report::new("reconnect");
     report.row("server", target.describe());
+    report.set("server", target.describe());
     let k = args.clients.max(1);
     let missed = args.missed.max(1) as u64;
     let per_group = args.members.clamp(2, 1024) - 1;
@@ -245,6 +246,10 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     progress.finish_and_clear();
 
     let all = caught_up == k as u64;
+    report.subtitle = format!(
+        "{} clients reconnecting at once, {missed} missed messages each",
+        thousands(k as u64)
+    );
     report.row(
         "clients",
         format!(

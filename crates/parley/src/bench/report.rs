@@ -15,6 +15,8 @@ pub(crate) struct Report {
     rows: Vec<(String, String)>,
     json: Map<String, Value>,
     curves: Vec<(String, Latency)>,
+    /// A line under the chart's title (the load).
+    pub(crate) subtitle: String,
     /// False when a correctness check failed (the process then exits 1).
     pub(crate) passed: bool,
 }
@@ -29,6 +31,7 @@ impl Report {
             rows: Vec::new(),
             json,
             curves: Vec::new(),
+            subtitle: String::new(),
             passed: true,
         }
     }
@@ -80,7 +83,7 @@ impl Report {
 
     /// Writes the latency chart.
     pub(crate) fn plot(&self, path: &Path) -> anyhow::Result<()> {
-        std::fs::write(path, svg(self.scenario, &self.curves))?;
+        std::fs::write(path, svg(self.scenario, &self.subtitle, &self.curves))?;
         Ok(())
     }
 }
@@ -90,9 +93,9 @@ const NINES: f64 = 6.0;
 
 /// A percentile distribution chart: x is the percentile on a "nines" scale
 /// (50, 90, 99, 99.9, ...), y the latency in ms.
-pub(crate) fn svg(title: &str, curves: &[(String, Latency)]) -> String {
+pub(crate) fn svg(title: &str, subtitle: &str, curves: &[(String, Latency)]) -> String {
     let (w, h) = (800.0, 480.0);
-    let (left, right, top, bottom) = (70.0, 20.0, 40.0, 60.0);
+    let (left, right, top, bottom) = (70.0, 40.0, 50.0, 60.0);
     let (pw, ph) = (w - left - right, h - top - bottom);
     let points: Vec<(String, Vec<(f64, f64)>)> = curves
         .iter()
@@ -120,6 +123,12 @@ pub(crate) fn svg(title: &str, curves: &[(String, Latency)]) -> String {
         r#"<text x="{}" y="22" font-size="15" text-anchor="middle">parley bench {} — latency by percentile</text>"#,
         w / 2.0,
         escape(title)
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{}" y="40" text-anchor="middle" fill="#555">{}</text>"##,
+        w / 2.0,
+        escape(subtitle)
     );
     for (i, label) in ["0", "90", "99", "99.9", "99.99", "99.999", "99.9999"]
         .iter()
@@ -225,7 +234,7 @@ mod tests {
         assert_eq!(json["scenario"], "direct");
         assert_eq!(json["passed"], true);
         assert_eq!(json["send_to_deliver"]["count"], 100);
-        let svg = svg("direct <x>", &[("a&b".into(), l)]);
+        let svg = svg("direct <x>", "open loop", &[("a&b".into(), l)]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("<polyline") && svg.contains("a&amp;b") && svg.contains("&lt;x&gt;"));
     }

@@ -10,8 +10,8 @@
 //! - [`scan`] pulls the handful of fields the bench needs out of the two
 //!   hot frames (`sent`, `message`) without building a frame; anything else
 //!   goes through [`ServerFrame::parse`];
-//! - [`send_frame`] formats a `send` frame directly, and callers `feed` many
-//!   before one `flush`.
+//! - callers `feed` many [`send_frame`]s (encoded by `parley-proto`)
+//!   before one `flush`, instead of a flush per frame.
 //!
 //! HTTP (users, logins, conversations) goes through `parley-client`.
 
