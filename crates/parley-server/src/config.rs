@@ -81,7 +81,9 @@ pub struct Config {
     pub reconnect_jitter_ms: u64,
     /// How long shutdown waits for sockets to finish. Default 5,000.
     pub shutdown_grace_ms: u64,
-    /// WebSocket read buffer per socket in bytes. Default 4,096.
+    /// WebSocket read buffer per socket in bytes: how much one read takes,
+    /// and what an idle socket keeps (a larger frame grows it for that
+    /// frame). Small because idle sockets are the common case. Default 512.
     pub ws_read_buffer_bytes: usize,
     /// WebSocket write buffer per socket in bytes. Default 4,096.
     pub ws_write_buffer_bytes: usize,
@@ -118,7 +120,7 @@ impl Default for Config {
             database_timeout_ms: 10_000,
             reconnect_jitter_ms: 5_000,
             shutdown_grace_ms: 5_000,
-            ws_read_buffer_bytes: 4096,
+            ws_read_buffer_bytes: 512,
             ws_write_buffer_bytes: 4096,
         }
     }

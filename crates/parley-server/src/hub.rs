@@ -5,13 +5,14 @@
 //! close, and the client catches up from its cursor when it reconnects.
 //! That keeps one slow consumer from ever delaying anyone else.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use parley_proto::{DeviceId, EncodedMessage, UserId};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 
 /// Close codes the server uses.
 pub mod close_code {
@@ -42,14 +43,83 @@ pub enum Outbound {
     },
 }
 
-/// A request, from outside the socket's task, to close it.
-#[derive(Debug, Default)]
-pub struct SocketControl {
+/// What a socket's task shares with everyone who delivers to it: its
+/// outgoing queue and its close switch.
+///
+/// A hand-rolled queue rather than a Tokio channel: an idle socket then
+/// holds an empty `VecDeque` (no allocation) instead of a channel block of 32
+/// slots, which matters at tens of thousands of idle sockets.
+#[derive(Debug)]
+pub struct SocketShared {
+    // A std mutex: pushes and pops are a few pointer moves, never an await.
+    queue: Mutex<VecDeque<Outbound>>,
+    limit: usize,
+    ready: Notify,
     close_code: AtomicU16,
-    notify: Notify,
+    close_requested: Notify,
 }
 
-impl SocketControl {
+/// The queue is full: the socket is too far behind.
+#[derive(Debug)]
+pub struct QueueFull;
+
+impl SocketShared {
+    fn new(limit: usize) -> SocketShared {
+        SocketShared {
+            queue: Mutex::new(VecDeque::new()),
+            limit: limit.max(1),
+            ready: Notify::new(),
+            close_code: AtomicU16::new(0),
+            close_requested: Notify::new(),
+        }
+    }
+
+    /// Queues `item` unless `limit` items are already waiting.
+    pub fn try_push(&self, item: Outbound) -> Result<(), QueueFull> {
+        {
+            let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            if queue.len() >= self.limit {
+                return Err(QueueFull);
+            }
+            queue.push_back(item);
+        }
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Queues `item` whatever the limit (for the one `reconnect` frame of a
+    /// shutdown, which must arrive even on a busy socket).
+    pub fn force_push(&self, item: Outbound) {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push_back(item);
+        self.ready.notify_one();
+    }
+
+    /// The next queued item, if any.
+    pub fn try_pop(&self) -> Option<Outbound> {
+        let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let item = queue.pop_front();
+        if queue.is_empty() && queue.capacity() > 16 {
+            // Give a burst's memory back once the socket is idle again.
+            *queue = VecDeque::new();
+        }
+        item
+    }
+
+    /// Waits for the next queued item.
+    pub async fn pop(&self) -> Outbound {
+        loop {
+            if let Some(item) = self.try_pop() {
+                return item;
+            }
+            // `notify_one` stores a permit when nobody waits, so a push
+            // between `try_pop` and here is not missed.
+            self.ready.notified().await;
+        }
+    }
+
     /// Asks the socket to close with `code` (the first request wins).
     pub fn close(&self, code: u16) {
         if self
@@ -57,7 +127,7 @@ impl SocketControl {
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            self.notify.notify_one();
+            self.close_requested.notify_one();
         }
     }
 
@@ -68,7 +138,7 @@ impl SocketControl {
             if code != 0 {
                 return code;
             }
-            self.notify.notified().await;
+            self.close_requested.notified().await;
         }
     }
 }
@@ -80,23 +150,16 @@ pub struct SocketHandle {
     pub id: u64,
     /// The device it is authenticated as.
     pub device: DeviceId,
-    /// Its outgoing queue.
-    pub queue: mpsc::Sender<Outbound>,
-    /// Its close switch.
-    pub control: Arc<SocketControl>,
+    /// Its queue and close switch.
+    pub shared: Arc<SocketShared>,
 }
 
 impl SocketHandle {
     /// Queues `item`; closes the socket as too slow when the queue is full.
     pub fn push(&self, item: Outbound) {
-        match self.queue.try_send(item) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics::counter!("parley_slow_consumer_closes_total").increment(1);
-                self.control.close(close_code::TOO_SLOW);
-            }
-            // The socket is already going away.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        if self.shared.try_push(item).is_err() {
+            metrics::counter!("parley_slow_consumer_closes_total").increment(1);
+            self.shared.close(close_code::TOO_SLOW);
         }
     }
 }
@@ -118,25 +181,19 @@ impl Hub {
         }
     }
 
-    /// Registers a socket; returns its handle, its queue, and whether it is
-    /// the user's first live socket.
-    pub fn register(
-        &self,
-        user: UserId,
-        device: DeviceId,
-    ) -> (SocketHandle, mpsc::Receiver<Outbound>, bool) {
-        let (queue, receiver) = mpsc::channel(self.queue_frames);
+    /// Registers a socket; returns its handle and whether it is the user's
+    /// first live socket.
+    pub fn register(&self, user: UserId, device: DeviceId) -> (SocketHandle, bool) {
         let handle = SocketHandle {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             device,
-            queue,
-            control: Arc::new(SocketControl::default()),
+            shared: Arc::new(SocketShared::new(self.queue_frames)),
         };
         let mut entry = self.sockets.entry(user).or_default();
         let first = entry.is_empty();
         entry.push(handle.clone());
         metrics::gauge!("parley_connections").increment(1.0);
-        (handle, receiver, first)
+        (handle, first)
     }
 
     /// Removes a socket; returns whether the user has no live socket left.
@@ -174,7 +231,7 @@ impl Hub {
     pub fn close_device(&self, user: UserId, device: DeviceId, code: u16) {
         if let Some(sockets) = self.sockets.get(&user) {
             for socket in sockets.iter().filter(|s| s.device == device) {
-                socket.control.close(code);
+                socket.shared.close(code);
             }
         }
     }

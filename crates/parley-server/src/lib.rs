@@ -198,8 +198,8 @@ async fn drain(state: &AppState) {
         let after_ms = rand::rng().random_range(0..jitter);
         let frame = ServerFrame::Reconnect { after_ms }.to_json();
         // Bypass the queue bound: this frame must arrive even on a busy socket.
-        let _ = socket.queue.try_send(Outbound::Frame(frame.into()));
-        socket.control.close(close_code::GOING_AWAY);
+        socket.shared.force_push(Outbound::Frame(frame.into()));
+        socket.shared.close(close_code::GOING_AWAY);
     }
     let grace = Duration::from_millis(state.config.shutdown_grace_ms);
     if tokio::time::timeout(grace, state.sessions.wait_idle())

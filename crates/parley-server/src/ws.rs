@@ -98,7 +98,9 @@ pub async fn upgrade(
         .on_upgrade(move |socket| async move {
             let sessions = state.sessions.clone();
             let _guard = sessions.enter();
-            Session::run(state, socket).await;
+            let session = Session::run(state, socket);
+            tracing::trace!(bytes = std::mem::size_of_val(&session), "socket task state");
+            session.await;
         })
 }
 
@@ -235,7 +237,7 @@ impl Session {
         };
         // Register before reading the head: anything committed after the
         // head was read is then certainly in the queue.
-        let (socket, queue, first) = state.hub.register(identity.user, identity.device);
+        let (socket, first) = state.hub.register(identity.user, identity.device);
         state.presence.connected(identity.user, first).await;
         let typing_burst = (state.config.typing_rate_per_sec * 2.0).max(1.0);
         let mut session = Session {
@@ -249,7 +251,7 @@ impl Session {
             subscriptions: HashSet::new(),
             write_timeout,
         };
-        session.serve(stream, queue, since).await;
+        session.serve(stream, since).await;
         session.state.presence.unsubscribe(
             session.socket.id,
             &session.subscriptions.iter().copied().collect::<Vec<_>>(),
@@ -259,26 +261,23 @@ impl Session {
         }
     }
 
-    async fn serve(
-        &mut self,
-        mut stream: SplitStream<WebSocket>,
-        mut queue: tokio::sync::mpsc::Receiver<Outbound>,
-        since: Option<u64>,
-    ) {
-        if !self.start(since).await {
+    async fn serve(&mut self, mut stream: SplitStream<WebSocket>, since: Option<u64>) {
+        // Rarely-taken paths are boxed so that the state machine every idle
+        // socket keeps allocated stays small.
+        if !Box::pin(self.start(since)).await {
             return close(&mut self.sink, 1011, "storage unavailable").await;
         }
         let silence_limit = Duration::from_millis(self.state.config.heartbeat_ms.saturating_mul(2));
         let max_pending = self.state.config.max_pending_sends;
-        let control = self.socket.control.clone();
+        let shared = self.socket.shared.clone();
         let mut deadline = tokio::time::Instant::now() + silence_limit;
         loop {
             tokio::select! {
                 biased;
-                code = control.closed() => {
+                code = shared.closed() => {
                     if code == close_code::GOING_AWAY {
-                        self.finish_pending().await;
-                        while let Ok(item) = queue.try_recv() {
+                        Box::pin(self.finish_pending()).await;
+                        while let Some(item) = shared.try_pop() {
                             if !self.write_item(item).await { break; }
                         }
                     }
@@ -291,10 +290,9 @@ impl Session {
                     return close(&mut self.sink, code, reason).await;
                 }
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => {
-                    if !self.complete(done).await { return; }
+                    if !Box::pin(self.complete(done)).await { return; }
                 }
-                item = queue.recv() => {
-                    let Some(item) = item else { return };
+                item = shared.pop() => {
                     // A client that stops reading blocks this write; a close
                     // request (too slow, logged out) must not wait for it.
                     // The frame is already in the socket's buffer, so
@@ -302,7 +300,7 @@ impl Session {
                     // still flush.
                     let written = tokio::select! {
                         ok = self.write_item(item) => Some(ok),
-                        _ = control.closed() => None,
+                        _ = shared.closed() => None,
                     };
                     if written == Some(false) { return; }
                 }
@@ -311,7 +309,7 @@ impl Session {
                     match classify(item) {
                         Incoming::Frame(text) => {
                             metrics::counter!("parley_frames_in_total").increment(1);
-                            if !self.handle_text(&text).await { return; }
+                            if !Box::pin(self.handle_text(&text)).await { return; }
                         }
                         Incoming::Binary => {
                             let err = ApiError::bad_request("binary frames are not supported; send JSON text frames");
@@ -319,7 +317,7 @@ impl Session {
                         }
                         Incoming::Control => {}
                         Incoming::TooBig => {
-                            self.finish_pending().await;
+                            Box::pin(self.finish_pending()).await;
                             return close(&mut self.sink, close_code::TOO_BIG, "frame too large").await;
                         }
                         Incoming::Gone => {
@@ -330,7 +328,7 @@ impl Session {
                     }
                 }
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.finish_pending().await;
+                    Box::pin(self.finish_pending()).await;
                     return close(&mut self.sink, close_code::TIMEOUT, "no frames for two heartbeat intervals").await;
                 }
             }
