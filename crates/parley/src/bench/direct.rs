@@ -278,7 +278,20 @@ fn describe(report: &mut Report, load_line: &str, args: &BenchArgs, o: &Outcome,
     report.set("server_cores", o.server_cores);
     report.set("bench_cores", o.bench_cores);
     report.row("errors", o.errors.line());
-    report.row("verification", o.verdict.line());
+    if o.drained {
+        report.row("verification", o.verdict.line());
+    } else {
+        report.row(
+            "verification",
+            format!(
+                "INCOMPLETE — the server had not answered {} sends and delivered {} acked messages when the drain gave up (overload: late, not necessarily lost); {}",
+                o.unanswered,
+                o.verdict.lost,
+                o.verdict.line()
+            ),
+        );
+    }
+    report.set("drained", o.drained);
     report.row(
         "frames",
         if args.full_parse {

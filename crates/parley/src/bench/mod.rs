@@ -207,6 +207,11 @@ pub(crate) fn tick_progress(
     t0: Instant,
     duration: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>12} [{elapsed_precise}] {bar:30} {msg}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
     bar.set_length(duration.as_millis() as u64);
     bar.set_position(0);
     tokio::spawn(async move {
