@@ -184,44 +184,17 @@ impl Session {
     async fn run(state: Arc<AppState>, socket: WebSocket) {
         let (mut sink, mut stream) = socket.split();
         let write_timeout = Duration::from_millis(state.config.heartbeat_ms.max(1000));
-        let auth_timeout = Duration::from_millis(state.config.auth_timeout_ms);
-        let (token, since) = match tokio::time::timeout(auth_timeout, stream.next()).await {
-            Err(_) => {
-                let frame =
-                    ApiError::unauthorized("no auth frame in time").to_frame(Some("auth".into()));
-                write_text(&mut sink, frame.to_json(), write_timeout).await;
-                return close(&mut sink, close_code::UNAUTHORIZED, "auth timeout").await;
-            }
-            Ok(item) => match classify(item) {
-                Incoming::Frame(text) => match ClientFrame::parse(&text) {
-                    Ok(ClientFrame::Auth { token, since }) => (token, since),
-                    Ok(other) => {
-                        let frame = ApiError::unauthorized("the first frame must be auth")
-                            .to_frame(Some(other.type_name().into()));
-                        write_text(&mut sink, frame.to_json(), write_timeout).await;
-                        return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
-                    }
-                    Err(err) => {
-                        let frame = ApiError::unauthorized(format!(
-                            "the first frame must be auth ({})",
-                            err.message
-                        ))
-                        .to_frame(err.reference);
-                        write_text(&mut sink, frame.to_json(), write_timeout).await;
-                        return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
-                    }
-                },
-                Incoming::TooBig => {
-                    return close(&mut sink, close_code::TOO_BIG, "frame too large").await;
-                }
-                Incoming::Gone => return,
-                Incoming::Binary | Incoming::Control => {
-                    let frame = ApiError::unauthorized("the first frame must be auth")
-                        .to_frame(Some("auth".into()));
-                    write_text(&mut sink, frame.to_json(), write_timeout).await;
-                    return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
-                }
-            },
+        // The session start is boxed: its state is freed once the socket is
+        // authenticated, instead of sizing every idle socket's task.
+        let Some((token, since)) = Box::pin(Self::read_auth(
+            &state,
+            &mut sink,
+            &mut stream,
+            write_timeout,
+        ))
+        .await
+        else {
+            return;
         };
         let identity = match state.auth.verify(&token, now_ms()) {
             Ok(identity) => identity,
@@ -238,7 +211,7 @@ impl Session {
         // Register before reading the head: anything committed after the
         // head was read is then certainly in the queue.
         let (socket, first) = state.hub.register(identity.user, identity.device);
-        state.presence.connected(identity.user, first).await;
+        Box::pin(state.presence.connected(identity.user, first)).await;
         let typing_burst = (state.config.typing_rate_per_sec * 2.0).max(1.0);
         let mut session = Session {
             typing: TokenBucket::new(typing_burst, Instant::now()),
@@ -261,11 +234,66 @@ impl Session {
         }
     }
 
+    /// Waits for the `auth` frame; answers anything else with `unauthorized`
+    /// and closes.
+    async fn read_auth(
+        state: &AppState,
+        sink: &mut Sink,
+        stream: &mut SplitStream<WebSocket>,
+        write_timeout: Duration,
+    ) -> Option<(String, Option<u64>)> {
+        let auth_timeout = Duration::from_millis(state.config.auth_timeout_ms);
+        let auth = match tokio::time::timeout(auth_timeout, stream.next()).await {
+            Err(_) => {
+                let frame =
+                    ApiError::unauthorized("no auth frame in time").to_frame(Some("auth".into()));
+                write_text(sink, frame.to_json(), write_timeout).await;
+                close(sink, close_code::UNAUTHORIZED, "auth timeout").await;
+                return None;
+            }
+            Ok(item) => match classify(item) {
+                Incoming::Frame(text) => match ClientFrame::parse(&text) {
+                    Ok(ClientFrame::Auth { token, since }) => (token, since),
+                    Ok(other) => {
+                        let frame = ApiError::unauthorized("the first frame must be auth")
+                            .to_frame(Some(other.type_name().into()));
+                        write_text(sink, frame.to_json(), write_timeout).await;
+                        close(sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                        return None;
+                    }
+                    Err(err) => {
+                        let frame = ApiError::unauthorized(format!(
+                            "the first frame must be auth ({})",
+                            err.message
+                        ))
+                        .to_frame(err.reference);
+                        write_text(sink, frame.to_json(), write_timeout).await;
+                        close(sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                        return None;
+                    }
+                },
+                Incoming::TooBig => {
+                    close(sink, close_code::TOO_BIG, "frame too large").await;
+                    return None;
+                }
+                Incoming::Gone => return None,
+                Incoming::Binary | Incoming::Control => {
+                    let frame = ApiError::unauthorized("the first frame must be auth")
+                        .to_frame(Some("auth".into()));
+                    write_text(sink, frame.to_json(), write_timeout).await;
+                    close(sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                    return None;
+                }
+            },
+        };
+        Some(auth)
+    }
+
     async fn serve(&mut self, mut stream: SplitStream<WebSocket>, since: Option<u64>) {
         // Rarely-taken paths are boxed so that the state machine every idle
         // socket keeps allocated stays small.
         if !Box::pin(self.start(since)).await {
-            return close(&mut self.sink, 1011, "storage unavailable").await;
+            return Box::pin(close(&mut self.sink, 1011, "storage unavailable")).await;
         }
         let silence_limit = Duration::from_millis(self.state.config.heartbeat_ms.saturating_mul(2));
         let max_pending = self.state.config.max_pending_sends;
@@ -287,7 +315,7 @@ impl Session {
                         close_code::GOING_AWAY => "server shutting down",
                         _ => "closed",
                     };
-                    return close(&mut self.sink, code, reason).await;
+                    return Box::pin(close(&mut self.sink, code, reason)).await;
                 }
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => {
                     if !Box::pin(self.complete(done)).await { return; }
@@ -318,7 +346,7 @@ impl Session {
                         Incoming::Control => {}
                         Incoming::TooBig => {
                             Box::pin(self.finish_pending()).await;
-                            return close(&mut self.sink, close_code::TOO_BIG, "frame too large").await;
+                            return Box::pin(close(&mut self.sink, close_code::TOO_BIG, "frame too large")).await;
                         }
                         Incoming::Gone => {
                             // In-flight sends still complete (they are
@@ -329,7 +357,7 @@ impl Session {
                 }
                 _ = tokio::time::sleep_until(deadline) => {
                     Box::pin(self.finish_pending()).await;
-                    return close(&mut self.sink, close_code::TIMEOUT, "no frames for two heartbeat intervals").await;
+                    return Box::pin(close(&mut self.sink, close_code::TIMEOUT, "no frames for two heartbeat intervals")).await;
                 }
             }
         }
