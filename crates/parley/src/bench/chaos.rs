@@ -389,7 +389,7 @@ impl UserTask {
                         continue 'sessions;
                     }
                 };
-                match wire::scan(text.as_str()) {
+                match wire::decode(text.as_str(), false) {
                     Hot::Sent {
                         key: Some((n, _)),
                         seq,

@@ -91,7 +91,7 @@ pub(crate) async fn direct(args: &BenchArgs) -> anyhow::Result<Report> {
         duration: args.duration(),
         text: args.text(),
         fanout: 1,
-        full_parse: args.full_parse,
+        lean_parse: args.lean_parse,
         connect_concurrency: args.concurrency.max(64),
         server_pid: target.pid,
     };
@@ -198,7 +198,7 @@ pub(crate) async fn group(args: &BenchArgs) -> anyhow::Result<Report> {
         duration: args.duration(),
         text: args.text(),
         fanout: members as u64 - 1,
-        full_parse: args.full_parse,
+        lean_parse: args.lean_parse,
         connect_concurrency: args.concurrency.max(64),
         server_pid: target.pid,
     };
@@ -294,10 +294,10 @@ fn describe(report: &mut Report, load_line: &str, args: &BenchArgs, o: &Outcome,
     report.set("drained", o.drained);
     report.row(
         "frames",
-        if args.full_parse {
-            "decoded with parley-proto (--full-parse)"
+        if args.lean_parse {
+            "hot frames decoded by the bench's scanner (--lean-parse)"
         } else {
-            "hot frames decoded by the bench's scanner"
+            "decoded with parley-proto"
         },
     );
     report.set("duration_secs", args.duration().as_secs_f64());
@@ -310,6 +310,6 @@ fn describe(report: &mut Report, load_line: &str, args: &BenchArgs, o: &Outcome,
     report.set("unanswered", o.unanswered);
     report.set("errors", &o.errors);
     report.set("verification", o.verdict);
-    report.set("full_parse", args.full_parse);
+    report.set("lean_parse", args.lean_parse);
     report.passed = o.verdict.clean() && o.unanswered == 0;
 }

@@ -128,10 +128,10 @@ pub(crate) struct BenchArgs {
     /// HTTP setup workers and sockets connecting at once.
     #[arg(long, default_value_t = 32)]
     pub(crate) concurrency: usize,
-    /// Decode hot frames with parley-proto (as parley-client does) instead
-    /// of the bench's scanner, to measure the difference.
+    /// Decode the hot frames (`sent`, `message`) with the bench's own field
+    /// scanner instead of parley-proto, to measure what decoding costs.
     #[arg(long)]
-    pub(crate) full_parse: bool,
+    pub(crate) lean_parse: bool,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub(crate) json: bool,

@@ -151,7 +151,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                     .await
                     .context("no ack within 30 s")?;
                 match item {
-                    Some(Ok(WsMessage::Text(text))) => match wire::scan(text.as_str()) {
+                    Some(Ok(WsMessage::Text(text))) => match wire::decode(text.as_str(), false) {
                         Hot::Sent { .. } => acked += 1,
                         Hot::Message { .. } => {}
                         Hot::Other => {
@@ -374,7 +374,7 @@ impl Client {
                     return (result, None);
                 }
             };
-            match wire::scan(text.as_str()) {
+            match wire::decode(text.as_str(), false) {
                 Hot::Message {
                     conversation, seq, ..
                 } if conversation == self.conversation => {

@@ -84,8 +84,8 @@ pub(crate) struct Plan {
     pub(crate) text: String,
     /// Deliveries each ack calls for (members online minus the sender).
     pub(crate) fanout: u64,
-    /// Parse hot frames with `parley-proto` instead of the scanner.
-    pub(crate) full_parse: bool,
+    /// Decode hot frames with the bench's scanner instead of `parley-proto`.
+    pub(crate) lean_parse: bool,
     /// Sockets connecting at once.
     pub(crate) connect_concurrency: usize,
     /// The server's pid, to measure its CPU use.
@@ -164,7 +164,7 @@ pub(crate) async fn run(
             p.clone(),
             t0,
             window.clone(),
-            plan.full_parse,
+            plan.lean_parse,
             live.clone(),
             stop_rx.clone(),
         )));
@@ -391,7 +391,7 @@ async fn reader(
     p: Participant,
     t0: Instant,
     window: Option<Arc<Semaphore>>,
-    full_parse: bool,
+    lean_parse: bool,
     live: Arc<Live>,
     mut stop: watch::Receiver<bool>,
 ) -> ReaderOut {
@@ -427,7 +427,7 @@ async fn reader(
             Some(Ok(_)) => continue,
         };
         let now = Instant::now();
-        match wire::decode(text.as_str(), full_parse) {
+        match wire::decode(text.as_str(), lean_parse) {
             Hot::Sent { key, seq } => {
                 out.acked.push(seq);
                 out.last_ack = Some(now);
