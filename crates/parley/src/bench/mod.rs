@@ -177,9 +177,13 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     report.set("command", std::env::args().collect::<Vec<_>>());
     report.print(args.json);
     if let Some(path) = &args.plot {
-        report.plot(path)?;
+        let written = report.plot(path)?;
         if !args.json {
-            println!("  latency chart written to {}", path.display());
+            if written {
+                println!("  latency chart written to {}", path.display());
+            } else {
+                println!("  no latency distribution in this scenario; no chart written");
+            }
         }
     }
     if !report.passed {

@@ -81,10 +81,15 @@ impl Report {
         }
     }
 
-    /// Writes the latency chart.
-    pub(crate) fn plot(&self, path: &Path) -> anyhow::Result<()> {
+    /// Writes the latency chart; false when the scenario measured no
+    /// latency distribution (connections, chaos), so there is nothing to
+    /// draw.
+    pub(crate) fn plot(&self, path: &Path) -> anyhow::Result<bool> {
+        if self.curves.is_empty() {
+            return Ok(false);
+        }
         std::fs::write(path, svg(self.scenario, &self.subtitle, &self.curves))?;
-        Ok(())
+        Ok(true)
     }
 }
 
