@@ -76,7 +76,8 @@ enum WriterJob {
 
 /// The schema, one entry per version. Never edit an entry once released;
 /// append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE users(
     id INTEGER PRIMARY KEY,
     username TEXT NOT NULL UNIQUE,
@@ -153,7 +154,35 @@ CREATE TABLE inbox(
     PRIMARY KEY(user_id, cursor)
 ) WITHOUT ROWID;
 CREATE INDEX inbox_by_age ON inbox(created_at_ms);
-"#];
+"#,
+    // v2: the inbox as runs ("segments") instead of one row per user and
+    // message. A user's cursors c in [first_cursor, next segment's first_cursor)
+    // are the messages first_seq + (c - first_cursor) of one conversation, so a
+    // member of a busy group costs no row per message, only one per switch of
+    // conversation. Existing rows are folded into runs.
+    r#"
+CREATE TABLE inbox_segments(
+    user_id INTEGER NOT NULL,
+    first_cursor INTEGER NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(user_id, first_cursor)
+) WITHOUT ROWID;
+CREATE INDEX inbox_segments_by_age ON inbox_segments(created_at_ms);
+INSERT INTO inbox_segments(user_id, first_cursor, conversation_id, first_seq, created_at_ms)
+SELECT user_id, cursor, conversation_id, seq, created_at_ms FROM (
+    SELECT user_id, cursor, conversation_id, seq, created_at_ms,
+           LAG(conversation_id) OVER w AS prev_conversation,
+           LAG(seq) OVER w AS prev_seq,
+           LAG(cursor) OVER w AS prev_cursor
+    FROM inbox WINDOW w AS (PARTITION BY user_id ORDER BY cursor)
+)
+WHERE prev_cursor IS NULL OR prev_cursor != cursor - 1
+   OR prev_conversation != conversation_id OR prev_seq != seq - 1;
+DROP TABLE inbox;
+"#,
+];
 
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind, \
                                text, reply_to_seq, event, user_ids, name, role";
@@ -489,15 +518,15 @@ fn writer_loop(
 }
 
 /// State that only the writer thread changes, kept in memory so that a send
-/// costs one message insert and one inbox insert per recipient instead of a
-/// dozen statements. Dirty values are written back (in the same
+/// costs one message insert (plus an inbox segment for a recipient whose
+/// stream switches conversation) instead of a dozen statements. Dirty values are written back (in the same
 /// transaction) before any other job runs and before every COMMIT, so
 /// readers and other jobs always see the database exactly as if there were
 /// no cache. Any rollback clears it.
 #[derive(Default)]
 struct WriterCache {
     conversations: HashMap<ConversationId, CachedConversation>,
-    inbox_heads: HashMap<UserId, CachedHead>,
+    inboxes: HashMap<UserId, CachedInbox>,
     /// Pending advances of senders' own cursors: (conversation, sender) -> seq.
     own_cursors: HashMap<(ConversationId, UserId), u64>,
 }
@@ -509,10 +538,91 @@ struct CachedConversation {
     dirty: bool,
 }
 
+/// A user's inbox head and its last segment.
 #[derive(Clone, Copy)]
-struct CachedHead {
+struct CachedInbox {
     head: u64,
+    last: Option<Segment>,
     dirty: bool,
+}
+
+/// A run of a user's inbox: cursors from `first_cursor` on are the messages
+/// of `conversation` from `first_seq` on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Segment {
+    conversation: ConversationId,
+    first_cursor: u64,
+    first_seq: u64,
+}
+
+impl Segment {
+    /// Whether giving (`conversation`, `seq`) the cursor `cursor` continues
+    /// this run.
+    fn extends_to(&self, conversation: ConversationId, seq: u64, cursor: u64) -> bool {
+        self.conversation == conversation
+            && cursor >= self.first_cursor
+            && self.first_seq + (cursor - self.first_cursor) == seq
+    }
+}
+
+/// The user's inbox head and last segment, as stored.
+fn load_inbox(conn: &Connection, user: UserId) -> StoreResult<CachedInbox> {
+    let head: i64 = conn
+        .prepare_cached("SELECT inbox_head FROM users WHERE id=?1")?
+        .query_row([user.0], |r| r.get(0))
+        .optional()?
+        .ok_or(StoreError::Internal(format!(
+            "member {user} has no user row"
+        )))?;
+    let last = conn
+        .prepare_cached(
+            "SELECT conversation_id, first_cursor, first_seq FROM inbox_segments
+             WHERE user_id=?1 ORDER BY first_cursor DESC LIMIT 1",
+        )?
+        .query_row([user.0], |r| {
+            Ok(Segment {
+                conversation: ConversationId(r.get(0)?),
+                first_cursor: to_u64(r.get(1)?),
+                first_seq: to_u64(r.get(2)?),
+            })
+        })
+        .optional()?;
+    Ok(CachedInbox {
+        head: to_u64(head),
+        last,
+        dirty: false,
+    })
+}
+
+/// Gives (`conversation`, `seq`) the user's next cursor: a new segment row
+/// only when the run breaks. Returns the cursor and the new last segment.
+fn next_inbox_cursor(
+    conn: &Connection,
+    user: UserId,
+    inbox: &CachedInbox,
+    conversation: ConversationId,
+    seq: u64,
+    now: i64,
+) -> StoreResult<(u64, Segment)> {
+    let cursor = inbox.head + 1;
+    match inbox.last {
+        Some(last) if last.extends_to(conversation, seq, cursor) => Ok((cursor, last)),
+        _ => {
+            conn.prepare_cached(
+                "INSERT INTO inbox_segments(user_id, first_cursor, conversation_id, first_seq, created_at_ms)
+                 VALUES(?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![user.0, cursor as i64, conversation.0, seq as i64, now])?;
+            Ok((
+                cursor,
+                Segment {
+                    conversation,
+                    first_cursor: cursor,
+                    first_seq: seq,
+                },
+            ))
+        }
+    }
 }
 
 impl WriterCache {
@@ -532,9 +642,9 @@ impl WriterCache {
             conversation.dirty = false;
         }
         let mut update_head = conn.prepare_cached("UPDATE users SET inbox_head=?2 WHERE id=?1")?;
-        for (user, head) in self.inbox_heads.iter_mut().filter(|(_, h)| h.dirty) {
-            update_head.execute(params![user.0, head.head as i64])?;
-            head.dirty = false;
+        for (user, inbox) in self.inboxes.iter_mut().filter(|(_, i)| i.dirty) {
+            update_head.execute(params![user.0, inbox.head as i64])?;
+            inbox.dirty = false;
         }
         let mut update_cursor = conn.prepare_cached(
             "UPDATE members SET delivered_up_to=MAX(delivered_up_to, ?3), read_up_to=MAX(read_up_to, ?3)
@@ -548,15 +658,13 @@ impl WriterCache {
 
     fn clear(&mut self) {
         self.conversations.clear();
-        self.inbox_heads.clear();
+        self.inboxes.clear();
         self.own_cursors.clear();
     }
 
     /// Called after a commit, when everything is clean.
     fn trim(&mut self) {
-        if self.conversations.len() > Self::MAX_ENTRIES
-            || self.inbox_heads.len() > Self::MAX_ENTRIES
-        {
+        if self.conversations.len() > Self::MAX_ENTRIES || self.inboxes.len() > Self::MAX_ENTRIES {
             self.clear();
         }
     }
@@ -588,28 +696,29 @@ impl WriterCache {
         })))
     }
 
-    /// Takes the user's next inbox cursor.
-    fn bump_head(&mut self, conn: &Connection, user: UserId) -> StoreResult<u64> {
-        let head = match self.inbox_heads.get(&user) {
-            Some(cached) => cached.head,
-            None => to_u64(
-                conn.prepare_cached("SELECT inbox_head FROM users WHERE id=?1")?
-                    .query_row([user.0], |r| r.get::<_, i64>(0))
-                    .optional()?
-                    .ok_or(StoreError::Internal(format!(
-                        "member {user} has no user row"
-                    )))?,
-            ),
+    /// Gives (`conversation`, `seq`) the user's next inbox cursor.
+    fn deliver(
+        &mut self,
+        conn: &Connection,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let inbox = match self.inboxes.get(&user) {
+            Some(cached) => *cached,
+            None => load_inbox(conn, user)?,
         };
-        let next = head + 1;
-        self.inbox_heads.insert(
+        let (cursor, last) = next_inbox_cursor(conn, user, &inbox, conversation, seq, now)?;
+        self.inboxes.insert(
             user,
-            CachedHead {
-                head: next,
+            CachedInbox {
+                head: cursor,
+                last: Some(last),
                 dirty: true,
             },
         );
-        Ok(next)
+        Ok(cursor)
     }
 }
 
@@ -711,22 +820,12 @@ fn append_hot(
         };
     };
     let mut recipients = Vec::with_capacity(members.len());
-    {
-        let mut insert_inbox = conn
-            .prepare_cached(
-                "INSERT INTO inbox(user_id, cursor, conversation_id, seq, created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
-            )
-            .map_err(|e| Broken(e.into()))?;
-        for &user in members.iter() {
-            let cursor = cache.bump_head(conn, user).map_err(Broken)?;
-            insert_inbox
-                .execute(params![user.0, cursor as i64, id.0, seq as i64, now])
-                .map_err(|e| Broken(e.into()))?;
-            recipients.push(Recipient {
-                user_id: user,
-                cursor,
-            });
-        }
+    for &user in members.iter() {
+        let cursor = cache.deliver(conn, user, id, seq, now).map_err(Broken)?;
+        recipients.push(Recipient {
+            user_id: user,
+            cursor,
+        });
     }
     if let Some(conversation) = cache.conversations.get_mut(&id) {
         conversation.last_seq = seq;
@@ -887,7 +986,9 @@ fn find_duplicate(
         .optional()?)
 }
 
-/// Appends `inbox` pointers for `users` and returns their cursors.
+/// Gives every user in `users` its next inbox cursor for (`conversation`,
+/// `seq`), in SQL (the general path; the writer cache is flushed before and
+/// dropped after such jobs).
 fn push_inbox(
     conn: &Connection,
     users: &[UserId],
@@ -895,19 +996,15 @@ fn push_inbox(
     seq: u64,
     now: i64,
 ) -> StoreResult<Vec<Recipient>> {
-    let mut bump = conn.prepare_cached(
-        "UPDATE users SET inbox_head = inbox_head + 1 WHERE id=?1 RETURNING inbox_head",
-    )?;
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO inbox(user_id, cursor, conversation_id, seq, created_at_ms) VALUES(?1, ?2, ?3, ?4, ?5)",
-    )?;
     let mut recipients = Vec::with_capacity(users.len());
     for &user in users {
-        let cursor: i64 = bump.query_row([user.0], |r| r.get(0))?;
-        insert.execute(params![user.0, cursor, conversation.0, seq as i64, now])?;
+        let inbox = load_inbox(conn, user)?;
+        let (cursor, _) = next_inbox_cursor(conn, user, &inbox, conversation, seq, now)?;
+        conn.prepare_cached("UPDATE users SET inbox_head=?2 WHERE id=?1")?
+            .execute(params![user.0, cursor as i64])?;
         recipients.push(Recipient {
             user_id: user,
-            cursor: to_u64(cursor),
+            cursor,
         });
     }
     Ok(recipients)
@@ -1301,6 +1398,153 @@ fn history_query(conn: &Connection, query: HistoryQuery) -> StoreResult<(Vec<Mes
     Ok((messages, has_more))
 }
 
+/// A user's segments from the one holding `from_cursor` on, in order.
+fn segments_from(conn: &Connection, user: UserId, from_cursor: u64) -> StoreResult<Vec<Segment>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT conversation_id, first_cursor, first_seq FROM inbox_segments
+         WHERE user_id=?1 AND first_cursor >= COALESCE(
+             (SELECT MAX(first_cursor) FROM inbox_segments WHERE user_id=?1 AND first_cursor <= ?2), 0)
+         ORDER BY first_cursor",
+    )?;
+    let segments = stmt
+        .query_map(params![user.0, from_cursor as i64], |r| {
+            Ok(Segment {
+                conversation: ConversationId(r.get(0)?),
+                first_cursor: to_u64(r.get(1)?),
+                first_seq: to_u64(r.get(2)?),
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(segments)
+}
+
+/// Up to `limit` inbox entries after `since` (≤ `head`), walking segments.
+fn replay_segments(
+    conn: &Connection,
+    user: UserId,
+    since: u64,
+    head: u64,
+    limit: usize,
+) -> StoreResult<Vec<InboxEntry>> {
+    let mut out = Vec::new();
+    if since >= head || limit == 0 {
+        return Ok(out);
+    }
+    let segments = segments_from(conn, user, since + 1)?;
+    let sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=?1 AND seq >= ?2 AND seq <= ?3 ORDER BY seq"
+    );
+    let mut stmt = conn.prepare_cached(&sql)?;
+    for (i, segment) in segments.iter().enumerate() {
+        // This run ends where the next begins, or at the head.
+        let end_cursor = segments
+            .get(i + 1)
+            .map(|next| next.first_cursor - 1)
+            .unwrap_or(head)
+            .min(head);
+        let start_cursor = segment.first_cursor.max(since + 1);
+        if start_cursor > end_cursor {
+            continue;
+        }
+        let wanted = (end_cursor - start_cursor + 1).min((limit - out.len()) as u64);
+        let first_seq = segment.first_seq + (start_cursor - segment.first_cursor);
+        let last_seq = first_seq + wanted - 1;
+        let messages = stmt
+            .query_map(
+                params![segment.conversation.0, first_seq as i64, last_seq as i64],
+                message_from_row,
+            )?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if messages.len() as u64 != wanted {
+            return Err(StoreError::Internal(format!(
+                "inbox of {user} names messages {first_seq}..={last_seq} of {} that are not stored",
+                segment.conversation
+            )));
+        }
+        for (offset, message) in messages.into_iter().enumerate() {
+            out.push(InboxEntry {
+                cursor: start_cursor + offset as u64,
+                message,
+            });
+        }
+        if out.len() >= limit {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// Drops inbox positions whose messages are older than `before_ms`: whole
+/// old segments are deleted, a partly old one starts later; each user's
+/// floor rises to the last dropped cursor. Returns the positions dropped.
+fn prune_segments(conn: &Connection, before_ms: i64) -> StoreResult<u64> {
+    let users = conn
+        .prepare_cached("SELECT DISTINCT user_id FROM inbox_segments WHERE created_at_ms < ?1")?
+        .query_map([before_ms], |r| Ok(UserId(r.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut dropped = 0u64;
+    for user in users {
+        let head: i64 = conn
+            .prepare_cached("SELECT inbox_head FROM users WHERE id=?1")?
+            .query_row([user.0], |r| r.get(0))?;
+        let head = to_u64(head);
+        let segments = segments_from(conn, user, 0)?;
+        let mut floor = 0u64;
+        for (i, segment) in segments.iter().enumerate() {
+            let next_start = segments.get(i + 1).map(|n| n.first_cursor);
+            let len = next_start
+                .unwrap_or(head + 1)
+                .saturating_sub(segment.first_cursor);
+            let old: i64 = conn
+                .prepare_cached(
+                    "SELECT COUNT(*) FROM messages WHERE conversation_id=?1 AND seq >= ?2 AND seq < ?3 AND sent_at_ms < ?4",
+                )?
+                .query_row(
+                    params![
+                        segment.conversation.0,
+                        segment.first_seq as i64,
+                        (segment.first_seq + len) as i64,
+                        before_ms
+                    ],
+                    |r| r.get(0),
+                )?;
+            let old = to_u64(old).min(len);
+            if old == 0 {
+                break;
+            }
+            dropped += old;
+            floor = segment.first_cursor + old - 1;
+            if old == len && next_start.is_some() {
+                conn.prepare_cached(
+                    "DELETE FROM inbox_segments WHERE user_id=?1 AND first_cursor=?2",
+                )?
+                .execute(params![user.0, segment.first_cursor as i64])?;
+                continue;
+            }
+            // The run now starts at its first kept position (for the last
+            // run possibly the next cursor to be given out, which keeps it
+            // extendable).
+            conn.prepare_cached(
+                "UPDATE inbox_segments SET first_cursor=?3, first_seq=?4, created_at_ms=?5
+                 WHERE user_id=?1 AND first_cursor=?2",
+            )?
+            .execute(params![
+                user.0,
+                segment.first_cursor as i64,
+                (segment.first_cursor + old) as i64,
+                (segment.first_seq + old) as i64,
+                before_ms
+            ])?;
+            break;
+        }
+        if floor > 0 {
+            conn.prepare_cached("UPDATE users SET inbox_floor=MAX(inbox_floor, ?2) WHERE id=?1")?
+                .execute(params![user.0, floor as i64])?;
+        }
+    }
+    Ok(dropped)
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<UserRecord> {
@@ -1595,44 +1839,14 @@ impl Store for SqliteStore {
             if since < to_u64(floor) || since > to_u64(head) {
                 return Err(StoreError::ResyncRequired);
             }
-            let sql = format!(
-                "SELECT i.cursor, {} FROM inbox i JOIN messages m ON m.conversation_id=i.conversation_id AND m.seq=i.seq
-                 WHERE i.user_id=?1 AND i.cursor > ?2 ORDER BY i.cursor LIMIT ?3",
-                MESSAGE_COLUMNS
-                    .split(", ")
-                    .map(|c| format!("m.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(params![user.0, since as i64, limit as i64])?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                let cursor: i64 = row.get(0)?;
-                out.push(InboxEntry {
-                    cursor: to_u64(cursor),
-                    message: message_from_offset_row(row, 1)?,
-                });
-            }
-            Ok(out)
+            replay_segments(conn, user, since, to_u64(head), limit)
         })
         .await
     }
 
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64> {
-        self.write(move |conn, _| {
-            conn.prepare_cached(
-                "UPDATE users SET inbox_floor = MAX(inbox_floor,
-                    (SELECT MAX(cursor) FROM inbox WHERE inbox.user_id=users.id AND created_at_ms < ?1))
-                 WHERE id IN (SELECT DISTINCT user_id FROM inbox WHERE created_at_ms < ?1)",
-            )?
-            .execute([before_ms])?;
-            let deleted = conn
-                .prepare_cached("DELETE FROM inbox WHERE created_at_ms < ?1")?
-                .execute([before_ms])?;
-            Ok(deleted as u64)
-        })
-        .await
+        self.write_invalidating(move |conn, _| prune_segments(conn, before_ms))
+            .await
     }
 
     async fn shutdown(&self) {
@@ -1643,5 +1857,79 @@ impl Store for SqliteStore {
             // Joining blocks until the queue is drained and committed.
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_extend_only_the_same_run() {
+        let run = Segment {
+            conversation: ConversationId(1),
+            first_cursor: 10,
+            first_seq: 5,
+        };
+        assert!(run.extends_to(ConversationId(1), 8, 13));
+        assert!(
+            !run.extends_to(ConversationId(1), 9, 13),
+            "a gap in seq breaks the run"
+        );
+        assert!(
+            !run.extends_to(ConversationId(2), 8, 13),
+            "another conversation breaks it"
+        );
+        assert!(
+            !run.extends_to(ConversationId(1), 4, 9),
+            "cursors before the run"
+        );
+    }
+
+    /// A version-1 database (one inbox row per message) is folded into
+    /// runs by migration 2 and replays exactly as before.
+    #[tokio::test]
+    async fn migration_folds_inbox_rows_into_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO schema_meta VALUES('version', 1);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users(id, username, display_name, password_hash, created_at_ms, inbox_head)
+                     VALUES(1, 'alice', 'alice', 'x', 1, 5), (2, 'bob', 'bob', 'x', 1, 0);
+                 INSERT INTO conversations(id, kind, last_seq, last_activity_ms, created_at_ms)
+                     VALUES(1, 'group', 3, 1, 1), (2, 'group', 2, 1, 1);
+                 INSERT INTO messages(conversation_id, seq, sender_id, sent_at_ms, kind, text) VALUES
+                     (1, 1, 2, 1, 'text', 'a'), (1, 2, 2, 1, 'text', 'b'), (1, 3, 2, 1, 'text', 'd'),
+                     (2, 1, 2, 1, 'text', 'c'), (2, 2, 2, 1, 'text', 'e');
+                 INSERT INTO inbox(user_id, cursor, conversation_id, seq, created_at_ms) VALUES
+                     (1, 1, 1, 1, 1), (1, 2, 1, 2, 1), (1, 3, 2, 1, 1), (1, 4, 1, 3, 1), (1, 5, 2, 2, 1);",
+            )
+            .unwrap();
+        }
+        let (store, _events) = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let entries = store.inbox_since(UserId(1), 0, 10).await.unwrap();
+        let texts: Vec<(u64, String)> = entries
+            .into_iter()
+            .map(|e| (e.cursor, e.message.text.unwrap()))
+            .collect();
+        let expected: Vec<(u64, String)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as u64 + 1, t.to_string()))
+            .collect();
+        assert_eq!(texts, expected);
+        let segments = store
+            .read(|conn| Ok(segments_from(conn, UserId(1), 0)?.len()))
+            .await
+            .unwrap();
+        assert_eq!(segments, 4, "(c1,1..2) (c2,1) (c1,3) (c2,2)");
+        store.shutdown().await;
     }
 }

@@ -1678,6 +1678,102 @@ async fn newer_schema_is_refused(backend: &Backend) {
     }
 }
 
+/// A user's inbox interleaves its conversations, skips what it missed while
+/// removed, and replays exactly the announced (cursor, message) pairs from
+/// any cursor, in pages. SQLite stores the inbox as runs per conversation,
+/// so this is where a run that breaks or resumes must be right.
+async fn inbox_interleaves_conversations(backend: &Backend) {
+    let (store, mut events) = backend.open().await;
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let alice_device = device(store, alice).await;
+    let carol_device = device(store, carol).await;
+    let (direct, _) = store.get_or_create_direct(alice, bob, 1).await.unwrap();
+    let team = group(store, alice, &[bob, carol]).await.id;
+    let mut expected: Vec<(u64, ConversationId, u64)> = Vec::new();
+    let record = |events: Vec<Committed>, expected: &mut Vec<(u64, ConversationId, u64)>| {
+        for event in events {
+            if let Committed::Message {
+                message,
+                recipients,
+            } = event
+                && let Some(r) = recipients.iter().find(|r| r.user_id == bob)
+            {
+                expected.push((r.cursor, message.conversation_id, message.seq));
+            }
+        }
+    };
+    record(take(&mut events, 1).await, &mut expected);
+    let pattern = [
+        direct.id, team, team, direct.id, team, direct.id, direct.id, team,
+    ];
+    for (i, &conversation) in pattern.iter().enumerate() {
+        let (sender, sender_device) = if i % 3 == 0 && conversation == team {
+            (carol, carol_device)
+        } else {
+            (alice, alice_device)
+        };
+        store
+            .append_message(text(conversation, sender, sender_device, &format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    record(take(&mut events, pattern.len()).await, &mut expected);
+    // Bob is removed, misses two group messages, and is re-added.
+    store
+        .change_group(change(team, alice, GroupChangeKind::Remove { user: bob }))
+        .await
+        .unwrap();
+    record(take(&mut events, 1).await, &mut expected);
+    for i in 0..2 {
+        store
+            .append_message(text(team, carol, carol_device, &format!("away{i}")))
+            .await
+            .unwrap();
+    }
+    store
+        .append_message(text(direct.id, alice, alice_device, "meanwhile"))
+        .await
+        .unwrap();
+    record(take(&mut events, 3).await, &mut expected);
+    store
+        .change_group(change(
+            team,
+            alice,
+            GroupChangeKind::Add { users: vec![bob] },
+        ))
+        .await
+        .unwrap();
+    store
+        .append_message(text(team, carol, carol_device, "back"))
+        .await
+        .unwrap();
+    record(take(&mut events, 2).await, &mut expected);
+
+    let cursors: Vec<u64> = expected.iter().map(|e| e.0).collect();
+    assert_eq!(
+        cursors,
+        (1..=expected.len() as u64).collect::<Vec<_>>(),
+        "consecutive cursors"
+    );
+    assert_eq!(store.inbox_head(bob).await.unwrap(), expected.len() as u64);
+    for since in 0..=expected.len() {
+        for limit in [1, 3, 100] {
+            let got: Vec<(u64, ConversationId, u64)> = store
+                .inbox_since(bob, since as u64, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| (e.cursor, e.message.conversation_id, e.message.seq))
+                .collect();
+            let want: Vec<_> = expected.iter().skip(since).take(limit).copied().collect();
+            assert_eq!(got, want, "since {since} limit {limit}");
+        }
+    }
+}
+
 /// Runs each named check against every backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -1711,6 +1807,7 @@ conformance!(
     receipts_are_monotonic,
     conversation_list,
     inbox_replay_and_retention,
+    inbox_interleaves_conversations,
     newer_schema_is_refused,
     races_between_processes,
     crossing_conversations_between_processes,
