@@ -266,17 +266,11 @@ fn describe(report: &mut Report, load_line: &str, args: &BenchArgs, o: &Outcome,
     );
     report.latency("send_to_ack", "send→ack", &o.ack);
     report.latency("send_to_deliver", "send→deliver", &o.deliver);
-    let cores = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
     report.row(
         "cpu",
-        format!(
-            "server {} cores, bench {} cores (of 2), first send to end of drain",
-            cores(o.server_cores),
-            cores(o.bench_cores)
-        ),
+        format!("{} (first send to end of drain)", o.cpu.line()),
     );
-    report.set("server_cores", o.server_cores);
-    report.set("bench_cores", o.bench_cores);
+    report.set("cpu_cores", o.cpu);
     report.row("errors", o.errors.line());
     if o.drained {
         report.row("verification", o.verdict.line());

@@ -215,7 +215,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     while finished.load(Ordering::Relaxed) < k && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (server_cores, bench_cores) = cpu.cores();
+    let cpu = cpu.cores();
     let _ = stop_tx.send(true);
     let mut per_client = Latency::default();
     let mut per_client_ready = Latency::default();
@@ -278,17 +278,8 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     );
     report.latency("client_ready", "ready after", &per_client_ready);
     report.latency("client_catch_up", "caught up after", &per_client);
-    let cores = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
-    report.row(
-        "cpu",
-        format!(
-            "server {} cores, bench {} cores (of 2), while catching up",
-            cores(server_cores),
-            cores(bench_cores)
-        ),
-    );
-    report.set("server_cores", server_cores);
-    report.set("bench_cores", bench_cores);
+    report.row("cpu", format!("{} (while catching up)", cpu.line()));
+    report.set("cpu_cores", cpu);
     report.row(
         "verification",
         format!("{short} clients missing messages, {duplicates} duplicate deliveries"),

@@ -196,11 +196,78 @@ fn parse_cpu(stat: &str) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
-/// CPU use of the server and of the bench itself over a stretch of time.
+/// CPU use over a stretch of time: the server, its SQLite writer thread,
+/// the bench itself, and the whole machine (so what else ran shows).
 pub(crate) struct CpuMeter {
     server: Option<(u32, f64)>,
+    writer: Option<(u32, u32, f64)>,
     bench: Option<f64>,
+    machine: Option<(f64, f64)>,
     started: std::time::Instant,
+}
+
+/// Cores used over the measured stretch (of the machine's 2).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub(crate) struct CpuUse {
+    /// The server process, all threads.
+    pub(crate) server: Option<f64>,
+    /// The server's SQLite writer thread alone.
+    pub(crate) writer_thread: Option<f64>,
+    /// The bench process (worker processes not included).
+    pub(crate) bench: Option<f64>,
+    /// Everything else on the machine (other engineers' builds, ...).
+    pub(crate) others: Option<f64>,
+}
+
+impl CpuUse {
+    /// One line for the table.
+    pub(crate) fn line(&self) -> String {
+        let cores = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
+        format!(
+            "server {} cores (SQLite writer thread {}), bench {}, everything else {} — of 2",
+            cores(self.server),
+            cores(self.writer_thread),
+            cores(self.bench),
+            cores(self.others)
+        )
+    }
+}
+
+/// The server's SQLite writer thread (named `parley-sqlite-writer`, which
+/// the kernel truncates to 15 characters).
+fn writer_thread(pid: u32) -> Option<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|tid| {
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.starts_with("parley-sqlite"))
+        })
+}
+
+fn thread_cpu_secs(pid: u32, tid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    parse_cpu(&stat)
+}
+
+/// (busy, total) CPU seconds of the whole machine, from `/proc/stat`.
+fn machine_cpu_secs() -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    parse_machine(&stat)
+}
+
+fn parse_machine(stat: &str) -> Option<(f64, f64)> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is
+    // already inside user).
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3)? + ticks.get(4).unwrap_or(&0.0);
+    Some(((total - idle) / 100.0, total / 100.0))
 }
 
 impl CpuMeter {
@@ -208,21 +275,44 @@ impl CpuMeter {
     pub(crate) fn start(server_pid: Option<u32>) -> CpuMeter {
         CpuMeter {
             server: server_pid.and_then(|pid| Some((pid, cpu_secs(pid)?))),
+            writer: server_pid.and_then(|pid| {
+                let tid = writer_thread(pid)?;
+                Some((pid, tid, thread_cpu_secs(pid, tid)?))
+            }),
             bench: cpu_secs(std::process::id()),
+            machine: machine_cpu_secs(),
             started: std::time::Instant::now(),
         }
     }
 
-    /// Cores used since the start: (server, bench).
-    pub(crate) fn cores(&self) -> (Option<f64>, Option<f64>) {
+    /// Cores used since the start.
+    pub(crate) fn cores(&self) -> CpuUse {
         let wall = self.started.elapsed().as_secs_f64().max(1e-3);
         let server = self
             .server
             .and_then(|(pid, before)| Some((cpu_secs(pid)? - before) / wall));
+        let writer_thread = self
+            .writer
+            .and_then(|(pid, tid, before)| Some((thread_cpu_secs(pid, tid)? - before) / wall));
         let bench = self
             .bench
             .and_then(|before| Some((cpu_secs(std::process::id())? - before) / wall));
-        (server, bench)
+        // /proc/stat counts every CPU, so busy / wall is already in cores.
+        let machine = self.machine.and_then(|(busy0, _)| {
+            let (busy1, _) = machine_cpu_secs()?;
+            Some((busy1 - busy0) / wall)
+        });
+        let others = match (machine, server, bench) {
+            (Some(m), Some(s), Some(b)) => Some((m - s - b).max(0.0)),
+            (Some(m), None, Some(b)) => Some((m - b).max(0.0)),
+            _ => None,
+        };
+        CpuUse {
+            server,
+            writer_thread,
+            bench,
+            others,
+        }
     }
 }
 
@@ -254,6 +344,9 @@ mod tests {
         let stat = "42 (parley serve) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
         assert_eq!(parse_cpu(stat), Some(3.0));
         assert_eq!(parse_cpu("garbage"), None);
+        let machine = "cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n";
+        assert_eq!(parse_machine(machine), Some((1.5, 10.0)));
+        assert!(machine_cpu_secs().is_some());
         assert!(cpu_secs(std::process::id()).is_some());
     }
 }

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::stats::{Errors, Latency, Live};
-use super::target::CpuMeter;
+use super::target::{CpuMeter, CpuUse};
 use super::verify::{ConversationLog, Verdict, verify};
 use super::wire::{self, Dial, Hot, Ws};
 
@@ -115,10 +115,8 @@ pub(crate) struct Outcome {
     pub(crate) drained: bool,
     /// Seconds to connect every socket.
     pub(crate) connect_secs: f64,
-    /// Cores the server used from the first send to the end of the drain.
-    pub(crate) server_cores: Option<f64>,
-    /// Cores the bench itself used over the same time.
-    pub(crate) bench_cores: Option<f64>,
+    /// CPU use from the first send to the end of the drain.
+    pub(crate) cpu: CpuUse,
 }
 
 struct ReaderOut {
@@ -213,7 +211,7 @@ pub(crate) async fn run(
     }
     let unanswered =
         Live::get(&live.sent).saturating_sub(Live::get(&live.acked) + Live::get(&live.failed));
-    let (server_cores, bench_cores) = cpu.cores();
+    let cpu = cpu.cores();
     let _ = stop_tx.send(true);
     ticker.abort();
 
@@ -248,8 +246,7 @@ pub(crate) async fn run(
         unanswered,
         drained,
         connect_secs,
-        server_cores,
-        bench_cores,
+        cpu,
     })
 }
 
