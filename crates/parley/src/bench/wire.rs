@@ -9,8 +9,8 @@
 //! - [`open`] binds, connects and upgrades with small per-socket buffers;
 //! - [`decode`] reads frames with `parley-proto`; `--lean-parse` switches
 //!   the two hot frames (`sent`, `message`) to [`scan`], which pulls out
-//!   the few fields the bench needs without building a frame (measured:
-//!   not needed, see BENCHMARKS.md);
+//!   the few fields the bench needs without building a frame (it halves
+//!   the bench's CPU in `group`, see BENCHMARKS.md);
 //! - callers `feed` many [`send_frame`]s (encoded by `parley-proto`)
 //!   before one `flush`, instead of a flush per frame.
 //!
@@ -229,10 +229,10 @@ pub(crate) enum Hot {
 }
 
 /// Decodes the hot fields of a server frame through [`ServerFrame::parse`]
-/// (as `parley-client` does), or with [`scan`] when `lean` (`--lean-parse`:
-/// measured to save about 0.3 µs of bench CPU per frame, see
-/// BENCHMARKS.md, so it is off by default and the bench, like everything
-/// else, speaks through `parley-proto`).
+/// (as `parley-client` does), or with [`scan`] when `lean` (`--lean-parse`).
+/// The default speaks through `parley-proto` like everything else; the
+/// scanner only matters where the bench receives hundreds of thousands of
+/// frames a second on the server's cores (`group`; see BENCHMARKS.md).
 pub(crate) fn decode(text: &str, lean: bool) -> Hot {
     if lean {
         return scan(text);
