@@ -223,13 +223,20 @@ impl CpuUse {
     /// One line for the table.
     pub(crate) fn line(&self) -> String {
         let cores = |c: Option<f64>| c.map_or("?".to_owned(), |c| format!("{c:.2}"));
-        format!(
-            "server {} cores (SQLite writer thread {}), bench {}, everything else {} — of 2",
-            cores(self.server),
-            cores(self.writer_thread),
-            cores(self.bench),
-            cores(self.others)
-        )
+        match self.server {
+            Some(_) => format!(
+                "server {} cores (SQLite writer thread {}), bench {}, everything else {} — of 2",
+                cores(self.server),
+                cores(self.writer_thread),
+                cores(self.bench),
+                cores(self.others)
+            ),
+            None => format!(
+                "bench {} cores, everything else (the server too: pass --server-pid) {} — of 2",
+                cores(self.bench),
+                cores(self.others)
+            ),
+        }
     }
 }
 
