@@ -33,6 +33,9 @@ use crate::state::AppState;
 /// Inbox entries replayed per store read.
 const REPLAY_PAGE: usize = 500;
 
+/// Most queued frames written with one flush.
+const WRITE_BATCH: usize = 64;
+
 /// Counts live socket tasks so shutdown can wait for them.
 #[derive(Default)]
 pub struct SessionTracker {
@@ -429,17 +432,40 @@ impl Session {
         write_text(&mut self.sink, frame.to_json(), self.write_timeout).await
     }
 
-    async fn write_item(&mut self, item: Outbound) -> bool {
-        match item {
-            Outbound::Frame(text) => write_text(&mut self.sink, text, self.write_timeout).await,
+    /// Writes `first` and whatever else is already queued (up to
+    /// [`WRITE_BATCH`] frames) with one flush: under fan-out a busy socket
+    /// then costs one write syscall per buffer, not one per frame.
+    async fn write_item(&mut self, first: Outbound) -> bool {
+        let shared = self.socket.shared.clone();
+        let timeout = self.write_timeout;
+        let batch = async {
+            self.feed_item(first).await?;
+            for _ in 1..WRITE_BATCH {
+                match shared.try_pop() {
+                    Some(item) => self.feed_item(item).await?,
+                    None => break,
+                }
+            }
+            self.sink.flush().await
+        };
+        matches!(tokio::time::timeout(timeout, batch).await, Ok(Ok(())))
+    }
+
+    /// Hands one queued item to the socket's buffer (written when the buffer
+    /// fills or at the next flush).
+    async fn feed_item(&mut self, item: Outbound) -> Result<(), axum::Error> {
+        let text: Utf8Bytes = match item {
+            Outbound::Frame(text) => text,
             Outbound::Message { encoded, cursor } => {
                 if cursor <= self.written_cursor {
-                    return true;
+                    return Ok(());
                 }
                 self.written_cursor = cursor;
-                write_text(&mut self.sink, encoded.frame(cursor), self.write_timeout).await
+                encoded.frame(cursor).into()
             }
-        }
+        };
+        metrics::counter!("parley_frames_out_total").increment(1);
+        self.sink.feed(WsMessage::Text(text)).await
     }
 
     async fn finish_pending(&mut self) {
