@@ -215,6 +215,7 @@ impl SqliteStore {
                 path: path.to_owned(),
                 options,
                 idle: Mutex::new(Vec::new()),
+                permits: Arc::new(tokio::sync::Semaphore::new(ReaderPool::MAX_READERS)),
             }),
         };
         Ok((store, events_rx))
@@ -293,7 +294,17 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
     {
         let pool = self.readers.clone();
+        // At most MAX_READERS reads run at once: a reconnect storm queues
+        // here instead of opening (and then dropping) hundreds of
+        // connections on hundreds of blocking threads.
+        let permit = pool
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("store is shutting down".into()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = pool.take()?;
             let result = f(&conn);
             pool.put(conn);
@@ -308,10 +319,13 @@ struct ReaderPool {
     path: PathBuf,
     options: SqliteOptions,
     idle: Mutex<Vec<Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl ReaderPool {
-    const MAX_IDLE: usize = 8;
+    /// Reads at once; every one keeps its connection afterwards.
+    const MAX_READERS: usize = 8;
+    const MAX_IDLE: usize = Self::MAX_READERS;
 
     fn take(&self) -> StoreResult<Connection> {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
