@@ -83,7 +83,8 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// WebSocket read buffer per socket in bytes: how much one read takes,
     /// and what an idle socket keeps (a larger frame grows it for that
-    /// frame). Small because idle sockets are the common case. Default 512.
+    /// frame). Small because idle sockets are the common case; a typical
+    /// chat frame still fits one read. Default 256.
     pub ws_read_buffer_bytes: usize,
     /// WebSocket write buffer per socket in bytes. Default 4,096.
     pub ws_write_buffer_bytes: usize,
@@ -120,7 +121,7 @@ impl Default for Config {
             database_timeout_ms: 10_000,
             reconnect_jitter_ms: 5_000,
             shutdown_grace_ms: 5_000,
-            ws_read_buffer_bytes: 512,
+            ws_read_buffer_bytes: 256,
             ws_write_buffer_bytes: 4096,
         }
     }
