@@ -315,7 +315,10 @@ impl UserTask {
         // n -> client_msg_id of sends not yet answered, in send order.
         let mut unacked: BTreeMap<u64, String> = BTreeMap::new();
         let mut next_n = 0u64;
-        let mut cursor: Option<u64> = None;
+        // Replay from the very start on the first connect too: the partner
+        // may send before this user's first socket is registered, and
+        // nothing older than this run is in a fresh user's inbox.
+        let mut cursor: Option<u64> = Some(0);
         let mut counted_done = false;
         let started = Instant::now();
         'sessions: loop {
@@ -330,17 +333,16 @@ impl UserTask {
                 }
                 continue;
             };
-            let (mut ws, ready) =
-                match wire::connect(&dial, None, 16 * 1024, &self.token, cursor).await {
-                    Ok(connected) => connected,
-                    Err(_) => {
-                        // The server is going down or just restarted.
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            let (mut ws, _) = match wire::connect(&dial, None, 16 * 1024, &self.token, cursor).await
+            {
+                Ok(connected) => connected,
+                Err(_) => {
+                    // The server is going down or just restarted.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
             out.sessions += 1;
-            cursor = Some(cursor.unwrap_or(ready.cursor));
             // Resend everything unanswered, under the same keys.
             for key in unacked.values() {
                 if ws
