@@ -68,7 +68,8 @@ impl Latency {
             return Vec::new();
         }
         let mut points = Vec::new();
-        // 1 - q halves every step: 50%, 75%, 87.5%, ... up to 99.9999%.
+        // 1 - q shrinks by a fifth every step: 0, 20, 36, 48.8 ... up to
+        // 99.9999 %.
         let mut tail = 1.0f64;
         while tail > 1e-6 {
             let q = 1.0 - tail;

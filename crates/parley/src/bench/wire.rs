@@ -9,8 +9,8 @@
 //! - [`open`] binds, connects and upgrades with small per-socket buffers;
 //! - [`decode`] reads frames with `parley-proto`; `--lean-parse` switches
 //!   the two hot frames (`sent`, `message`) to [`scan`], which pulls out
-//!   the few fields the bench needs without building a frame (it halves
-//!   the bench's CPU in `group`, see BENCHMARKS.md);
+//!   the few fields the bench needs without building a frame (it saves
+//!   bench CPU in `group`, see BENCHMARKS.md);
 //! - callers `feed` many [`send_frame`]s (encoded by `parley-proto`)
 //!   before one `flush`, instead of a flush per frame.
 //!
