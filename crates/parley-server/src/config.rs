@@ -19,6 +19,9 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address to listen on. Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Pending connections the kernel queues before they are accepted
+    /// (capped by `net.core.somaxconn`). Default 4,096, for reconnect storms.
+    pub listen_backlog: u32,
     /// Directory for the embedded database and the token signing key.
     /// Default `./parley-data`.
     pub data_dir: PathBuf,
@@ -94,6 +97,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            listen_backlog: 4096,
             data_dir: PathBuf::from("./parley-data"),
             database: None,
             send_rate_per_sec: 20.0,
@@ -180,6 +184,7 @@ impl Config {
         }
         let positive = [
             ("send_burst", self.send_burst as u64),
+            ("listen_backlog", self.listen_backlog as u64),
             ("max_text_bytes", self.max_text_bytes as u64),
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_body_bytes", self.max_body_bytes as u64),

@@ -76,8 +76,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         config.database = Some(database);
     }
     let config = config.check()?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
+    let listener = bind(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;
     // Scripts and tests read the port from this line (listen on :0).
@@ -85,6 +84,20 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%local, data_dir = %config.data_dir.display(), "serving");
     parley_server::run(listener, config, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Binds with an explicit backlog: the default (1,024) overflowed when
+/// 19,000 clients reconnected at once, and dropped SYNs are retried only
+/// after 1, 3 and 7 s.
+fn bind(addr: SocketAddr, backlog: u32) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 async fn shutdown_signal() {
