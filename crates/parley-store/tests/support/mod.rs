@@ -8,7 +8,7 @@
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -17,6 +17,9 @@ use tokio_postgres::NoTls;
 /// Where the shared PostgreSQL for tests lives; `PARLEY_TEST_POSTGRES_URL`
 /// overrides it.
 pub(crate) const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// Longest a PostgreSQL tool (initdb, pg_ctl) may run before the test fails.
+const TOOL_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Whether a missing PostgreSQL must fail the run instead of skipping.
 pub(crate) fn in_ci() -> bool {
@@ -264,17 +267,39 @@ impl PrivateServer {
         } else {
             Command::new(&program)
         };
-        let output = command
+        // Output goes to a file, not a pipe, and the tool gets a deadline: a
+        // PostgreSQL tool that hangs (as initdb once did here, on a machine
+        // whose /dev/null was a link to stdin) fails the test with its
+        // output instead of hanging the whole run.
+        let log_path = self.dir.path().join(format!("{tool}.log"));
+        let log = std::fs::File::create(&log_path).map_err(|e| format!("{tool}: {e}"))?;
+        let err_log = log.try_clone().map_err(|e| format!("{tool}: {e}"))?;
+        let mut child = command
             .args(args)
             .current_dir(self.dir.path())
-            .output()
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err_log)
+            .spawn()
             .map_err(|e| format!("{tool}: {e}"))?;
-        if !output.status.success() {
-            return Err(format!(
-                "{tool} failed: {}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ));
+        let deadline = std::time::Instant::now() + TOOL_DEADLINE;
+        let status = loop {
+            match child.try_wait().map_err(|e| format!("{tool}: {e}"))? {
+                Some(status) => break status,
+                None if std::time::Instant::now() >= deadline => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+                    return Err(format!(
+                        "{tool} did not finish within {TOOL_DEADLINE:?}: {output}"
+                    ));
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        if !status.success() {
+            let output = std::fs::read_to_string(&log_path).unwrap_or_default();
+            return Err(format!("{tool} failed: {output}"));
         }
         Ok(())
     }
