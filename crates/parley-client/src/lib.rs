@@ -519,9 +519,7 @@ impl Socket {
 
     /// Sends a typed frame.
     pub async fn send(&mut self, frame: &ClientFrame) -> ClientResult<()> {
-        let text =
-            serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.send_raw(text).await
+        self.send_raw(frame.to_json()).await
     }
 
     /// Sends any text frame.
@@ -579,9 +577,9 @@ pub struct SocketWriter {
 impl SocketWriter {
     /// Sends a typed frame.
     pub async fn send(&mut self, frame: &ClientFrame) -> ClientResult<()> {
-        let text =
-            serde_json::to_string(frame).map_err(|e| ClientError::Protocol(e.to_string()))?;
-        self.sink.send(WsMessage::Text(text.into())).await?;
+        self.sink
+            .send(WsMessage::Text(frame.to_json().into()))
+            .await?;
         Ok(())
     }
 

@@ -116,6 +116,13 @@ pub struct SettingsRequest {
     pub presence_visibility: Option<PresenceVisibility>,
 }
 
+/// Answer to `PUT /v1/me/settings`: the settings as they now are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SettingsResponse {
+    /// Who may see the user's presence.
+    pub presence_visibility: PresenceVisibility,
+}
+
 /// `POST /v1/conversations/direct`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DirectRequest {

@@ -106,6 +106,12 @@ impl ClientFrame {
         })
     }
 
+    /// Encodes the frame as JSON text (used by clients).
+    pub fn to_json(&self) -> String {
+        // Plain structs and enums with string keys: serializing cannot fail.
+        serde_json::to_string(self).expect("client frames always serialize")
+    }
+
     /// The frame's `type`, for error references and metrics.
     pub fn type_name(&self) -> &'static str {
         match self {

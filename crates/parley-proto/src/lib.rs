@@ -6,15 +6,19 @@
 //! - [`frames`]: WebSocket frames, [`ClientFrame`] and [`ServerFrame`].
 //! - [`api`]: HTTP request and response bodies.
 //! - [`error`]: the stable error codes of §1 of the protocol.
+//! - [`close_code`]: WebSocket close codes, and [`limits`]: the limits
+//!   fixed by the protocol (configurable ones live in the server's config).
 //!
 //! **Architecture invariant:** this is the only crate that knows the JSON
 //! shape of anything on the wire. The server, the client library and the
 //! benchmark all speak through these types.
 
 pub mod api;
+pub mod close_code;
 pub mod error;
 pub mod frames;
 pub mod ids;
+pub mod limits;
 pub mod message;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, patch, post, put};
 use axum::{Json, Router};
 use parley_proto::api::*;
-use parley_proto::{ConversationId, DeviceId, Role, UserId, now_ms};
+use parley_proto::{ConversationId, DeviceId, Role, UserId, limits, now_ms};
 use parley_store::{
     ConversationRecord, GroupChange, GroupChangeKind, HistoryQuery, NewGroup, NewUser, StoreError,
 };
@@ -141,7 +141,8 @@ fn parse_id<T: std::str::FromStr>(raw: &str, what: &str) -> ApiResult<T> {
 }
 
 fn validate_username(username: &str) -> ApiResult<()> {
-    let ok_len = (3..=32).contains(&username.len());
+    let ok_len =
+        (limits::USERNAME_MIN_CHARS..=limits::USERNAME_MAX_CHARS).contains(&username.len());
     let ok_chars = username
         .bytes()
         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
@@ -171,7 +172,7 @@ async fn register(
     }
     validate_username(&body.username)?;
     let password_len = body.password.chars().count();
-    if !(8..=256).contains(&password_len) {
+    if !(limits::PASSWORD_MIN_CHARS..=limits::PASSWORD_MAX_CHARS).contains(&password_len) {
         return Err(ApiError::bad_request(
             "password must be 8 to 256 characters",
         ));
@@ -306,7 +307,7 @@ async fn update_settings(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
     ApiJson(body): ApiJson<SettingsRequest>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<SettingsResponse>> {
     if let Some(visibility) = body.presence_visibility {
         state
             .store
@@ -319,9 +320,9 @@ async fn update_settings(
         .user_by_id(me.user)
         .await?
         .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
-    Ok(Json(
-        serde_json::json!({ "presence_visibility": user.presence_visibility }),
-    ))
+    Ok(Json(SettingsResponse {
+        presence_visibility: user.presence_visibility,
+    }))
 }
 
 async fn get_user(
@@ -501,8 +502,8 @@ async fn history(
 ) -> ApiResult<Json<HistoryPage>> {
     let id: ConversationId = parse_id(&id, "conversation")?;
     let limit = match parse_seq(&query, "limit")? {
-        None => 50,
-        Some(limit) if (1..=100).contains(&limit) => limit as usize,
+        None => limits::HISTORY_DEFAULT_LIMIT,
+        Some(limit) if (1..=limits::HISTORY_MAX_LIMIT as u64).contains(&limit) => limit as usize,
         Some(_) => return Err(ApiError::bad_request("limit must be 1 to 100")),
     };
     let (messages, has_more) = state

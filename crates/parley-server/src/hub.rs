@@ -14,19 +14,7 @@ use dashmap::DashMap;
 use parley_proto::{DeviceId, EncodedMessage, UserId};
 use tokio::sync::Notify;
 
-/// Close codes the server uses.
-pub mod close_code {
-    /// The token was revoked (logout) or never valid.
-    pub const UNAUTHORIZED: u16 = 4001;
-    /// The socket's queue overflowed; reconnect and catch up by cursor.
-    pub const TOO_SLOW: u16 = 4008;
-    /// The server is shutting down.
-    pub const GOING_AWAY: u16 = 1001;
-    /// A frame over `max_frame_bytes`.
-    pub const TOO_BIG: u16 = 1009;
-    /// Nothing received for two heartbeat intervals, or no auth in time.
-    pub const TIMEOUT: u16 = 4000;
-}
+pub use parley_proto::close_code;
 
 /// One item in a socket's outgoing queue.
 #[derive(Debug, Clone)]
