@@ -1,8 +1,9 @@
 // HTTP client for the Parley REST API (`/v1`, spec §1–§4).
 //
 // Every failure is turned into an `ApiError` carrying the spec's stable error
-// `code`, so the UI can map it to a human sentence (see `errors.js`). A
+// `code`, so the UI can map it to a human sentence (see `format.js`). A
 // network failure (server unreachable) gets the client-side code `network`.
+// Request bodies are built here; WebSocket frames are built in `protocol.js`.
 
 /** @typedef {{user_id: string, username: string, display_name?: string}} User */
 /** @typedef {{token: string, user_id: string, device_id: string, expires_at_ms: number}} Session */
@@ -68,7 +69,7 @@ export class Api {
    * @param {string} method
    * @param {string} path path below /v1, starting with '/'
    * @param {unknown} [body]
-   * @param {{auth?: boolean}} [opts]
+   * @param {{auth?: boolean, notifyUnauthorized?: boolean}} [opts]
    * @returns {Promise<any>}
    */
   async request(method, path, body, opts = {}) {
@@ -105,7 +106,7 @@ export class Api {
         (err && err.message) || res.statusText,
         retryAfterMs,
       );
-      if (apiErr.code === 'unauthorized' && auth && token) this.onUnauthorized(apiErr);
+      if (apiErr.code === 'unauthorized' && auth && token && opts.notifyUnauthorized !== false) this.onUnauthorized(apiErr);
       throw apiErr;
     }
     return data;
@@ -132,6 +133,15 @@ export class Api {
 
   /** @param {string} username @returns {Promise<User>} */
   userByName(username) { return this.request('GET', `/users?username=${encodeURIComponent(username)}`); }
+
+  /**
+   * A user's presence. A refusal never ends the session: presence is a
+   * nicety, and the socket notices a revoked token on its own.
+   * @param {string} userId @returns {Promise<{online: boolean, last_seen_ms?: number}>}
+   */
+  presence(userId) {
+    return this.request('GET', `/users/${encodeURIComponent(userId)}/presence`, undefined, { notifyUnauthorized: false });
+  }
 
   // --- conversations ----------------------------------------------------
 

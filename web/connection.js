@@ -3,7 +3,12 @@
 //
 // The connection knows nothing about chats: it hands every server frame to
 // `onFrame` and reports its state through `onState`. The caller decides what
-// `since` cursor to authenticate with, each time a socket opens.
+// `since` cursor to authenticate with, each time a socket opens. The frames
+// it sends itself (auth, ping) are built by `protocol.js`.
+
+import {
+  authFrame, pingFrame, encodeFrame, decodeServerFrame, CLOSE_NORMAL, CLOSE_TIMEOUT, CLOSE_UNAUTHORIZED,
+} from './protocol.js';
 
 /** @typedef {'connecting'|'open'|'offline'|'stopped'} ConnState */
 
@@ -60,7 +65,7 @@ export class Connection {
     if (this.ws) {
       const ws = this.ws;
       this.ws = null;
-      try { ws.close(1000, 'bye'); } catch { /* already closed */ }
+      try { ws.close(CLOSE_NORMAL, 'bye'); } catch { /* already closed */ }
     }
     this.setState('stopped');
   }
@@ -76,12 +81,12 @@ export class Connection {
   /**
    * Send a frame if the session is authenticated. Returns false when it could
    * not be sent (the caller keeps it for later, e.g. in the outbox).
-   * @param {object} frame
+   * @param {object} frame built by one of `protocol.js`'s frame functions
    */
   send(frame) {
     if (!this.ws || !this.ready || this.ws.readyState !== WebSocket.OPEN) return false;
     try {
-      this.ws.send(JSON.stringify(frame));
+      this.ws.send(encodeFrame(frame));
       return true;
     } catch {
       return false;
@@ -117,26 +122,21 @@ export class Connection {
     this.ws = ws;
     ws.onopen = () => {
       if (this.ws !== ws) return;
-      /** @type {{type: string, token: string, since?: number}} */
-      const auth = { type: 'auth', token: this.opts.token };
-      const since = this.opts.getSince();
-      if (since !== null && since !== undefined) auth.since = since;
-      ws.send(JSON.stringify(auth));
+      ws.send(encodeFrame(authFrame(this.opts.token, this.opts.getSince())));
       this.authTimer = setTimeout(() => {
-        if (this.ws === ws && !this.ready) ws.close(4000, 'no ready');
+        if (this.ws === ws && !this.ready) ws.close(CLOSE_TIMEOUT, 'no ready');
       }, AUTH_TIMEOUT_MS);
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
       this.lastFrameAt = Date.now();
-      let frame;
-      try { frame = JSON.parse(ev.data); } catch { return; }
-      if (!frame || typeof frame.type !== 'string') return;
+      const frame = decodeServerFrame(ev.data);
+      if (!frame) return;
       if (frame.type === 'ready') this.onReady(ws, frame);
       else if (frame.type === 'reconnect') this.onReconnectFrame(ws, frame);
       else if (frame.type === 'pong') return;
       if (frame.type === 'error' && frame.code === 'unauthorized') {
-        // The server closes with 4001 next; don't wait for it.
+        // The server closes with CLOSE_UNAUTHORIZED next; don't wait for it.
         this.giveUpUnauthorized(ws);
         return;
       }
@@ -147,7 +147,7 @@ export class Connection {
       this.ws = null;
       this.ready = false;
       this.clearTimers();
-      if (ev.code === 4001) { this.giveUpUnauthorized(ws); return; }
+      if (ev.code === CLOSE_UNAUTHORIZED) { this.giveUpUnauthorized(ws); return; }
       this.scheduleRetry();
     };
     ws.onerror = () => { /* onclose follows */ };
@@ -177,10 +177,10 @@ export class Connection {
       // The server answers every ping; silence for two periods means the
       // link is dead even though TCP has not noticed yet.
       if (Date.now() - this.lastFrameAt > 2 * this.heartbeatMs + 2000) {
-        try { ws.close(4000, 'heartbeat timeout'); } catch { /* ignore */ }
+        try { ws.close(CLOSE_TIMEOUT, 'heartbeat timeout'); } catch { /* ignore */ }
         return;
       }
-      try { ws.send(JSON.stringify({ type: 'ping', nonce: String(++nonce) })); } catch { /* closing */ }
+      try { ws.send(encodeFrame(pingFrame(String(++nonce)))); } catch { /* closing */ }
       // A little under the period, so timer jitter never lets the socket look idle.
     }, Math.round(this.heartbeatMs * 0.8));
     this.setState('open');
@@ -193,7 +193,7 @@ export class Connection {
     this.ws = null;
     this.ready = false;
     this.clearTimers();
-    try { ws.close(1000, 'reconnect requested'); } catch { /* ignore */ }
+    try { ws.close(CLOSE_NORMAL, 'reconnect requested'); } catch { /* ignore */ }
     this.setState('offline', { retryInMs: delay });
     this.retryTimer = setTimeout(() => { this.retryTimer = null; this.connect(); }, delay);
   }

@@ -1,0 +1,144 @@
+// Loading what the server has over HTTP: the conversation list, a chat's
+// latest page, scroll-back to older pages, filling a gap after the newest
+// loaded message, and the reload after (re)connecting or a resync.
+
+import { ApiError } from './api.js';
+import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT } from './protocol.js';
+import { api, me } from './session.js';
+import {
+  convs, openConv, openConvId, markListLoaded, mergeSummary, fetchDetails, sortedConvs, addMessage,
+  maxLoadedSeq, minLoadedSeq,
+} from './model.js';
+import * as outbox from './outbox.js';
+import { queueDelivered, tickState } from './receipts.js';
+import { errorText } from './format.js';
+import { scheduleRender } from './ui/refresh.js';
+import { toast } from './ui/toast.js';
+
+/** @typedef {import('./model.js').Conv} Conv */
+
+let listLoading = /** @type {Promise<void>|null} */ (null);
+
+/** Reload the conversation list over HTTP (one request at a time). */
+export function refreshConversations() {
+  if (listLoading) return listLoading;
+  listLoading = (async () => {
+    try {
+      const known = new Set(convs.keys());
+      const res = await api.conversations();
+      const seen = new Set();
+      for (const s of res.conversations || []) {
+        mergeSummary(s);
+        seen.add(s.conversation_id);
+      }
+      // Drop chats the server no longer lists (unless open, still pending, or
+      // learnt about while the request was in flight).
+      for (const id of [...convs.keys()]) {
+        if (known.has(id) && !seen.has(id) && id !== openConvId() && !outbox.hasItemsFor(id)) {
+          const c = convs.get(id);
+          if (c && c.lastSeq > 0) convs.delete(id);
+        }
+      }
+      markListLoaded();
+      // Anything we can see in the list has arrived on this device.
+      let detailFetches = 0;
+      for (const c of sortedConvs(outbox.pendingTimes())) {
+        if (c.lastMessage && c.lastMessage.sender_id !== me() && c.lastSeq > c.readUpTo) queueDelivered(c, c.lastSeq);
+        // The ticks of my last message in the list come from member cursors.
+        if (c.lastMessage && c.lastMessage.sender_id === me() && c.lastMessage.kind !== 'system'
+            && tickState(c, c.lastMessage.seq) !== 'Read' && detailFetches < 30) {
+          detailFetches++;
+          fetchDetails(c);
+        }
+      }
+    } catch (e) {
+      if (!(e instanceof ApiError && e.code === 'network')) console.warn('conversations', e);
+    } finally {
+      listLoading = null;
+      scheduleRender();
+    }
+  })();
+  return listLoading;
+}
+
+/**
+ * After the socket is ready: reload the list and bring the open chat up to
+ * date. With `resync` (the server lost our place) the open chat's history is
+ * reloaded and the other chats' loaded messages are dropped.
+ */
+export async function refreshAfterConnect({ resync = false } = {}) {
+  await refreshConversations();
+  const c = openConv();
+  if (c) {
+    fetchDetails(c);
+    if (resync || !c.historyLoaded) await loadHistory(c, { reset: resync });
+    else await catchUp(c);
+  }
+  if (resync) {
+    // Other chats reload their history when opened.
+    for (const other of convs.values()) if (other !== c) { other.messages.clear(); other.historyLoaded = false; }
+  }
+  scheduleRender();
+}
+
+/** The latest page of a chat. @param {Conv} c */
+export async function loadHistory(c, { reset = false } = {}) {
+  try {
+    const res = await api.messages(c.id, { limit: HISTORY_DEFAULT_LIMIT });
+    if (reset) c.messages.clear();
+    for (const m of res.messages || []) addMessage(m);
+    c.hasMoreOlder = !!res.has_more;
+    c.historyLoaded = true;
+  } catch (e) {
+    if (e instanceof ApiError && (e.code === 'forbidden' || e.code === 'not_found')) {
+      c.historyLoaded = true;
+      if (c.kind === 'group') c.left = true;
+    } else if (!(e instanceof ApiError && e.code === 'network')) {
+      toast(errorText(e instanceof ApiError ? e.code : 'internal'));
+    }
+  }
+  scheduleRender({ stickToBottom: true });
+}
+
+/**
+ * Scroll-back: the page before the oldest loaded message. The view shows the
+ * loading state through `statusChanged`, and `keepScroll` merges the page
+ * while keeping what the user looks at in place.
+ * @param {Conv} c
+ * @param {{statusChanged: (c: Conv) => void, keepScroll: (c: Conv, merge: () => void) => void}} view
+ */
+export async function loadOlder(c, view) {
+  if (c.loadingOlder || !c.hasMoreOlder) return;
+  const before = minLoadedSeq(c);
+  if (!before) return;
+  c.loadingOlder = true;
+  view.statusChanged(c);
+  try {
+    const res = await api.messages(c.id, { before_seq: before, limit: HISTORY_DEFAULT_LIMIT });
+    view.keepScroll(c, () => {
+      for (const m of res.messages || []) addMessage(m);
+      c.hasMoreOlder = !!res.has_more && (res.messages || []).length > 0;
+    });
+  } catch (e) {
+    if (e instanceof ApiError && e.code !== 'network') toast(errorText(e.code));
+  } finally {
+    c.loadingOlder = false;
+    view.statusChanged(c);
+  }
+}
+
+/** Fetch everything after the newest loaded message (gap filling). @param {Conv} c */
+export async function catchUp(c) {
+  if (!c.historyLoaded || c.catchingUp) return;
+  c.catchingUp = true;
+  try {
+    for (let i = 0; i < 50; i++) {
+      const after = maxLoadedSeq(c);
+      const res = await api.messages(c.id, { after_seq: after, limit: HISTORY_MAX_LIMIT });
+      for (const m of res.messages || []) addMessage(m);
+      if (!res.has_more || !(res.messages || []).length) break;
+    }
+  } catch { /* retried on the next reconnect */ }
+  c.catchingUp = false;
+  scheduleRender();
+}

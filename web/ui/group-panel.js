@@ -1,0 +1,160 @@
+// The group panel: whether it is open, the member list with admin actions
+// (make/dismiss admin, remove), renaming, adding members and leaving.
+
+import { ApiError } from '../api.js';
+import { api, me } from '../session.js';
+import { openConv, fetchDetails, isAdmin } from '../model.js';
+import { catchUp } from '../history.js';
+import { username, resolveUsernames } from '../users.js';
+import { errorText, parseUsernames } from '../format.js';
+import { $, h, busy, paintAvatar } from './dom.js';
+import { scheduleRender } from './refresh.js';
+
+let panelOpen = false;
+
+export function isGroupPanelOpen() { return panelOpen; }
+
+export function setupGroupPanel() {
+  $('group-info-button').addEventListener('click', () => {
+    if (panelOpen) closeGroupPanel(); else openGroupPanel();
+  });
+  $('group-panel-close').addEventListener('click', () => closeGroupPanel());
+
+  const renameForm = /** @type {HTMLFormElement} */ ($('rename-form'));
+  renameForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const c = openConv();
+    const input = /** @type {HTMLInputElement} */ ($('rename-input'));
+    const name = input.value.trim();
+    if (!c || !name) return;
+    await groupAction(renameForm, async () => {
+      await api.renameGroup(c.id, name);
+      c.name = name;
+      input.value = '';
+    });
+  });
+
+  const addForm = /** @type {HTMLFormElement} */ ($('add-members-form'));
+  addForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const c = openConv();
+    const input = /** @type {HTMLInputElement} */ ($('add-members-input'));
+    const names = parseUsernames(input.value);
+    if (!c || !names.length) return;
+    await groupAction(addForm, async () => {
+      const found = await resolveUsernames(names);
+      if (!found.ids) { $('group-panel-error').textContent = found.error; return; }
+      await api.addMembers(c.id, found.ids);
+      input.value = '';
+      await fetchDetails(c);
+    });
+  });
+
+  $('member-rows').addEventListener('click', async (e) => {
+    const c = openConv();
+    const roleBtn = /** @type {HTMLElement|null} */ (/** @type {HTMLElement} */ (e.target).closest('[data-role]'));
+    if (roleBtn && c) {
+      const uid = roleBtn.dataset.user || '';
+      const role = roleBtn.dataset.role === 'admin' ? 'admin' : 'member';
+      await groupAction(null, async () => {
+        await api.setRole(c.id, uid, role);
+        c.roles.set(uid, role);
+        await fetchDetails(c);
+      });
+      return;
+    }
+    const btn = /** @type {HTMLElement} */ (e.target).closest('[data-remove]');
+    if (!btn || !c) return;
+    const uid = /** @type {HTMLElement} */ (btn).dataset.remove || '';
+    await groupAction(null, async () => {
+      await api.removeMember(c.id, uid);
+      c.memberIds = c.memberIds.filter((x) => x !== uid);
+      c.roles.delete(uid);
+      await fetchDetails(c);
+    });
+  });
+
+  $('leave-group-button').addEventListener('click', async () => {
+    const c = openConv();
+    if (!c) return;
+    await groupAction(null, async () => {
+      await api.removeMember(c.id, me());
+      c.left = true;
+      closeGroupPanel();
+    });
+  });
+}
+
+/** @param {HTMLFormElement|null} form @param {() => Promise<void>} fn */
+async function groupAction(form, fn) {
+  const err = $('group-panel-error');
+  err.textContent = '';
+  if (form) busy(form, true);
+  try {
+    await fn();
+  } catch (ex) {
+    err.textContent = errorText(ex instanceof ApiError ? ex.code : 'internal', { context: 'group' });
+  } finally {
+    if (form) busy(form, false);
+    // The system message of our own action is not pushed to this device
+    // (the server skips the acting device): fetch it.
+    const c = openConv();
+    if (c && c.historyLoaded) catchUp(c);
+    scheduleRender();
+  }
+}
+
+function openGroupPanel() {
+  panelOpen = true;
+  $('group-panel').hidden = false;
+  $('group-info-button').setAttribute('aria-expanded', 'true');
+  $('group-panel-error').textContent = '';
+  const c = openConv();
+  if (c) fetchDetails(c);
+  renderGroupPanel();
+}
+
+export function closeGroupPanel() {
+  panelOpen = false;
+  $('group-panel').hidden = true;
+  $('group-info-button').setAttribute('aria-expanded', 'false');
+}
+
+export function renderGroupPanel() {
+  const c = openConv();
+  if (!c || c.kind !== 'group') { closeGroupPanel(); return; }
+  const admin = isAdmin(c) && !c.left;
+  for (const el of document.querySelectorAll('#group-panel .admin-only')) /** @type {HTMLElement} */ (el).hidden = !admin;
+  $('leave-group-button').hidden = c.left;
+  const ids = [...c.memberIds].sort((a, b) => (a === me() ? -1 : b === me() ? 1 : username(a).localeCompare(username(b))));
+  $('member-count').textContent = `${ids.length} member${ids.length === 1 ? '' : 's'}`;
+  const rows = $('member-rows');
+  rows.replaceChildren();
+  for (const id of ids) {
+    const row = h('div', 'member-row');
+    const name = username(id);
+    const av = h('span', 'avatar small');
+    av.setAttribute('aria-hidden', 'true');
+    paintAvatar(av, name);
+    const info = h('div', 'member-info');
+    info.append(h('span', 'member-name', id === me() ? `${name} (you)` : name));
+    const isAdminMember = c.roles.get(id) === 'admin';
+    if (isAdminMember) info.append(h('span', 'role-badge', 'admin'));
+    row.append(av, info);
+    if (admin && id !== me()) {
+      const actions = h('div', 'member-actions');
+      const roleBtn = h('button', 'btn ghost small', isAdminMember ? 'Dismiss as admin' : 'Make admin');
+      roleBtn.type = 'button';
+      roleBtn.dataset.role = isAdminMember ? 'member' : 'admin';
+      roleBtn.dataset.user = id;
+      roleBtn.setAttribute('aria-label', isAdminMember ? `Dismiss ${name} as admin` : `Make ${name} an admin`);
+      const btn = h('button', 'btn ghost small danger-text', 'Remove');
+      btn.type = 'button';
+      btn.dataset.remove = id;
+      btn.setAttribute('aria-label', `Remove ${name}`);
+      actions.append(roleBtn, btn);
+      row.append(actions);
+    }
+    rows.append(row);
+  }
+}

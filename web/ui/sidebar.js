@@ -1,0 +1,253 @@
+// The sidebar: the conversation list (one element per chat, updated in
+// place), unread counts in the tab title, the connection banner, the
+// "New chat" and "New group" forms, and the log-out button.
+
+import { ApiError } from '../api.js';
+import { api, currentSession, me } from '../session.js';
+import * as link from '../link.js';
+import { ensureConv, convs, openConvId, sortedConvs, convTitle, isListLoaded } from '../model.js';
+import * as outbox from '../outbox.js';
+import { tickState } from '../receipts.js';
+import { username, lookupUsername, resolveUsernames } from '../users.js';
+import { errorText, listTime, parseUsernames, normalizeUsername } from '../format.js';
+import { $, h, busy, paintAvatar, showSidebar } from './dom.js';
+import { tickEl, systemText } from './message-parts.js';
+import { openConversation } from './chat.js';
+
+/** @typedef {import('../model.js').Conv} Conv */
+
+/** List items by conversation id. */
+const listEls = /** @type {Map<string, HTMLLIElement>} */ (new Map());
+/** Numbers the ids of list items' parts (for aria-describedby). */
+let listElSerial = 0;
+/** When the offline banner's countdown ends. */
+let bannerRetryAt = 0;
+
+/** Leave the log-in screen for the messenger, signed in as `name`. @param {string} name */
+export function showApp(name) {
+  $('auth-view').hidden = true;
+  $('app-view').hidden = false;
+  $('me-name').textContent = name;
+  paintAvatar($('me-avatar'), name);
+}
+
+/** With the list and chat side by side (not on phones), start keyboard users at "New chat". */
+export function focusNewChatOnWideScreens() {
+  if (matchMedia('(min-width: 761px)').matches) /** @type {HTMLElement} */ ($('new-chat-button')).focus({ preventScroll: true });
+}
+
+/** Empty the list (log out). */
+export function clearList() {
+  listEls.clear();
+  $('conversation-list').replaceChildren();
+}
+
+/** @param {{onLogout: () => void}} handlers */
+export function setupSidebar(handlers) {
+  const chatForm = /** @type {HTMLFormElement} */ ($('new-chat-form'));
+  const groupForm = /** @type {HTMLFormElement} */ ($('new-group-form'));
+
+  $('new-chat-button').addEventListener('click', () => {
+    groupForm.hidden = true;
+    chatForm.hidden = false;
+    $('new-chat-error').textContent = '';
+    showSidebar();
+    /** @type {HTMLInputElement} */ ($('new-chat-username')).focus();
+  });
+  $('new-group-button').addEventListener('click', () => {
+    chatForm.hidden = true;
+    groupForm.hidden = false;
+    $('new-group-error').textContent = '';
+    showSidebar();
+    /** @type {HTMLInputElement} */ ($('new-group-name')).focus();
+  });
+  for (const form of [chatForm, groupForm]) {
+    form.querySelector('[data-cancel]')?.addEventListener('click', () => { form.hidden = true; });
+    form.addEventListener('keydown', (e) => { if (e.key === 'Escape') { form.hidden = true; } });
+  }
+
+  chatForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const input = /** @type {HTMLInputElement} */ ($('new-chat-username'));
+    const err = $('new-chat-error');
+    const name = normalizeUsername(input.value);
+    err.textContent = '';
+    if (!name) { err.textContent = 'Type a username.'; return; }
+    const session = currentSession();
+    if (session && name === session.username) { err.textContent = 'That’s you! Pick someone else.'; return; }
+    busy(chatForm, true);
+    try {
+      let user;
+      try {
+        user = await lookupUsername(name);
+      } catch (ex) {
+        err.textContent = errorText(ex instanceof ApiError ? ex.code : 'internal', { context: 'user', subject: name });
+        return;
+      }
+      try {
+        const res = await api.startDirect(user.user_id);
+        const c = ensureConv(res.conversation_id);
+        c.kind = 'direct';
+        c.memberIds = (res.members || []).map((/** @type {any} */ m) => (typeof m === 'string' ? m : m.user_id));
+        if (!c.memberIds.length) c.memberIds = [me(), user.user_id];
+        if (!c.activityMs) c.activityMs = Date.now();
+        input.value = '';
+        chatForm.hidden = true;
+        openConversation(c.id);
+      } catch (ex) {
+        err.textContent = errorText(ex instanceof ApiError ? ex.code : 'internal');
+      }
+    } finally {
+      busy(chatForm, false);
+    }
+  });
+
+  groupForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const nameEl = /** @type {HTMLInputElement} */ ($('new-group-name'));
+    const membersEl = /** @type {HTMLInputElement} */ ($('new-group-members'));
+    const err = $('new-group-error');
+    err.textContent = '';
+    const name = nameEl.value.trim();
+    if (!name) { err.textContent = 'Give the group a name.'; nameEl.focus(); return; }
+    const session = currentSession();
+    const names = parseUsernames(membersEl.value).filter((n) => !session || n !== session.username);
+    busy(groupForm, true);
+    try {
+      const found = await resolveUsernames(names);
+      if (!found.ids) { err.textContent = found.error; return; }
+      try {
+        const res = await api.createGroup(name, found.ids);
+        const c = ensureConv(res.conversation_id);
+        c.kind = 'group';
+        c.name = res.name || name;
+        c.memberIds = (res.members || []).map((/** @type {any} */ m) => m.user_id);
+        c.roles = new Map((res.members || []).map((/** @type {any} */ m) => [m.user_id, m.role]));
+        if (!c.activityMs) c.activityMs = Date.now();
+        nameEl.value = '';
+        membersEl.value = '';
+        groupForm.hidden = true;
+        openConversation(c.id);
+      } catch (ex) {
+        err.textContent = errorText(ex instanceof ApiError ? ex.code : 'internal', { context: 'group' });
+      }
+    } finally {
+      busy(groupForm, false);
+    }
+  });
+
+  $('logout-button').addEventListener('click', () => handlers.onLogout());
+}
+
+/** Preview line for the list. @param {Conv} c */
+function previewOf(c) {
+  const pending = outbox.itemsOf(c.id);
+  if (pending.length) {
+    const last = pending[pending.length - 1];
+    return { text: last.text, status: last.failed ? 'Failed' : 'Sending', prefix: '' };
+  }
+  const m = c.lastMessage;
+  if (!m) return { text: c.kind === 'group' ? 'Group created' : 'No messages yet', status: null, prefix: '' };
+  if (m.kind === 'system') return { text: systemText(m), status: null, prefix: '' };
+  const text = m.kind === 'text' ? (m.text || '') : `[${m.kind}]`;
+  if (m.sender_id === me()) return { text, status: tickState(c, m.seq), prefix: '' };
+  return { text, status: null, prefix: c.kind === 'group' ? `${username(m.sender_id)}: ` : '' };
+}
+
+export function renderList() {
+  const ul = $('conversation-list');
+  const list = sortedConvs(outbox.pendingTimes());
+  const keep = new Set(list.map((c) => c.id));
+  for (const [id, li] of listEls) if (!keep.has(id)) { li.remove(); listEls.delete(id); }
+  list.forEach((c, i) => {
+    let li = listEls.get(c.id);
+    if (!li) {
+      li = /** @type {HTMLLIElement} */ (h('li', 'conv'));
+      li.tabIndex = 0;
+      li.dataset.id = c.id;
+      li.innerHTML = '<span class="avatar" aria-hidden="true"></span><div class="conv-main"><div class="conv-top"><span class="conv-title"></span><time class="conv-time"></time></div><div class="conv-bottom"><span class="conv-preview"></span><span class="badge"></span></div></div>';
+      const id = c.id;
+      // Name = the title (the contract); the preview, time and unread count describe it.
+      const n = ++listElSerial;
+      /** @type {HTMLElement} */ (li.querySelector('.conv-preview')).id = `conv-prev-${n}`;
+      /** @type {HTMLElement} */ (li.querySelector('.conv-time')).id = `conv-time-${n}`;
+      /** @type {HTMLElement} */ (li.querySelector('.badge')).id = `conv-badge-${n}`;
+      li.setAttribute('aria-describedby', `conv-prev-${n} conv-time-${n} conv-badge-${n}`);
+      li.addEventListener('click', () => openConversation(id));
+      li.addEventListener('keydown', (e) => onListKey(e, id));
+      listEls.set(c.id, li);
+    }
+    const title = convTitle(c);
+    if (li.getAttribute('aria-label') !== title) li.setAttribute('aria-label', title);
+    const isOpen = c.id === openConvId();
+    li.classList.toggle('active', isOpen);
+    if (isOpen) li.setAttribute('aria-current', 'true'); else li.removeAttribute('aria-current');
+    paintAvatar(/** @type {HTMLElement} */ (li.querySelector('.avatar')), title, c.kind === 'group');
+    /** @type {HTMLElement} */ (li.querySelector('.conv-title')).textContent = title;
+    const t = Math.max(c.activityMs, ...outbox.itemsOf(c.id).map((o) => o.created_ms));
+    const timeEl = /** @type {HTMLElement} */ (li.querySelector('.conv-time'));
+    timeEl.textContent = c.lastMessage || t ? listTime(t) : '';
+    const p = previewOf(c);
+    const prev = /** @type {HTMLElement} */ (li.querySelector('.conv-preview'));
+    prev.replaceChildren();
+    if (p.status) {
+      const tk = tickEl(/** @type {any} */ (p.status));
+      tk.removeAttribute('role');
+      tk.removeAttribute('aria-label');
+      tk.removeAttribute('title');
+      tk.setAttribute('aria-hidden', 'true');
+      prev.append(tk);
+    }
+    if (p.prefix) prev.append(h('span', 'sender-prefix', p.prefix));
+    prev.append(h('span', 'preview-text', p.text.replace(/\s+/g, ' ')));
+    const badge = /** @type {HTMLElement} */ (li.querySelector('.badge'));
+    const unread = c.unread;
+    badge.textContent = unread > 0 ? (unread > 99 ? '99+' : String(unread)) : '';
+    badge.hidden = !(unread > 0);
+    li.classList.toggle('unread', unread > 0);
+    if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
+  });
+  $('conversation-empty').hidden = !isListLoaded() || list.length > 0;
+}
+
+/** Unread chats in the tab title: "(2) Parley". */
+export function renderTitle() {
+  let n = 0;
+  for (const c of convs.values()) if (c.unread > 0) n++;
+  const t = n ? `(${n}) Parley` : 'Parley';
+  if (document.title !== t) document.title = t;
+}
+
+/** Arrow keys move through the list; Enter opens. @param {KeyboardEvent} e @param {string} id */
+function onListKey(e, id) {
+  const li = /** @type {HTMLElement} */ (e.currentTarget);
+  if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); openConversation(id); }
+  else if (e.key === 'ArrowDown') { e.preventDefault(); /** @type {HTMLElement|null} */ (li.nextElementSibling)?.focus(); }
+  else if (e.key === 'ArrowUp') { e.preventDefault(); /** @type {HTMLElement|null} */ (li.previousElementSibling)?.focus(); }
+}
+
+/** "Connecting…" on first connect; offline with a countdown, pending count and "Retry now" after. @param {{retryInMs?: number}} [detail] */
+export function renderBanner(detail) {
+  const el = $('connection-banner');
+  const s = link.state();
+  if (!currentSession() || s === 'open' || s === 'stopped') { el.hidden = true; el.replaceChildren(); return; }
+  if (s === 'connecting' && !link.wasEverConnected()) {
+    el.hidden = false;
+    el.className = 'connection-banner connecting';
+    el.textContent = 'Connecting…';
+    return;
+  }
+  if (detail && typeof detail.retryInMs === 'number') bannerRetryAt = Date.now() + detail.retryInMs;
+  el.hidden = false;
+  el.className = 'connection-banner offline';
+  const secs = Math.max(0, Math.ceil((bannerRetryAt - Date.now()) / 1000));
+  const text = s === 'connecting' ? 'Reconnecting…' : `No connection. Retrying${secs ? ` in ${secs} s` : ''}…`;
+  const pending = outbox.waitingCount();
+  el.replaceChildren(h('span', '', pending ? `${text} ${pending} message${pending === 1 ? '' : 's'} waiting.` : text));
+  if (s === 'offline') {
+    const btn = h('button', 'link-btn', 'Retry now');
+    btn.type = 'button';
+    btn.addEventListener('click', () => link.reconnectNow());
+    el.append(btn);
+  }
+}
