@@ -1389,9 +1389,10 @@ async fn create_group_op(
     batch: &mut Batch,
     new: &NewGroup,
 ) -> OpResult<ConversationRecord> {
-    let name = domain::validate_group_name(&new.name)?;
-    let others = domain::distinct_candidates(&new.member_ids, &[new.creator], new.max_members)?;
-    domain::check_group_size(others.len() + 1, new.max_members)?;
+    let name = domain::groups::validate_group_name(&new.name)?;
+    let others =
+        domain::groups::distinct_candidates(&new.member_ids, &[new.creator], new.max_members)?;
+    domain::groups::check_group_size(others.len() + 1, new.max_members)?;
     check_users_exist(conn, &others).await?;
     if !user_exists(conn, new.creator).await? {
         return Err(StoreError::NotFound("user").into());

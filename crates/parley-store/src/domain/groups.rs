@@ -1,44 +1,12 @@
-//! Domain rules every storage engine applies the same way: who may change a
-//! group and how, group names and sizes, the shape of system messages.
-//!
-//! Engines decide *how* to read and write; this module decides *what*
-//! happens, from the conversation as the engine read it inside its
-//! transaction. Keeping the rules here means SQLite and PostgreSQL cannot
-//! drift apart (the conformance suite checks the rest).
+//! Group rules: who may change a group and how, group names and sizes, and
+//! the `system` messages that announce each change.
 
 use parley_proto::api::ConversationKind;
-use parley_proto::{ConversationId, Message, MessageId, MessageKind, Role, SystemEvent, UserId};
+use parley_proto::{ConversationId, Message, Role, SystemEvent, UserId};
 
+use super::messages::system_message;
 use crate::error::{StoreError, StoreResult};
-use crate::model::{ConversationRecord, GroupChange, GroupChangeKind};
-
-/// A `system` message recording a membership change (its id is assigned on
-/// insert).
-pub(crate) fn system_message(
-    conversation: ConversationId,
-    seq: u64,
-    actor: UserId,
-    event: SystemEvent,
-    user_ids: Vec<UserId>,
-    now: i64,
-) -> Message {
-    Message {
-        conversation_id: conversation,
-        seq,
-        message_id: MessageId(0),
-        sender_id: actor,
-        sender_device_id: None,
-        client_msg_id: None,
-        sent_at_ms: now,
-        kind: MessageKind::System,
-        text: None,
-        reply_to_seq: None,
-        event: Some(event),
-        user_ids: Some(user_ids),
-        name: None,
-        role: None,
-    }
-}
+use crate::model::{ConversationRecord, GroupChange, GroupChangeKind, NewGroup};
 
 /// A group name: 1 to 100 characters after trimming.
 pub(crate) fn validate_group_name(name: &str) -> StoreResult<String> {
@@ -81,6 +49,87 @@ pub(crate) fn check_group_size(count: usize, max_members: usize) -> StoreResult<
         return Err(too_large(max_members));
     }
     Ok(())
+}
+
+/// A group about to be created, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewGroupPlan {
+    /// The validated name.
+    pub(crate) name: String,
+    /// The creator first, then the other members in request order.
+    pub(crate) members: Vec<UserId>,
+}
+
+impl NewGroupPlan {
+    /// The members other than the creator (who becomes admin).
+    pub(crate) fn others(&self) -> &[UserId] {
+        &self.members[1..]
+    }
+}
+
+/// Checks a group to create: its name, its members (deduplicated, the
+/// creator not repeated) and its size. The engine still checks that the
+/// users exist.
+pub(crate) fn plan_new_group(new: &NewGroup) -> StoreResult<NewGroupPlan> {
+    let name = validate_group_name(&new.name)?;
+    let others = distinct_candidates(&new.member_ids, &[new.creator], new.max_members)?;
+    check_group_size(others.len() + 1, new.max_members)?;
+    let mut members = Vec::with_capacity(others.len() + 1);
+    members.push(new.creator);
+    members.extend(others);
+    Ok(NewGroupPlan { name, members })
+}
+
+/// The `created` message of a new group (always seq 1).
+pub(crate) fn created_message(
+    conversation: ConversationId,
+    plan: &NewGroupPlan,
+    now: i64,
+) -> Message {
+    let mut message = system_message(
+        conversation,
+        1,
+        plan.members[0],
+        SystemEvent::Created,
+        plan.members.clone(),
+        now,
+    );
+    message.name = Some(plan.name.clone());
+    message
+}
+
+/// The `renamed` message.
+pub(crate) fn renamed_message(
+    conversation: ConversationId,
+    seq: u64,
+    actor: UserId,
+    name: String,
+    now: i64,
+) -> Message {
+    let mut message = system_message(conversation, seq, actor, SystemEvent::Renamed, vec![], now);
+    message.name = Some(name);
+    message
+}
+
+/// The `role_changed` message giving `user` its new `role`.
+pub(crate) fn role_changed_message(
+    conversation: ConversationId,
+    seq: u64,
+    actor: UserId,
+    user: UserId,
+    role: Role,
+    now: i64,
+) -> Message {
+    let mut message = system_message(
+        conversation,
+        seq,
+        actor,
+        SystemEvent::RoleChanged,
+        vec![user],
+        now,
+    );
+    message.role = Some(role);
+    message
 }
 
 /// What an administrative change does, decided from the group as it is.
@@ -330,6 +379,29 @@ mod tests {
             plan_group_change(&record, &change(1, same)).unwrap(),
             GroupPlan::Unchanged
         );
+    }
+
+    #[test]
+    fn new_groups_put_the_creator_first_and_are_sized() {
+        let new = |ids: &[i64], max_members| NewGroup {
+            creator: UserId(1),
+            name: " g ".into(),
+            member_ids: ids.iter().map(|&i| UserId(i)).collect(),
+            max_members,
+            now_ms: 0,
+        };
+        let plan = plan_new_group(&new(&[2, 1, 3, 2], 4)).unwrap();
+        assert_eq!(plan.name, "g");
+        assert_eq!(plan.members, vec![UserId(1), UserId(2), UserId(3)]);
+        assert_eq!(plan.others(), &[UserId(2), UserId(3)]);
+        let created = created_message(ConversationId(7), &plan, 9);
+        assert_eq!((created.seq, created.sender_id), (1, UserId(1)));
+        assert_eq!(created.user_ids, Some(plan.members.clone()));
+        assert_eq!(created.name.as_deref(), Some("g"));
+        assert!(matches!(
+            plan_new_group(&new(&[2, 3], 2)),
+            Err(StoreError::TooLarge(_))
+        ));
     }
 
     #[test]
