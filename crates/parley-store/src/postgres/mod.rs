@@ -7,7 +7,7 @@
 //! transaction, each inside its own savepoint so that one refused op does not
 //! abort its neighbours, commits once with `synchronous_commit=on`, and only
 //! then answers the callers and announces the changes on the
-//! [`CommitSender`]. One writer per process means the announcements come out
+//! [`CommitSender`](crate::CommitSender). One writer per process means the announcements come out
 //! in commit order.
 //!
 //! # Several processes: locks in one global order

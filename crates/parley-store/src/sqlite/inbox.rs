@@ -1,6 +1,6 @@
 //! The inbox in SQLite: handing out cursors on the general write path, and
 //! reading the head and the entries after a cursor. The run bookkeeping is
-//! in [`inbox_runs`](super::inbox_runs).
+//! in `inbox_runs`.
 
 use parley_proto::{ConversationId, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
