@@ -167,6 +167,40 @@ pub(crate) enum GroupPlan {
     },
 }
 
+impl GroupPlan {
+    /// The `system` message announcing this plan as the group's `seq`;
+    /// `None` when nothing changes. (A removal that promotes a successor is
+    /// followed by a [`role_changed_message`] at `seq + 1`.)
+    pub(crate) fn announcement(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+        actor: UserId,
+        now: i64,
+    ) -> Option<Message> {
+        Some(match self {
+            GroupPlan::Unchanged => return None,
+            GroupPlan::Add { candidates } => system_message(
+                conversation,
+                seq,
+                actor,
+                SystemEvent::MemberAdded,
+                candidates.clone(),
+                now,
+            ),
+            GroupPlan::Remove { user, event, .. } => {
+                system_message(conversation, seq, actor, *event, vec![*user], now)
+            }
+            GroupPlan::Rename { name } => {
+                renamed_message(conversation, seq, actor, name.clone(), now)
+            }
+            GroupPlan::SetRole { user, role } => {
+                role_changed_message(conversation, seq, actor, *user, *role, now)
+            }
+        })
+    }
+}
+
 /// Checks `change` against the group's current state and says what to do.
 /// `record` must be read inside the transaction that applies the plan.
 pub(crate) fn plan_group_change(
@@ -402,6 +436,35 @@ mod tests {
             plan_new_group(&new(&[2, 3], 2)),
             Err(StoreError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn each_change_is_announced_at_its_seq() {
+        let at = |plan: GroupPlan| plan.announcement(ConversationId(1), 6, UserId(1), 9);
+        assert_eq!(at(GroupPlan::Unchanged), None);
+        let added = at(GroupPlan::Add {
+            candidates: vec![UserId(3)],
+        })
+        .unwrap();
+        assert_eq!(added.event, Some(SystemEvent::MemberAdded));
+        assert_eq!((added.seq, added.sent_at_ms), (6, 9));
+        assert_eq!(added.user_ids, Some(vec![UserId(3)]));
+        let removed = at(GroupPlan::Remove {
+            user: UserId(2),
+            event: SystemEvent::MemberRemoved,
+            successor: None,
+        })
+        .unwrap();
+        assert_eq!(removed.event, Some(SystemEvent::MemberRemoved));
+        let renamed = at(GroupPlan::Rename { name: "n".into() }).unwrap();
+        assert_eq!(renamed.name.as_deref(), Some("n"));
+        let role = at(GroupPlan::SetRole {
+            user: UserId(2),
+            role: Role::Admin,
+        })
+        .unwrap();
+        assert_eq!(role.role, Some(Role::Admin));
+        assert_eq!(role.user_ids, Some(vec![UserId(2)]));
     }
 
     #[test]

@@ -25,11 +25,10 @@ use crate::error::{StoreError, StoreResult};
 use crate::model::{NewUser, UserRecord};
 
 pub(crate) use groups::{
-    GroupPlan, created_message, plan_group_change, plan_new_group, renamed_message,
-    role_changed_message,
+    GroupPlan, created_message, plan_group_change, plan_new_group, role_changed_message,
 };
 pub(crate) use messages::{
-    HistoryWindow, check_append, history_refusal, not_a_member, system_message, text_message,
+    HistoryWindow, check_append, history_refusal, not_a_member, text_message,
 };
 pub(crate) use receipts::{Cursors, ReceiptRequest};
 pub(crate) use rows::{

@@ -2,7 +2,7 @@
 //! `domain::groups`.
 
 use deadpool_postgres::ClientWrapper;
-use parley_proto::{ConversationId, Role, SystemEvent, UserId};
+use parley_proto::{ConversationId, Role, UserId};
 
 use super::batch::Batch;
 use super::conversations::{
@@ -53,7 +53,11 @@ pub(super) async fn change_group(
         .ok_or(StoreError::NotFound("conversation"))?;
     let (now, seq, actor) = (change.now_ms, record.last_seq + 1, change.actor);
     let everyone: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-    match domain::plan_group_change(&record, change)? {
+    let plan = domain::plan_group_change(&record, change)?;
+    let Some(message) = plan.announcement(conversation, seq, actor, now) else {
+        return Ok(record);
+    };
+    match plan {
         GroupPlan::Unchanged => return Ok(record),
         GroupPlan::Add { candidates } => {
             check_users_exist(conn, &candidates).await?;
@@ -61,24 +65,13 @@ pub(super) async fn change_group(
                 add_member_row(conn, conversation, user, Role::Member, seq, now).await?;
             }
             let recipients = active_member_ids(conn, conversation).await?;
-            let message = domain::system_message(
-                conversation,
-                seq,
-                actor,
-                SystemEvent::MemberAdded,
-                candidates,
-                now,
-            );
             insert_message(conn, batch, message, &recipients).await?;
         }
         GroupPlan::Remove {
-            user,
-            event,
-            successor,
+            user, successor, ..
         } => {
             // The removed member is still active here, so it receives its
             // own removal, and nothing after it.
-            let message = domain::system_message(conversation, seq, actor, event, vec![user], now);
             insert_message(conn, batch, message, &everyone).await?;
             deactivate_member(conn, conversation, user, seq).await?;
             if let Some(successor) = successor {
@@ -102,12 +95,10 @@ pub(super) async fn change_group(
                 &[&conversation.0, &name],
             )
             .await?;
-            let message = domain::renamed_message(conversation, seq, actor, name, now);
             insert_message(conn, batch, message, &everyone).await?;
         }
         GroupPlan::SetRole { user, role } => {
             set_role_row(conn, conversation, user, role).await?;
-            let message = domain::role_changed_message(conversation, seq, actor, user, role, now);
             insert_message(conn, batch, message, &everyone).await?;
         }
     }

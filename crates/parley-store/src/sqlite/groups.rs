@@ -44,7 +44,11 @@ pub(super) fn change_group(
         .ok_or(StoreError::NotFound("conversation"))?;
     let (now, seq, actor) = (change.now_ms, record.last_seq + 1, change.actor);
     let everyone: Vec<UserId> = record.members.iter().map(|m| m.user_id).collect();
-    match domain::plan_group_change(&record, &change)? {
+    let plan = domain::plan_group_change(&record, &change)?;
+    let Some(message) = plan.announcement(conversation, seq, actor, now) else {
+        return Ok(record);
+    };
+    match plan {
         GroupPlan::Unchanged => return Ok(record),
         GroupPlan::Add { candidates } => {
             check_users_exist(conn, &candidates)?;
@@ -52,24 +56,13 @@ pub(super) fn change_group(
                 add_member_row(conn, conversation, user, Role::Member, seq, now)?;
             }
             let recipients = active_member_ids(conn, conversation)?;
-            let message = domain::system_message(
-                conversation,
-                seq,
-                actor,
-                parley_proto::SystemEvent::MemberAdded,
-                candidates,
-                now,
-            );
             insert_message(conn, events, message, &recipients)?;
         }
         GroupPlan::Remove {
-            user,
-            event,
-            successor,
+            user, successor, ..
         } => {
             // The removed member is still active here, so it receives its
             // own removal, and nothing after it.
-            let message = domain::system_message(conversation, seq, actor, event, vec![user], now);
             insert_message(conn, events, message, &everyone)?;
             deactivate_member(conn, conversation, user, seq)?;
             if let Some(successor) = successor {
@@ -89,12 +82,10 @@ pub(super) fn change_group(
         GroupPlan::Rename { name } => {
             conn.prepare_cached("UPDATE conversations SET name=?2 WHERE id=?1")?
                 .execute(params![conversation.0, name])?;
-            let message = domain::renamed_message(conversation, seq, actor, name, now);
             insert_message(conn, events, message, &everyone)?;
         }
         GroupPlan::SetRole { user, role } => {
             set_role_row(conn, conversation, user, role)?;
-            let message = domain::role_changed_message(conversation, seq, actor, user, role, now);
             insert_message(conn, events, message, &everyone)?;
         }
     }
