@@ -4,13 +4,26 @@
 //! - [`Store`]: the one boundary between the server and a storage engine.
 //!   Every write is atomic and durable when its future resolves.
 //! - [`model`]: records read and written through the trait.
+//! - `domain`: the rules both engines apply, decided once and unit-tested
+//!   there: group administration, names and sizes, system messages, append
+//!   checks (membership, `reply_to_seq`), the text-message shape, receipt
+//!   cursor arithmetic, the direct-conversation key, history windows, inbox
+//!   cursor bounds, and decoding engine-neutral rows into records. Engines
+//!   only carry the rules out in their own SQL.
 //! - [`sqlite`]: the embedded default. One writer thread does group commit;
 //!   reads run on a pool of reader connections and never wait for the writer.
+//!   The inbox is stored as runs of one conversation (`sqlite::inbox_runs`),
+//!   and the writer keeps seqs, members and inbox tails in memory
+//!   (`sqlite::writer_cache`).
 //! - [`postgres`]: for several processes sharing one database. One writer
-//!   task per process does group commit; row locks taken in one global order
-//!   keep `seq` and inbox cursors gapless across processes.
-//! - `domain`: the rules both engines apply (group administration, names,
-//!   sizes, system messages), decided in one place.
+//!   task per process does group commit of write ops kept as data
+//!   (`postgres::batch`); row locks taken in one global order keep `seq` and
+//!   inbox cursors gapless across processes. The inbox is one row per entry;
+//!   `postgres::errors` classifies engine errors (retry the batch, retry the
+//!   op, unavailable).
+//! - Both engines are split by concern under the same module names:
+//!   `schema`, `rows`, `users`, `conversations`, `messages`, `receipts`,
+//!   `groups`, `inbox`, `writer`.
 //! - [`error`]: [`StoreError`], mapped to protocol codes by the server.
 //!
 //! **Architecture invariant:** every committed change that someone must hear

@@ -17,6 +17,7 @@ use parley_proto::{
     ConversationId, DeviceId, MessageKind, ReceiptStatus, Role, SystemEvent, UserId,
 };
 use parley_store::*;
+use support::fixtures::{device, user};
 
 /// Where a test's data lives; `open` may be called again (a restart, or a
 /// second process on the same data).
@@ -42,14 +43,8 @@ impl Backend {
 
     fn config(&self) -> StoreConfig {
         match self {
-            Backend::Sqlite(dir) => StoreConfig::Sqlite {
-                path: dir.path().join("parley.db"),
-                options: sqlite::SqliteOptions::default(),
-            },
-            Backend::Postgres(db) => StoreConfig::Postgres {
-                url: db.url.clone(),
-                options: Default::default(),
-            },
+            Backend::Sqlite(dir) => support::fixtures::sqlite_config(dir.path()),
+            Backend::Postgres(db) => db.config(),
         }
     }
 
@@ -63,27 +58,6 @@ impl Backend {
 }
 
 const MAX: usize = 1024;
-
-async fn user(store: &dyn Store, name: &str) -> UserId {
-    store
-        .create_user(NewUser {
-            username: name.into(),
-            display_name: name.to_uppercase(),
-            password_hash: "$argon2id$fake".into(),
-            now_ms: 1_000,
-        })
-        .await
-        .expect("create user")
-        .id
-}
-
-async fn device(store: &dyn Store, user: UserId) -> DeviceId {
-    store
-        .create_device(user, "phone".into(), 2_000)
-        .await
-        .expect("create device")
-        .id
-}
 
 fn text(conversation: ConversationId, sender: UserId, device: DeviceId, key: &str) -> NewMessage {
     NewMessage {

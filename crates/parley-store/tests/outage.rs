@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use parley_proto::{ConversationId, DeviceId, MessageId, ReceiptStatus, UserId};
 use parley_store::postgres::{PostgresOptions, PostgresStore};
 use parley_store::*;
-use support::PrivateServer;
+use support::{PrivateServer, fixtures};
 
 async fn start_server() -> Option<PrivateServer> {
     match tokio::task::spawn_blocking(PrivateServer::start)
@@ -66,33 +66,8 @@ struct Chat {
 async fn chat(url: &str, n_users: usize) -> Chat {
     let (store, events) = PostgresStore::open(url, options()).await.expect("open");
     let store: Arc<dyn Store> = Arc::new(store);
-    let mut users = Vec::new();
-    for i in 0..n_users {
-        let id = store
-            .create_user(NewUser {
-                username: format!("user{i}"),
-                display_name: format!("User {i}"),
-                password_hash: "x".into(),
-                now_ms: 1,
-            })
-            .await
-            .unwrap()
-            .id;
-        let device = store.create_device(id, "phone".into(), 1).await.unwrap().id;
-        users.push((id, device));
-    }
-    let ids: Vec<UserId> = users.iter().map(|u| u.0).collect();
-    let group = store
-        .create_group(NewGroup {
-            creator: ids[0],
-            name: "outage".into(),
-            member_ids: ids[1..].to_vec(),
-            max_members: 1024,
-            now_ms: 1,
-        })
-        .await
-        .unwrap()
-        .id;
+    let users = fixtures::users_with_devices(&*store, "user", n_users).await;
+    let group = fixtures::group_of(&*store, "outage", &users).await;
     Chat {
         store,
         events,
@@ -360,26 +335,8 @@ async fn hung_database_times_out_and_recovers() {
     };
     let (store, mut events) = PostgresStore::open(&url, short).await.expect("open");
     let store: Arc<dyn Store> = Arc::new(store);
-    let alice = store
-        .create_user(NewUser {
-            username: "alice".into(),
-            display_name: "Alice".into(),
-            password_hash: "x".into(),
-            now_ms: 1,
-        })
-        .await
-        .unwrap()
-        .id;
-    let bob = store
-        .create_user(NewUser {
-            username: "bob".into(),
-            display_name: "Bob".into(),
-            password_hash: "x".into(),
-            now_ms: 1,
-        })
-        .await
-        .unwrap()
-        .id;
+    let alice = fixtures::user(&*store, "alice").await;
+    let bob = fixtures::user(&*store, "bob").await;
     let device = store
         .create_device(alice, "phone".into(), 1)
         .await

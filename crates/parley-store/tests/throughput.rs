@@ -12,37 +12,15 @@ use std::time::{Duration, Instant};
 
 use parley_proto::{ConversationId, DeviceId, UserId};
 use parley_store::*;
+use support::fixtures;
 
 const TASKS: usize = 64;
 const PER_TASK: usize = 100;
 
 async fn setup(store: &dyn Store) -> (ConversationId, Vec<(UserId, DeviceId)>) {
-    let mut users = Vec::new();
-    for i in 0..8 {
-        let id = store
-            .create_user(NewUser {
-                username: format!("bench{i}"),
-                display_name: "bench".into(),
-                password_hash: "x".into(),
-                now_ms: 1,
-            })
-            .await
-            .unwrap()
-            .id;
-        users.push((id, store.create_device(id, "d".into(), 1).await.unwrap().id));
-    }
-    let ids: Vec<UserId> = users.iter().map(|u| u.0).collect();
-    let group = store
-        .create_group(NewGroup {
-            creator: ids[0],
-            name: "bench".into(),
-            member_ids: ids[1..].to_vec(),
-            max_members: 1024,
-            now_ms: 1,
-        })
-        .await
-        .unwrap();
-    (group.id, users)
+    let users = fixtures::users_with_devices(store, "bench", 8).await;
+    let group = fixtures::group_of(store, "bench", &users).await;
+    (group, users)
 }
 
 /// `TASKS` senders, one append in flight each, spread over `stores` (one
@@ -98,10 +76,7 @@ async fn run(label: &str, stores: Vec<Arc<dyn Store>>) {
 #[ignore = "a measurement, not a check"]
 async fn append_throughput() {
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::Sqlite {
-        path: dir.path().join("bench.db"),
-        options: sqlite::SqliteOptions::default(),
-    };
+    let config = fixtures::sqlite_config(dir.path());
     let (store, _events) = open(&config).await.unwrap();
     run("sqlite, 1 process", vec![store]).await;
 
@@ -109,18 +84,12 @@ async fn append_throughput() {
         support::skip_or_fail("no PostgreSQL for the measurement");
         return;
     };
-    let config = StoreConfig::Postgres {
-        url: db.url.clone(),
-        options: Default::default(),
-    };
+    let config = db.config();
     let (store, _events) = open(&config).await.unwrap();
     run("postgres, 1 process", vec![store]).await;
 
     let db = support::TestDatabase::create().await.unwrap();
-    let config = StoreConfig::Postgres {
-        url: db.url.clone(),
-        options: Default::default(),
-    };
+    let config = db.config();
     let (first, _first_events) = open(&config).await.unwrap();
     let (second, _second_events) = open(&config).await.unwrap();
     run("postgres, 2 processes", vec![first, second]).await;
@@ -135,28 +104,15 @@ async fn sqlite_direct_pipelined_throughput() {
     const PAIRS: usize = 50;
     const PER_SENDER: usize = 400;
     let dir = tempfile::tempdir().unwrap();
-    let config = StoreConfig::Sqlite {
-        path: dir.path().join("bench.db"),
-        options: sqlite::SqliteOptions::default(),
-    };
+    let config = fixtures::sqlite_config(dir.path());
     let (store, mut events) = open(&config).await.unwrap();
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     let mut senders = Vec::new();
     for p in 0..PAIRS {
-        let mut ids = Vec::new();
-        for side in 0..2 {
-            let id = store
-                .create_user(NewUser {
-                    username: format!("p{p}s{side}"),
-                    display_name: "bench".into(),
-                    password_hash: "x".into(),
-                    now_ms: 1,
-                })
-                .await
-                .unwrap()
-                .id;
-            ids.push(id);
-        }
+        let ids = [
+            fixtures::user(&*store, &format!("p{p}s0")).await,
+            fixtures::user(&*store, &format!("p{p}s1")).await,
+        ];
         let device = store.create_device(ids[0], "d".into(), 1).await.unwrap().id;
         let (conversation, _) = store.get_or_create_direct(ids[0], ids[1], 1).await.unwrap();
         senders.push((conversation.id, ids[0], device));

@@ -1,9 +1,13 @@
-//! Test fixtures for the PostgreSQL store: a fresh database on the machine's
-//! server per test, and a private server the outage tests may stop.
+//! Test support shared by the store's test binaries: the one test-database
+//! helper (a fresh PostgreSQL database on the machine's server per test),
+//! a private server the outage tests may stop, and the store fixtures in
+//! [`fixtures`].
 //!
 //! Each test binary uses only part of this module, hence the `dead_code`
 //! allowance.
 #![allow(dead_code)]
+
+pub(crate) mod fixtures;
 
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;

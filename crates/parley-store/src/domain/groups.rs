@@ -1,44 +1,12 @@
-//! Domain rules every storage engine applies the same way: who may change a
-//! group and how, group names and sizes, the shape of system messages.
-//!
-//! Engines decide *how* to read and write; this module decides *what*
-//! happens, from the conversation as the engine read it inside its
-//! transaction. Keeping the rules here means SQLite and PostgreSQL cannot
-//! drift apart (the conformance suite checks the rest).
+//! Group rules: who may change a group and how, group names and sizes, and
+//! the `system` messages that announce each change.
 
 use parley_proto::api::ConversationKind;
-use parley_proto::{ConversationId, Message, MessageId, MessageKind, Role, SystemEvent, UserId};
+use parley_proto::{ConversationId, Message, Role, SystemEvent, UserId};
 
+use super::messages::system_message;
 use crate::error::{StoreError, StoreResult};
-use crate::model::{ConversationRecord, GroupChange, GroupChangeKind};
-
-/// A `system` message recording a membership change (its id is assigned on
-/// insert).
-pub(crate) fn system_message(
-    conversation: ConversationId,
-    seq: u64,
-    actor: UserId,
-    event: SystemEvent,
-    user_ids: Vec<UserId>,
-    now: i64,
-) -> Message {
-    Message {
-        conversation_id: conversation,
-        seq,
-        message_id: MessageId(0),
-        sender_id: actor,
-        sender_device_id: None,
-        client_msg_id: None,
-        sent_at_ms: now,
-        kind: MessageKind::System,
-        text: None,
-        reply_to_seq: None,
-        event: Some(event),
-        user_ids: Some(user_ids),
-        name: None,
-        role: None,
-    }
-}
+use crate::model::{ConversationRecord, GroupChange, GroupChangeKind, NewGroup};
 
 /// A group name: 1 to 100 characters after trimming.
 pub(crate) fn validate_group_name(name: &str) -> StoreResult<String> {
@@ -83,6 +51,87 @@ pub(crate) fn check_group_size(count: usize, max_members: usize) -> StoreResult<
     Ok(())
 }
 
+/// A group about to be created, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewGroupPlan {
+    /// The validated name.
+    pub(crate) name: String,
+    /// The creator first, then the other members in request order.
+    pub(crate) members: Vec<UserId>,
+}
+
+impl NewGroupPlan {
+    /// The members other than the creator (who becomes admin).
+    pub(crate) fn others(&self) -> &[UserId] {
+        &self.members[1..]
+    }
+}
+
+/// Checks a group to create: its name, its members (deduplicated, the
+/// creator not repeated) and its size. The engine still checks that the
+/// users exist.
+pub(crate) fn plan_new_group(new: &NewGroup) -> StoreResult<NewGroupPlan> {
+    let name = validate_group_name(&new.name)?;
+    let others = distinct_candidates(&new.member_ids, &[new.creator], new.max_members)?;
+    check_group_size(others.len() + 1, new.max_members)?;
+    let mut members = Vec::with_capacity(others.len() + 1);
+    members.push(new.creator);
+    members.extend(others);
+    Ok(NewGroupPlan { name, members })
+}
+
+/// The `created` message of a new group (always seq 1).
+pub(crate) fn created_message(
+    conversation: ConversationId,
+    plan: &NewGroupPlan,
+    now: i64,
+) -> Message {
+    let mut message = system_message(
+        conversation,
+        1,
+        plan.members[0],
+        SystemEvent::Created,
+        plan.members.clone(),
+        now,
+    );
+    message.name = Some(plan.name.clone());
+    message
+}
+
+/// The `renamed` message.
+pub(crate) fn renamed_message(
+    conversation: ConversationId,
+    seq: u64,
+    actor: UserId,
+    name: String,
+    now: i64,
+) -> Message {
+    let mut message = system_message(conversation, seq, actor, SystemEvent::Renamed, vec![], now);
+    message.name = Some(name);
+    message
+}
+
+/// The `role_changed` message giving `user` its new `role`.
+pub(crate) fn role_changed_message(
+    conversation: ConversationId,
+    seq: u64,
+    actor: UserId,
+    user: UserId,
+    role: Role,
+    now: i64,
+) -> Message {
+    let mut message = system_message(
+        conversation,
+        seq,
+        actor,
+        SystemEvent::RoleChanged,
+        vec![user],
+        now,
+    );
+    message.role = Some(role);
+    message
+}
+
 /// What an administrative change does, decided from the group as it is.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum GroupPlan {
@@ -116,6 +165,40 @@ pub(crate) enum GroupPlan {
         /// Its new role.
         role: Role,
     },
+}
+
+impl GroupPlan {
+    /// The `system` message announcing this plan as the group's `seq`;
+    /// `None` when nothing changes. (A removal that promotes a successor is
+    /// followed by a [`role_changed_message`] at `seq + 1`.)
+    pub(crate) fn announcement(
+        &self,
+        conversation: ConversationId,
+        seq: u64,
+        actor: UserId,
+        now: i64,
+    ) -> Option<Message> {
+        Some(match self {
+            GroupPlan::Unchanged => return None,
+            GroupPlan::Add { candidates } => system_message(
+                conversation,
+                seq,
+                actor,
+                SystemEvent::MemberAdded,
+                candidates.clone(),
+                now,
+            ),
+            GroupPlan::Remove { user, event, .. } => {
+                system_message(conversation, seq, actor, *event, vec![*user], now)
+            }
+            GroupPlan::Rename { name } => {
+                renamed_message(conversation, seq, actor, name.clone(), now)
+            }
+            GroupPlan::SetRole { user, role } => {
+                role_changed_message(conversation, seq, actor, *user, *role, now)
+            }
+        })
+    }
 }
 
 /// Checks `change` against the group's current state and says what to do.
@@ -330,6 +413,58 @@ mod tests {
             plan_group_change(&record, &change(1, same)).unwrap(),
             GroupPlan::Unchanged
         );
+    }
+
+    #[test]
+    fn new_groups_put_the_creator_first_and_are_sized() {
+        let new = |ids: &[i64], max_members| NewGroup {
+            creator: UserId(1),
+            name: " g ".into(),
+            member_ids: ids.iter().map(|&i| UserId(i)).collect(),
+            max_members,
+            now_ms: 0,
+        };
+        let plan = plan_new_group(&new(&[2, 1, 3, 2], 4)).unwrap();
+        assert_eq!(plan.name, "g");
+        assert_eq!(plan.members, vec![UserId(1), UserId(2), UserId(3)]);
+        assert_eq!(plan.others(), &[UserId(2), UserId(3)]);
+        let created = created_message(ConversationId(7), &plan, 9);
+        assert_eq!((created.seq, created.sender_id), (1, UserId(1)));
+        assert_eq!(created.user_ids, Some(plan.members.clone()));
+        assert_eq!(created.name.as_deref(), Some("g"));
+        assert!(matches!(
+            plan_new_group(&new(&[2, 3], 2)),
+            Err(StoreError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn each_change_is_announced_at_its_seq() {
+        let at = |plan: GroupPlan| plan.announcement(ConversationId(1), 6, UserId(1), 9);
+        assert_eq!(at(GroupPlan::Unchanged), None);
+        let added = at(GroupPlan::Add {
+            candidates: vec![UserId(3)],
+        })
+        .unwrap();
+        assert_eq!(added.event, Some(SystemEvent::MemberAdded));
+        assert_eq!((added.seq, added.sent_at_ms), (6, 9));
+        assert_eq!(added.user_ids, Some(vec![UserId(3)]));
+        let removed = at(GroupPlan::Remove {
+            user: UserId(2),
+            event: SystemEvent::MemberRemoved,
+            successor: None,
+        })
+        .unwrap();
+        assert_eq!(removed.event, Some(SystemEvent::MemberRemoved));
+        let renamed = at(GroupPlan::Rename { name: "n".into() }).unwrap();
+        assert_eq!(renamed.name.as_deref(), Some("n"));
+        let role = at(GroupPlan::SetRole {
+            user: UserId(2),
+            role: Role::Admin,
+        })
+        .unwrap();
+        assert_eq!(role.role, Some(Role::Admin));
+        assert_eq!(role.user_ids, Some(vec![UserId(2)]));
     }
 
     #[test]

@@ -1,0 +1,69 @@
+//! Filling the domain's engine-neutral rows from PostgreSQL rows; the
+//! decoding into records is `domain::rows`.
+
+use parley_proto::{Message, UserId};
+use tokio_postgres::Row;
+
+use super::errors::OpResult;
+use crate::domain::{ConversationRow, MemberRow, MessageRow, UserRow};
+use crate::model::{MemberRecord, UserRecord};
+
+/// Reads a message whose `MESSAGE_COLUMNS` start at column `at`.
+pub(super) fn message_from_row(row: &Row, at: usize) -> OpResult<Message> {
+    // PostgreSQL keeps a system message's user list as a BIGINT[].
+    let user_ids: Option<Vec<i64>> = row.try_get(at + 11)?;
+    Ok(MessageRow {
+        id: row.try_get(at)?,
+        conversation_id: row.try_get(at + 1)?,
+        seq: row.try_get(at + 2)?,
+        sender_id: row.try_get(at + 3)?,
+        sender_device_id: row.try_get(at + 4)?,
+        client_msg_id: row.try_get(at + 5)?,
+        sent_at_ms: row.try_get(at + 6)?,
+        kind: row.try_get(at + 7)?,
+        text: row.try_get(at + 8)?,
+        reply_to_seq: row.try_get(at + 9)?,
+        event: row.try_get(at + 10)?,
+        user_ids: user_ids.map(|ids| ids.into_iter().map(UserId).collect()),
+        name: row.try_get(at + 12)?,
+        role: row.try_get(at + 13)?,
+    }
+    .into_message())
+}
+
+/// Reads a user selected as `USER_COLUMNS`.
+pub(super) fn user_from_row(row: &Row) -> OpResult<UserRecord> {
+    Ok(UserRow {
+        id: row.try_get(0)?,
+        username: row.try_get(1)?,
+        display_name: row.try_get(2)?,
+        password_hash: row.try_get(3)?,
+        presence_visibility: row.try_get(4)?,
+        last_seen_ms: row.try_get(5)?,
+        created_at_ms: row.try_get(6)?,
+    }
+    .into_record())
+}
+
+/// Reads `user_id, role, delivered_up_to, read_up_to, joined_seq`.
+pub(super) fn member_from_row(row: &Row) -> OpResult<MemberRecord> {
+    Ok(MemberRow {
+        user_id: row.try_get(0)?,
+        role: row.try_get(1)?,
+        delivered_up_to: row.try_get(2)?,
+        read_up_to: row.try_get(3)?,
+        joined_seq: row.try_get(4)?,
+    }
+    .into_record())
+}
+
+/// Reads `kind, name, last_seq, summary_delivered, summary_read`.
+pub(super) fn conversation_row(row: &Row) -> OpResult<ConversationRow> {
+    Ok(ConversationRow {
+        kind: row.try_get(0)?,
+        name: row.try_get(1)?,
+        last_seq: row.try_get(2)?,
+        summary_delivered: row.try_get(3)?,
+        summary_read: row.try_get(4)?,
+    })
+}

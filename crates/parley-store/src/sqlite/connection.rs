@@ -1,0 +1,99 @@
+//! Opening SQLite connections, and the pool of reader connections that
+//! serve reads on Tokio's blocking pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use rusqlite::Connection;
+
+use super::SqliteOptions;
+use crate::error::{StoreError, StoreResult};
+
+/// Opens a connection with the store's pragmas (WAL, the chosen
+/// `synchronous`, foreign keys, in-memory temp store).
+pub(super) fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if options.synchronous_full {
+            "FULL"
+        } else {
+            "NORMAL"
+        },
+    )?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Every job runs in a savepoint; with temp files the savepoint journal
+    // is written through the kernel on every job (the profile showed it).
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+/// Reader connections, kept open between reads.
+pub(super) struct ReaderPool {
+    path: PathBuf,
+    options: SqliteOptions,
+    idle: Mutex<Vec<Connection>>,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+impl ReaderPool {
+    /// Reads at once; every one keeps its connection afterwards.
+    const MAX_READERS: usize = 8;
+    const MAX_IDLE: usize = Self::MAX_READERS;
+
+    /// A pool for the database at `path`; connections open on first use.
+    pub(super) fn new(path: PathBuf, options: SqliteOptions) -> ReaderPool {
+        ReaderPool {
+            path,
+            options,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(tokio::sync::Semaphore::new(Self::MAX_READERS)),
+        }
+    }
+
+    /// Runs `f` on a reader connection on the blocking pool.
+    pub(super) async fn run<T, F>(self: Arc<Self>, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        // At most MAX_READERS reads run at once: a reconnect storm queues
+        // here instead of opening (and then dropping) hundreds of
+        // connections on hundreds of blocking threads.
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("store is shutting down".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let conn = self.take()?;
+            let result = f(&conn);
+            self.put(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Internal(format!("reader task failed: {e}")))?
+    }
+
+    fn take(&self) -> StoreResult<Connection> {
+        // A std mutex: held only to pop, never across an await.
+        let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => open_connection(&self.path, &self.options),
+        }
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < Self::MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+}

@@ -1,0 +1,186 @@
+//! Conversations in SQLite: loading one with its members, membership rows,
+//! the guarded `last_seq` advance, direct conversations and a user's list.
+
+use parley_proto::{ConversationId, Role, UserId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rows::{conversation_row, member_from_row, message_from_row};
+use super::users::user_exists;
+use crate::domain::{self, MESSAGE_COLUMNS, to_u64};
+use crate::error::{StoreError, StoreResult};
+use crate::model::{ConversationRecord, ConversationSummaryRecord};
+
+/// A conversation with its active members, in join order.
+pub(super) fn load_conversation(
+    conn: &Connection,
+    id: ConversationId,
+) -> StoreResult<Option<ConversationRecord>> {
+    let header = conn
+        .prepare_cached(
+            "SELECT kind, name, last_seq, summary_delivered, summary_read FROM conversations WHERE id=?1",
+        )?
+        .query_row([id.0], conversation_row)
+        .optional()?;
+    let Some(header) = header else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id, role, delivered_up_to, read_up_to, joined_seq FROM members
+         WHERE conversation_id=?1 AND active=1 ORDER BY joined_at_ms, user_id",
+    )?;
+    let members = stmt
+        .query_map([id.0], member_from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Some(header.into_record(id, members)))
+}
+
+/// A conversation that a write just changed: it must exist.
+pub(super) fn reload_conversation(
+    conn: &Connection,
+    id: ConversationId,
+) -> StoreResult<ConversationRecord> {
+    load_conversation(conn, id)?.ok_or(StoreError::Internal("conversation vanished".into()))
+}
+
+/// The active members, in join order.
+pub(super) fn active_member_ids(
+    conn: &Connection,
+    conversation: ConversationId,
+) -> StoreResult<Vec<UserId>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT user_id FROM members WHERE conversation_id=?1 AND active=1 ORDER BY joined_at_ms, user_id",
+    )?;
+    let ids = stmt
+        .query_map([conversation.0], |r| Ok(UserId(r.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
+/// Moves `last_seq` from `from_seq` to `to_seq`, refusing unless the row
+/// still holds `from_seq`: a writer that computed seqs from a stale read is
+/// a bug, and must fail rather than leave a gap or reuse a seq. Both send
+/// paths (the general one and the writer cache's flush) go through here.
+pub(super) fn advance_last_seq(
+    conn: &Connection,
+    conversation: ConversationId,
+    from_seq: u64,
+    to_seq: u64,
+    activity_ms: i64,
+) -> StoreResult<()> {
+    let updated = conn
+        .prepare_cached(
+            "UPDATE conversations SET last_seq=?3, last_activity_ms=?4 WHERE id=?1 AND last_seq=?2",
+        )?
+        .execute(params![
+            conversation.0,
+            from_seq as i64,
+            to_seq as i64,
+            activity_ms
+        ])?;
+    if updated != 1 {
+        return Err(StoreError::Internal(format!(
+            "seq {to_seq} does not follow the stored seq {from_seq} of {conversation}"
+        )));
+    }
+    Ok(())
+}
+
+/// Makes `user` an active member from `joined_seq` on (again, if it was
+/// one before), with its cursors just before that seq.
+pub(super) fn add_member_row(
+    conn: &Connection,
+    conversation: ConversationId,
+    user: UserId,
+    role: Role,
+    joined_seq: u64,
+    now: i64,
+) -> StoreResult<()> {
+    let cursor = joined_seq as i64 - 1;
+    conn.prepare_cached(
+        "INSERT INTO members(conversation_id, user_id, role, active, delivered_up_to, read_up_to, joined_seq, joined_at_ms)
+         VALUES(?1, ?2, ?3, 1, ?4, ?4, ?5, ?6)
+         ON CONFLICT(conversation_id, user_id) DO UPDATE SET
+            role=excluded.role, active=1, delivered_up_to=MAX(members.delivered_up_to, excluded.delivered_up_to),
+            read_up_to=MAX(members.read_up_to, excluded.read_up_to), joined_seq=excluded.joined_seq,
+            joined_at_ms=excluded.joined_at_ms",
+    )?
+    .execute(params![conversation.0, user.0, role.as_str(), cursor, joined_seq as i64, now])?;
+    conn.prepare_cached("INSERT OR REPLACE INTO member_periods(conversation_id, user_id, from_seq, to_seq) VALUES(?1, ?2, ?3, NULL)")?
+        .execute(params![conversation.0, user.0, joined_seq as i64])?;
+    Ok(())
+}
+
+/// The direct conversation of `a` and `b`, created if missing.
+pub(super) fn get_or_create_direct(
+    conn: &Connection,
+    a: UserId,
+    b: UserId,
+    now_ms: i64,
+) -> StoreResult<(ConversationRecord, bool)> {
+    let key = domain::direct_key(a, b)?;
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT id FROM conversations WHERE direct_key=?1")?
+        .query_row([&key], |r| r.get(0))
+        .optional()?;
+    if let Some(id) = existing {
+        let record = load_conversation(conn, ConversationId(id))?
+            .ok_or(StoreError::NotFound("conversation"))?;
+        return Ok((record, false));
+    }
+    for user in [a, b] {
+        if !user_exists(conn, user)? {
+            return Err(StoreError::NotFound("user"));
+        }
+    }
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO conversations(kind, direct_key, last_seq, last_activity_ms, created_at_ms)
+             VALUES('direct', ?1, 0, ?2, ?2) RETURNING id",
+        )?
+        .query_row(params![key, now_ms], |r| r.get(0))?;
+    let conversation = ConversationId(id);
+    add_member_row(conn, conversation, a, Role::Member, 1, now_ms)?;
+    add_member_row(conn, conversation, b, Role::Member, 1, now_ms)?;
+    let record =
+        load_conversation(conn, conversation)?.ok_or(StoreError::NotFound("conversation"))?;
+    Ok((record, true))
+}
+
+/// The user's active conversations, most recent activity first, each with
+/// its newest message and unread count.
+pub(super) fn conversations_for(
+    conn: &Connection,
+    user: UserId,
+) -> StoreResult<Vec<ConversationSummaryRecord>> {
+    let ids = conn
+        .prepare_cached(
+            "SELECT c.id FROM members m JOIN conversations c ON c.id=m.conversation_id
+             WHERE m.user_id=?1 AND m.active=1 ORDER BY c.last_activity_ms DESC, c.id DESC",
+        )?
+        .query_map([user.0], |r| r.get::<_, i64>(0))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let last_sql =
+        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=?1 AND seq=?2");
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let Some(conversation) = load_conversation(conn, ConversationId(id))? else {
+            continue;
+        };
+        let read_up_to = conversation.member(user).map(|m| m.read_up_to).unwrap_or(0);
+        let last_message = conn
+            .prepare_cached(&last_sql)?
+            .query_row(params![id, conversation.last_seq as i64], message_from_row)
+            .optional()?;
+        let unread: i64 = conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM messages WHERE conversation_id=?1 AND seq > ?2 AND sender_id != ?3",
+            )?
+            .query_row(params![id, read_up_to as i64, user.0], |r| r.get(0))?;
+        out.push(ConversationSummaryRecord {
+            conversation,
+            last_message,
+            unread_count: to_u64(unread),
+        });
+    }
+    Ok(out)
+}

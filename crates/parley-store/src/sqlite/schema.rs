@@ -1,0 +1,206 @@
+//! The SQLite schema: its migrations, applied in order at open.
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::error::{StoreError, StoreResult};
+
+/// The schema, one entry per version. Never edit an entry once released;
+/// append a new one.
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE users(
+    id INTEGER PRIMARY KEY,
+    username TEXT NOT NULL UNIQUE,
+    display_name TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    presence_visibility TEXT NOT NULL DEFAULT 'everyone',
+    last_seen_ms INTEGER,
+    created_at_ms INTEGER NOT NULL,
+    inbox_head INTEGER NOT NULL DEFAULT 0,
+    inbox_floor INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE devices(
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id),
+    name TEXT NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    revoked_at_ms INTEGER
+);
+CREATE INDEX devices_by_user ON devices(user_id);
+CREATE TABLE conversations(
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    name TEXT,
+    direct_key TEXT UNIQUE,
+    last_seq INTEGER NOT NULL DEFAULT 0,
+    last_activity_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    summary_delivered INTEGER NOT NULL DEFAULT 0,
+    summary_read INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE members(
+    conversation_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    delivered_up_to INTEGER NOT NULL DEFAULT 0,
+    read_up_to INTEGER NOT NULL DEFAULT 0,
+    joined_seq INTEGER NOT NULL,
+    joined_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(conversation_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX members_by_user ON members(user_id, active);
+CREATE TABLE member_periods(
+    conversation_id INTEGER NOT NULL,
+    user_id INTEGER NOT NULL,
+    from_seq INTEGER NOT NULL,
+    to_seq INTEGER,
+    PRIMARY KEY(conversation_id, user_id, from_seq)
+) WITHOUT ROWID;
+CREATE TABLE messages(
+    id INTEGER PRIMARY KEY,
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    sender_id INTEGER NOT NULL,
+    sender_device_id INTEGER,
+    client_msg_id TEXT,
+    sent_at_ms INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT,
+    reply_to_seq INTEGER,
+    event TEXT,
+    user_ids TEXT,
+    name TEXT,
+    role TEXT,
+    UNIQUE(conversation_id, seq)
+);
+CREATE UNIQUE INDEX messages_dedup ON messages(sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL;
+CREATE TABLE inbox(
+    user_id INTEGER NOT NULL,
+    cursor INTEGER NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(user_id, cursor)
+) WITHOUT ROWID;
+CREATE INDEX inbox_by_age ON inbox(created_at_ms);
+"#,
+    // v2: the inbox as runs ("segments") instead of one row per user and
+    // message. A user's cursors c in [first_cursor, next segment's first_cursor)
+    // are the messages first_seq + (c - first_cursor) of one conversation, so a
+    // member of a busy group costs no row per message, only one per switch of
+    // conversation. Existing rows are folded into runs.
+    r#"
+CREATE TABLE inbox_segments(
+    user_id INTEGER NOT NULL,
+    first_cursor INTEGER NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    first_seq INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(user_id, first_cursor)
+) WITHOUT ROWID;
+CREATE INDEX inbox_segments_by_age ON inbox_segments(created_at_ms);
+INSERT INTO inbox_segments(user_id, first_cursor, conversation_id, first_seq, created_at_ms)
+SELECT user_id, cursor, conversation_id, seq, created_at_ms FROM (
+    SELECT user_id, cursor, conversation_id, seq, created_at_ms,
+           LAG(conversation_id) OVER w AS prev_conversation,
+           LAG(seq) OVER w AS prev_seq,
+           LAG(cursor) OVER w AS prev_cursor
+    FROM inbox WINDOW w AS (PARTITION BY user_id ORDER BY cursor)
+)
+WHERE prev_cursor IS NULL OR prev_cursor != cursor - 1
+   OR prev_conversation != conversation_id OR prev_seq != seq - 1;
+DROP TABLE inbox;
+"#,
+];
+
+/// Brings the schema up to the newest version this binary knows; refuses a
+/// newer one.
+pub(super) fn migrate(conn: &mut Connection) -> StoreResult<()> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
+    )?;
+    let current: i64 = conn
+        .query_row(
+            "SELECT value FROM schema_meta WHERE key='version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0);
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::Internal(format!(
+            "the database schema is version {current}, newer than this binary knows ({known}); \
+             run a newer parley or restore a matching backup"
+        )));
+    }
+    for (index, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_meta(key, value) VALUES('version', ?1)
+             ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            params![index as i64 + 1],
+        )?;
+        tx.commit()?;
+        tracing::info!(version = index + 1, "applied SQLite schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_proto::UserId;
+
+    use super::super::{SqliteOptions, SqliteStore, inbox_runs};
+    use super::*;
+    use crate::Store;
+
+    /// A version-1 database (one inbox row per message) is folded into
+    /// runs by migration 2 and replays exactly as before.
+    #[tokio::test]
+    async fn migration_folds_inbox_rows_into_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v1.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO schema_meta VALUES('version', 1);",
+            )
+            .unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.execute_batch(
+                "INSERT INTO users(id, username, display_name, password_hash, created_at_ms, inbox_head)
+                     VALUES(1, 'alice', 'alice', 'x', 1, 5), (2, 'bob', 'bob', 'x', 1, 0);
+                 INSERT INTO conversations(id, kind, last_seq, last_activity_ms, created_at_ms)
+                     VALUES(1, 'group', 3, 1, 1), (2, 'group', 2, 1, 1);
+                 INSERT INTO messages(conversation_id, seq, sender_id, sent_at_ms, kind, text) VALUES
+                     (1, 1, 2, 1, 'text', 'a'), (1, 2, 2, 1, 'text', 'b'), (1, 3, 2, 1, 'text', 'd'),
+                     (2, 1, 2, 1, 'text', 'c'), (2, 2, 2, 1, 'text', 'e');
+                 INSERT INTO inbox(user_id, cursor, conversation_id, seq, created_at_ms) VALUES
+                     (1, 1, 1, 1, 1), (1, 2, 1, 2, 1), (1, 3, 2, 1, 1), (1, 4, 1, 3, 1), (1, 5, 2, 2, 1);",
+            )
+            .unwrap();
+        }
+        let (store, _events) = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let entries = store.inbox_since(UserId(1), 0, 10).await.unwrap();
+        let texts: Vec<(u64, String)> = entries
+            .into_iter()
+            .map(|e| (e.cursor, e.message.text.unwrap()))
+            .collect();
+        let expected: Vec<(u64, String)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (i as u64 + 1, t.to_string()))
+            .collect();
+        assert_eq!(texts, expected);
+        let segments = store
+            .read(|conn| Ok(inbox_runs::segments_from(conn, UserId(1), 0)?.len()))
+            .await
+            .unwrap();
+        assert_eq!(segments, 4, "(c1,1..2) (c2,1) (c1,3) (c2,2)");
+        store.shutdown().await;
+    }
+}

@@ -1,0 +1,177 @@
+//! The SQLite writer thread: group commit. It takes every job waiting in
+//! its queue, runs them in one transaction (sends on the hot path against
+//! the [`WriterCache`], everything else in its own savepoint), commits once,
+//! and only then completes the jobs and announces their changes.
+
+use std::sync::mpsc as std_mpsc;
+use std::time::Instant;
+
+use rusqlite::Connection;
+use tokio::sync::oneshot;
+
+use super::messages::{AppendFailure, append_hot};
+use super::writer_cache::WriterCache;
+use crate::CommitSender;
+use crate::error::{StoreError, StoreResult};
+use crate::model::{Appended, Committed, NewMessage};
+
+/// Called once the transaction a job ran in has committed (or failed).
+pub(super) type Completion = Box<dyn FnOnce(StoreResult<()>) + Send>;
+/// A general unit of work for the writer thread. `None` means the
+/// transaction could not even begin (or the batch is already lost); the job
+/// must report failure without touching the database.
+pub(super) type Job =
+    Box<dyn FnOnce(Option<&Connection>, &mut Vec<Committed>) -> Completion + Send>;
+
+/// What the writer thread is asked to do.
+pub(super) enum WriterJob {
+    /// A send: the hot path, applied against the writer's cache without a
+    /// savepoint (see [`append_hot`]).
+    Append(NewMessage, oneshot::Sender<StoreResult<Appended>>),
+    /// Anything else, in its own savepoint.
+    General {
+        /// The job.
+        run: Job,
+        /// The job may change seqs, memberships or inbox heads behind the
+        /// cache's back (group administration), so the cache is dropped
+        /// after it.
+        invalidates_cache: bool,
+    },
+}
+
+/// Runs `f` in a savepoint of its own: a refusal undoes only its writes and
+/// forgets only its announcements.
+pub(super) fn run_in_savepoint<T>(
+    conn: &Connection,
+    events: &mut Vec<Committed>,
+    f: impl FnOnce(&Connection, &mut Vec<Committed>) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let mark = events.len();
+    match f(conn, events) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(value)
+        }
+        Err(err) => {
+            events.truncate(mark);
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(err)
+        }
+    }
+}
+
+/// The writer thread's loop, until every sender is gone.
+pub(super) fn writer_loop(
+    conn: Connection,
+    jobs: std_mpsc::Receiver<WriterJob>,
+    events_tx: CommitSender,
+    max_batch: usize,
+) {
+    let mut cache = WriterCache::default();
+    // Another process may write the same file (SQLite allows it); its
+    // commits change `data_version`, and then the cache is stale.
+    let mut data_version: Option<i64> = None;
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < max_batch {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let batch_len = batch.len();
+        let mut events = Vec::new();
+        let mut completions: Vec<Completion> = Vec::with_capacity(batch_len);
+        // Set when a write failed half-way: the whole transaction is then
+        // rolled back, and every job of the batch fails (sends are retried
+        // by clients with the same client_msg_id, so nothing is lost).
+        let mut broken: Option<StoreError> =
+            conn.execute_batch("BEGIN IMMEDIATE").err().map(|err| {
+                tracing::error!(%err, "cannot begin a write transaction");
+                StoreError::from(err)
+            });
+        if broken.is_none() {
+            match conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+                Ok(version) => {
+                    if data_version != Some(version) {
+                        cache.clear();
+                        data_version = Some(version);
+                    }
+                }
+                Err(err) => broken = Some(err.into()),
+            }
+        }
+        for job in batch {
+            match job {
+                WriterJob::Append(new, reply) => {
+                    if let Some(err) = &broken {
+                        let _ = reply.send(Err(err.clone()));
+                        continue;
+                    }
+                    match append_hot(&conn, &mut cache, &mut events, new) {
+                        Ok(appended) => completions.push(Box::new(move |commit| {
+                            let _ = reply.send(commit.map(|()| appended));
+                        })),
+                        // Nothing was written: answer at once.
+                        Err(AppendFailure::Refused(err)) => {
+                            let _ = reply.send(Err(err));
+                        }
+                        Err(AppendFailure::Broken(err)) => {
+                            tracing::error!(%err, "a send failed half-way; rolling back the batch");
+                            broken = Some(err.clone());
+                            let _ = reply.send(Err(err));
+                        }
+                    }
+                }
+                WriterJob::General {
+                    run,
+                    invalidates_cache,
+                } => {
+                    if broken.is_none()
+                        && let Err(err) = cache.flush(&conn)
+                    {
+                        broken = Some(err);
+                    }
+                    if broken.is_some() {
+                        completions.push(run(None, &mut events));
+                        continue;
+                    }
+                    completions.push(run(Some(&conn), &mut events));
+                    if invalidates_cache {
+                        cache.clear();
+                    }
+                }
+            }
+        }
+        let outcome: StoreResult<()> = match broken {
+            Some(err) => Err(err),
+            None => cache.flush(&conn).and_then(|()| {
+                conn.execute_batch("COMMIT").map_err(|err| {
+                    tracing::error!(%err, "commit failed; rolling back the batch");
+                    StoreError::from(err)
+                })
+            }),
+        };
+        if outcome.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+            cache.clear();
+        } else {
+            cache.trim();
+        }
+        let committed = outcome.is_ok();
+        for complete in completions {
+            complete(outcome.clone());
+        }
+        if committed {
+            for event in events {
+                // The receiver is gone only during shutdown; nothing to tell.
+                let _ = events_tx.send(event);
+            }
+        }
+        metrics::histogram!("parley_commit_batch_size").record(batch_len as f64);
+        metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
+    }
+    tracing::info!("SQLite writer stopped");
+}

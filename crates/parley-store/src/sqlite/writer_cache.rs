@@ -1,0 +1,219 @@
+//! The writer thread's memory of what sends change: each conversation's
+//! seq and members, each recipient's inbox tail, senders' own cursors.
+//!
+//! With it a send costs one message insert (plus an inbox segment for a
+//! recipient whose stream switches conversation) instead of a dozen
+//! statements. Dirty values are written back (in the same transaction)
+//! before any other job runs and before every COMMIT, so readers and other
+//! jobs always see the database exactly as if there were no cache. Any
+//! rollback clears it.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::sync::Arc;
+
+use parley_proto::{ConversationId, UserId};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::conversations::{active_member_ids, advance_last_seq};
+use super::inbox_runs::{self, InboxTail};
+use crate::domain::to_u64;
+use crate::error::StoreResult;
+
+/// See the module documentation.
+#[derive(Default)]
+pub(super) struct WriterCache {
+    conversations: HashMap<ConversationId, CachedConversation>,
+    inboxes: HashMap<UserId, CachedInbox>,
+    /// Pending advances of senders' own cursors: (conversation, sender) -> seq.
+    own_cursors: HashMap<(ConversationId, UserId), u64>,
+}
+
+/// A conversation as the writer sees it.
+pub(super) struct CachedConversation {
+    /// The newest seq given out, written back at flush.
+    pub(super) last_seq: u64,
+    /// The `last_seq` the database holds: the flush only moves it from here.
+    stored_seq: u64,
+    last_activity_ms: i64,
+    /// Active members, in join order.
+    pub(super) members: Arc<[UserId]>,
+    dirty: bool,
+}
+
+/// A user's inbox tail and whether its head still has to be written.
+#[derive(Clone, Copy)]
+struct CachedInbox {
+    tail: InboxTail,
+    dirty: bool,
+}
+
+impl WriterCache {
+    /// Beyond this many entries the (clean) cache is dropped and refilled.
+    const MAX_ENTRIES: usize = 100_000;
+
+    /// Writes every dirty value back.
+    pub(super) fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
+        for (&id, conversation) in self.conversations.iter_mut().filter(|(_, c)| c.dirty) {
+            advance_last_seq(
+                conn,
+                id,
+                conversation.stored_seq,
+                conversation.last_seq,
+                conversation.last_activity_ms,
+            )?;
+            conversation.stored_seq = conversation.last_seq;
+            conversation.dirty = false;
+        }
+        let mut update_head = conn.prepare_cached("UPDATE users SET inbox_head=?2 WHERE id=?1")?;
+        for (user, inbox) in self.inboxes.iter_mut().filter(|(_, i)| i.dirty) {
+            update_head.execute(params![user.0, inbox.tail.head as i64])?;
+            inbox.dirty = false;
+        }
+        let mut update_cursor = conn.prepare_cached(
+            "UPDATE members SET delivered_up_to=MAX(delivered_up_to, ?3), read_up_to=MAX(read_up_to, ?3)
+             WHERE conversation_id=?1 AND user_id=?2",
+        )?;
+        for ((conversation, user), seq) in self.own_cursors.drain() {
+            update_cursor.execute(params![conversation.0, user.0, seq as i64])?;
+        }
+        Ok(())
+    }
+
+    /// Forgets everything (after a rollback, or a job that changed the
+    /// database behind the cache).
+    pub(super) fn clear(&mut self) {
+        self.conversations.clear();
+        self.inboxes.clear();
+        self.own_cursors.clear();
+    }
+
+    /// Called after a commit, when everything is clean.
+    pub(super) fn trim(&mut self) {
+        if self.conversations.len() > Self::MAX_ENTRIES || self.inboxes.len() > Self::MAX_ENTRIES {
+            self.clear();
+        }
+    }
+
+    /// The conversation's seq and members, loaded on first use.
+    pub(super) fn conversation(
+        &mut self,
+        conn: &Connection,
+        id: ConversationId,
+    ) -> StoreResult<Option<&mut CachedConversation>> {
+        let vacant = match self.conversations.entry(id) {
+            Entry::Occupied(cached) => return Ok(Some(cached.into_mut())),
+            Entry::Vacant(vacant) => vacant,
+        };
+        let header: Option<(i64, i64)> = conn
+            .prepare_cached("SELECT last_seq, last_activity_ms FROM conversations WHERE id=?1")?
+            .query_row([id.0], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((last_seq, last_activity_ms)) = header else {
+            return Ok(None);
+        };
+        let members: Arc<[UserId]> = active_member_ids(conn, id)?.into();
+        Ok(Some(vacant.insert(CachedConversation {
+            last_seq: to_u64(last_seq),
+            stored_seq: to_u64(last_seq),
+            last_activity_ms,
+            members,
+            dirty: false,
+        })))
+    }
+
+    /// Gives (`conversation`, `seq`) the user's next inbox cursor.
+    pub(super) fn deliver(
+        &mut self,
+        conn: &Connection,
+        user: UserId,
+        conversation: ConversationId,
+        seq: u64,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let tail = match self.inboxes.get(&user) {
+            Some(cached) => cached.tail,
+            None => inbox_runs::load_tail(conn, user)?,
+        };
+        let tail = inbox_runs::next_cursor(conn, user, &tail, conversation, seq, now)?;
+        self.inboxes.insert(user, CachedInbox { tail, dirty: true });
+        Ok(tail.head)
+    }
+
+    /// Records that `sender` appended `seq` to `conversation` at `now`: the
+    /// conversation's seq moves, and the sender's own cursors follow.
+    pub(super) fn appended(
+        &mut self,
+        conversation: ConversationId,
+        sender: UserId,
+        seq: u64,
+        now: i64,
+    ) {
+        if let Some(cached) = self.conversations.get_mut(&conversation) {
+            cached.last_seq = seq;
+            cached.last_activity_ms = now;
+            cached.dirty = true;
+        }
+        // A member's own sends advance its own cursors.
+        let own = self
+            .own_cursors
+            .entry((conversation, sender))
+            .or_insert(seq);
+        *own = (*own).max(seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::StoreError;
+
+    fn database() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn.execute_batch(
+            "INSERT INTO conversations(id, kind, last_seq, last_activity_ms, created_at_ms)
+                 VALUES(1, 'group', 3, 1, 1);",
+        )
+        .unwrap();
+        conn
+    }
+
+    fn stored_seq(conn: &Connection) -> i64 {
+        conn.query_row("SELECT last_seq FROM conversations WHERE id=1", [], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_flush_moves_last_seq_on_from_what_was_stored() {
+        let conn = database();
+        let mut cache = WriterCache::default();
+        let id = ConversationId(1);
+        assert_eq!(cache.conversation(&conn, id).unwrap().unwrap().last_seq, 3);
+        cache.appended(id, UserId(1), 4, 10);
+        cache.appended(id, UserId(1), 5, 11);
+        cache.flush(&conn).unwrap();
+        assert_eq!(stored_seq(&conn), 5);
+        cache.appended(id, UserId(1), 6, 12);
+        cache.flush(&conn).unwrap();
+        assert_eq!(stored_seq(&conn), 6);
+    }
+
+    /// The fast send path keeps the general path's guard: if the stored
+    /// `last_seq` moved behind the cache's back, the flush fails (and the
+    /// writer rolls the batch back) instead of overwriting it.
+    #[test]
+    fn the_flush_refuses_a_seq_that_moved_behind_its_back() {
+        let conn = database();
+        let mut cache = WriterCache::default();
+        let id = ConversationId(1);
+        cache.conversation(&conn, id).unwrap();
+        conn.execute("UPDATE conversations SET last_seq=7 WHERE id=1", [])
+            .unwrap();
+        cache.appended(id, UserId(1), 4, 10);
+        assert!(matches!(cache.flush(&conn), Err(StoreError::Internal(_))));
+        assert_eq!(stored_seq(&conn), 7);
+    }
+}
