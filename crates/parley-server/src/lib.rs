@@ -13,10 +13,12 @@
 //! - [`members`]: the membership cache for routing typing frames, and its
 //!   one invalidation rule.
 //! - [`presence`]: online / last seen for subscribed sockets.
-//! - [`sessions`]: counts live socket tasks, for shutdown.
+//! - [`sessions`]: counts live socket tasks, for shutdown and the
+//!   connection limit.
 //! - [`background`]: the dispatcher, inbox pruner and presence timers,
 //!   started and stopped in one place.
-//! - [`connections`]: the `max_connections` limit on the listener.
+//! - [`connections`]: the `max_connections` limit: counts connections at
+//!   the listener, answers those over it 503.
 //! - [`auth`]: argon2id passwords, signed tokens, revocation.
 //! - [`ratelimit`]: token buckets.
 //! - [`error`]: [`ApiError`], the one place errors become protocol codes.
@@ -61,7 +63,7 @@ pub use config::Config;
 pub use error::ApiError;
 
 use crate::background::Background;
-use crate::connections::{Admission, LimitedListener};
+use crate::connections::{ConnectionSlot, LimitedListener};
 use crate::hub::{Hub, Outbound, close_code};
 use crate::presence::Presence;
 use crate::ratelimit::KeyedLimiter;
@@ -188,10 +190,10 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let drain_state = state.clone();
-    let listener = LimitedListener::new(listener, max_connections);
+    let listener = LimitedListener::new(listener, max_connections, state.sessions.clone());
     let server = axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<Admission>(),
+        app.into_make_service_with_connect_info::<ConnectionSlot>(),
     )
     .with_graceful_shutdown(async move {
         shutdown.await;

@@ -35,8 +35,8 @@ pub struct AppState {
     pub members: MembershipCache,
     /// Set when shutdown begins: new sockets and sends are refused.
     pub draining: AtomicBool,
-    /// Live socket tasks, for shutdown.
-    pub sessions: SessionTracker,
+    /// Live socket tasks, for shutdown and the connection limit.
+    pub sessions: Arc<SessionTracker>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

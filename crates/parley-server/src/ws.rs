@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
@@ -26,10 +27,12 @@ use parley_proto::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId, 
 use parley_store::{Appended, StoreError};
 
 use crate::auth::Identity;
+use crate::connections::ConnectionSlot;
 use crate::error::ApiError;
 use crate::hub::{Outbound, SocketHandle, close_code};
 use crate::ratelimit::TokenBucket;
 use crate::send::{self, Outgoing};
+use crate::sessions::SessionGuard;
 use crate::state::AppState;
 
 /// Inbox entries replayed per store read.
@@ -41,6 +44,7 @@ const WRITE_BATCH: usize = 64;
 /// `GET /v1/ws`.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(slot): ConnectInfo<ConnectionSlot>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -60,10 +64,15 @@ pub async fn upgrade(
         .max_message_size(config.max_frame_bytes)
         .max_frame_size(config.max_frame_bytes)
         .on_upgrade(move |socket| async move {
+            // The session counts this connection from now on (for shutdown
+            // and for the connection limit); only then is the slot given
+            // back, so the connection is never counted nowhere.
+            let guard = state.sessions.enter();
+            drop(slot);
             // A task of its own: axum's upgrade task also holds the
             // handshake's state, which would otherwise live as long as the
             // socket (2 KB per idle socket, measured).
-            let session = Session::run(state, socket);
+            let session = Session::run(state, socket, guard);
             tracing::trace!(bytes = std::mem::size_of_val(&session), "socket task state");
             tokio::spawn(session);
         })
@@ -148,8 +157,8 @@ struct Session {
 }
 
 impl Session {
-    async fn run(state: Arc<AppState>, socket: WebSocket) {
-        let _guard = state.sessions.enter();
+    /// Runs the socket to its end; `_guard` keeps it counted meanwhile.
+    async fn run(state: Arc<AppState>, socket: WebSocket, _guard: SessionGuard) {
         let (mut sink, mut stream) = socket.split();
         let write_timeout = Duration::from_millis(state.config.heartbeat_ms.max(1000));
         // The session start is boxed: its state is freed once the socket is
