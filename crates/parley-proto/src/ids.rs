@@ -2,8 +2,15 @@
 //!
 //! Ids are opaque strings to clients (JavaScript cannot hold 64-bit integers),
 //! but the server stores them as integers. Each kind has a one-letter prefix so
-//! that a user id pasted where a conversation id belongs is rejected instead of
-//! silently naming some other row.
+//! that a user id pasted where a conversation id belongs can never silently
+//! name some other row.
+//!
+//! Because ids are opaque, a client cannot tell a malformed id from one that
+//! names nothing, and neither does the protocol: reading an id from JSON or a
+//! URL path never fails on its content. A string that is not an id of the
+//! expected kind reads as that kind's `UNKNOWN` id, which names no row, so
+//! every lookup answers it with `not_found` like any other unknown id.
+//! [`FromStr`] stays strict for code that must tell the two apart.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +36,10 @@ macro_rules! typed_id {
         impl $name {
             /// The string prefix of this kind of id.
             pub const PREFIX: &'static str = $prefix;
+
+            /// What any string that is not an id of this kind deserializes
+            /// to. Storage numbers rows from 1, so it names nothing.
+            pub const UNKNOWN: $name = $name(0);
         }
 
         impl fmt::Display for $name {
@@ -60,7 +71,7 @@ macro_rules! typed_id {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-                s.parse().map_err(serde::de::Error::custom)
+                Ok(s.parse().unwrap_or($name::UNKNOWN))
             }
         }
     };
@@ -101,6 +112,18 @@ mod tests {
         assert_eq!(
             serde_json::from_str::<ConversationId>(&json).unwrap(),
             ConversationId(7)
+        );
+        // Read from JSON, anything else names no conversation.
+        for other in ["\"u7\"", "\"zzz\"", "\"\"", "\"c\""] {
+            assert_eq!(
+                serde_json::from_str::<ConversationId>(other).unwrap(),
+                ConversationId::UNKNOWN,
+                "{other}"
+            );
+        }
+        assert!(
+            serde_json::from_str::<ConversationId>("7").is_err(),
+            "not a string"
         );
     }
 }

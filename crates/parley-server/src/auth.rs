@@ -17,7 +17,25 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use parley_proto::{DeviceId, UserId};
 use ring::hmac;
 
-use crate::error::{ApiError, ApiResult};
+/// Why a token or a password operation failed. Mapped to protocol codes
+/// in [`crate::error`].
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Malformed, tampered with, or expired.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    /// Its device was logged out (revoked).
+    #[error("this session was logged out")]
+    LoggedOut,
+    /// Hashing or checking a password failed (no randomness, a corrupt
+    /// stored hash, a lost blocking task): a server fault.
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+fn hashing(err: impl std::fmt::Display) -> AuthError {
+    AuthError::Hashing(err.to_string())
+}
 
 /// Who a valid token speaks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,8 +105,8 @@ impl Authenticator {
     }
 
     /// The identity of a valid, unexpired, unrevoked token.
-    pub fn verify(&self, token: &str, now_ms: i64) -> ApiResult<Identity> {
-        let invalid = || ApiError::unauthorized("invalid or expired token");
+    pub fn verify(&self, token: &str, now_ms: i64) -> Result<Identity, AuthError> {
+        let invalid = || AuthError::InvalidToken;
         if token.len() > 512 {
             return Err(invalid());
         }
@@ -112,7 +130,7 @@ impl Authenticator {
             return Err(invalid());
         }
         if self.is_revoked(identity.device) {
-            return Err(ApiError::unauthorized("this session was logged out"));
+            return Err(AuthError::LoggedOut);
         }
         Ok(identity)
     }
@@ -150,31 +168,31 @@ impl Authenticator {
 
     /// Hashes a password with argon2id on the blocking pool: it is
     /// deliberately slow and memory-hard, so never on an async worker.
-    pub async fn hash_password(&self, password: String) -> ApiResult<String> {
+    pub async fn hash_password(&self, password: String) -> Result<String, AuthError> {
         let argon2 = self.argon2();
         tokio::task::spawn_blocking(move || {
             let mut salt_bytes = [0u8; 16];
             ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt_bytes)
-                .map_err(|_| ApiError::internal("no system randomness"))?;
-            let salt = SaltString::encode_b64(&salt_bytes).map_err(ApiError::internal)?;
+                .map_err(|_| hashing("no system randomness"))?;
+            let salt = SaltString::encode_b64(&salt_bytes).map_err(hashing)?;
             argon2
                 .hash_password(password.as_bytes(), &salt)
                 .map(|hash| hash.to_string())
-                .map_err(ApiError::internal)
+                .map_err(hashing)
         })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(hashing)?
     }
 
     /// Checks a password against a stored hash, on the blocking pool.
-    pub async fn verify_password(&self, password: String, hash: String) -> ApiResult<bool> {
+    pub async fn verify_password(&self, password: String, hash: String) -> Result<bool, AuthError> {
         let argon2 = self.argon2();
         tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&hash).map_err(ApiError::internal)?;
+            let parsed = PasswordHash::new(&hash).map_err(hashing)?;
             Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
-        .map_err(ApiError::internal)?
+        .map_err(hashing)?
     }
 
     /// Spends the same time as a real check, so a wrong username cannot be
@@ -227,7 +245,10 @@ mod tests {
         let again = authenticator(&dir);
         assert_eq!(again.verify(&token, 2_000).unwrap(), identity);
         auth.revoke(DeviceId(9));
-        assert!(auth.verify(&token, 2_000).is_err(), "revoked");
+        assert!(
+            matches!(auth.verify(&token, 2_000), Err(AuthError::LoggedOut)),
+            "revoked"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

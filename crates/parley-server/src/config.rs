@@ -22,6 +22,11 @@ pub struct Config {
     /// Pending connections the kernel queues before they are accepted
     /// (capped by `net.core.somaxconn`). Default 4,096, for reconnect storms.
     pub listen_backlog: u32,
+    /// Most TCP connections (HTTP and WebSocket) served at once; one over
+    /// it is answered `503 unavailable` and closed. Keep it below the
+    /// process's open-file limit (`ulimit -n`), leaving room for storage
+    /// and for those answers. Default 19,500 (for a 20,000 limit).
+    pub max_connections: usize,
     /// Directory for the embedded database and the token signing key.
     /// Default `./parley-data`.
     pub data_dir: PathBuf,
@@ -98,6 +103,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             listen_backlog: 4096,
+            max_connections: 19_500,
             data_dir: PathBuf::from("./parley-data"),
             database: None,
             send_rate_per_sec: 20.0,
@@ -185,6 +191,7 @@ impl Config {
         let positive = [
             ("send_burst", self.send_burst as u64),
             ("listen_backlog", self.listen_backlog as u64),
+            ("max_connections", self.max_connections as u64),
             ("max_text_bytes", self.max_text_bytes as u64),
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_body_bytes", self.max_body_bytes as u64),

@@ -5,11 +5,14 @@
 //! messages in `seq` order. It never waits on a socket (see [`crate::hub`]),
 //! so a 1,024-member fan-out costs one encoding and 1,024 queue pushes, off
 //! the sender's path: the sender's `sent` frame has already gone out.
+//!
+//! Every committed message also passes through the membership cache's one
+//! invalidation rule ([`crate::members`]).
 
 use std::sync::Arc;
 
 use parley_proto::api::ConversationKind;
-use parley_proto::{EncodedMessage, MessageKind, ReceiptStatus, ServerFrame};
+use parley_proto::{EncodedMessage, ReceiptStatus, ServerFrame};
 use parley_store::{CommitReceiver, Committed, ReceiptChange};
 
 use crate::hub::Outbound;
@@ -23,11 +26,7 @@ pub async fn run(state: Arc<AppState>, mut commits: CommitReceiver) {
                 message,
                 recipients,
             } => {
-                if message.kind == MessageKind::System {
-                    // Membership may have changed: typing routes must be
-                    // re-read.
-                    state.members.remove(&message.conversation_id);
-                }
+                state.members.observe_commit(&message);
                 let encoded = Arc::new(EncodedMessage::new(&message));
                 metrics::counter!("parley_deliveries_total").increment(recipients.len() as u64);
                 for recipient in recipients {

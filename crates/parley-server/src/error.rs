@@ -1,9 +1,18 @@
 //! The server's error type and the one place errors become protocol errors.
+//!
+//! Every other module returns its own error type ([`StoreError`],
+//! [`AuthError`], [`PresenceError`]) or builds an [`ApiError`] for a
+//! refusal it decides itself; the `From` impls below are the only mapping
+//! from those types to protocol codes. Nothing here (or anywhere) looks at
+//! an error's message text to decide its code.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use parley_proto::{ErrorBody, ErrorCode, ErrorDetail, ServerFrame};
 use parley_store::StoreError;
+
+use crate::auth::AuthError;
+use crate::presence::PresenceError;
 
 /// An error a client sees: a protocol code, a human message, and for
 /// `rate_limited` when to retry.
@@ -48,6 +57,17 @@ impl ApiError {
         ApiError::new(ErrorCode::NotFound, message)
     }
 
+    /// `unavailable`: the server cannot take this now (draining, or at
+    /// its connection limit); retrying later is right.
+    pub fn unavailable(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Unavailable, message)
+    }
+
+    /// `method_not_allowed`.
+    pub fn method_not_allowed(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::MethodNotAllowed, message)
+    }
+
     /// `payload_too_large`.
     pub fn too_large(message: impl Into<String>) -> ApiError {
         ApiError::new(ErrorCode::PayloadTooLarge, message)
@@ -87,6 +107,25 @@ impl From<StoreError> for ApiError {
             _ => {}
         }
         ApiError::new(err.code(), err.client_message())
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> Self {
+        match err {
+            AuthError::InvalidToken | AuthError::LoggedOut => {
+                ApiError::unauthorized(err.to_string())
+            }
+            AuthError::Hashing(_) => ApiError::internal(err),
+        }
+    }
+}
+
+impl From<PresenceError> for ApiError {
+    fn from(err: PresenceError) -> Self {
+        match err {
+            PresenceError::Store(err) => err.into(),
+        }
     }
 }
 

@@ -6,18 +6,48 @@
 //! offline/online flap for subscribers. Only after the grace period is the
 //! user announced offline, with `last_seen_ms` set to when the last socket
 //! went away, and that time is stored so it survives a restart.
+//!
+//! The grace periods run in one background task,
+//! [`Presence::run_leave_timers`] (started and stopped with the others in
+//! [`crate::background`]): every grace period has the same length, so the
+//! leavings come due in the order they were queued and one queue serves
+//! them all, instead of a sleeping task per disconnect.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use parley_proto::api::{PresenceView, PresenceVisibility};
 use parley_proto::{ServerFrame, UserId, now_ms};
-use parley_store::Store;
+use parley_store::{Store, StoreError};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::error::ApiResult;
 use crate::hub::{Hub, Outbound, SocketHandle};
+
+/// Why presence could not be read. Mapped to protocol codes in
+/// [`crate::error`].
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    /// Reading the user's profile failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A user whose last socket went away, due to be announced offline.
+#[derive(Debug)]
+struct Leaving {
+    user: UserId,
+    generation: u64,
+    due: Instant,
+}
+
+/// The receiving end of the grace-period queue, for
+/// [`Presence::run_leave_timers`].
+pub struct LeaveTimers(mpsc::UnboundedReceiver<Leaving>);
 
 #[derive(Debug, Default, Clone, Copy)]
 struct UserPresence {
@@ -46,22 +76,27 @@ pub struct Presence {
     states: Mutex<HashMap<UserId, UserPresence>>,
     subscribers: Mutex<HashMap<UserId, Watchers>>,
     profiles: DashMap<UserId, Profile>,
+    leaving: mpsc::UnboundedSender<Leaving>,
 }
 
 impl Presence {
-    /// Presence over `hub`, persisting last seen in `store`.
-    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, grace: Duration) -> Presence {
-        Presence {
+    /// Presence over `hub`, persisting last seen in `store`, and the queue
+    /// of grace periods for [`Presence::run_leave_timers`].
+    pub fn new(hub: Arc<Hub>, store: Arc<dyn Store>, grace: Duration) -> (Presence, LeaveTimers) {
+        let (leaving, timers) = mpsc::unbounded_channel();
+        let presence = Presence {
             hub,
             store,
             grace,
             states: Mutex::new(HashMap::new()),
             subscribers: Mutex::new(HashMap::new()),
             profiles: DashMap::new(),
-        }
+            leaving,
+        };
+        (presence, LeaveTimers(timers))
     }
 
-    async fn profile(&self, user: UserId) -> ApiResult<Profile> {
+    async fn profile(&self, user: UserId) -> Result<Profile, PresenceError> {
         if let Some(profile) = self.profiles.get(&user) {
             return Ok(*profile);
         }
@@ -88,7 +123,7 @@ impl Presence {
     }
 
     /// The presence of `user` as `viewer` may see it.
-    pub async fn view(&self, user: UserId, viewer: UserId) -> ApiResult<PresenceView> {
+    pub async fn view(&self, user: UserId, viewer: UserId) -> Result<PresenceView, PresenceError> {
         let profile = self.profile(user).await?;
         Ok(self.view_with(user, viewer, profile))
     }
@@ -164,7 +199,7 @@ impl Presence {
 
     /// The last socket of `user` went away: announce offline after the grace
     /// period unless it comes back.
-    pub fn disconnected(self: &Arc<Self>, user: UserId) {
+    pub fn disconnected(&self, user: UserId) {
         let now = now_ms();
         let generation = {
             let mut states = self.states.lock().unwrap_or_else(|p| p.into_inner());
@@ -173,11 +208,42 @@ impl Presence {
             state.leaving_since_ms = Some(now);
             state.generation
         };
-        let presence = self.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(presence.grace).await;
-            presence.finish_leaving(user, generation).await;
+        // Fails only once the timer task has stopped (shutdown), when
+        // `record_all_last_seen` covers this user instead.
+        let _ = self.leaving.send(Leaving {
+            user,
+            generation,
+            due: Instant::now() + self.grace,
         });
+    }
+
+    /// Runs the grace periods until stopped: announces each leaving user
+    /// offline when its period ends, unless it came back. The stores of
+    /// last seen run concurrently, so a mass disconnect is not announced
+    /// one database write at a time.
+    pub async fn run_leave_timers(self: Arc<Self>, timers: LeaveTimers) {
+        let LeaveTimers(mut incoming) = timers;
+        let mut waiting: VecDeque<Leaving> = VecDeque::new();
+        let mut finishing = FuturesUnordered::new();
+        loop {
+            let next_due = waiting.front().map(|l| l.due);
+            tokio::select! {
+                leaving = incoming.recv() => match leaving {
+                    Some(leaving) => waiting.push_back(leaving),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(next_due.unwrap_or_else(Instant::now)), if next_due.is_some() => {
+                    let now = Instant::now();
+                    while waiting.front().is_some_and(|l| l.due <= now) {
+                        if let Some(leaving) = waiting.pop_front() {
+                            finishing.push(self.finish_leaving(leaving.user, leaving.generation));
+                        }
+                    }
+                }
+                Some(()) = finishing.next(), if !finishing.is_empty() => {}
+            }
+        }
+        while finishing.next().await.is_some() {}
     }
 
     async fn finish_leaving(&self, user: UserId, generation: u64) {
@@ -206,9 +272,21 @@ impl Presence {
         }
     }
 
-    /// On shutdown: everyone connected was last seen now.
+    /// On shutdown, after the grace timers stopped: everyone connected was
+    /// last seen now, and everyone still in a grace period when its last
+    /// socket went away.
     pub async fn record_all_last_seen(&self) {
         let now = now_ms();
+        let leaving: Vec<(UserId, i64)> = self
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter_map(|(&user, state)| state.leaving_since_ms.map(|at| (user, at)))
+            .collect();
+        for (user, at) in leaving {
+            self.record_last_seen(user, at).await;
+        }
         for user in self.hub.connected_users() {
             self.record_last_seen(user, now).await;
         }

@@ -4,30 +4,35 @@
 //! sends in a `FuturesOrdered`: appends are enqueued in the order the client
 //! sent them (so `seq`s follow that order), many can share one group commit,
 //! and `sent` acks go out in order as they become durable.
+//!
+//! A `send` frame goes through the send service ([`crate::send`]), the same
+//! one HTTP uses; this module only keeps the socket's side: its in-flight
+//! queue, its acks, its typing budget and presence subscriptions.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use axum::extract::connect_info::ConnectInfo;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use parley_proto::{
-    ClientFrame, ConversationId, ErrorCode, MessageKind, ServerFrame, UserId, now_ms,
-};
-use parley_store::{Appended, NewMessage, StoreError};
-use tokio::sync::Notify;
+use parley_proto::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId, now_ms};
+use parley_store::{Appended, StoreError};
 
 use crate::auth::Identity;
+use crate::connections::ConnectionSlot;
 use crate::error::ApiError;
 use crate::hub::{Outbound, SocketHandle, close_code};
 use crate::ratelimit::TokenBucket;
+use crate::send::{self, Outgoing};
+use crate::sessions::SessionGuard;
 use crate::state::AppState;
 
 /// Inbox entries replayed per store read.
@@ -36,46 +41,10 @@ const REPLAY_PAGE: usize = 500;
 /// Most queued frames written with one flush.
 const WRITE_BATCH: usize = 64;
 
-/// Counts live socket tasks so shutdown can wait for them.
-#[derive(Default)]
-pub struct SessionTracker {
-    live: AtomicUsize,
-    idle: Notify,
-}
-
-/// Held by a socket task while it runs.
-pub struct SessionGuard<'a>(&'a SessionTracker);
-
-impl SessionTracker {
-    /// Marks a socket task as running until the guard drops.
-    pub fn enter(&self) -> SessionGuard<'_> {
-        self.live.fetch_add(1, Ordering::AcqRel);
-        SessionGuard(self)
-    }
-
-    /// Resolves once no socket task runs.
-    pub async fn wait_idle(&self) {
-        loop {
-            let notified = self.idle.notified();
-            if self.live.load(Ordering::Acquire) == 0 {
-                return;
-            }
-            notified.await;
-        }
-    }
-}
-
-impl Drop for SessionGuard<'_> {
-    fn drop(&mut self) {
-        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
-    }
-}
-
 /// `GET /v1/ws`.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
+    ConnectInfo(slot): ConnectInfo<ConnectionSlot>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     let ws = match ws {
@@ -86,11 +55,7 @@ pub async fn upgrade(
         }
     };
     if state.draining.load(Ordering::Acquire) {
-        return ApiError::new(
-            ErrorCode::Unavailable,
-            "server is shutting down; reconnect shortly",
-        )
-        .into_response();
+        return ApiError::unavailable("server is shutting down; reconnect shortly").into_response();
     }
     let config = &state.config;
     ws.read_buffer_size(config.ws_read_buffer_bytes)
@@ -99,10 +64,15 @@ pub async fn upgrade(
         .max_message_size(config.max_frame_bytes)
         .max_frame_size(config.max_frame_bytes)
         .on_upgrade(move |socket| async move {
+            // The session counts this connection from now on (for shutdown
+            // and for the connection limit); only then is the slot given
+            // back, so the connection is never counted nowhere.
+            let guard = state.sessions.enter();
+            drop(slot);
             // A task of its own: axum's upgrade task also holds the
             // handshake's state, which would otherwise live as long as the
             // socket (2 KB per idle socket, measured).
-            let session = Session::run(state, socket);
+            let session = Session::run(state, socket, guard);
             tracing::trace!(bytes = std::mem::size_of_val(&session), "socket task state");
             tokio::spawn(session);
         })
@@ -122,7 +92,7 @@ enum OpDone {
 
 /// What reading the socket produced.
 enum Incoming {
-    Frame(String),
+    Frame(Utf8Bytes),
     Binary,
     Control,
     TooBig,
@@ -131,16 +101,18 @@ enum Incoming {
 
 fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
     match item {
-        Some(Ok(WsMessage::Text(text))) => Incoming::Frame(text.as_str().to_owned()),
+        Some(Ok(WsMessage::Text(text))) => Incoming::Frame(text),
         Some(Ok(WsMessage::Binary(_))) => Incoming::Binary,
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Incoming::Control,
         Some(Ok(WsMessage::Close(_))) | None => Incoming::Gone,
         Some(Err(err)) => {
             // tungstenite reports an oversized frame or message as a
-            // capacity error; axum only exposes it as text.
-            let text = err.to_string();
-            if text.contains("too long") || text.contains("Space limit") || text.contains("too big")
-            {
+            // capacity error; axum passes its error through boxed.
+            let too_big = err
+                .into_inner()
+                .downcast_ref::<tungstenite::Error>()
+                .is_some_and(|err| matches!(err, tungstenite::Error::Capacity(_)));
+            if too_big {
                 Incoming::TooBig
             } else {
                 Incoming::Gone
@@ -185,9 +157,8 @@ struct Session {
 }
 
 impl Session {
-    async fn run(state: Arc<AppState>, socket: WebSocket) {
-        let sessions = state.sessions.clone();
-        let _guard = sessions.enter();
+    /// Runs the socket to its end; `_guard` keeps it counted meanwhile.
+    async fn run(state: Arc<AppState>, socket: WebSocket, _guard: SessionGuard) {
         let (mut sink, mut stream) = socket.split();
         let write_timeout = Duration::from_millis(state.config.heartbeat_ms.max(1000));
         // The session start is boxed: its state is freed once the socket is
@@ -207,7 +178,7 @@ impl Session {
             Err(err) => {
                 write_text(
                     &mut sink,
-                    err.to_frame(Some("auth".into())).to_json(),
+                    ApiError::from(err).to_frame(Some("auth".into())).to_json(),
                     write_timeout,
                 )
                 .await;
@@ -258,7 +229,7 @@ impl Session {
                 return None;
             }
             Ok(item) => match classify(item) {
-                Incoming::Frame(text) => match ClientFrame::parse(&text) {
+                Incoming::Frame(text) => match ClientFrame::parse(text.as_str()) {
                     Ok(ClientFrame::Auth { token, since }) => (token, since),
                     Ok(other) => {
                         let frame = ApiError::unauthorized("the first frame must be auth")
@@ -343,7 +314,7 @@ impl Session {
                     match classify(item) {
                         Incoming::Frame(text) => {
                             metrics::counter!("parley_frames_in_total").increment(1);
-                            if !Box::pin(self.handle_text(&text)).await { return; }
+                            if !Box::pin(self.handle_text(text.as_str())).await { return; }
                         }
                         Incoming::Binary => {
                             let err = ApiError::bad_request("binary frames are not supported; send JSON text frames");
@@ -527,14 +498,23 @@ impl Session {
                 text,
                 reply_to_seq,
             } => {
-                return match self.start_send(
-                    client_msg_id.clone(),
+                let outgoing = Outgoing {
+                    client_msg_id: client_msg_id.clone(),
                     conversation_id,
                     kind,
                     text,
                     reply_to_seq,
-                ) {
-                    Ok(()) => true,
+                };
+                return match send::start(&self.state, self.identity, outgoing) {
+                    Ok(pending) => {
+                        self.pending.push_back(Box::pin(async move {
+                            OpDone::Sent {
+                                client_msg_id,
+                                result: pending.await,
+                            }
+                        }));
+                        true
+                    }
                     Err(err) => self.send_frame(err.to_frame(Some(client_msg_id))).await,
                 };
             }
@@ -576,49 +556,17 @@ impl Session {
         }
     }
 
-    fn start_send(
-        &mut self,
-        client_msg_id: String,
-        conversation_id: ConversationId,
-        kind: MessageKind,
-        text: String,
-        reply_to_seq: Option<u64>,
-    ) -> Result<(), ApiError> {
-        let state = &self.state;
-        if state.draining.load(Ordering::Acquire) {
-            return Err(ApiError::new(
-                ErrorCode::Unavailable,
-                "server is shutting down; resend after reconnecting",
-            ));
-        }
-        let new = validate_send(
-            state,
-            self.identity,
-            client_msg_id.clone(),
-            conversation_id,
-            kind,
-            text,
-            reply_to_seq,
-        )?;
-        state.check_send_rate(self.identity.user)?;
-        metrics::counter!("parley_sends_total").increment(1);
-        let pending = state.store.append_message(new);
-        self.pending.push_back(Box::pin(async move {
-            OpDone::Sent {
-                client_msg_id,
-                result: pending.await,
-            }
-        }));
-        Ok(())
-    }
-
     async fn typing(&mut self, conversation: ConversationId, active: bool) -> Result<(), ApiError> {
         let rate = self.state.config.typing_rate_per_sec;
         let burst = (rate * 2.0).max(1.0);
         if let Err(wait) = self.typing.try_take(rate, burst, Instant::now()) {
             return Err(ApiError::rate_limited(wait));
         }
-        let members = self.state.members_of(conversation).await?;
+        let members = self
+            .state
+            .members
+            .members_of(self.state.store.as_ref(), conversation)
+            .await?;
         let user = self.identity.user;
         if !members.contains(&user) {
             return Err(ApiError::forbidden(
@@ -662,43 +610,4 @@ impl Session {
             .await;
         Ok(())
     }
-}
-
-/// Checks a send against the protocol's limits (shared by WS and HTTP).
-pub fn validate_send(
-    state: &AppState,
-    identity: Identity,
-    client_msg_id: String,
-    conversation_id: ConversationId,
-    kind: MessageKind,
-    text: String,
-    reply_to_seq: Option<u64>,
-) -> Result<NewMessage, ApiError> {
-    if client_msg_id.is_empty() || client_msg_id.len() > 128 {
-        return Err(ApiError::bad_request(
-            "client_msg_id must be 1 to 128 bytes",
-        ));
-    }
-    if kind != MessageKind::Text {
-        return Err(ApiError::bad_request("only kind \"text\" can be sent"));
-    }
-    if text.len() > state.config.max_text_bytes {
-        return Err(ApiError::too_large(format!(
-            "text is {} bytes; the limit is {}",
-            text.len(),
-            state.config.max_text_bytes
-        )));
-    }
-    if text.is_empty() {
-        return Err(ApiError::bad_request("text must not be empty"));
-    }
-    Ok(NewMessage {
-        conversation_id,
-        sender_id: identity.user,
-        sender_device_id: identity.device,
-        client_msg_id,
-        text,
-        reply_to_seq,
-        now_ms: now_ms(),
-    })
 }

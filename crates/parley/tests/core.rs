@@ -99,7 +99,7 @@ async fn http_errors_are_json_with_codes() {
             "/v1/users",
             Some("{}"),
             405,
-            "bad_request",
+            "method_not_allowed",
         ),
         (api, Method::GET, "/v1/nothing/here", None, 404, "not_found"),
         (
@@ -155,8 +155,8 @@ async fn http_errors_are_json_with_codes() {
             Method::POST,
             "/v1/conversations/direct",
             Some(r#"{"user_id":"c1"}"#),
-            400,
-            "bad_request",
+            404,
+            "not_found",
         ),
         (
             &alice,
@@ -616,10 +616,22 @@ async fn bad_frames_get_errors_and_the_socket_stays_open() {
         ("{nope".to_owned(), None),
         (r#"{"type":"teleport"}"#.to_owned(), Some("teleport")),
         (r#"{"no_type":1}"#.to_owned(), None),
-        (format!(r#"{{"type":"send","client_msg_id":"k1","conversation_id":"{conversation}"}}"#), Some("k1")),
-        (r#"{"type":"send","client_msg_id":"k2","conversation_id":"u1","kind":"text","text":"x"}"#.to_owned(), Some("k2")),
-        (format!(r#"{{"type":"send","client_msg_id":"k3","conversation_id":"{conversation}","kind":"system","text":"x"}}"#), Some("k3")),
-        (format!(r#"{{"type":"receipt","conversation_id":"{conversation}","status":"seen","up_to_seq":1}}"#), Some("receipt")),
+        (
+            format!(r#"{{"type":"send","client_msg_id":"k1","conversation_id":"{conversation}"}}"#),
+            Some("k1"),
+        ),
+        (
+            format!(
+                r#"{{"type":"send","client_msg_id":"k3","conversation_id":"{conversation}","kind":"system","text":"x"}}"#
+            ),
+            Some("k3"),
+        ),
+        (
+            format!(
+                r#"{{"type":"receipt","conversation_id":"{conversation}","status":"seen","up_to_seq":1}}"#
+            ),
+            Some("receipt"),
+        ),
     ];
     for (frame, reference) in cases {
         a.send_raw(frame.clone()).await.unwrap();
@@ -936,4 +948,195 @@ async fn login_attempts_are_limited_per_username() {
     let err = api.login("alice", PASSWORD).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::RateLimited));
     assert!(api.login("bob", PASSWORD).await.is_ok());
+}
+
+/// Ids are opaque to clients: an id that names nothing is `not_found`,
+/// whatever its shape (wrong kind, no digits, not an id at all), in a path,
+/// in a body, or in a frame.
+#[tokio::test]
+async fn unknown_ids_of_any_shape_are_not_found() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let bob = server.user("bob").await;
+    let conversation = direct(&alice, &bob).await;
+    let group = alice
+        .create_group("Team", &[uid(&bob)])
+        .await
+        .unwrap()
+        .conversation_id;
+    let send_body = r#"{"client_msg_id":"h1","kind":"text","text":"x"}"#;
+    let cases: Vec<(Method, String, Option<&str>)> = vec![
+        (Method::GET, "/v1/users/zzz".into(), None),
+        (Method::GET, "/v1/users/c1".into(), None),
+        (Method::GET, "/v1/users/u999".into(), None),
+        (Method::GET, "/v1/users/zzz/presence".into(), None),
+        (Method::GET, "/v1/conversations/xyz".into(), None),
+        (
+            Method::GET,
+            format!("/v1/conversations/{}", uid(&bob)),
+            None,
+        ),
+        (Method::GET, "/v1/conversations/xyz/messages".into(), None),
+        (
+            Method::POST,
+            "/v1/conversations/xyz/messages".into(),
+            Some(send_body),
+        ),
+        (
+            Method::POST,
+            "/v1/conversations/c999/messages".into(),
+            Some(send_body),
+        ),
+        (Method::DELETE, "/v1/me/devices/nope".into(), None),
+        (Method::DELETE, "/v1/me/devices/d999".into(), None),
+        (
+            Method::POST,
+            "/v1/conversations/direct".into(),
+            Some(r#"{"user_id":"zzz"}"#),
+        ),
+        (
+            Method::POST,
+            "/v1/groups".into(),
+            Some(r#"{"name":"x","member_ids":["nope"]}"#),
+        ),
+        (
+            Method::PATCH,
+            "/v1/groups/zzz".into(),
+            Some(r#"{"name":"y"}"#),
+        ),
+        // A direct conversation is not a group.
+        (
+            Method::PATCH,
+            format!("/v1/groups/{conversation}"),
+            Some(r#"{"name":"y"}"#),
+        ),
+        (
+            Method::POST,
+            format!("/v1/groups/{group}/members"),
+            Some(r#"{"user_ids":["nope"]}"#),
+        ),
+        (
+            Method::DELETE,
+            format!("/v1/groups/{group}/members/zzz"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/v1/groups/{group}/members/nope/role"),
+            Some(r#"{"role":"admin"}"#),
+        ),
+    ];
+    for (method, path, body) in cases {
+        let (status, got) = alice.raw(method.clone(), &path, body).await.unwrap();
+        assert_eq!(status, 404, "{method} {path} {body:?}: {got}");
+        assert_eq!(got["error"]["code"], "not_found", "{method} {path}");
+    }
+
+    let mut a = alice.connect(None).await.unwrap();
+    for (n, id) in ["no-such-conversation", "u1", "c9999", ""]
+        .iter()
+        .enumerate()
+    {
+        let reference = format!("lost-{n}");
+        a.send_raw(format!(
+            r#"{{"type":"send","client_msg_id":"{reference}","conversation_id":"{id}","kind":"text","text":"x"}}"#
+        ))
+        .await
+        .unwrap();
+        let (code, _) = expect_error(&mut a, &reference).await;
+        assert_eq!(code, ErrorCode::NotFound, "send to {id:?}");
+    }
+    a.send_raw(
+        r#"{"type":"receipt","conversation_id":"zzz","status":"read","up_to_seq":1}"#.to_owned(),
+    )
+    .await
+    .unwrap();
+    let (code, _) = expect_error(&mut a, "receipt").await;
+    assert_eq!(code, ErrorCode::NotFound);
+    a.send_raw(r#"{"type":"typing","conversation_id":"zzz","active":true}"#.to_owned())
+        .await
+        .unwrap();
+    let (code, _) = expect_error(&mut a, "typing").await;
+    assert_eq!(code, ErrorCode::NotFound);
+    // Nothing was stored, and the socket still works.
+    a.send_text(conversation, "ok", "fine").await.unwrap();
+    let (seq, _) = expect_sent(&mut a, "ok").await;
+    assert_eq!(seq, 1);
+}
+
+/// An endpoint that exists but not with this method says so.
+#[tokio::test]
+async fn a_wrong_method_is_method_not_allowed() {
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    for (method, path) in [
+        (Method::PUT, "/v1/users"),
+        (Method::DELETE, "/v1/conversations"),
+        (Method::POST, "/v1/me"),
+    ] {
+        let (status, body) = alice.raw(method.clone(), path, Some("{}")).await.unwrap();
+        assert_eq!(status, 405, "{method} {path}: {body}");
+        assert_eq!(
+            body["error"]["code"], "method_not_allowed",
+            "{method} {path}"
+        );
+    }
+}
+
+/// Connections over `max_connections` get a clean `503 unavailable`, and
+/// are served again once others close.
+#[tokio::test]
+async fn connections_over_the_limit_are_refused_cleanly() {
+    let server = TestServer::start_with(Config {
+        max_connections: 3,
+        ..test_config()
+    })
+    .await;
+    let alice = server.user("alice").await;
+    // The test's HTTP client keeps a connection or two of the limit; fill
+    // the rest with sockets until one is refused.
+    let mut sockets = Vec::new();
+    let refused = loop {
+        match alice.connect(None).await {
+            Ok(socket) => {
+                sockets.push(socket);
+                assert!(sockets.len() <= 3, "more sockets than max_connections");
+            }
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(refused, ClientError::Ws(_)),
+        "the upgrade is refused, not the session: {refused}"
+    );
+    // A new HTTP connection gets the protocol's JSON error.
+    let fresh = parley_client::Client::new(format!("http://{}", server.addr));
+    let (status, body) = fresh.raw(Method::GET, "/v1/me", None).await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable");
+    drop(fresh);
+    // Closing a socket makes room again.
+    assert!(!sockets.is_empty(), "at least one socket fits");
+    sockets.pop();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut again = loop {
+        match alice.connect(None).await {
+            Ok(socket) => break socket,
+            Err(err) => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no room after a close: {err}"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    again
+        .send(&ClientFrame::Ping { nonce: None })
+        .await
+        .unwrap();
+    expect_frame(&mut again, "pong", |f| {
+        matches!(f, ServerFrame::Pong { .. })
+    })
+    .await;
 }

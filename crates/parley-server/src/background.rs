@@ -1,0 +1,85 @@
+//! Background work, started and stopped in one place.
+//!
+//! Three tasks run beside the request and socket tasks:
+//! - the dispatcher ([`crate::dispatch`]): the store's commit stream →
+//!   socket queues, in commit order;
+//! - the inbox pruner: hourly, drops inbox entries older than
+//!   `inbox_retention_days`;
+//! - the presence leave timers ([`Presence::run_leave_timers`]): announce a
+//!   user offline when its grace period ends.
+//!
+//! [`Background::start`] spawns them; [`Background::stop`] ends them in the
+//! order shutdown needs (see there).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_store::CommitReceiver;
+use tokio::task::JoinHandle;
+
+use crate::presence::{LeaveTimers, Presence};
+use crate::state::AppState;
+
+/// How often inbox entries past retention are dropped.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// How long shutdown waits for the dispatcher to route what was committed.
+const DISPATCH_DRAIN: Duration = Duration::from_secs(5);
+
+/// The running background tasks.
+pub struct Background {
+    dispatcher: JoinHandle<()>,
+    inbox_pruner: JoinHandle<()>,
+    leave_timers: JoinHandle<()>,
+}
+
+impl Background {
+    /// Spawns every background task.
+    pub fn start(
+        state: &Arc<AppState>,
+        commits: CommitReceiver,
+        leave_timers: LeaveTimers,
+    ) -> Background {
+        Background {
+            dispatcher: tokio::spawn(crate::dispatch::run(state.clone(), commits)),
+            inbox_pruner: tokio::spawn(prune_inbox_periodically(state.clone())),
+            leave_timers: tokio::spawn(Presence::run_leave_timers(
+                state.presence.clone(),
+                leave_timers,
+            )),
+        }
+    }
+
+    /// Stops everything once the listener and every socket are done:
+    /// the pruner and the leave timers stop, last-seen times of everyone
+    /// still online or in a grace period are stored, the store flushes and
+    /// stops (which ends its commit stream), and the dispatcher is given a
+    /// bounded time to route what was committed.
+    pub async fn stop(self, state: &AppState) {
+        self.inbox_pruner.abort();
+        self.leave_timers.abort();
+        let _ = self.leave_timers.await;
+        state.presence.record_all_last_seen().await;
+        state.store.shutdown().await;
+        if tokio::time::timeout(DISPATCH_DRAIN, self.dispatcher)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the dispatcher did not finish routing within the shutdown bound");
+        }
+    }
+}
+
+/// Drops inbox entries past retention, every [`PRUNE_INTERVAL`].
+async fn prune_inbox_periodically(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        interval.tick().await;
+        let cutoff = parley_proto::now_ms() - state.config.inbox_retention_ms();
+        match state.store.prune_inbox(cutoff).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(entries = n, "pruned inbox entries past retention"),
+            Err(err) => tracing::warn!(%err, "inbox pruning failed"),
+        }
+    }
+}

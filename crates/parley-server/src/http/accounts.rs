@@ -1,0 +1,253 @@
+//! Accounts, sessions and devices: `POST /v1/users`, `GET /v1/users`,
+//! `GET /v1/users/{user_id}`, `POST /v1/sessions`,
+//! `DELETE /v1/sessions/current`, `GET /v1/me`, `PUT /v1/me/settings`,
+//! `DELETE /v1/me/devices/{device_id}`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_proto::api::{
+    DeviceView, LoginRequest, LoginResponse, MeResponse, RegisterRequest, SettingsRequest,
+    SettingsResponse, UserView,
+};
+use parley_proto::{DeviceId, ErrorCode, UserId, close_code, limits, now_ms};
+use parley_store::{NewUser, UserRecord};
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::auth::Identity;
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Longest display name and device name, in characters.
+const MAX_NAME_CHARS: usize = 64;
+
+/// Longest password even looked at on login, in bytes.
+const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
+
+fn validate_username(username: &str) -> ApiResult<()> {
+    let ok_len =
+        (limits::USERNAME_MIN_CHARS..=limits::USERNAME_MAX_CHARS).contains(&username.len());
+    let ok_chars = username
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "username must be 3 to 32 of a-z, 0-9, _ and .",
+        ))
+    }
+}
+
+fn user_view(record: &UserRecord) -> UserView {
+    UserView {
+        user_id: record.id,
+        username: record.username.clone(),
+        display_name: record.display_name.clone(),
+    }
+}
+
+/// `POST /v1/users`.
+pub(super) async fn register(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<RegisterRequest>,
+) -> ApiResult<Response> {
+    if !state.config.registration_open {
+        return Err(ApiError::forbidden("registration is closed on this server"));
+    }
+    validate_username(&body.username)?;
+    let password_len = body.password.chars().count();
+    if !(limits::PASSWORD_MIN_CHARS..=limits::PASSWORD_MAX_CHARS).contains(&password_len) {
+        return Err(ApiError::bad_request(
+            "password must be 8 to 256 characters",
+        ));
+    }
+    let display_name = match body.display_name.as_deref().map(str::trim) {
+        Some(name) if !name.is_empty() => {
+            if name.chars().count() > MAX_NAME_CHARS {
+                return Err(ApiError::bad_request(
+                    "display_name must be at most 64 characters",
+                ));
+            }
+            name.to_owned()
+        }
+        _ => body.username.clone(),
+    };
+    if state
+        .store
+        .user_by_username(&body.username)
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::new(ErrorCode::Conflict, "username is taken"));
+    }
+    let password_hash = state.auth.hash_password(body.password).await?;
+    let record = state
+        .store
+        .create_user(NewUser {
+            username: body.username,
+            display_name,
+            password_hash,
+            now_ms: now_ms(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(user_view(&record))).into_response())
+}
+
+/// `POST /v1/sessions`.
+pub(super) async fn login(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Response> {
+    state
+        .login_limiter
+        .check(&body.username)
+        .map_err(ApiError::rate_limited)?;
+    let bad = || ApiError::unauthorized("wrong username or password");
+    if body.password.len() > MAX_LOGIN_PASSWORD_BYTES {
+        return Err(bad());
+    }
+    let Some(user) = state.store.user_by_username(&body.username).await? else {
+        state.auth.dummy_verify(body.password).await;
+        return Err(bad());
+    };
+    if !state
+        .auth
+        .verify_password(body.password, user.password_hash.clone())
+        .await?
+    {
+        return Err(bad());
+    }
+    let device_name = body
+        .device_name
+        .map(|n| n.trim().chars().take(MAX_NAME_CHARS).collect::<String>())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "unnamed device".into());
+    let now = now_ms();
+    let device = state.store.create_device(user.id, device_name, now).await?;
+    let identity = Identity {
+        user: user.id,
+        device: device.id,
+    };
+    let (token, expires_at_ms) = state.auth.issue(identity, now);
+    let body = LoginResponse {
+        token,
+        user_id: user.id,
+        device_id: device.id,
+        expires_at_ms,
+    };
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+/// Revokes `device` of `user`: storage, the token check, its sockets.
+async fn end_device(state: &AppState, user: UserId, device: DeviceId) -> ApiResult<()> {
+    state.store.revoke_device(user, device, now_ms()).await?;
+    state.auth.revoke(device);
+    state
+        .hub
+        .close_device(user, device, close_code::UNAUTHORIZED);
+    Ok(())
+}
+
+/// `DELETE /v1/sessions/current`.
+pub(super) async fn logout(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+) -> ApiResult<StatusCode> {
+    end_device(&state, me.user, me.device).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /v1/me/devices/{device_id}`.
+pub(super) async fn revoke_device(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath(device): ApiPath<DeviceId>,
+) -> ApiResult<StatusCode> {
+    end_device(&state, me.user, device).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/me`.
+pub(super) async fn me(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+) -> ApiResult<Json<MeResponse>> {
+    let user = state
+        .store
+        .user_by_id(me.user)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+    let devices = state.store.devices(me.user).await?;
+    Ok(Json(MeResponse {
+        user_id: user.id,
+        username: user.username,
+        display_name: user.display_name,
+        presence_visibility: user.presence_visibility,
+        devices: devices
+            .into_iter()
+            .map(|d| DeviceView {
+                device_id: d.id,
+                device_name: d.name,
+                created_at_ms: d.created_at_ms,
+            })
+            .collect(),
+    }))
+}
+
+/// `PUT /v1/me/settings`.
+pub(super) async fn update_settings(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiJson(body): ApiJson<SettingsRequest>,
+) -> ApiResult<Json<SettingsResponse>> {
+    if let Some(visibility) = body.presence_visibility {
+        state
+            .store
+            .set_presence_visibility(me.user, visibility)
+            .await?;
+        state.presence.visibility_changed(me.user, visibility).await;
+    }
+    let user = state
+        .store
+        .user_by_id(me.user)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+    Ok(Json(SettingsResponse {
+        presence_visibility: user.presence_visibility,
+    }))
+}
+
+/// `GET /v1/users/{user_id}`.
+pub(super) async fn get_user(
+    State(state): State<Arc<AppState>>,
+    Auth(_): Auth,
+    ApiPath(user): ApiPath<UserId>,
+) -> ApiResult<Json<UserView>> {
+    let user = state
+        .store
+        .user_by_id(user)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user not found"))?;
+    Ok(Json(user_view(&user)))
+}
+
+/// `GET /v1/users?username=NAME`.
+pub(super) async fn find_user(
+    State(state): State<Arc<AppState>>,
+    Auth(_): Auth,
+    ApiQuery(query): ApiQuery,
+) -> ApiResult<Json<UserView>> {
+    let username = query
+        .get("username")
+        .ok_or_else(|| ApiError::bad_request("give ?username=NAME"))?;
+    let user = state
+        .store
+        .user_by_username(username)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user not found"))?;
+    Ok(Json(user_view(&user)))
+}

@@ -1,0 +1,134 @@
+//! Conversations: `GET /v1/conversations`, `POST /v1/conversations/direct`,
+//! `GET /v1/conversations/{id}`, and the record → response views the group
+//! endpoints share.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_proto::api::{
+    ConversationCreated, ConversationDetails, ConversationList, ConversationSummary, DirectRequest,
+    MemberRole, MemberState,
+};
+use parley_proto::{ConversationId, UserId, now_ms};
+use parley_store::ConversationRecord;
+
+use super::extract::{ApiJson, ApiPath, Auth};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// The answer to creating or changing a conversation.
+pub(super) fn created(record: &ConversationRecord) -> ConversationCreated {
+    ConversationCreated {
+        conversation_id: record.id,
+        kind: record.kind,
+        name: record.name.clone(),
+        members: record
+            .members
+            .iter()
+            .map(|m| MemberRole {
+                user_id: m.user_id,
+                role: m.role,
+            })
+            .collect(),
+    }
+}
+
+fn details(record: &ConversationRecord) -> ConversationDetails {
+    ConversationDetails {
+        conversation_id: record.id,
+        kind: record.kind,
+        name: record.name.clone(),
+        last_seq: record.last_seq,
+        delivered_all_up_to: record.delivered_all_up_to,
+        read_all_up_to: record.read_all_up_to,
+        members: record
+            .members
+            .iter()
+            .map(|m| MemberState {
+                user_id: m.user_id,
+                role: m.role,
+                delivered_up_to: m.delivered_up_to,
+                read_up_to: m.read_up_to,
+            })
+            .collect(),
+    }
+}
+
+/// `POST /v1/conversations/direct`.
+pub(super) async fn open_direct(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiJson(body): ApiJson<DirectRequest>,
+) -> ApiResult<Response> {
+    let (record, was_created) = state
+        .store
+        .get_or_create_direct(me.user, body.user_id, now_ms())
+        .await?;
+    let status = if was_created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(created(&record))).into_response())
+}
+
+/// `GET /v1/conversations`.
+pub(super) async fn list_conversations(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+) -> ApiResult<Json<ConversationList>> {
+    let summaries = state.store.conversations_for(me.user).await?;
+    let conversations = summaries
+        .into_iter()
+        .map(|s| {
+            let own = s.conversation.member(me.user);
+            ConversationSummary {
+                conversation_id: s.conversation.id,
+                kind: s.conversation.kind,
+                name: s.conversation.name.clone(),
+                members: s.conversation.members.iter().map(|m| m.user_id).collect(),
+                last_seq: s.conversation.last_seq,
+                last_message: s.last_message,
+                unread_count: s.unread_count,
+                read_up_to: own.map(|m| m.read_up_to).unwrap_or(0),
+                delivered_up_to: own.map(|m| m.delivered_up_to).unwrap_or(0),
+                delivered_all_up_to: s.conversation.delivered_all_up_to,
+                read_all_up_to: s.conversation.read_all_up_to,
+            }
+        })
+        .collect();
+    Ok(Json(ConversationList { conversations }))
+}
+
+/// The conversation if `user` is an active member: 404 for unknown ids,
+/// 403 for non-members.
+async fn member_conversation(
+    state: &AppState,
+    id: ConversationId,
+    user: UserId,
+) -> ApiResult<ConversationRecord> {
+    let record = state
+        .store
+        .conversation(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("conversation not found"))?;
+    if record.member(user).is_none() {
+        return Err(ApiError::forbidden(
+            "you are not a member of this conversation",
+        ));
+    }
+    Ok(record)
+}
+
+/// `GET /v1/conversations/{id}`.
+pub(super) async fn get_conversation(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<ConversationId>,
+) -> ApiResult<Json<ConversationDetails>> {
+    let record = member_conversation(&state, id, me.user).await?;
+    Ok(Json(details(&record)))
+}

@@ -1,0 +1,122 @@
+//! Group administration: `POST /v1/groups`, `PATCH /v1/groups/{id}`,
+//! `POST /v1/groups/{id}/members`, `DELETE /v1/groups/{id}/members/{user_id}`,
+//! `PUT /v1/groups/{id}/members/{user_id}/role`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_proto::api::{
+    AddMembersRequest, ConversationCreated, ConversationKind, CreateGroupRequest, RenameRequest,
+    RoleRequest,
+};
+use parley_proto::{ConversationId, UserId, now_ms};
+use parley_store::{ConversationRecord, GroupChange, GroupChangeKind, NewGroup};
+
+use super::conversations::created;
+use super::extract::{ApiJson, ApiPath, Auth};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// `POST /v1/groups`.
+pub(super) async fn create_group(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiJson(body): ApiJson<CreateGroupRequest>,
+) -> ApiResult<Response> {
+    let record = state
+        .store
+        .create_group(NewGroup {
+            creator: me.user,
+            name: body.name,
+            member_ids: body.member_ids,
+            max_members: state.config.max_group_members,
+            now_ms: now_ms(),
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(created(&record))).into_response())
+}
+
+/// Applies `kind` to group `group` as `actor`. A conversation that is not
+/// a group is not a group id: `not_found`, like any unknown id.
+async fn change_group(
+    state: &AppState,
+    actor: UserId,
+    group: ConversationId,
+    kind: GroupChangeKind,
+) -> ApiResult<ConversationRecord> {
+    // A conversation's kind never changes, so checking it before the
+    // store's transaction cannot race.
+    let is_group = state
+        .store
+        .conversation(group)
+        .await?
+        .is_some_and(|record| record.kind == ConversationKind::Group);
+    if !is_group {
+        return Err(ApiError::not_found("group not found"));
+    }
+    let record = state
+        .store
+        .change_group(GroupChange {
+            conversation: group,
+            actor,
+            kind,
+            max_members: state.config.max_group_members,
+            now_ms: now_ms(),
+        })
+        .await?;
+    Ok(record)
+}
+
+/// `PATCH /v1/groups/{id}`: rename.
+pub(super) async fn rename_group(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath(group): ApiPath<ConversationId>,
+    ApiJson(body): ApiJson<RenameRequest>,
+) -> ApiResult<Json<ConversationCreated>> {
+    let kind = GroupChangeKind::Rename { name: body.name };
+    let record = change_group(&state, me.user, group, kind).await?;
+    Ok(Json(created(&record)))
+}
+
+/// `POST /v1/groups/{id}/members`.
+pub(super) async fn add_members(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath(group): ApiPath<ConversationId>,
+    ApiJson(body): ApiJson<AddMembersRequest>,
+) -> ApiResult<Json<ConversationCreated>> {
+    let kind = GroupChangeKind::Add {
+        users: body.user_ids,
+    };
+    let record = change_group(&state, me.user, group, kind).await?;
+    Ok(Json(created(&record)))
+}
+
+/// `DELETE /v1/groups/{id}/members/{user_id}`: remove a member, or leave.
+pub(super) async fn remove_member(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath((group, user)): ApiPath<(ConversationId, UserId)>,
+) -> ApiResult<StatusCode> {
+    change_group(&state, me.user, group, GroupChangeKind::Remove { user }).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `PUT /v1/groups/{id}/members/{user_id}/role`.
+pub(super) async fn set_role(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath((group, user)): ApiPath<(ConversationId, UserId)>,
+    ApiJson(body): ApiJson<RoleRequest>,
+) -> ApiResult<Json<ConversationCreated>> {
+    let kind = GroupChangeKind::SetRole {
+        user,
+        role: body.role,
+    };
+    let record = change_group(&state, me.user, group, kind).await?;
+    Ok(Json(created(&record)))
+}

@@ -1,0 +1,89 @@
+//! Messages over HTTP: `GET /v1/conversations/{id}/messages` (history) and
+//! `POST /v1/conversations/{id}/messages` (send, through the same send
+//! service as the WebSocket).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use parley_proto::api::{HistoryPage, SendRequest, SendResponse};
+use parley_proto::{ConversationId, limits};
+use parley_store::HistoryQuery;
+
+use super::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::error::{ApiError, ApiResult};
+use crate::send::{self, Outgoing};
+use crate::state::AppState;
+
+/// Largest `seq` a query may name: what JavaScript holds exactly.
+const MAX_QUERY_SEQ: u64 = 1 << 53;
+
+fn parse_seq(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<u64>> {
+    match query.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|&v| v < MAX_QUERY_SEQ)
+            .map(Some)
+            .ok_or_else(|| ApiError::bad_request(format!("{key} must be a non-negative integer"))),
+    }
+}
+
+/// `GET /v1/conversations/{id}/messages?before_seq=&after_seq=&limit=`.
+pub(super) async fn history(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<ConversationId>,
+    ApiQuery(query): ApiQuery,
+) -> ApiResult<Json<HistoryPage>> {
+    let limit = match parse_seq(&query, "limit")? {
+        None => limits::HISTORY_DEFAULT_LIMIT,
+        Some(limit) if (1..=limits::HISTORY_MAX_LIMIT as u64).contains(&limit) => limit as usize,
+        Some(_) => return Err(ApiError::bad_request("limit must be 1 to 100")),
+    };
+    let (messages, has_more) = state
+        .store
+        .history(HistoryQuery {
+            conversation: id,
+            viewer: me.user,
+            before_seq: parse_seq(&query, "before_seq")?,
+            after_seq: parse_seq(&query, "after_seq")?,
+            limit,
+        })
+        .await?;
+    Ok(Json(HistoryPage { messages, has_more }))
+}
+
+/// `POST /v1/conversations/{id}/messages`: 201 when stored now, 200 for a
+/// repeat of a `client_msg_id` already stored.
+pub(super) async fn send_message(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<ConversationId>,
+    ApiJson(body): ApiJson<SendRequest>,
+) -> ApiResult<Response> {
+    let outgoing = Outgoing {
+        client_msg_id: body.client_msg_id,
+        conversation_id: id,
+        kind: body.kind,
+        text: body.text,
+        reply_to_seq: body.reply_to_seq,
+    };
+    let appended = send::start(&state, me, outgoing)?.await?;
+    let status = if appended.duplicate {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(SendResponse {
+            message: appended.message,
+        }),
+    )
+        .into_response())
+}
