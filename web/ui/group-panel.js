@@ -13,6 +13,7 @@ import { presenceOf } from '../presence.js';
 import { $, h, busy, paintAvatar } from './dom.js';
 import { scheduleRender } from './refresh.js';
 import { confirmAction } from './confirm.js';
+import { attachSuggestions } from './suggest.js';
 
 let panelOpen = false;
 
@@ -38,6 +39,10 @@ export function setupGroupPanel() {
     });
   });
 
+  attachSuggestions(/** @type {HTMLInputElement} */ ($('add-members-input')), {
+    multi: true,
+    exclude: () => new Set(openConv()?.memberIds || []),
+  });
   const addForm = /** @type {HTMLFormElement} */ ($('add-members-form'));
   addForm.addEventListener('submit', async (e) => {
     e.preventDefault();

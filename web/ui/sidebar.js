@@ -14,6 +14,7 @@ import { $, h, busy, paintAvatar, showSidebar } from './dom.js';
 import { tickEl, systemText } from './message-parts.js';
 import { openConversation, draftOf } from './chat.js';
 import { confirmAction } from './confirm.js';
+import { attachSuggestions } from './suggest.js';
 
 /** @typedef {import('../model.js').Conv} Conv */
 
@@ -66,6 +67,8 @@ export function setupSidebar(handlers) {
     showSidebar();
     /** @type {HTMLInputElement} */ ($('new-group-name')).focus();
   });
+  attachSuggestions(/** @type {HTMLInputElement} */ ($('new-chat-username')));
+  attachSuggestions(/** @type {HTMLInputElement} */ ($('new-group-members')), { multi: true });
   // Closing a form puts focus back on the button that opened it.
   const closeForm = (/** @type {HTMLFormElement} */ form) => {
     form.hidden = true;
