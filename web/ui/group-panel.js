@@ -174,11 +174,11 @@ export function renderGroupPanel() {
     row.append(av, info);
     if (admin && id !== me()) {
       const actions = h('div', 'member-actions');
-      const roleBtn = h('button', 'btn ghost small', isAdminMember ? 'Dismiss as admin' : 'Make admin');
+      // Visible text and accessible name are the same words.
+      const roleBtn = h('button', 'btn ghost small', isAdminMember ? `Dismiss ${name} as admin` : `Make ${name} an admin`);
       roleBtn.type = 'button';
       roleBtn.dataset.role = isAdminMember ? 'member' : 'admin';
       roleBtn.dataset.user = id;
-      roleBtn.setAttribute('aria-label', isAdminMember ? `Dismiss ${name} as admin` : `Make ${name} an admin`);
       const btn = h('button', 'btn ghost small danger-text', 'Remove');
       btn.type = 'button';
       btn.dataset.remove = id;

@@ -197,8 +197,7 @@ export function renderList() {
       /** @type {HTMLElement} */ (li.querySelector('.conv-preview')).id = `conv-prev-${n}`;
       /** @type {HTMLElement} */ (li.querySelector('.conv-time')).id = `conv-time-${n}`;
       /** @type {HTMLElement} */ (li.querySelector('.badge')).id = `conv-badge-${n}`;
-      btn.setAttribute('aria-labelledby', `conv-title-${n}`);
-      btn.setAttribute('aria-describedby', `conv-prev-${n} conv-time-${n} conv-badge-${n}`);
+      // The button's name is its visible content (title, time, preview, unread count).
       li.addEventListener('click', () => { rovingId = id; openConversation(id); });
       btn.addEventListener('keydown', (e) => onListKey(e));
       btn.addEventListener('focus', () => { rovingId = id; updateRoving(); });
