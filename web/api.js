@@ -114,9 +114,15 @@ export class Api {
 
   // --- accounts ---------------------------------------------------------
 
-  /** @returns {Promise<User>} */
-  register(username, password) {
-    return this.request('POST', '/users', { username, password }, { auth: false });
+  /**
+   * @param {string} username @param {string} password @param {string} [displayName] shown instead of the username
+   * @returns {Promise<User>}
+   */
+  register(username, password, displayName) {
+    /** @type {{username: string, password: string, display_name?: string}} */
+    const body = { username, password };
+    if (displayName) body.display_name = displayName;
+    return this.request('POST', '/users', body, { auth: false });
   }
 
   /** @returns {Promise<Session>} */

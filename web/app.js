@@ -12,7 +12,7 @@
 // - `outbox.js`, `receipts.js`, `typing.js`, `presence.js`, `history.js`  one concern each
 // - `dispatch.js`  every incoming server frame, and the inbox cursor
 // - `ui/*`  the screen: `refresh.js` (render schedule, below the state
-//   modules), `dom.js`, `toast.js`, `message-parts.js`, `login.js`,
+//   modules), `dom.js`, `toast.js`, `confirm.js`, `message-parts.js`, `login.js`,
 //   `sidebar.js`, `chat.js`, `messages.js`, `group-panel.js`, `render.js`
 
 import * as session from './session.js';
@@ -30,9 +30,10 @@ import { scheduleRender, renderHeader, renderBanner } from './ui/refresh.js';
 import { installPainters } from './ui/render.js';
 import { setupLoginForm, showLogin } from './ui/login.js';
 import { setupSidebar, clearList, showApp, focusNewChatOnWideScreens } from './ui/sidebar.js';
-import { setupChat, closeChat, clearDrafts } from './ui/chat.js';
+import { setupChat, closeChat, clearDrafts, loadDrafts, chatIdFromUrl, openConversation } from './ui/chat.js';
 import { clearMessages, checkRead } from './ui/messages.js';
 import { closeGroupPanel } from './ui/group-panel.js';
+import { setupConfirm } from './ui/confirm.js';
 
 /** The session's intervals, cleared when it ends. */
 let timers = /** @type {any[]} */ ([]);
@@ -57,6 +58,7 @@ function onConnState(s, detail) {
 function enterApp(s) {
   session.begin(s);
   outbox.load(s.user_id);
+  loadDrafts();
   users.rememberUser({ user_id: s.user_id, username: s.username });
   showApp(s.username);
   link.start({
@@ -66,7 +68,12 @@ function enterApp(s) {
     onState: onConnState,
     onUnauthorized: () => onUnauthorized(),
   });
-  refreshConversations();
+  const urlChat = chatIdFromUrl();
+  refreshConversations().then(() => {
+    // A reload (or a shared link) returns to the chat in the URL.
+    if (urlChat && model.convs.has(urlChat) && chatIdFromUrl() === urlChat && !model.openConvId()) openConversation(urlChat);
+    else if (urlChat && !model.openConvId()) history.replaceState(null, '', location.pathname + location.search);
+  });
   timers.push(setInterval(() => outbox.checkAcks(), 3000));
   timers.push(setInterval(() => renderHeader(), 30000));
   timers.push(setInterval(() => { if (link.state() === 'offline') renderBanner(); }, 1000));
@@ -76,8 +83,13 @@ function enterApp(s) {
   focusNewChatOnWideScreens();
 }
 
-/** Stop the socket and timers and forget the session's state (the signed-out screen follows). */
-function leaveApp() {
+/**
+ * Stop the socket and timers and forget the session's state (the signed-out
+ * screen follows). `forget` (log out) also drops what is stored for the user.
+ */
+function leaveApp(forget = false) {
+  closeChat();
+  clearDrafts(forget);
   link.stop();
   for (const t of timers) clearInterval(t);
   timers = [];
@@ -88,11 +100,9 @@ function leaveApp() {
   presence.reset();
   typing.clearAll();
   receipts.reset();
-  clearDrafts();
   clearList();
   clearMessages();
   closeGroupPanel();
-  closeChat();
 }
 
 function onUnauthorized() {
@@ -103,7 +113,7 @@ function onUnauthorized() {
 
 async function logout() {
   await session.signOut();
-  leaveApp();
+  leaveApp(true);
   showLogin('');
 }
 
@@ -115,6 +125,7 @@ function boot() {
   setupLoginForm(enterApp);
   setupSidebar({ onLogout: () => logout() });
   setupChat();
+  setupConfirm();
   const stored = session.storedSession();
   if (stored) enterApp(stored); else showLogin();
 }

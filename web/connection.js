@@ -15,6 +15,12 @@ import {
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 5000;
 const AUTH_TIMEOUT_MS = 10000;
+/** How often the client pings an open socket: a frozen server shows within seconds. */
+export const PING_INTERVAL_MS = 3000;
+/** A ping unanswered (no frame at all) for this long means the link is dead. */
+export const PONG_TIMEOUT_MS = 4000;
+/** A socket that is not `ready` this long after we asked for it is given up. */
+const CONNECT_TIMEOUT_MS = 6000;
 
 /**
  * Delay before reconnect attempt number `attempt` (0-based): exponential,
@@ -50,6 +56,8 @@ export class Connection {
     /** @type {ReturnType<typeof setInterval>|null} */ this.pingTimer = null;
     /** @type {ReturnType<typeof setTimeout>|null} */ this.authTimer = null;
     this.lastFrameAt = 0;
+    /** When the oldest ping not yet followed by any frame was sent (0: none outstanding). */
+    this.pingOutstandingSince = 0;
     this.stopped = false;
     this.onOnline = () => this.reconnectNow();
     window.addEventListener('online', this.onOnline);
@@ -120,16 +128,23 @@ export class Connection {
       return;
     }
     this.ws = ws;
+    // A frozen or unreachable server may accept the TCP connection and then
+    // say nothing: without `ready` in time, drop this socket and try again.
+    this.authTimer = setTimeout(() => {
+      if (this.ws === ws && !this.ready) this.abandon(ws, 'no ready');
+    }, CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
       if (this.ws !== ws) return;
       ws.send(encodeFrame(authFrame(this.opts.token, this.opts.getSince())));
+      if (this.authTimer) clearTimeout(this.authTimer);
       this.authTimer = setTimeout(() => {
-        if (this.ws === ws && !this.ready) ws.close(CLOSE_TIMEOUT, 'no ready');
+        if (this.ws === ws && !this.ready) this.abandon(ws, 'no ready');
       }, AUTH_TIMEOUT_MS);
     };
     ws.onmessage = (ev) => {
       if (this.ws !== ws) return;
       this.lastFrameAt = Date.now();
+      this.pingOutstandingSince = 0;
       const frame = decodeServerFrame(ev.data);
       if (!frame) return;
       if (frame.type === 'ready') this.onReady(ws, frame);
@@ -172,17 +187,27 @@ export class Connection {
     this.attempt = 0;
     this.heartbeatMs = Math.max(250, Number(frame.heartbeat_ms) || 25000);
     let nonce = 0;
+    let lastPingAt = 0;
+    this.lastFrameAt = Date.now();
+    this.pingOutstandingSince = 0;
+    // Ping often and expect an answer soon: a silent link (frozen server,
+    // dead Wi-Fi) is noticed in seconds, not after TCP's minutes. The check
+    // counts only from a ping we actually sent, so throttled timers in a
+    // background tab never make a healthy socket look dead.
+    const periodMs = Math.min(PING_INTERVAL_MS, Math.round(this.heartbeatMs * 0.8));
     this.pingTimer = setInterval(() => {
       if (this.ws !== ws) return;
-      // The server answers every ping; silence for two periods means the
-      // link is dead even though TCP has not noticed yet.
-      if (Date.now() - this.lastFrameAt > 2 * this.heartbeatMs + 2000) {
-        try { ws.close(CLOSE_TIMEOUT, 'heartbeat timeout'); } catch { /* ignore */ }
+      const now = Date.now();
+      if (this.pingOutstandingSince && now - this.pingOutstandingSince > PONG_TIMEOUT_MS) {
+        this.abandon(ws, 'heartbeat timeout');
         return;
       }
-      try { ws.send(encodeFrame(pingFrame(String(++nonce)))); } catch { /* closing */ }
-      // A little under the period, so timer jitter never lets the socket look idle.
-    }, Math.round(this.heartbeatMs * 0.8));
+      if (now - lastPingAt >= periodMs) {
+        lastPingAt = now;
+        try { ws.send(encodeFrame(pingFrame(String(++nonce)))); } catch { /* closing */ }
+        if (!this.pingOutstandingSince) this.pingOutstandingSince = now;
+      }
+    }, 1000);
     this.setState('open');
   }
 
@@ -196,6 +221,23 @@ export class Connection {
     try { ws.close(CLOSE_NORMAL, 'reconnect requested'); } catch { /* ignore */ }
     this.setState('offline', { retryInMs: delay });
     this.retryTimer = setTimeout(() => { this.retryTimer = null; this.connect(); }, delay);
+  }
+
+  /**
+   * Give up on a silent socket at once, without waiting for the close
+   * handshake (a frozen peer never answers it), and connect again.
+   * @param {WebSocket} ws @param {string} reason
+   */
+  abandon(ws, reason) {
+    if (this.ws !== ws) return;
+    this.ws = null;
+    this.ready = false;
+    this.clearTimers();
+    ws.onmessage = null;
+    ws.onclose = null;
+    try { ws.close(CLOSE_TIMEOUT, reason); } catch { /* ignore */ }
+    const wasReady = this.state === 'open';
+    if (wasReady) { this.attempt = 0; this.connect(); } else this.scheduleRetry();
   }
 
   scheduleRetry() {

@@ -52,6 +52,7 @@ export function onFrame(f) {
         presence.applyPresenceFrame(f);
         if (!f.online) typing.clearUserEverywhere(f.user_id);
         renderHeader();
+        scheduleRender();
       }
       break;
     case 'error': onErrorFrame(f); break;

@@ -117,10 +117,21 @@ export function presenceText(p) {
   return `last seen ${dateFmt.format(new Date(p.last_seen_ms))} at ${clockTime(p.last_seen_ms)}`;
 }
 
-/** Initials for an avatar. @param {string} name */
+/** The user-perceived characters of `s` (an emoji or a letter with its accents is one). @param {string} s */
+export function graphemes(s) {
+  if (typeof Intl !== 'undefined' && Intl.Segmenter) {
+    return [...new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(s)].map((x) => x.segment);
+  }
+  return [...s];
+}
+
+/** Initials for an avatar: whole graphemes, never half an emoji or a letter without its accent. @param {string} name */
 export function initials(name) {
-  const parts = String(name || '?').split(/[\s._]+/).filter(Boolean);
-  const letters = parts.length >= 2 ? parts[0][0] + parts[1][0] : String(name || '?').slice(0, 2);
+  const text = String(name || '?');
+  const parts = text.split(/[\s._]+/).filter(Boolean);
+  const letters = parts.length >= 2
+    ? graphemes(parts[0])[0] + graphemes(parts[1])[0]
+    : graphemes(parts[0] || text).slice(0, 2).join('');
   return letters.toUpperCase();
 }
 
@@ -143,7 +154,16 @@ export function normalizeUsername(s) {
 
 /** UTF-8 byte length. @param {string} s */
 export function byteLength(s) {
-  return new TextEncoder().encode(s).length;
+  // Counted without allocating: the composer asks on every keystroke.
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length && (s.charCodeAt(i + 1) & 0xfc00) === 0xdc00) { n += 4; i++; }
+    else n += 3;
+  }
+  return n;
 }
 
 /** A fresh client_msg_id. */

@@ -19,6 +19,9 @@ import { toast } from './ui/toast.js';
 
 let listLoading = /** @type {Promise<void>|null} */ (null);
 
+/** Pages of HISTORY_MAX_LIMIT loaded on open to reach the first unread message. */
+const UNREAD_PAGES_MAX = 20;
+
 /** Reload the conversation list over HTTP (one request at a time). */
 export function refreshConversations() {
   if (listLoading) return listLoading;
@@ -88,6 +91,13 @@ export async function loadHistory(c, { reset = false } = {}) {
     if (reset) c.messages.clear();
     for (const m of res.messages || []) addMessage(m);
     c.hasMoreOlder = !!res.has_more;
+    // The chat opens at its first unread message: load back to it (a few
+    // pages at most; beyond that the view starts at the oldest loaded one).
+    for (let i = 0; i < UNREAD_PAGES_MAX && c.unread > 0 && c.hasMoreOlder && minLoadedSeq(c) > c.readUpTo + 1; i++) {
+      const older = await api.messages(c.id, { before_seq: minLoadedSeq(c), limit: HISTORY_MAX_LIMIT });
+      for (const m of older.messages || []) addMessage(m);
+      c.hasMoreOlder = !!older.has_more && (older.messages || []).length > 0;
+    }
     c.historyLoaded = true;
   } catch (e) {
     if (e instanceof ApiError && (e.code === 'forbidden' || e.code === 'not_found')) {
@@ -114,7 +124,7 @@ export async function loadOlder(c, view) {
   c.loadingOlder = true;
   view.statusChanged(c);
   try {
-    const res = await api.messages(c.id, { before_seq: before, limit: HISTORY_DEFAULT_LIMIT });
+    const res = await api.messages(c.id, { before_seq: before, limit: HISTORY_MAX_LIMIT });
     view.keepScroll(c, () => {
       for (const m of res.messages || []) addMessage(m);
       c.hasMoreOlder = !!res.has_more && (res.messages || []).length > 0;

@@ -35,6 +35,12 @@ export const HISTORY_DEFAULT_LIMIT = 50;
 /** Largest history page. */
 export const HISTORY_MAX_LIMIT = 100;
 
+/**
+ * The server's default `max_text_bytes` (UTF-8 bytes of a message's text;
+ * a config field, `crates/parley-server/src/config.rs`, not a wire constant).
+ */
+export const DEFAULT_MAX_TEXT_BYTES = 65536;
+
 /** A valid username: lowercase letters, digits, `_` and `.`, within the length limits. */
 export const USERNAME_PATTERN = new RegExp(`^[a-z0-9_.]{${USERNAME_MIN_CHARS},${USERNAME_MAX_CHARS}}$`);
 

@@ -44,12 +44,13 @@ export function end() {
  * the step that failed, with `step` set to 'register' or 'login' so the form
  * can word the error for it.
  * @param {string} name normalized username @param {string} password @param {boolean} register
+ * @param {string} [displayName] the name others see (sign-up only)
  * @returns {Promise<import('./store.js').StoredSession>}
  */
-export async function signIn(name, password, register) {
+export async function signIn(name, password, register, displayName) {
   if (register) {
     try {
-      await api.register(name, password);
+      await api.register(name, password, displayName);
     } catch (e) {
       throw Object.assign(e instanceof Error ? e : new Error(String(e)), { step: 'register' });
     }

@@ -1,5 +1,5 @@
 // Client-side persistence in localStorage: the session, the per-user inbox
-// cursor, the per-user outbox and a small cache of usernames.
+// cursor, the per-user outbox, the per-user drafts and a small cache of usernames.
 //
 // Everything is best effort: a browser that refuses storage (private mode,
 // quota) still works, it just forgets on reload.
@@ -15,6 +15,7 @@
 const KEY_SESSION = 'parley.session';
 const keyCursor = (/** @type {string} */ uid) => `parley.cursor.${uid}`;
 const keyOutbox = (/** @type {string} */ uid) => `parley.outbox.${uid}`;
+const keyDrafts = (/** @type {string} */ uid) => `parley.drafts.${uid}`;
 const KEY_USERS = 'parley.users';
 
 /** @param {string} key */
@@ -78,4 +79,15 @@ export function saveUserCache(users) {
   // Keep the cache small: the most recent 500 entries are plenty.
   const entries = Object.entries(users);
   write(KEY_USERS, Object.fromEntries(entries.slice(-500)));
+}
+
+/** Unsent composer texts by conversation id. @param {string} uid @returns {Record<string, string>} */
+export function loadDrafts(uid) {
+  const d = read(keyDrafts(uid));
+  return d && typeof d === 'object' ? d : {};
+}
+
+/** @param {string} uid @param {Record<string, string>|null} drafts */
+export function saveDrafts(uid, drafts) {
+  write(keyDrafts(uid), drafts && Object.keys(drafts).length ? drafts : null);
 }

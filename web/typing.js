@@ -1,6 +1,11 @@
 // Typing indicators both ways: telling the others while the user types (sent
 // again now and then, stopped when idle), and who is typing where, each
 // entry expiring on its own if the stop never arrives.
+//
+// Typing frames go through a token bucket well inside the server's limit
+// (`typing_rate_per_sec`, 5/s per socket, burst 10): several quick messages
+// never trip it. A send needs no "stopped" frame: the message itself ends
+// the indicator on the other side.
 
 import * as link from './link.js';
 import { typingFrame } from './protocol.js';
@@ -16,10 +21,24 @@ const typing = /** @type {Map<string, Map<string, ReturnType<typeof setTimeout>>
 /** Where I am typing, when I last said so, and the timer that says I stopped. */
 const myTyping = { convId: /** @type {string|null} */ (null), lastSentMs: 0, idleTimer: /** @type {any} */ (null) };
 
-/** @param {string|null} convId @param {boolean} active */
+/** Our budget: 1 frame per second sustained, bursts of 4 (the server allows 5/s, burst 10). */
+export const TYPING_BUCKET = { ratePerSec: 1, burst: 4 };
+const bucket = { tokens: TYPING_BUCKET.burst, atMs: 0 };
+
+/** Take a token if there is one. @param {number} now */
+function takeToken(now) {
+  if (bucket.atMs) bucket.tokens = Math.min(TYPING_BUCKET.burst, bucket.tokens + ((now - bucket.atMs) / 1000) * TYPING_BUCKET.ratePerSec);
+  bucket.atMs = now;
+  if (bucket.tokens < 1) return false;
+  bucket.tokens -= 1;
+  return true;
+}
+
+/** @param {string|null} convId @param {boolean} active @returns {boolean} whether it went out */
 function sendTyping(convId, active) {
-  if (!convId) return;
-  link.send(typingFrame(convId, active));
+  if (!convId) return false;
+  if (!takeToken(Date.now())) return false;
+  return link.send(typingFrame(convId, active));
 }
 
 /**
@@ -33,18 +52,33 @@ export function composerChanged(convId, text) {
   const now = Date.now();
   if (t.convId !== convId || now - t.lastSentMs > TYPING_RESEND_MS) {
     if (t.convId && t.convId !== convId) sendTyping(t.convId, false);
-    sendTyping(convId, true);
-    t.convId = convId;
-    t.lastSentMs = now;
+    // Over budget: skip this one; the next keystroke tries again.
+    if (sendTyping(convId, true)) {
+      t.convId = convId;
+      t.lastSentMs = now;
+    }
   }
   clearTimeout(t.idleTimer);
   t.idleTimer = setTimeout(stopTyping, TYPING_IDLE_MS);
 }
 
-/** Tell the others I stopped typing (sent, left the chat, went idle). */
-export function stopTyping() {
+/**
+ * Tell the others I stopped typing (left the chat, went idle). After a send
+ * (`sent`), no frame goes: the message ends the indicator on the other
+ * side, and the next keystroke within the resend period needs no new
+ * "typing" either (the others saw the message, and it keeps the budget for
+ * a burst of quick messages).
+ * @param {{sent?: boolean}} [opts]
+ */
+export function stopTyping(opts = {}) {
   const t = myTyping;
   clearTimeout(t.idleTimer);
+  if (opts.sent) {
+    // Keep convId/lastSentMs: typing again soon counts as still typing,
+    // and the idle timer below still says "stopped" if nothing follows.
+    if (t.convId) t.idleTimer = setTimeout(() => { t.convId = null; t.lastSentMs = 0; }, TYPING_IDLE_MS);
+    return;
+  }
   if (t.convId) sendTyping(t.convId, false);
   t.convId = null;
   t.lastSentMs = 0;

@@ -88,3 +88,8 @@ export async function resolveUsernames(names) {
   }
   return { ids };
 }
+
+/** A user we already know (cached), or null; never fetches. @param {string} id */
+export function knownUser(id) {
+  return users.get(id) || null;
+}

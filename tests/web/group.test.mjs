@@ -62,6 +62,7 @@ test('group of three with a removal, rename and leave', { timeout: 150000 }, asy
   // Alice (admin) removes carol.
   await alice.page.getByRole('button', { name: 'Group info' }).click();
   await alice.page.getByRole('button', { name: `Remove ${carolName}` }).click();
+  await alice.page.getByRole('alertdialog').getByRole('button', { name: 'Remove' }).click();
   await waitText(alice.page.locator('#message-items .msg.system').last(), `You removed ${carolName}`);
   await waitText(bob.page.locator('#message-items .msg.system').last(), `${aliceName} removed ${carolName}`);
   await waitText(carol.page.locator('#message-items .msg.system').last(), `${aliceName} removed you`);
@@ -103,6 +104,7 @@ test('group of three with a removal, rename and leave', { timeout: 150000 }, asy
 
   // Bob leaves.
   await bob.page.getByRole('button', { name: 'Leave group' }).click();
+  await bob.page.getByRole('alertdialog').getByRole('button', { name: 'Leave group' }).click();
   await waitText(alice.page.locator('#message-items .msg.system').last(), `${bobName} left`);
   await waitText(alice.page.locator('.chat-header'), '2 members');
   await waitVisible(bob.page.getByText('no longer a member'));

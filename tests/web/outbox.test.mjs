@@ -36,7 +36,7 @@ test('outbox survives a server restart and resends without duplicates', { timeou
   // The server goes away abruptly.
   const { port, dataDir } = server;
   await server.kill();
-  await waitVisible(alice.page.getByRole('status').filter({ hasText: /No connection|Reconnecting/ }));
+  await waitVisible(alice.page.getByRole('status').filter({ hasText: /^(No connection|Connecting)/ }));
 
   await sendMessage(alice.page, 'typed while offline 1');
   await sendMessage(alice.page, 'typed while offline 2');
@@ -92,7 +92,7 @@ test('graceful restart (reconnect frame) and a stale cursor (resync_required)', 
   // SIGTERM: the server sends `reconnect` and drains; alice's client waits and comes back.
   const { port, dataDir } = server;
   await server.stop();
-  await waitVisible(alice.page.getByRole('status').filter({ hasText: /No connection|Reconnecting/ }));
+  await waitVisible(alice.page.getByRole('status').filter({ hasText: /^(No connection|Connecting)/ }));
   server = await startServer({ port, dataDir });
   await until(async () => !(await alice.page.locator('#connection-banner').isVisible()), 'alice reconnected');
   await sendMessage(alice.page, 'while bob was away 1');

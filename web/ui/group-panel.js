@@ -1,14 +1,19 @@
-// The group panel: whether it is open, the member list with admin actions
-// (make/dismiss admin, remove), renaming, adding members and leaving.
+// The group panel: whether it is open, the member list with each member's
+// presence or last seen and admin actions (make/dismiss admin, remove),
+// renaming, adding members and leaving.
 
 import { ApiError } from '../api.js';
 import { api, me } from '../session.js';
-import { openConv, fetchDetails, isAdmin } from '../model.js';
+import { openConv, fetchDetails, isAdmin, convTitle } from '../model.js';
 import { catchUp } from '../history.js';
 import { username, resolveUsernames } from '../users.js';
-import { errorText, parseUsernames } from '../format.js';
+import { errorText, parseUsernames, presenceText } from '../format.js';
+import * as link from '../link.js';
+import { presenceOf } from '../presence.js';
 import { $, h, busy, paintAvatar } from './dom.js';
 import { scheduleRender } from './refresh.js';
+import { confirmAction } from './confirm.js';
+import { attachSuggestions } from './suggest.js';
 
 let panelOpen = false;
 
@@ -16,9 +21,9 @@ export function isGroupPanelOpen() { return panelOpen; }
 
 export function setupGroupPanel() {
   $('group-info-button').addEventListener('click', () => {
-    if (panelOpen) closeGroupPanel(); else openGroupPanel();
+    if (panelOpen) closeGroupPanel({ restoreFocus: true }); else openGroupPanel();
   });
-  $('group-panel-close').addEventListener('click', () => closeGroupPanel());
+  $('group-panel-close').addEventListener('click', () => closeGroupPanel({ restoreFocus: true }));
 
   const renameForm = /** @type {HTMLFormElement} */ ($('rename-form'));
   renameForm.addEventListener('submit', async (e) => {
@@ -34,6 +39,10 @@ export function setupGroupPanel() {
     });
   });
 
+  attachSuggestions(/** @type {HTMLInputElement} */ ($('add-members-input')), {
+    multi: true,
+    exclude: () => new Set(openConv()?.memberIds || []),
+  });
   const addForm = /** @type {HTMLFormElement} */ ($('add-members-form'));
   addForm.addEventListener('submit', async (e) => {
     e.preventDefault();
@@ -66,6 +75,12 @@ export function setupGroupPanel() {
     const btn = /** @type {HTMLElement} */ (e.target).closest('[data-remove]');
     if (!btn || !c) return;
     const uid = /** @type {HTMLElement} */ (btn).dataset.remove || '';
+    const ok = await confirmAction({
+      title: `Remove ${username(uid)}?`,
+      text: `${username(uid)} will no longer get the messages of “${convTitle(c)}”.`,
+      action: 'Remove',
+    });
+    if (!ok || openConv() !== c) return;
     await groupAction(null, async () => {
       await api.removeMember(c.id, uid);
       c.memberIds = c.memberIds.filter((x) => x !== uid);
@@ -77,6 +92,12 @@ export function setupGroupPanel() {
   $('leave-group-button').addEventListener('click', async () => {
     const c = openConv();
     if (!c) return;
+    const ok = await confirmAction({
+      title: `Leave “${convTitle(c)}”?`,
+      text: 'You will stop getting its messages. Only an admin can add you back.',
+      action: 'Leave group',
+    });
+    if (!ok || openConv() !== c) return;
     await groupAction(null, async () => {
       await api.removeMember(c.id, me());
       c.left = true;
@@ -112,12 +133,20 @@ function openGroupPanel() {
   const c = openConv();
   if (c) fetchDetails(c);
   renderGroupPanel();
+  // Focus moves into the panel, and back to "Group info" when it closes.
+  /** @type {HTMLElement} */ ($('group-panel-close')).focus();
 }
 
-export function closeGroupPanel() {
+/** @param {{restoreFocus?: boolean}} [opts] restoreFocus: the user closed it, focus goes back to "Group info" */
+export function closeGroupPanel(opts = {}) {
+  const wasOpen = panelOpen;
   panelOpen = false;
   $('group-panel').hidden = true;
   $('group-info-button').setAttribute('aria-expanded', 'false');
+  if (wasOpen && opts.restoreFocus) {
+    const btn = /** @type {HTMLElement} */ ($('group-info-button'));
+    if (!btn.hidden) btn.focus();
+  }
 }
 
 export function renderGroupPanel() {
@@ -140,14 +169,16 @@ export function renderGroupPanel() {
     info.append(h('span', 'member-name', id === me() ? `${name} (you)` : name));
     const isAdminMember = c.roles.get(id) === 'admin';
     if (isAdminMember) info.append(h('span', 'role-badge', 'admin'));
+    const seen = id === me() ? (link.state() === 'open' ? 'online' : '') : presenceText(presenceOf(id));
+    if (seen) info.append(h('span', `member-presence${seen === 'online' ? ' is-online' : ''}`, seen));
     row.append(av, info);
     if (admin && id !== me()) {
       const actions = h('div', 'member-actions');
-      const roleBtn = h('button', 'btn ghost small', isAdminMember ? 'Dismiss as admin' : 'Make admin');
+      // Visible text and accessible name are the same words.
+      const roleBtn = h('button', 'btn ghost small', isAdminMember ? `Dismiss ${name} as admin` : `Make ${name} an admin`);
       roleBtn.type = 'button';
       roleBtn.dataset.role = isAdminMember ? 'member' : 'admin';
       roleBtn.dataset.user = id;
-      roleBtn.setAttribute('aria-label', isAdminMember ? `Dismiss ${name} as admin` : `Make ${name} an admin`);
       const btn = h('button', 'btn ghost small danger-text', 'Remove');
       btn.type = 'button';
       btn.dataset.remove = id;

@@ -1,5 +1,7 @@
-// The log-in / sign-up screen: the form, its checks before asking the
-// server (the protocol's username and password limits), and its error texts.
+// The log-in / sign-up screen: the form (with a display name for new
+// accounts), its checks before asking the server (the protocol's username
+// and password limits), saying so when a username will be lowercased, and
+// its error texts.
 
 import { ApiError } from '../api.js';
 import { USERNAME_PATTERN, PASSWORD_MIN_CHARS, USERNAME_MIN_CHARS, USERNAME_MAX_CHARS } from '../protocol.js';
@@ -13,6 +15,14 @@ export function setupLoginForm(onSignedIn) {
   const userEl = /** @type {HTMLInputElement} */ ($('auth-username'));
   const passEl = /** @type {HTMLInputElement} */ ($('auth-password'));
   const errEl = $('auth-error');
+  const nameEl = /** @type {HTMLInputElement} */ ($('auth-display-name'));
+  const noteEl = $('auth-username-note');
+  // Usernames are lowercase on the server: say so as it happens, never silently.
+  userEl.addEventListener('input', () => {
+    const typed = userEl.value.trim().replace(/^@/, '');
+    const lower = normalizeUsername(userEl.value);
+    noteEl.textContent = typed !== lower && lower ? `Usernames are lowercase: this one is “${lower}”.` : '';
+  });
   const buttons = [/** @type {HTMLButtonElement} */ ($('login-button')), /** @type {HTMLButtonElement} */ ($('register-button'))];
 
   /** @param {boolean} register */
@@ -39,13 +49,15 @@ export function setupLoginForm(onSignedIn) {
     try {
       let session;
       try {
-        session = await signIn(name, password, register);
+        session = await signIn(name, password, register, register ? nameEl.value.trim() : undefined);
       } catch (e) {
         const step = /** @type {any} */ (e).step === 'register' ? 'register' : 'login';
         errEl.textContent = errorText(e instanceof ApiError ? e.code : 'internal', { context: step });
         return;
       }
       passEl.value = '';
+      nameEl.value = '';
+      noteEl.textContent = '';
       onSignedIn(session);
     } finally {
       buttons.forEach((b) => { b.disabled = false; });
@@ -61,6 +73,9 @@ export function setupLoginForm(onSignedIn) {
 export function showLogin(message = '') {
   $('app-view').hidden = true;
   $('auth-view').hidden = false;
+  const title = $('app-title');
+  title.classList.remove('visually-hidden');
+  $('auth-brand').append(title);
   $('auth-error').textContent = message;
   /** @type {HTMLInputElement} */ ($('auth-password')).value = '';
   /** @type {HTMLInputElement} */ ($('auth-username')).focus();

@@ -27,17 +27,22 @@ export function tickEl(s) {
   return el;
 }
 
-const URL_RE = /\bhttps?:\/\/[^\s<>"]+[^\s<>".,:;'!?)\]]/g;
+const URL_RE = /\b(?:https?:\/\/|www\.)[^\s<>"]*[^\s<>".,:;'!?)\]]/g;
 
-/** Message text as DOM: plain text nodes, web links made clickable. @param {string} text */
+/**
+ * Message text as DOM: plain text nodes, web links (`https://…`, `www.…`)
+ * made clickable, laid out in the text's own direction (`dir="auto"`).
+ * @param {string} text
+ */
 export function richText(text) {
   const el = h('div', 'text');
+  el.dir = 'auto';
   let last = 0;
   for (const match of text.matchAll(URL_RE)) {
     const i = match.index || 0;
     if (i > last) el.append(document.createTextNode(text.slice(last, i)));
     const a = /** @type {HTMLAnchorElement} */ (h('a', '', match[0]));
-    a.href = match[0];
+    a.href = /^www\./i.test(match[0]) ? `https://${match[0]}` : match[0];
     a.target = '_blank';
     a.rel = 'noopener noreferrer';
     el.append(a);
@@ -47,8 +52,25 @@ export function richText(text) {
   return el;
 }
 
-/** Text describing a system message. @param {Message} m */
-export function systemText(m) {
+/**
+ * Whether a `role_changed` message is the server promoting a successor
+ * because the last admin left: it follows that admin's `member_left`,
+ * carrying the leaver as its sender.
+ * @param {Message} m @param {{messages: Map<number, Message>, memberIds: string[]}|undefined} c
+ */
+function isSuccession(m, c) {
+  if (!c) return false;
+  const prev = c.messages.get(m.seq - 1);
+  if (prev) return prev.event === 'member_left' && prev.sender_id === m.sender_id;
+  return c.memberIds.length > 0 && !c.memberIds.includes(m.sender_id);
+}
+
+/**
+ * Text describing a system message. `c` (its conversation) tells an
+ * automatic promotion from one an admin made.
+ * @param {Message} m @param {{messages: Map<number, Message>, memberIds: string[]}} [c]
+ */
+export function systemText(m, c) {
   const who = (/** @type {string} */ id) => (id === me() ? 'You' : username(id));
   const whom = (/** @type {string[]} */ ids) => {
     const names = ids.map((id) => (id === me() ? 'you' : username(id)));
@@ -68,6 +90,9 @@ export function systemText(m) {
     }
     case 'role_changed': {
       const role = /** @type {any} */ (m).role;
+      if (role === 'admin' && isSuccession(m, c)) {
+        return ids.includes(me()) ? 'You’re now an admin' : `${whom(ids)} ${ids.length > 1 ? 'are' : 'is'} now an admin`;
+      }
       return role ? `${actor} made ${whom(ids)} ${role === 'admin' ? 'an admin' : 'a member'}` : `${actor} changed ${whom(ids)}’s role`;
     }
     default: return m.text || 'Group updated';

@@ -1,7 +1,12 @@
 // The open chat's message list: bubbles (kept per message and updated in
-// place), day separators, pending and failed sends, the history status line,
-// the "jump to latest" button, scroll-back, and noticing what the user has
-// read.
+// place), day separators, the "N unread messages" separator, pending and
+// failed sends, the history status line, the "Jump to latest" and "Jump to
+// first unread" buttons, scroll-back, and noticing what the user has read.
+//
+// Only a window of at most WINDOW_MAX messages is in the DOM, however many
+// are loaded: scrolling near either edge slides the window (keeping what the
+// user looks at in place), and scroll-back past the oldest loaded message
+// loads an older page. A 10,000-message chat costs no more DOM than a short one.
 
 import { me } from '../session.js';
 import * as link from '../link.js';
@@ -19,13 +24,146 @@ import { scheduleRender } from './refresh.js';
 /** @typedef {import('../store.js').OutboxItem} OutboxItem */
 /** @typedef {import('../model.js').Conv} Conv */
 
-/** Rendered elements by key: `d:<day>`, `s:<seq>`, `p:<client_msg_id>`. */
+/** Rendered elements by key: `d:<day>`, `s:<seq>`, `p:<client_msg_id>`, `u:` (unread separator). */
 const msgEls = /** @type {Map<string, HTMLElement>} */ (new Map());
+
+/** Most messages in the DOM at once. */
+export const WINDOW_MAX = 150;
+/** How far the window slides at a time. */
+const WINDOW_STEP = 50;
+/** Closer than this to an edge of the rendered window, it slides (or an older page loads). */
+const EDGE_PX = 600;
+
+/**
+ * The rendered window: the newest WINDOW_MAX messages (`latest`), or
+ * WINDOW_MAX messages from seq `lo` on.
+ */
+const win = { latest: true, lo: 0 };
+/** Where the open chat's unread messages began when it was opened (the separator). */
+let unreadMark = /** @type {{convId: string, afterSeq: number, count: number}|null} */ (null);
+/** A scroll the next render owes the user: to the unread separator, or to the newest message. */
+let pendingScroll = /** @type {'unread'|'bottom'|null} */ (null);
+/** Messages entering the view may be read: the observer asks `checkRead`. */
+let observer = /** @type {IntersectionObserver|null} */ (null);
 
 /** Empty the list (another chat opens, or log out). */
 export function clearMessages() {
   msgEls.clear();
+  if (observer) observer.disconnect();
   $('message-items').replaceChildren();
+  win.latest = true;
+  win.lo = 0;
+  unreadMark = null;
+  pendingScroll = null;
+}
+
+/**
+ * A chat is opening: remember where its unread messages begin (the
+ * separator and the first scroll go there), or else start at the newest.
+ * @param {Conv} c
+ */
+export function prepareOpen(c) {
+  unreadMark = c.unread > 0 ? { convId: c.id, afterSeq: c.readUpTo, count: c.unread } : null;
+  pendingScroll = unreadMark ? 'unread' : 'bottom';
+  win.latest = true;
+  if (unreadMark) windowAround(c, unreadMark.afterSeq + 1);
+}
+
+/** The seqs of `c`'s loaded messages, ascending. @param {Conv} c */
+function sortedSeqs(c) {
+  return [...c.messages.keys()].sort((a, b) => a - b);
+}
+
+/** Index of the first element of `arr` that is ≥ `x`. @param {number[]} arr @param {number} x */
+function lowerBound(arr, x) {
+  let lo = 0;
+  let hi = arr.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (arr[mid] < x) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+/** Point the window at `seq`, with a little context above it. @param {Conv} c @param {number} seq */
+function windowAround(c, seq) {
+  const seqs = sortedSeqs(c);
+  const i = Math.max(0, lowerBound(seqs, seq) - 10);
+  if (seqs.length - i <= WINDOW_MAX) { win.latest = true; return; }
+  win.latest = false;
+  win.lo = seqs[i];
+}
+
+/** Index range [lo, hi] of the rendered window in `seqs`. @param {number[]} seqs */
+function windowRange(seqs) {
+  if (!seqs.length) return { lo: 0, hi: -1 };
+  if (win.latest) return { lo: Math.max(0, seqs.length - WINDOW_MAX), hi: seqs.length - 1 };
+  const lo = Math.min(lowerBound(seqs, win.lo), Math.max(0, seqs.length - WINDOW_MAX));
+  const hi = Math.min(seqs.length - 1, lo + WINDOW_MAX - 1);
+  if (hi === seqs.length - 1) win.latest = true;
+  return { lo, hi };
+}
+
+/**
+ * Re-render after `change` without moving what the user looks at: the first
+ * element visible at the top stays where it was.
+ * @param {() => void} change
+ */
+function keepingAnchor(change) {
+  const box = $('messages');
+  const top = box.getBoundingClientRect().top;
+  let anchor = /** @type {HTMLElement|null} */ (null);
+  let offset = 0;
+  for (const el of /** @type {HTMLCollectionOf<HTMLElement>} */ ($('message-items').children)) {
+    const r = el.getBoundingClientRect();
+    if (r.bottom > top) { anchor = el; offset = r.top - top; break; }
+  }
+  change();
+  if (anchor && anchor.isConnected) box.scrollTop += anchor.getBoundingClientRect().top - top - offset;
+}
+
+/** The user scrolled: slide the window near its edges, load older pages at the very top. */
+export function onMessagesScroll() {
+  const c = openConv();
+  if (!c || !c.historyLoaded) return;
+  const box = $('messages');
+  const seqs = sortedSeqs(c);
+  const { lo, hi } = windowRange(seqs);
+  if (box.scrollTop < EDGE_PX) {
+    if (lo > 0) {
+      keepingAnchor(() => {
+        win.latest = false;
+        win.lo = seqs[Math.max(0, lo - WINDOW_STEP)];
+        renderMessages({ keepScroll: true });
+      });
+    } else if (c.hasMoreOlder) {
+      loadOlderMessages(c);
+    }
+  } else if (!win.latest && box.scrollHeight - box.scrollTop - box.clientHeight < EDGE_PX && hi < seqs.length - 1) {
+    keepingAnchor(() => {
+      win.lo = seqs[Math.min(seqs.length - 1, lo + WINDOW_STEP)];
+      renderMessages({ keepScroll: true });
+    });
+  }
+}
+
+/** Show the newest messages. */
+export function jumpToLatest() {
+  win.latest = true;
+  renderMessages({ stickToBottom: true });
+  const box = $('messages');
+  box.scrollTop = box.scrollHeight;
+  renderJumpButton();
+}
+
+/** Back to the unread separator of the open chat. */
+export function jumpToFirstUnread() {
+  const c = openConv();
+  if (!c || !unreadMark || unreadMark.convId !== c.id) return;
+  windowAround(c, unreadMark.afterSeq + 1);
+  pendingScroll = 'unread';
+  renderMessages({ keepScroll: true });
+  renderJumpButton();
 }
 
 /** Wire the list's own controls (the Discard button of a failed send). */
@@ -43,13 +181,19 @@ const olderView = {
   statusChanged: renderHistoryStatus,
   /** Merge an older page without moving what the user looks at. @param {Conv} c @param {() => void} merge */
   keepScroll(c, merge) {
-    const el = $('messages');
-    const fromBottom = el.scrollHeight - el.scrollTop;
-    merge();
-    if (openConvId() === c.id) {
+    if (openConvId() !== c.id) { merge(); return; }
+    const seqs = sortedSeqs(c);
+    const { lo } = windowRange(seqs);
+    keepingAnchor(() => {
+      merge();
+      // Still at the top of what is loaded: show the page that just came.
+      if (lo === 0 && seqs.length) {
+        const first = sortedSeqs(c);
+        win.latest = false;
+        win.lo = first[Math.max(0, lowerBound(first, seqs[0]) - WINDOW_STEP)];
+      }
       renderMessages({ keepScroll: true });
-      el.scrollTop = el.scrollHeight - fromBottom;
-    }
+    });
   },
 };
 
@@ -66,7 +210,7 @@ export function renderMessages(opts = {}) {
   const container = $('message-items');
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
 
-  /** @type {{key: string, kind: 'day'|'msg'|'pending', ms: number, m?: Message, o?: OutboxItem}[]} */
+  /** @type {{key: string, kind: 'day'|'msg'|'pending'|'unread', ms: number, m?: Message, o?: OutboxItem}[]} */
   const items = [];
   let lastDay = '';
   const push = (/** @type {any} */ it) => {
@@ -74,13 +218,24 @@ export function renderMessages(opts = {}) {
     if (dk !== lastDay) { items.push({ key: `d:${dk}`, kind: 'day', ms: it.ms }); lastDay = dk; }
     items.push(it);
   };
-  const seqs = [...c.messages.keys()].sort((a, b) => a - b);
-  for (const s of seqs) {
+  const mark = unreadMark && unreadMark.convId === c.id ? unreadMark : null;
+  if (pendingScroll === 'unread' && c.historyLoaded && mark) windowAround(c, mark.afterSeq + 1);
+  const seqs = sortedSeqs(c);
+  const range = windowRange(seqs);
+  let markPlaced = false;
+  for (let i = range.lo; i <= range.hi; i++) {
+    const s = seqs[i];
     const m = /** @type {Message} */ (c.messages.get(s));
+    if (mark && !markPlaced && s > mark.afterSeq && m.sender_id !== me()) {
+      items.push({ key: 'u:', kind: 'unread', ms: 0 });
+      markPlaced = true;
+    }
     push({ key: `s:${s}`, kind: 'msg', ms: m.sent_at_ms || 0, m });
   }
-  for (const o of outbox.all()) {
-    if (o.conversation_id === c.id) push({ key: `p:${o.client_msg_id}`, kind: 'pending', ms: o.created_ms, o });
+  if (range.hi === seqs.length - 1) {
+    for (const o of outbox.all()) {
+      if (o.conversation_id === c.id) push({ key: `p:${o.client_msg_id}`, kind: 'pending', ms: o.created_ms, o });
+    }
   }
 
   const keep = new Set(items.map((i) => i.key));
@@ -89,13 +244,17 @@ export function renderMessages(opts = {}) {
   let prevMs = 0;
   items.forEach((it, i) => {
     let el = msgEls.get(it.key);
-    if (it.kind === 'day') {
+    if (it.kind === 'unread') {
+      const n = mark ? mark.count : 0;
+      if (!el) { el = h('div', 'unread-sep'); el.id = 'unread-separator'; el.append(h('span', '', '')); msgEls.set(it.key, el); }
+      /** @type {HTMLElement} */ (el.firstChild).textContent = `${n} unread message${n === 1 ? '' : 's'}`;
+    } else if (it.kind === 'day') {
       if (!el) { el = h('div', 'day-sep'); el.append(h('span', '', '')); msgEls.set(it.key, el); }
       /** @type {HTMLElement} */ (el.firstChild).textContent = dayLabel(it.ms);
       prevSender = '';
     } else if (it.kind === 'msg' && it.m && it.m.kind === 'system') {
-      if (!el) { el = h('div', 'msg system'); el.dataset.seq = String(it.m.seq); el.append(h('span')); msgEls.set(it.key, el); }
-      /** @type {HTMLElement} */ (el.firstChild).textContent = systemText(it.m);
+      if (!el) { el = h('div', 'msg system'); el.dataset.seq = String(it.m.seq); el.append(h('span')); msgEls.set(it.key, el); observe(el); }
+      /** @type {HTMLElement} */ (el.firstChild).textContent = systemText(it.m, c);
       prevSender = '';
     } else {
       const m = it.m;
@@ -111,7 +270,7 @@ export function renderMessages(opts = {}) {
         meta.append(h('time'));
         bubble.append(meta);
         el.append(bubble);
-        if (m) el.dataset.seq = String(m.seq);
+        if (m) { el.dataset.seq = String(m.seq); observe(el); }
         msgEls.set(it.key, el);
       }
       const cont = prevSender === sender && it.ms - prevMs < 5 * 60000;
@@ -156,33 +315,67 @@ export function renderMessages(opts = {}) {
     }
     if (container.children[i] !== el) container.insertBefore(el, container.children[i] || null);
   });
-  renderHistoryStatus(c);
-  if (!opts.keepScroll && (opts.stickToBottom || atBottom)) box.scrollTop = box.scrollHeight;
+  renderHistoryStatus(c, range.lo === 0);
+  const sep = msgEls.get('u:');
+  if (pendingScroll === 'unread' && c.historyLoaded) {
+    // Open at the first unread message, its separator at the top.
+    if (sep) box.scrollTop += sep.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
+    else box.scrollTop = box.scrollHeight;
+    pendingScroll = null;
+  } else if (pendingScroll === 'unread') {
+    // Wait for the history to arrive.
+  } else if (pendingScroll === 'bottom' || (!opts.keepScroll && win.latest && (opts.stickToBottom || atBottom))) {
+    box.scrollTop = box.scrollHeight;
+    if (c.historyLoaded) pendingScroll = null;
+  }
   renderJumpButton();
   // A short first page that doesn't fill the screen: fetch more right away.
-  if (c.hasMoreOlder && !c.loadingOlder && box.scrollHeight <= box.clientHeight + 10) loadOlderMessages(c);
+  if (range.lo === 0 && c.hasMoreOlder && !c.loadingOlder && box.scrollHeight <= box.clientHeight + 10) loadOlderMessages(c);
   throttledCheckRead();
 }
 
-/** "Jump to latest" shows when scrolled away from the bottom; it counts new messages. */
+/** Watch a message element: when it scrolls into view, it may be read. @param {HTMLElement} el */
+function observe(el) {
+  if (typeof IntersectionObserver === 'undefined') return;
+  if (!observer) {
+    observer = new IntersectionObserver((entries) => {
+      if (entries.some((e) => e.isIntersecting)) throttledCheckRead();
+    }, { root: $('messages'), threshold: 0.6 });
+  }
+  observer.observe(el);
+}
+
+/**
+ * "Jump to latest" shows when the newest messages are out of view (it counts
+ * the unread ones); "Jump to first unread" when the unread separator is.
+ */
 export function renderJumpButton() {
   const box = $('messages');
   const btn = $('jump-button');
   const c = openConv();
-  const away = box.scrollHeight - box.scrollTop - box.clientHeight > 160;
+  const away = !win.latest || box.scrollHeight - box.scrollTop - box.clientHeight > 160;
   btn.hidden = !away;
+  const unreadBtn = $('jump-unread-button');
+  const sep = msgEls.get('u:');
+  let sepInView = false;
+  if (sep) {
+    const r = sep.getBoundingClientRect();
+    const b = box.getBoundingClientRect();
+    sepInView = r.bottom > b.top && r.top < b.bottom;
+  }
+  unreadBtn.hidden = !(c && unreadMark && unreadMark.convId === c.id && !sepInView && c.historyLoaded);
   const n = c && away ? c.unread : 0;
   $('jump-count').textContent = n > 0 ? String(n) : '';
   $('jump-count').hidden = !(n > 0);
 }
 
-/** @param {Conv} c */
-function renderHistoryStatus(c) {
+/** @param {Conv} c @param {boolean} [atOldest] the window starts at the oldest loaded message */
+function renderHistoryStatus(c, atOldest = true) {
   if (openConvId() !== c.id) return;
   const el = $('history-status');
   el.textContent = !c.historyLoaded ? 'Loading messages…'
     : c.loadingOlder ? 'Loading earlier messages…'
-      : c.hasMoreOlder ? '' : (c.messages.size ? 'This is the beginning of the chat.' : 'No messages yet. Say hello!');
+      : c.hasMoreOlder || !atOldest ? '' : (c.messages.size ? 'This is the beginning of the chat.' : 'No messages yet. Say hello!');
 }
 
 /** Tab visible and focused: the user can actually see the chat. */

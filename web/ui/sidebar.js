@@ -1,6 +1,6 @@
 // The sidebar: the conversation list (one element per chat, updated in
 // place), unread counts in the tab title, the connection banner, the
-// "New chat" and "New group" forms, and the log-out button.
+// "New chat" and "New group" forms, and the log-out button (confirmed first).
 
 import { ApiError } from '../api.js';
 import { api, currentSession, me } from '../session.js';
@@ -12,7 +12,9 @@ import { username, lookupUsername, resolveUsernames } from '../users.js';
 import { errorText, listTime, parseUsernames, normalizeUsername } from '../format.js';
 import { $, h, busy, paintAvatar, showSidebar } from './dom.js';
 import { tickEl, systemText } from './message-parts.js';
-import { openConversation } from './chat.js';
+import { openConversation, draftOf } from './chat.js';
+import { confirmAction } from './confirm.js';
+import { attachSuggestions } from './suggest.js';
 
 /** @typedef {import('../model.js').Conv} Conv */
 
@@ -28,6 +30,10 @@ export function showApp(name) {
   $('auth-view').hidden = true;
   $('app-view').hidden = false;
   $('me-name').textContent = name;
+  // The page keeps exactly one h1, the app's name: here it is for screen readers.
+  const title = $('app-title');
+  title.classList.add('visually-hidden');
+  $('sidebar-header').prepend(title);
   paintAvatar($('me-avatar'), name);
 }
 
@@ -61,9 +67,16 @@ export function setupSidebar(handlers) {
     showSidebar();
     /** @type {HTMLInputElement} */ ($('new-group-name')).focus();
   });
+  attachSuggestions(/** @type {HTMLInputElement} */ ($('new-chat-username')));
+  attachSuggestions(/** @type {HTMLInputElement} */ ($('new-group-members')), { multi: true });
+  // Closing a form puts focus back on the button that opened it.
+  const closeForm = (/** @type {HTMLFormElement} */ form) => {
+    form.hidden = true;
+    /** @type {HTMLElement} */ ($(form === chatForm ? 'new-chat-button' : 'new-group-button')).focus();
+  };
   for (const form of [chatForm, groupForm]) {
-    form.querySelector('[data-cancel]')?.addEventListener('click', () => { form.hidden = true; });
-    form.addEventListener('keydown', (e) => { if (e.key === 'Escape') { form.hidden = true; } });
+    form.querySelector('[data-cancel]')?.addEventListener('click', () => closeForm(form));
+    form.addEventListener('keydown', (e) => { if (e.key === 'Escape') closeForm(form); });
   }
 
   chatForm.addEventListener('submit', async (e) => {
@@ -136,11 +149,20 @@ export function setupSidebar(handlers) {
     }
   });
 
-  $('logout-button').addEventListener('click', () => handlers.onLogout());
+  $('logout-button').addEventListener('click', async () => {
+    const ok = await confirmAction({
+      title: 'Log out?',
+      text: 'You will need your password to log in again on this device. Unsent drafts here are discarded.',
+      action: 'Log out',
+    });
+    if (ok) handlers.onLogout();
+  });
 }
 
 /** Preview line for the list. @param {Conv} c */
 function previewOf(c) {
+  const draft = c.id !== openConvId() ? draftOf(c.id) : '';
+  if (draft) return { text: draft, status: null, prefix: 'Draft: ', draft: true };
   const pending = outbox.itemsOf(c.id);
   if (pending.length) {
     const last = pending[pending.length - 1];
@@ -148,7 +170,7 @@ function previewOf(c) {
   }
   const m = c.lastMessage;
   if (!m) return { text: c.kind === 'group' ? 'Group created' : 'No messages yet', status: null, prefix: '' };
-  if (m.kind === 'system') return { text: systemText(m), status: null, prefix: '' };
+  if (m.kind === 'system') return { text: systemText(m, c), status: null, prefix: '' };
   const text = m.kind === 'text' ? (m.text || '') : `[${m.kind}]`;
   if (m.sender_id === me()) return { text, status: tickState(c, m.seq), prefix: '' };
   return { text, status: null, prefix: c.kind === 'group' ? `${username(m.sender_id)}: ` : '' };
@@ -163,25 +185,30 @@ export function renderList() {
     let li = listEls.get(c.id);
     if (!li) {
       li = /** @type {HTMLLIElement} */ (h('li', 'conv'));
-      li.tabIndex = 0;
       li.dataset.id = c.id;
-      li.innerHTML = '<span class="avatar" aria-hidden="true"></span><div class="conv-main"><div class="conv-top"><span class="conv-title"></span><time class="conv-time"></time></div><div class="conv-bottom"><span class="conv-preview"></span><span class="badge"></span></div></div>';
+      // The row's action is a real button (announced as one); the list is one
+      // Tab stop, arrow keys move between rows (roving tabindex).
+      li.innerHTML = '<button type="button" class="conv-open" tabindex="-1"><span class="avatar" aria-hidden="true"></span><span class="conv-main"><span class="conv-top"><span class="conv-title" dir="auto"></span><time class="conv-time"></time></span><span class="conv-bottom"><span class="conv-preview" dir="auto"></span><span class="badge"></span></span></span></button>';
       const id = c.id;
       // Name = the title (the contract); the preview, time and unread count describe it.
       const n = ++listElSerial;
+      const btn = /** @type {HTMLElement} */ (li.querySelector('.conv-open'));
+      /** @type {HTMLElement} */ (li.querySelector('.conv-title')).id = `conv-title-${n}`;
       /** @type {HTMLElement} */ (li.querySelector('.conv-preview')).id = `conv-prev-${n}`;
       /** @type {HTMLElement} */ (li.querySelector('.conv-time')).id = `conv-time-${n}`;
       /** @type {HTMLElement} */ (li.querySelector('.badge')).id = `conv-badge-${n}`;
-      li.setAttribute('aria-describedby', `conv-prev-${n} conv-time-${n} conv-badge-${n}`);
-      li.addEventListener('click', () => openConversation(id));
-      li.addEventListener('keydown', (e) => onListKey(e, id));
+      // The button's name is its visible content (title, time, preview, unread count).
+      li.addEventListener('click', () => { rovingId = id; openConversation(id); });
+      btn.addEventListener('keydown', (e) => onListKey(e));
+      btn.addEventListener('focus', () => { rovingId = id; updateRoving(); });
       listEls.set(c.id, li);
     }
     const title = convTitle(c);
     if (li.getAttribute('aria-label') !== title) li.setAttribute('aria-label', title);
     const isOpen = c.id === openConvId();
     li.classList.toggle('active', isOpen);
-    if (isOpen) li.setAttribute('aria-current', 'true'); else li.removeAttribute('aria-current');
+    const openBtn = /** @type {HTMLElement} */ (li.querySelector('.conv-open'));
+    if (isOpen) openBtn.setAttribute('aria-current', 'true'); else openBtn.removeAttribute('aria-current');
     paintAvatar(/** @type {HTMLElement} */ (li.querySelector('.avatar')), title, c.kind === 'group');
     /** @type {HTMLElement} */ (li.querySelector('.conv-title')).textContent = title;
     const t = Math.max(c.activityMs, ...outbox.itemsOf(c.id).map((o) => o.created_ms));
@@ -198,7 +225,7 @@ export function renderList() {
       tk.setAttribute('aria-hidden', 'true');
       prev.append(tk);
     }
-    if (p.prefix) prev.append(h('span', 'sender-prefix', p.prefix));
+    if (p.prefix) prev.append(h('span', /** @type {any} */ (p).draft ? 'draft-prefix' : 'sender-prefix', p.prefix));
     prev.append(h('span', 'preview-text', p.text.replace(/\s+/g, ' ')));
     const badge = /** @type {HTMLElement} */ (li.querySelector('.badge'));
     const unread = c.unread;
@@ -208,6 +235,30 @@ export function renderList() {
     if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
   });
   $('conversation-empty').hidden = !isListLoaded() || list.length > 0;
+  updateRoving();
+}
+
+/** The row that takes the list's one Tab stop (the last focused, else the open chat, else the first). */
+let rovingId = /** @type {string|null} */ (null);
+
+function updateRoving() {
+  let id = rovingId && listEls.has(rovingId) ? rovingId : null;
+  if (!id) id = openConvId() && listEls.has(openConvId() || '') ? openConvId() : null;
+  if (!id) { const first = $('conversation-list').firstElementChild; id = first ? /** @type {HTMLElement} */ (first).dataset.id || null : null; }
+  for (const [cid, li] of listEls) {
+    const btn = /** @type {HTMLElement} */ (li.querySelector('.conv-open'));
+    const want = cid === id ? '0' : '-1';
+    if (btn.getAttribute('tabindex') !== want) btn.setAttribute('tabindex', want);
+  }
+}
+
+/** Focus the list row of `id` (back from a chat). @param {string} id */
+export function focusListRow(id) {
+  const li = listEls.get(id);
+  if (!li) return;
+  rovingId = id;
+  updateRoving();
+  /** @type {HTMLElement} */ (li.querySelector('.conv-open')).focus();
 }
 
 /** Unread chats in the tab title: "(2) Parley". */
@@ -218,12 +269,18 @@ export function renderTitle() {
   if (document.title !== t) document.title = t;
 }
 
-/** Arrow keys move through the list; Enter opens. @param {KeyboardEvent} e @param {string} id */
-function onListKey(e, id) {
-  const li = /** @type {HTMLElement} */ (e.currentTarget);
-  if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); openConversation(id); }
-  else if (e.key === 'ArrowDown') { e.preventDefault(); /** @type {HTMLElement|null} */ (li.nextElementSibling)?.focus(); }
-  else if (e.key === 'ArrowUp') { e.preventDefault(); /** @type {HTMLElement|null} */ (li.previousElementSibling)?.focus(); }
+/** Arrow keys, Home and End move through the list (Enter and Space are the button's own). @param {KeyboardEvent} e */
+function onListKey(e) {
+  const li = /** @type {HTMLElement} */ (/** @type {HTMLElement} */ (e.currentTarget).closest('li'));
+  let to = /** @type {Element|null} */ (null);
+  if (e.key === 'ArrowDown') to = li.nextElementSibling;
+  else if (e.key === 'ArrowUp') to = li.previousElementSibling;
+  else if (e.key === 'Home') to = li.parentElement && li.parentElement.firstElementChild;
+  else if (e.key === 'End') to = li.parentElement && li.parentElement.lastElementChild;
+  else return;
+  e.preventDefault();
+  const id = to && /** @type {HTMLElement} */ (to).dataset.id;
+  if (id) focusListRow(id);
 }
 
 /** "Connecting…" on first connect; offline with a countdown, pending count and "Retry now" after. @param {{retryInMs?: number}} [detail] */
@@ -241,7 +298,7 @@ export function renderBanner(detail) {
   el.hidden = false;
   el.className = 'connection-banner offline';
   const secs = Math.max(0, Math.ceil((bannerRetryAt - Date.now()) / 1000));
-  const text = s === 'connecting' ? 'Reconnecting…' : `No connection. Retrying${secs ? ` in ${secs} s` : ''}…`;
+  const text = s === 'connecting' ? 'Connecting…' : `No connection. Retrying${secs ? ` in ${secs} s` : ''}…`;
   const pending = outbox.waitingCount();
   el.replaceChildren(h('span', '', pending ? `${text} ${pending} message${pending === 1 ? '' : 's'} waiting.` : text));
   if (s === 'offline') {
