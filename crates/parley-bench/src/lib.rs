@@ -1,5 +1,10 @@
 //! `parley bench`: load generator and chaos harness (see BENCHMARKS.md).
 //!
+//! The `parley` binary embeds this crate: it parses [`BenchArgs`] as its
+//! `bench` subcommand and calls [`run`]. A spawned server and the
+//! `connections` worker processes are that same binary
+//! (`std::env::current_exe()`), so the bench only works from inside it.
+//!
 //! # Layout
 //! - [`target`]: the server under test, spawned (`--spawn`) or at `--url`.
 //! - [`setup`]: users, logins and conversations over HTTP (`parley-client`).
@@ -63,7 +68,7 @@ pub(crate) enum Scenario {
 
 /// Arguments of `parley bench`.
 #[derive(Debug, Parser)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Scenario to run.
     #[arg(value_enum)]
     pub(crate) scenario: Scenario,
@@ -162,7 +167,7 @@ impl BenchArgs {
 }
 
 /// Runs a benchmark scenario.
-pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Worker {
         return connections::worker().await;
     }
