@@ -1,5 +1,5 @@
-//! The `parley` binary: `serve` runs the server; other subcommands are
-//! clients of a running server.
+//! The `parley` binary: `serve` runs the server; `bench` (the
+//! `parley-bench` crate, behind the default `bench` feature) measures one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use parley_server::Config;
-
-mod bench;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +24,8 @@ enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Measure a server (see BENCHMARKS.md).
-    Bench(bench::BenchArgs),
+    #[cfg(feature = "bench")]
+    Bench(parley_bench::BenchArgs),
 }
 
 #[derive(Parser)]
@@ -60,7 +59,8 @@ fn main() -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
-        Command::Bench(args) => runtime.block_on(bench::run(args)),
+        #[cfg(feature = "bench")]
+        Command::Bench(args) => runtime.block_on(parley_bench::run(args)),
     }
 }
 

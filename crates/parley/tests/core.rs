@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use parley_client::{ClientError, Method};
-use parley_proto::{ClientFrame, ErrorCode, ReceiptStatus, ServerFrame};
+use parley_proto::{ClientFrame, ErrorCode, ReceiptStatus, ServerFrame, close_code};
 use parley_server::Config;
 
 #[tokio::test]
@@ -250,7 +250,7 @@ async fn websocket_auth_is_required_and_checked() {
         .unwrap();
     let (code, _) = expect_error(&mut socket, "auth").await;
     assert_eq!(code, ErrorCode::Unauthorized);
-    expect_close(&mut socket, 4001).await;
+    expect_close(&mut socket, close_code::UNAUTHORIZED).await;
 
     let mut socket = parley_client::Socket::open(&url).await.unwrap();
     socket
@@ -259,11 +259,11 @@ async fn websocket_auth_is_required_and_checked() {
         .unwrap();
     let (code, _) = expect_error(&mut socket, "ping").await;
     assert_eq!(code, ErrorCode::Unauthorized);
-    expect_close(&mut socket, 4001).await;
+    expect_close(&mut socket, close_code::UNAUTHORIZED).await;
 
     // Silence: closed after the auth timeout.
     let mut socket = parley_client::Socket::open(&url).await.unwrap();
-    expect_close(&mut socket, 4001).await;
+    expect_close(&mut socket, close_code::UNAUTHORIZED).await;
 
     let alice = server.user("alice").await;
     let socket = alice.connect(None).await.unwrap();
@@ -693,7 +693,7 @@ async fn an_oversized_frame_closes_with_1009() {
     let mut a = alice.connect(None).await.unwrap();
     let frame = format!(r#"{{"type":"ping","nonce":"{}"}}"#, "x".repeat(10_000));
     a.send_raw(frame).await.unwrap();
-    expect_close(&mut a, 1009).await;
+    expect_close(&mut a, close_code::TOO_BIG).await;
     // The server is fine.
     let mut again = alice.connect(None).await.unwrap();
     again
@@ -768,7 +768,7 @@ async fn logout_closes_the_devices_sockets() {
     let mut phone_socket = alice.connect(None).await.unwrap();
     let mut laptop_socket = laptop.connect(None).await.unwrap();
     alice.logout().await.unwrap();
-    expect_close(&mut phone_socket, 4001).await;
+    expect_close(&mut phone_socket, close_code::UNAUTHORIZED).await;
     // The other device stays.
     laptop_socket
         .send(&ClientFrame::Ping { nonce: None })
@@ -796,7 +796,7 @@ async fn logout_closes_the_devices_sockets() {
     let other_id = other.session.as_ref().unwrap().device_id;
     assert!(laptop.me().await.unwrap().devices.len() > me.devices.len());
     laptop.revoke_device(other_id).await.unwrap();
-    expect_close(&mut other_socket, 4001).await;
+    expect_close(&mut other_socket, close_code::UNAUTHORIZED).await;
 }
 
 #[tokio::test]
@@ -816,7 +816,7 @@ async fn silent_sockets_are_closed_after_two_heartbeats() {
         expect_frame(&mut a, "pong", |f| matches!(f, ServerFrame::Pong { .. })).await;
     }
     // ...silence closes it.
-    expect_close(&mut a, 4000).await;
+    expect_close(&mut a, close_code::TIMEOUT).await;
 }
 
 #[tokio::test]
@@ -855,7 +855,7 @@ async fn graceful_shutdown_tells_sockets_to_reconnect() {
         ServerFrame::Reconnect { after_ms } => assert!(after_ms < 1000),
         _ => unreachable!(),
     }
-    expect_close(&mut a, 1001).await;
+    expect_close(&mut a, close_code::GOING_AWAY).await;
 }
 
 #[tokio::test]
@@ -902,12 +902,18 @@ async fn a_slow_consumer_is_cut_off_without_slowing_anyone_and_catches_up() {
             Ok(ServerFrame::Message { .. }) => got += 1,
             Ok(_) => {}
             Err(ClientError::Closed { code, .. }) => break code,
-            Err(ClientError::Ws(_)) => break 1006,
+            Err(ClientError::Ws(_)) => break parley_client::error::ABNORMAL,
             Err(err) => panic!("slow socket: {err}"),
         }
     };
     assert!(got < N, "the slow socket was cut off (got {got})");
-    assert!(matches!(closed, 4008 | 1006), "closed with {closed}");
+    assert!(
+        matches!(
+            closed,
+            close_code::TOO_SLOW | parley_client::error::ABNORMAL
+        ),
+        "closed with {closed}"
+    );
     // It catches up from its cursor.
     let mut again = bob.connect(Some(got as u64)).await.unwrap();
     for i in got..N {

@@ -5,70 +5,26 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::PASSWORD;
+use common::{PASSWORD, ServerProcess};
 use parley_client::Client;
 use parley_proto::{ConversationId, ServerFrame};
 
-struct Spawned {
-    child: Child,
-    base: String,
-}
-
-fn spawn_server(data_dir: &std::path::Path) -> Spawned {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
-    command
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .env("PARLEY_ARGON2_MEMORY_KIB", "256")
-        .env("PARLEY_ARGON2_ITERATIONS", "1")
-        .env("PARLEY_SEND_RATE_PER_SEC", "100000")
-        .env("PARLEY_SEND_BURST", "100000")
-        .env("PARLEY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    if let Ok(url) = std::env::var("PARLEY_CRASH_DATABASE_URL") {
-        command.env("PARLEY_DATABASE_URL", url);
-    }
-    let mut child = command.spawn().expect("spawn parley");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read listen line");
-    let addr = line
-        .trim()
-        .strip_prefix("parley listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
-    Spawned {
-        child,
-        base: format!("http://{addr}"),
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        // A failing test must not leave a server running.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn kill9(server: &mut Spawned) {
-    // SIGKILL: no shutdown code runs at all.
-    server.child.kill().expect("kill -9");
-    server.child.wait().expect("reap");
+/// The server under test: the binary, on PostgreSQL when
+/// `PARLEY_CRASH_DATABASE_URL` names a database, else on SQLite in
+/// `data_dir`.
+fn spawn_server(data_dir: &std::path::Path) -> ServerProcess {
+    let database = std::env::var("PARLEY_CRASH_DATABASE_URL").ok();
+    ServerProcess::spawn(data_dir, database.as_deref())
 }
 
 /// Streams sends until `kill_after` acks arrived, then kills the server
 /// immediately. Returns (client_msg_id -> acked seq).
 async fn stream_until_kill(
     client: &Client,
-    server: &mut Spawned,
+    server: &mut ServerProcess,
     conversation: ConversationId,
     round: usize,
     kill_after: usize,
@@ -107,7 +63,7 @@ async fn stream_until_kill(
             other => panic!("socket failed before the kill point: {other:?}"),
         }
     }
-    kill9(server);
+    server.kill9();
     // Acks that were already in flight when we killed also count: they
     // were only sent after commit.
     while let Ok(Ok(frame)) = tokio::time::timeout(Duration::from_secs(5), reader.recv()).await {
@@ -145,7 +101,7 @@ async fn acked_messages_survive_kill_9() {
         let client = Client::new(server.base.clone()).with_token(token.clone());
         verify(&client, conversation, &all_acked).await;
     }
-    kill9(&mut server);
+    server.kill9();
 }
 
 async fn verify(client: &Client, conversation: ConversationId, acked: &HashMap<String, u64>) {
@@ -204,7 +160,7 @@ async fn sigterm_drains_and_exits_zero() {
             Ok(Ok(ServerFrame::Reconnect { .. })) => saw_reconnect = true,
             Ok(Ok(_)) => {}
             Ok(Err(parley_client::ClientError::Closed { code, .. })) => {
-                assert_eq!(code, 1001);
+                assert_eq!(code, parley_proto::close_code::GOING_AWAY);
                 break;
             }
             other => panic!("expected reconnect then close, got {other:?}"),

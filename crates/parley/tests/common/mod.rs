@@ -1,14 +1,21 @@
-//! Test harness: a real server on 127.0.0.1:0 with its own data dir, and
-//! helpers to make users and read frames.
+//! Test harness, shared by every test binary of the `parley` crate:
+//! [`TestServer`], a real server in the test's own process on 127.0.0.1:0
+//! with its own data dir; [`ServerProcess`], the `parley` binary as a
+//! process, for tests that kill it; [`TestDatabase`], the one way to get a
+//! PostgreSQL database; and helpers to make users and read frames.
 //!
-//! `PARLEY_TEST_BACKEND=postgres` runs every server on a fresh PostgreSQL
-//! database (created here, dropped when the server is dropped) instead of
-//! SQLite, so the whole suite runs on either backend.
+//! `PARLEY_TEST_BACKEND=postgres` runs every [`TestServer`] on a fresh
+//! PostgreSQL database (created here, dropped when the server is dropped)
+//! instead of SQLite, so the whole suite runs on either backend.
 
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parley_client::{Client, ClientError, Socket};
 use parley_proto::{ConversationId, ServerFrame, UserId};
@@ -250,48 +257,101 @@ pub async fn direct(a: &Client, b: &Client) -> ConversationId {
     a.direct(uid(b)).await.expect("direct").0.conversation_id
 }
 
-/// A PostgreSQL database for one test server, dropped afterwards.
+/// Where the shared PostgreSQL for tests lives; `PARLEY_TEST_POSTGRES_URL`
+/// overrides it. (Mirrors `parley-store/tests/support`, which the store's
+/// own tests use; test crates cannot share a module across crates.)
+pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn admin_client(url: &str) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config: tokio_postgres::Config = url.parse()?;
+    config.connect_timeout(Duration::from_secs(3));
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// A PostgreSQL database for one test, dropped when this is dropped, even
+/// when the test panics. The one way tests here get a database.
 pub struct TestDatabase {
+    /// Connection string of the new database.
     pub url: String,
     admin_url: String,
     name: String,
 }
 
 impl TestDatabase {
-    async fn for_backend() -> Option<TestDatabase> {
-        match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
-            Ok("postgres") => {}
-            _ => return None,
-        }
-        let admin_url = std::env::var("PARLEY_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!(
-            "parley_it_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        );
-        let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| {
-                panic!("PARLEY_TEST_BACKEND=postgres but {admin_url} is unreachable: {e}")
-            });
-        tokio::spawn(conn);
+    /// Creates a fresh database, or says why it cannot.
+    pub async fn create() -> Result<TestDatabase, String> {
+        let mut admin_url = std::env::var("PARLEY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| DEFAULT_POSTGRES_URL.into());
+        let client = match admin_client(&admin_url).await {
+            Ok(client) => client,
+            // The named database need not exist: any database on the server
+            // can create ours.
+            Err(err)
+                if err.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) =>
+            {
+                // Cleanup must use the same database.
+                admin_url = with_database(&admin_url, "postgres");
+                admin_client(&admin_url)
+                    .await
+                    .map_err(|e| format!("cannot connect to {admin_url}: {e}"))?
+            }
+            Err(err) => return Err(format!("cannot connect to {admin_url}: {err}")),
+        };
+        let name = unique_name("parley_it");
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
-            .expect("create test database");
-        let base = admin_url
-            .rsplit_once('/')
-            .map(|(b, _)| b)
-            .unwrap_or(&admin_url);
-        Some(TestDatabase {
-            url: format!("{base}/{name}"),
+            .map_err(|e| format!("cannot create a test database on {admin_url}: {e}"))?;
+        let url = with_database(&admin_url, &name);
+        Ok(TestDatabase {
+            url,
             admin_url,
             name,
         })
+    }
+
+    /// A database when `PARLEY_TEST_BACKEND=postgres`, else none (SQLite).
+    /// Panics when PostgreSQL was asked for but cannot be had.
+    pub async fn for_backend() -> Option<TestDatabase> {
+        match std::env::var("PARLEY_TEST_BACKEND").as_deref() {
+            Ok("postgres") => Some(
+                TestDatabase::create()
+                    .await
+                    .unwrap_or_else(|why| panic!("PARLEY_TEST_BACKEND=postgres but {why}")),
+            ),
+            _ => None,
+        }
     }
 }
 
@@ -299,24 +359,94 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let admin_url = self.admin_url.clone();
         let name = self.name.clone();
-        // Drop runs outside async context guarantees; use a private thread
-        // with its own runtime.
-        let _ = std::thread::spawn(move || {
+        // Drop runs inside the test's runtime, which cannot block on itself:
+        // a thread with its own small runtime does the cleanup.
+        let cleanup = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .ok()?;
+                .expect("a runtime for cleanup");
             runtime.block_on(async move {
-                let (client, conn) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-                    .await
-                    .ok()?;
-                tokio::spawn(conn);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
+                match admin_client(&admin_url).await {
+                    Ok(client) => {
+                        // FORCE ends the server's pooled connections, which
+                        // may outlive the test body.
+                        let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                        if let Err(err) = client.batch_execute(&sql).await {
+                            eprintln!("could not drop test database {name}: {err}");
+                        }
+                    }
+                    Err(err) => eprintln!("could not drop test database {name}: {err}"),
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// The `parley` binary running as its own process (`parley serve`), for
+/// tests that must kill it (`kill -9`, SIGTERM). Same test settings as
+/// [`test_config`], given as environment; dropping it kills the process.
+pub struct ServerProcess {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl ServerProcess {
+    /// Starts `parley serve` on `data_dir` (and on `database` when given,
+    /// else SQLite) and waits for its listen line.
+    pub fn spawn(data_dir: &Path, database: Option<&str>) -> ServerProcess {
+        let config = test_config();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env(
+                "PARLEY_ARGON2_MEMORY_KIB",
+                config.argon2_memory_kib.to_string(),
+            )
+            .env(
+                "PARLEY_ARGON2_ITERATIONS",
+                config.argon2_iterations.to_string(),
+            )
+            // Tests that stream sends measure durability, not rate limits.
+            .env("PARLEY_SEND_RATE_PER_SEC", "100000")
+            .env("PARLEY_SEND_BURST", "100000")
+            .env("PARLEY_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(url) = database {
+            command.env("PARLEY_DATABASE_URL", url);
+        }
+        let mut child = command.spawn().expect("spawn parley");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read listen line");
+        let addr = line
+            .trim()
+            .strip_prefix("parley listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        ServerProcess {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs at all.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().expect("reap");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        // A failing test must not leave a server running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

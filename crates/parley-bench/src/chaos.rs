@@ -20,11 +20,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use parley_client::Client;
+use parley_client::WsMessage;
 use parley_proto::ServerFrame;
 use rand::Rng;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::report::Report;
 use super::stats::{Errors, Live};
@@ -38,6 +38,14 @@ const DEFAULT_WINDOW: usize = 8;
 
 /// How long the end of the run waits for every send to be answered.
 const FINISH_LIMIT: Duration = Duration::from_secs(30);
+
+/// One kill as the `--json` report gives it.
+#[derive(serde::Serialize)]
+struct KillReport {
+    at_secs: f64,
+    restart_secs: f64,
+    acked_before: u64,
+}
 
 /// One user's view of the run.
 #[derive(Default)]
@@ -277,8 +285,10 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         "kills",
         kills
             .iter()
-            .map(|(at, restart, acked)| {
-                serde_json::json!({"at_secs": at, "restart_secs": restart, "acked_before": acked})
+            .map(|&(at_secs, restart_secs, acked_before)| KillReport {
+                at_secs,
+                restart_secs,
+                acked_before,
             })
             .collect::<Vec<_>>(),
     );

@@ -3,8 +3,6 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::report::Report;
 use super::stats::Live;
 use super::traffic::{self, Load, Outcome, Participant, Plan};
@@ -224,10 +222,20 @@ pub(crate) async fn group(args: &BenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-fn load_json(load: Load) -> serde_json::Value {
+/// The load as the `--json` report gives it.
+#[derive(serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum LoadReport {
+    Open { per_sender_per_sec: f64 },
+    Closed { window: usize },
+}
+
+fn load_json(load: Load) -> LoadReport {
     match load {
-        Load::Open { per_sender } => json!({"kind": "open", "per_sender_per_sec": per_sender}),
-        Load::Closed { window } => json!({"kind": "closed", "window": window}),
+        Load::Open { per_sender } => LoadReport::Open {
+            per_sender_per_sec: per_sender,
+        },
+        Load::Closed { window } => LoadReport::Closed { window },
     }
 }
 

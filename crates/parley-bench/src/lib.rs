@@ -1,16 +1,29 @@
 //! `parley bench`: load generator and chaos harness (see BENCHMARKS.md).
 //!
+//! The `parley` binary embeds this crate: it parses [`BenchArgs`] as its
+//! `bench` subcommand and calls [`run`]. A spawned server and the
+//! `connections` worker processes are that same binary
+//! (`std::env::current_exe()`), so the bench only works from inside it.
+//!
 //! # Layout
-//! - [`target`]: the server under test, spawned (`--spawn`) or at `--url`.
-//! - [`setup`]: users, logins and conversations over HTTP (`parley-client`).
-//! - [`wire`]: the bench's lean WebSocket path (source-address binding,
-//!   hot-frame scanning).
-//! - [`traffic`]: the open/closed-loop engine behind `direct` and `group`.
-//! - [`stats`]: latency histograms and live counters.
-//! - [`verify`]: loss, duplicate, ordering and gap checks.
-//! - [`report`]: summary table, `--json`, `--plot` SVG.
-//! - Scenarios: [`direct`] (`direct`, `group`), [`connections`] (with its
-//!   hidden worker process), [`reconnect`], [`chaos`].
+//! - `lib.rs`: [`BenchArgs`], [`run`] (scenario dispatch), progress bars and
+//!   number formatting.
+//! - `target`: the server under test, spawned (`--spawn`) or at `--url`;
+//!   its memory and CPU from `/proc`.
+//! - `setup`: users, logins and conversations over HTTP (`parley-client`).
+//! - `wire`: sockets through `parley-client` (handshake, auth, ready) on a
+//!   source-bound, RST-closing TCP socket; frames encoded by `parley-proto`;
+//!   hot-frame decoding.
+//! - `lean`: the `--lean-parse` field scanner for the hot frames.
+//! - `traffic`: the open/closed-loop engine behind `direct` and `group`.
+//! - `stats`: latency histograms, live counters, errors by kind.
+//! - `verify`: loss, duplicate, ordering and gap checks.
+//! - `report`: summary table, `--json`, `--plot` SVG.
+//! - `direct`: the `direct` and `group` scenarios.
+//! - `connections`: the `connections` scenario and its hidden worker
+//!   process.
+//! - `reconnect`: the `reconnect` scenario.
+//! - `chaos`: the `chaos` scenario (kill -9 under load).
 //!
 //! Every run is bounded in time and count, stops by itself, and only
 //! talks to 127.0.0.0/8.
@@ -18,6 +31,7 @@
 mod chaos;
 mod connections;
 mod direct;
+mod lean;
 mod reconnect;
 mod report;
 mod setup;
@@ -63,7 +77,7 @@ pub(crate) enum Scenario {
 
 /// Arguments of `parley bench`.
 #[derive(Debug, Parser)]
-pub(crate) struct BenchArgs {
+pub struct BenchArgs {
     /// Scenario to run.
     #[arg(value_enum)]
     pub(crate) scenario: Scenario,
@@ -162,7 +176,7 @@ impl BenchArgs {
 }
 
 /// Runs a benchmark scenario.
-pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.scenario == Scenario::Worker {
         return connections::worker().await;
     }

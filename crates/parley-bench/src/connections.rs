@@ -16,12 +16,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
+use parley_client::WsMessage;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::report::Report;
 use super::stats::Errors;
@@ -58,6 +57,16 @@ struct WorkerEvent {
     errors: Errors,
     alive: u64,
     dropped: u64,
+}
+
+/// The server's resident memory (KiB) as the `--json` report gives it.
+#[derive(Serialize)]
+struct RssReport {
+    before: u64,
+    after: u64,
+    end_of_hold: Option<u64>,
+    anon_before: u64,
+    anon_after: u64,
 }
 
 fn epoch_us() -> u64 {
@@ -245,8 +254,13 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             }
             report.set(
                 "server_rss_kib",
-                json!({"before": rss0, "after": rss1, "end_of_hold": after_hold.map(|r| r.0),
-                       "anon_before": anon0, "anon_after": anon1}),
+                RssReport {
+                    before: rss0,
+                    after: rss1,
+                    end_of_hold: after_hold.map(|r| r.0),
+                    anon_before: anon0,
+                    anon_after: anon1,
+                },
             );
             report.set("server_bytes_per_connection", per(rss0, rss1));
             report.set("server_anon_bytes_per_connection", per(anon0, anon1));

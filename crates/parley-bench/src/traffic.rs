@@ -20,11 +20,11 @@ use anyhow::Context;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use indicatif::ProgressBar;
+use parley_client::WsMessage;
 use parley_proto::ServerFrame;
 use rand::Rng;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::stats::{Errors, Latency, Live};
 use super::target::{CpuMeter, CpuUse};

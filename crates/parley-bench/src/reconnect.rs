@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
+use parley_client::WsMessage;
 use parley_proto::ServerFrame;
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 use super::connections::short_error;
 use super::report::Report;
