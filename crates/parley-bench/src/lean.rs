@@ -105,6 +105,7 @@ mod tests {
             user_ids: None,
             name: None,
             role: None,
+            ..Message::default()
         }
     }
 

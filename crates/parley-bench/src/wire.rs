@@ -129,6 +129,9 @@ pub(crate) fn send_frame(client_msg_id: String, conversation: i64, text: &str) -
         kind: MessageKind::Text,
         text: text.to_owned(),
         reply_to_seq: None,
+        target_seq: None,
+        emoji: None,
+        forwarded: false,
     };
     WsMessage::Text(frame.to_json().into())
 }
@@ -226,6 +229,9 @@ mod tests {
                 kind: MessageKind::Text,
                 text: "hello".into(),
                 reply_to_seq: None,
+                target_seq: None,
+                emoji: None,
+                forwarded: false,
             }
         );
         assert_eq!(

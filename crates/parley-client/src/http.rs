@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use parley_proto::api::*;
-use parley_proto::{ConversationId, Message, MessageKind, Role, UserId};
+use parley_proto::{ConversationId, Message, Role, UserId};
 use reqwest::{Method, StatusCode};
 use serde::de::IgnoredAny;
 use tokio::net::TcpStream;
@@ -133,13 +133,82 @@ impl Client {
         &self,
         visibility: PresenceVisibility,
     ) -> ClientResult<SettingsResponse> {
-        let body = SettingsRequest {
+        self.update_settings(&SettingsRequest {
             presence_visibility: Some(visibility),
-        };
+            ..SettingsRequest::default()
+        })
+        .await
+    }
+
+    /// `PUT /v1/me/settings` with any of its fields (presence visibility,
+    /// read receipts, push previews); returns the settings now in force.
+    pub async fn update_settings(&self, body: &SettingsRequest) -> ClientResult<SettingsResponse> {
         Ok(self
-            .call(Method::PUT, "/v1/me/settings", Some(&body))
+            .call(Method::PUT, "/v1/me/settings", Some(body))
             .await?
             .1)
+    }
+
+    /// `PATCH /v1/me`: display name and/or avatar; returns the user.
+    pub async fn update_me(&self, body: &ProfileRequest) -> ClientResult<UserView> {
+        Ok(self.call(Method::PATCH, "/v1/me", Some(body)).await?.1)
+    }
+
+    /// `PUT /v1/me/blocks/{user}`.
+    pub async fn block(&self, user: UserId) -> ClientResult<()> {
+        self.call::<(), IgnoredAny>(Method::PUT, &format!("/v1/me/blocks/{user}"), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `DELETE /v1/me/blocks/{user}`.
+    pub async fn unblock(&self, user: UserId) -> ClientResult<()> {
+        self.call::<(), IgnoredAny>(Method::DELETE, &format!("/v1/me/blocks/{user}"), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /v1/me/blocks`.
+    pub async fn blocks(&self) -> ClientResult<BlockList> {
+        Ok(self
+            .call::<(), _>(Method::GET, "/v1/me/blocks", None)
+            .await?
+            .1)
+    }
+
+    /// `PUT /v1/conversations/{id}/settings`: mute, pin, archive.
+    pub async fn set_conversation_settings(
+        &self,
+        id: ConversationId,
+        body: &ConversationSettingsRequest,
+    ) -> ClientResult<ConversationSettings> {
+        Ok(self
+            .call(
+                Method::PUT,
+                &format!("/v1/conversations/{id}/settings"),
+                Some(body),
+            )
+            .await?
+            .1)
+    }
+
+    /// `GET /v1/search`: `q` in the caller's history, newest first.
+    pub async fn search(&self, query: &SearchRequest<'_>) -> ClientResult<SearchResults> {
+        let mut params = vec![format!("q={}", percent_encode(query.q))];
+        if let Some(v) = query.conversation_id {
+            params.push(format!("conversation_id={v}"));
+        }
+        if let Some(v) = query.before_seq {
+            params.push(format!("before_seq={v}"));
+        }
+        if let Some(v) = query.before_id {
+            params.push(format!("before_id={v}"));
+        }
+        if let Some(v) = query.limit {
+            params.push(format!("limit={v}"));
+        }
+        let path = format!("/v1/search?{}", params.join("&"));
+        Ok(self.call::<(), _>(Method::GET, &path, None).await?.1)
     }
 
     /// `GET /v1/users?username=`.
@@ -219,9 +288,24 @@ impl Client {
         group: ConversationId,
         name: &str,
     ) -> ClientResult<ConversationCreated> {
-        let body = RenameRequest { name: name.into() };
+        self.update_group(
+            group,
+            &RenameRequest {
+                name: Some(name.into()),
+                avatar_media_id: None,
+            },
+        )
+        .await
+    }
+
+    /// `PATCH /v1/groups/{id}` with a name and/or an avatar.
+    pub async fn update_group(
+        &self,
+        group: ConversationId,
+        body: &RenameRequest,
+    ) -> ClientResult<ConversationCreated> {
         Ok(self
-            .call(Method::PATCH, &format!("/v1/groups/{group}"), Some(&body))
+            .call(Method::PATCH, &format!("/v1/groups/{group}"), Some(body))
             .await?
             .1)
     }
@@ -288,17 +372,23 @@ impl Client {
         client_msg_id: &str,
         text: &str,
     ) -> ClientResult<(Message, bool)> {
-        let body = SendRequest {
-            client_msg_id: client_msg_id.into(),
-            kind: MessageKind::Text,
-            text: text.into(),
-            reply_to_seq: None,
-        };
+        self.send_request(id, &SendRequest::text(client_msg_id, text))
+            .await
+    }
+
+    /// `POST /v1/conversations/{id}/messages` with any body: a reply, a
+    /// forward, an `edit`, `delete` or `reaction` (see [`SendRequest`]'s
+    /// constructors); the flag is false on a repeat.
+    pub async fn send_request(
+        &self,
+        id: ConversationId,
+        body: &SendRequest,
+    ) -> ClientResult<(Message, bool)> {
         let (status, body): (_, SendResponse) = self
             .call(
                 Method::POST,
                 &format!("/v1/conversations/{id}/messages"),
-                Some(&body),
+                Some(body),
             )
             .await?;
         Ok((body.message, status == StatusCode::CREATED))
@@ -335,6 +425,34 @@ impl Client {
         socket.authenticate(token, since).await?;
         Ok(socket)
     }
+}
+
+/// The parameters of [`Client::search`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SearchRequest<'a> {
+    /// The text to find (1–256 characters).
+    pub q: &'a str,
+    /// Only this conversation.
+    pub conversation_id: Option<ConversationId>,
+    /// Within `conversation_id`: only seqs below this.
+    pub before_seq: Option<u64>,
+    /// Only messages older than this one (the next page).
+    pub before_id: Option<parley_proto::MessageId>,
+    /// 1–50, default 20.
+    pub limit: Option<u32>,
+}
+
+/// Percent-encodes a query value (everything but unreserved characters).
+fn percent_encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() * 3);
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// Connecting needs a token.

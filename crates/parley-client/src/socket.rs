@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use parley_proto::{ClientFrame, ConversationId, MessageKind, ServerFrame, UserId};
+use parley_proto::api::SendRequest;
+use parley_proto::{ClientFrame, ConversationId, ServerFrame, UserId};
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
 pub use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -138,12 +139,26 @@ impl Socket {
         client_msg_id: &str,
         text: &str,
     ) -> ClientResult<()> {
+        self.send_message(conversation, SendRequest::text(client_msg_id, text))
+            .await
+    }
+
+    /// Sends any message or event (see [`SendRequest`]'s constructors:
+    /// replies, forwards, `edit`, `delete`, `reaction`) as a `send` frame.
+    pub async fn send_message(
+        &mut self,
+        conversation: ConversationId,
+        body: SendRequest,
+    ) -> ClientResult<()> {
         self.send(&ClientFrame::Send {
-            client_msg_id: client_msg_id.into(),
+            client_msg_id: body.client_msg_id,
             conversation_id: conversation,
-            kind: MessageKind::Text,
-            text: text.into(),
-            reply_to_seq: None,
+            kind: body.kind,
+            text: body.text,
+            reply_to_seq: body.reply_to_seq,
+            target_seq: body.target_seq,
+            emoji: body.emoji,
+            forwarded: body.forwarded,
         })
         .await
     }

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ConversationId, DeviceId, UserId};
 use crate::message::{Message, MessageKind, Role};
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 /// `POST /v1/users`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RegisterRequest {
@@ -26,6 +30,20 @@ pub struct UserView {
     pub username: String,
     /// The name to show.
     pub display_name: String,
+    /// The user's avatar, a media id (§11).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
+}
+
+/// `PATCH /v1/me`: change the caller's profile (§11).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ProfileRequest {
+    /// 1–64 characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// A media id; `""` removes the avatar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
 }
 
 /// `POST /v1/sessions`.
@@ -77,6 +95,19 @@ pub struct MeResponse {
     pub devices: Vec<DeviceView>,
     /// `everyone` or `nobody`.
     pub presence_visibility: PresenceVisibility,
+    /// The user's avatar, a media id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
+    /// Whether the user's read receipts are shown (and others' shown to it).
+    #[serde(default = "default_true")]
+    pub read_receipts: bool,
+    /// Whether push notifications may carry message previews.
+    #[serde(default)]
+    pub push_previews: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Who may see a user's presence.
@@ -109,11 +140,17 @@ impl PresenceVisibility {
 }
 
 /// `PUT /v1/me/settings`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SettingsRequest {
     /// New presence visibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub presence_visibility: Option<PresenceVisibility>,
+    /// Show the user's read receipts to others (and others' to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_receipts: Option<bool>,
+    /// Let push notifications carry message previews.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push_previews: Option<bool>,
 }
 
 /// Answer to `PUT /v1/me/settings`: the settings as they now are.
@@ -121,6 +158,56 @@ pub struct SettingsRequest {
 pub struct SettingsResponse {
     /// Who may see the user's presence.
     pub presence_visibility: PresenceVisibility,
+    /// Whether the user's read receipts are shown.
+    #[serde(default = "default_true")]
+    pub read_receipts: bool,
+    /// Whether push notifications may carry previews.
+    #[serde(default)]
+    pub push_previews: bool,
+}
+
+/// `PUT /v1/conversations/{id}/settings`: the caller's own settings of a
+/// conversation (§11). Absent fields keep their value.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ConversationSettingsRequest {
+    /// Muted until then (ms); `-1` forever, `0` not muted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muted_until_ms: Option<i64>,
+    /// Listed first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinned: Option<bool>,
+    /// Listed under "Archived".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived: Option<bool>,
+}
+
+/// A user's own settings of a conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ConversationSettings {
+    /// Muted until then (ms); `-1` forever, `0` not muted.
+    pub muted_until_ms: i64,
+    /// Listed first.
+    pub pinned: bool,
+    /// Listed under "Archived".
+    pub archived: bool,
+}
+
+/// `GET /v1/me/blocks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BlockList {
+    /// Users the caller blocks.
+    pub user_ids: Vec<UserId>,
+}
+
+/// `GET /v1/search`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SearchResults {
+    /// Matching messages, newest first.
+    pub results: Vec<Message>,
+    /// More matches lie beyond the last one (page on with
+    /// `before_id=<its message_id>`, or `before_seq` within one
+    /// conversation).
+    pub has_more: bool,
 }
 
 /// `POST /v1/conversations/direct`.
@@ -147,11 +234,15 @@ pub struct AddMembersRequest {
     pub user_ids: Vec<UserId>,
 }
 
-/// `PATCH /v1/groups/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// `PATCH /v1/groups/{id}`: any of the fields.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RenameRequest {
     /// The new name.
-    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The group's avatar, a media id; `""` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
 }
 
 /// `PUT /v1/groups/{id}/members/{user_id}/role`.
@@ -180,6 +271,9 @@ pub struct ConversationCreated {
     /// Group name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Group avatar, a media id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
     /// Current members.
     pub members: Vec<MemberRole>,
 }
@@ -239,6 +333,22 @@ pub struct ConversationSummary {
     pub delivered_all_up_to: u64,
     /// Groups: every member has read every message up to here.
     pub read_all_up_to: u64,
+    /// Group avatar, a media id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
+    /// Muted until then (ms); `-1` forever, `0` not muted.
+    #[serde(default)]
+    pub muted_until_ms: i64,
+    /// Listed first.
+    #[serde(default)]
+    pub pinned: bool,
+    /// Listed under "Archived".
+    #[serde(default)]
+    pub archived: bool,
+    /// The caller left or was removed: history stays readable up to the
+    /// departure, `members` is empty and nothing after it is shown.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub left: bool,
 }
 
 /// `GET /v1/conversations`.
@@ -271,6 +381,9 @@ pub struct ConversationDetails {
     /// Group name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Group avatar, a media id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avatar_media_id: Option<String>,
     /// Members with cursors.
     pub members: Vec<MemberState>,
     /// Highest seq.
@@ -286,13 +399,87 @@ pub struct ConversationDetails {
 pub struct SendRequest {
     /// Idempotency key.
     pub client_msg_id: String,
-    /// Only `text`.
+    /// `text`, `edit`, `delete` or `reaction`.
     pub kind: MessageKind,
-    /// The text.
+    /// The text (`text` and `edit`).
+    #[serde(default)]
     pub text: String,
     /// The seq this answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to_seq: Option<u64>,
+    /// For events: the message they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_seq: Option<u64>,
+    /// For `reaction`: the emoji; `""` removes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    /// Marks a `text` message as forwarded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forwarded: bool,
+}
+
+impl SendRequest {
+    fn new(client_msg_id: &str, kind: MessageKind) -> SendRequest {
+        SendRequest {
+            client_msg_id: client_msg_id.into(),
+            kind,
+            text: String::new(),
+            reply_to_seq: None,
+            target_seq: None,
+            emoji: None,
+            forwarded: false,
+        }
+    }
+
+    /// A text message.
+    pub fn text(client_msg_id: &str, text: &str) -> SendRequest {
+        SendRequest {
+            text: text.into(),
+            ..SendRequest::new(client_msg_id, MessageKind::Text)
+        }
+    }
+
+    /// A text message answering `reply_to_seq`.
+    pub fn reply(client_msg_id: &str, text: &str, reply_to_seq: u64) -> SendRequest {
+        SendRequest {
+            reply_to_seq: Some(reply_to_seq),
+            ..SendRequest::text(client_msg_id, text)
+        }
+    }
+
+    /// A text message marked as forwarded.
+    pub fn forward(client_msg_id: &str, text: &str) -> SendRequest {
+        SendRequest {
+            forwarded: true,
+            ..SendRequest::text(client_msg_id, text)
+        }
+    }
+
+    /// Replaces the text of the message at `target_seq`.
+    pub fn edit(client_msg_id: &str, target_seq: u64, text: &str) -> SendRequest {
+        SendRequest {
+            text: text.into(),
+            target_seq: Some(target_seq),
+            ..SendRequest::new(client_msg_id, MessageKind::Edit)
+        }
+    }
+
+    /// Deletes the message at `target_seq` for everyone.
+    pub fn delete(client_msg_id: &str, target_seq: u64) -> SendRequest {
+        SendRequest {
+            target_seq: Some(target_seq),
+            ..SendRequest::new(client_msg_id, MessageKind::Delete)
+        }
+    }
+
+    /// Sets the sender's reaction on `target_seq` (`""` removes it).
+    pub fn reaction(client_msg_id: &str, target_seq: u64, emoji: &str) -> SendRequest {
+        SendRequest {
+            target_seq: Some(target_seq),
+            emoji: Some(emoji.into()),
+            ..SendRequest::new(client_msg_id, MessageKind::Reaction)
+        }
+    }
 }
 
 /// Response of `POST /v1/conversations/{id}/messages`.

@@ -35,13 +35,23 @@ pub enum ClientFrame {
         client_msg_id: String,
         /// Where to send it.
         conversation_id: ConversationId,
-        /// Only `text` is accepted from clients.
+        /// `text`, or an event: `edit`, `delete`, `reaction` (§8).
         kind: MessageKind,
-        /// The text.
+        /// The text (`text` and `edit`); empty for other kinds.
+        #[serde(default)]
         text: String,
         /// The seq this message answers.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to_seq: Option<u64>,
+        /// For events: the message they change.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target_seq: Option<u64>,
+        /// For `reaction`: the emoji; `""` (or none) removes the reaction.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        emoji: Option<String>,
+        /// Marks a `text` message as forwarded.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        forwarded: bool,
     },
     /// Advance the caller's delivered or read cursor.
     Receipt {
@@ -230,6 +240,18 @@ pub enum ServerFrame {
         /// Delay, jittered per client.
         after_ms: u64,
     },
+    /// The user's own settings of a conversation changed (from any of its
+    /// devices): sent to every device of that user (§11).
+    ConversationSettings {
+        /// The conversation.
+        conversation_id: ConversationId,
+        /// Muted until then; `-1` forever, `0` not muted.
+        muted_until_ms: i64,
+        /// Listed first.
+        pinned: bool,
+        /// Listed under "Archived".
+        archived: bool,
+    },
 }
 
 impl ServerFrame {
@@ -299,6 +321,7 @@ mod tests {
             user_ids: None,
             name: None,
             role: None,
+            ..Message::default()
         }
     }
 
@@ -326,6 +349,14 @@ mod tests {
             (
                 r#"{"type":"presence_unsubscribe","user_ids":[]}"#,
                 "presence_unsubscribe",
+            ),
+            (
+                r#"{"type":"send","client_msg_id":"k","conversation_id":"c1","kind":"reaction","target_seq":3,"emoji":"👍"}"#,
+                "send",
+            ),
+            (
+                r#"{"type":"send","client_msg_id":"k","conversation_id":"c1","kind":"delete","target_seq":3}"#,
+                "send",
             ),
             (r#"{"type":"ping"}"#, "ping"),
             (r#"{"type":"ping","nonce":7}"#, "ping"),
@@ -373,6 +404,21 @@ mod tests {
                 message
             }
         );
+    }
+
+    #[test]
+    fn plain_text_frames_carry_no_event_fields() {
+        let json = EncodedMessage::new(&sample_message()).frame(1);
+        for field in [
+            "target_seq",
+            "emoji",
+            "forwarded",
+            "deleted",
+            "reactions",
+            "reply_to\"",
+        ] {
+            assert!(!json.contains(field), "{field} in {json}");
+        }
     }
 
     #[test]

@@ -14,3 +14,11 @@ pub const PASSWORD_MAX_CHARS: usize = 256;
 pub const HISTORY_DEFAULT_LIMIT: usize = 50;
 /// Largest history page.
 pub const HISTORY_MAX_LIMIT: usize = 100;
+/// Search results per page when the request gives none (§10).
+pub const SEARCH_DEFAULT_LIMIT: usize = 20;
+/// Most search results per page.
+pub const SEARCH_MAX_LIMIT: usize = 50;
+/// Longest search query, in characters.
+pub const SEARCH_MAX_QUERY_CHARS: usize = 256;
+/// Longest display name, in characters (§11).
+pub const DISPLAY_NAME_MAX_CHARS: usize = 64;

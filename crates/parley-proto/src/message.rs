@@ -5,13 +5,21 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ConversationId, DeviceId, MessageId, UserId};
 
 /// What a message carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MessageKind {
     /// Plain text written by a user.
+    #[default]
     Text,
     /// A membership change written by the server, ordered with the chat.
     System,
+    /// An event replacing the text of the message at `target_seq` (§8).
+    Edit,
+    /// An event deleting the message at `target_seq` for everyone (§8).
+    Delete,
+    /// An event setting or removing the sender's reaction on the message
+    /// at `target_seq` (§8).
+    Reaction,
 }
 
 impl MessageKind {
@@ -20,7 +28,21 @@ impl MessageKind {
         match self {
             MessageKind::Text => "text",
             MessageKind::System => "system",
+            MessageKind::Edit => "edit",
+            MessageKind::Delete => "delete",
+            MessageKind::Reaction => "reaction",
         }
+    }
+
+    /// Whether this kind is an event aimed at another message
+    /// (`edit`, `delete`, `reaction`): events never count as unread,
+    /// never become a conversation's `last_message`, and are never the
+    /// target of another event.
+    pub fn is_event(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Edit | MessageKind::Delete | MessageKind::Reaction
+        )
     }
 
     /// Parses a stored value.
@@ -28,6 +50,9 @@ impl MessageKind {
         match s {
             "text" => Some(MessageKind::Text),
             "system" => Some(MessageKind::System),
+            "edit" => Some(MessageKind::Edit),
+            "delete" => Some(MessageKind::Delete),
+            "reaction" => Some(MessageKind::Reaction),
             _ => None,
         }
     }
@@ -107,8 +132,48 @@ impl Role {
     }
 }
 
+/// One emoji on a message and who chose it (§8): each member has at most
+/// one reaction per message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reaction {
+    /// The emoji (one grapheme cluster).
+    pub emoji: String,
+    /// Who reacted with it, in the order they did.
+    pub user_ids: Vec<UserId>,
+}
+
+/// The quote of the message a reply answers, filled by the server as the
+/// viewer may see it (§8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyQuote {
+    /// The quoted message.
+    pub seq: u64,
+    /// Who wrote it.
+    pub sender_id: UserId,
+    /// Its kind.
+    pub kind: MessageKind,
+    /// Its current text, cut to [`ReplyQuote::MAX_TEXT_CHARS`] characters;
+    /// absent when deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// The quoted message was deleted for everyone.
+    pub deleted: bool,
+}
+
+impl ReplyQuote {
+    /// Longest quoted text, in characters.
+    pub const MAX_TEXT_CHARS: usize = 200;
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 /// A stored message, as delivered and as returned by history.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// The fields after `role` are optional on the wire and left out when
+/// empty, so a plain text message costs no more bytes than before.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Message {
     /// The conversation it belongs to.
     pub conversation_id: ConversationId,
@@ -142,4 +207,25 @@ pub struct Message {
     /// For `role_changed`: the new role.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role: Option<Role>,
+    /// For events (`edit`, `delete`, `reaction`): the message they change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_seq: Option<u64>,
+    /// For `reaction` events: the emoji; `""` removes the sender's reaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emoji: Option<String>,
+    /// The sender marked this message as forwarded.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub forwarded: bool,
+    /// When the text was last edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at_ms: Option<i64>,
+    /// Deleted for everyone: only `seq`, `sender_id` and `sent_at_ms` remain.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// Current reactions, grouped by emoji.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+    /// The quote of the message at `reply_to_seq`, as the viewer may see it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyQuote>,
 }

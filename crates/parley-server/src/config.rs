@@ -53,6 +53,12 @@ pub struct Config {
     pub auth_timeout_ms: u64,
     /// Inbox entries are kept at least this many days. Default 30.
     pub inbox_retention_days: u64,
+    /// A sender may edit its text this long after sending it (§8).
+    /// Default 900.
+    pub edit_window_secs: u64,
+    /// A sender may delete its message for everyone this long after
+    /// sending it; group admins at any time (§8). Default 172,800.
+    pub delete_window_secs: u64,
     /// How long a token is valid. Default 30 days.
     pub token_ttl_secs: u64,
     /// Whether anyone may create an account. Default true.
@@ -115,6 +121,8 @@ impl Default for Config {
             heartbeat_ms: 25_000,
             auth_timeout_ms: 10_000,
             inbox_retention_days: 30,
+            edit_window_secs: 900,
+            delete_window_secs: 172_800,
             token_ttl_secs: 30 * 24 * 3600,
             registration_open: true,
             login_attempts_per_minute: 10,
@@ -243,6 +251,15 @@ impl Config {
             )));
         }
         Ok(self)
+    }
+
+    /// The edit and delete windows, as the store applies them.
+    pub fn event_windows(&self) -> parley_store::EventWindows {
+        let ms = |secs: u64| (secs.min(i64::MAX as u64 / 1000) as i64) * 1000;
+        parley_store::EventWindows {
+            edit_ms: ms(self.edit_window_secs),
+            delete_ms: ms(self.delete_window_secs),
+        }
     }
 
     /// How long the inbox is kept, in milliseconds.

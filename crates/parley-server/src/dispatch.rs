@@ -70,6 +70,22 @@ fn route_receipt(state: &AppState, change: &ReceiptChange) {
         .send_to_user(change.user_id, &frame, change.device_id);
     match change.kind {
         ConversationKind::Direct => {
+            // With read receipts off on either side, the other member
+            // hears of the delivery the read implies, not of the read.
+            let frame = if change.read_hidden {
+                Outbound::Frame(
+                    ServerFrame::Receipt {
+                        conversation_id: change.conversation_id,
+                        user_id: change.user_id,
+                        status: ReceiptStatus::Delivered,
+                        up_to_seq: change.delivered_up_to,
+                    }
+                    .to_json()
+                    .into(),
+                )
+            } else {
+                frame
+            };
             for &member in change.members.iter().filter(|&&m| m != change.user_id) {
                 state.hub.send_to_user(member, &frame, None);
             }

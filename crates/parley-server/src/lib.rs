@@ -13,6 +13,7 @@
 //! - [`members`]: the membership cache for routing typing frames, and its
 //!   one invalidation rule.
 //! - [`presence`]: online / last seen for subscribed sockets.
+//! - [`blocks`]: who blocks whom, cached for presence and typing.
 //! - [`sessions`]: counts live socket tasks, for shutdown and the
 //!   connection limit.
 //! - [`background`]: the dispatcher, inbox pruner and presence timers,
@@ -30,6 +31,7 @@
 
 pub mod auth;
 pub mod background;
+pub mod blocks;
 pub mod config;
 pub mod connections;
 pub mod dispatch;

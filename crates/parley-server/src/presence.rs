@@ -26,6 +26,7 @@ use parley_store::{Store, StoreError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::blocks::BlockCache;
 use crate::hub::{Hub, Outbound, SocketHandle};
 
 /// Why presence could not be read. Mapped to protocol codes in
@@ -77,6 +78,8 @@ pub struct Presence {
     subscribers: Mutex<HashMap<UserId, Watchers>>,
     profiles: DashMap<UserId, Profile>,
     leaving: mpsc::UnboundedSender<Leaving>,
+    /// Users blocked either way see each other offline with no last seen.
+    blocks: BlockCache,
 }
 
 impl Presence {
@@ -92,6 +95,7 @@ impl Presence {
             subscribers: Mutex::new(HashMap::new()),
             profiles: DashMap::new(),
             leaving,
+            blocks: BlockCache::default(),
         };
         (presence, LeaveTimers(timers))
     }
@@ -122,10 +126,40 @@ impl Presence {
                 .is_some_and(|s| s.leaving_since_ms.is_some())
     }
 
+    /// Who blocks whom, as presence and typing see it.
+    pub fn blocks(&self) -> &BlockCache {
+        &self.blocks
+    }
+
     /// The presence of `user` as `viewer` may see it.
     pub async fn view(&self, user: UserId, viewer: UserId) -> Result<PresenceView, PresenceError> {
+        if self
+            .blocks
+            .between(self.store.as_ref(), user, viewer)
+            .await?
+        {
+            return Ok(Self::hidden(user));
+        }
         let profile = self.profile(user).await?;
         Ok(self.view_with(user, viewer, profile))
+    }
+
+    /// What a user hidden from the viewer looks like.
+    fn hidden(user: UserId) -> PresenceView {
+        PresenceView {
+            user_id: user,
+            online: false,
+            last_seen_ms: None,
+        }
+    }
+
+    /// `user` blocked or unblocked `other`: both are re-announced to their
+    /// watchers as each may now see the other.
+    pub async fn blocks_changed(&self, user: UserId, other: UserId) -> Result<(), PresenceError> {
+        self.blocks.reload(self.store.as_ref(), user).await?;
+        self.announce(user).await;
+        self.announce(other).await;
+        Ok(())
     }
 
     fn view_with(&self, user: UserId, viewer: UserId, profile: Profile) -> PresenceView {
@@ -172,9 +206,17 @@ impl Presence {
         // through its own privacy setting).
         let public = Self::frame(self.view_with(user, UserId(i64::MIN), profile));
         let own = Self::frame(self.view_with(user, user, profile));
+        let hidden = Self::frame(Self::hidden(user));
         for (subscriber, socket) in subscribers {
+            let blocked = self
+                .blocks
+                .between(self.store.as_ref(), user, subscriber)
+                .await
+                .unwrap_or(true);
             socket.push(if subscriber == user {
                 own.clone()
+            } else if blocked {
+                hidden.clone()
             } else {
                 public.clone()
             });

@@ -27,17 +27,25 @@ pub struct Outgoing {
     pub client_msg_id: String,
     /// Where.
     pub conversation_id: ConversationId,
-    /// Only `text` is accepted.
+    /// `text`, `edit`, `delete` or `reaction`.
     pub kind: MessageKind,
-    /// The text.
+    /// The text (`text`, `edit`).
     pub text: String,
     /// The seq it answers.
     pub reply_to_seq: Option<u64>,
+    /// For events: the message they change.
+    pub target_seq: Option<u64>,
+    /// For `reaction`: the emoji (`""` removes).
+    pub emoji: Option<String>,
+    /// Marked as forwarded.
+    pub forwarded: bool,
 }
 
 /// Checks and enqueues a send by `sender`; the returned future resolves
 /// when the message is durable (or refused by the store: unknown
-/// conversation, not a member, bad `reply_to_seq`).
+/// conversation, not a member, blocked, bad `reply_to_seq`, and for
+/// events: unknown target, not allowed, window passed; the rules are the
+/// store's, decided once in its domain).
 pub fn start(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResult<PendingAppend> {
     if state.draining.load(Ordering::Acquire) {
         return Err(ApiError::unavailable(
@@ -61,14 +69,19 @@ fn validate(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResult
         kind,
         text,
         reply_to_seq,
+        target_seq,
+        emoji,
+        forwarded,
     } = outgoing;
     if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
         return Err(ApiError::bad_request(
             "client_msg_id must be 1 to 128 bytes",
         ));
     }
-    if kind != MessageKind::Text {
-        return Err(ApiError::bad_request("only kind \"text\" can be sent"));
+    if kind == MessageKind::System {
+        return Err(ApiError::bad_request(
+            "kind must be text, edit, delete or reaction",
+        ));
     }
     if text.len() > state.config.max_text_bytes {
         return Err(ApiError::too_large(format!(
@@ -77,7 +90,7 @@ fn validate(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResult
             state.config.max_text_bytes
         )));
     }
-    if text.is_empty() {
+    if text.is_empty() && matches!(kind, MessageKind::Text | MessageKind::Edit) {
         return Err(ApiError::bad_request("text must not be empty"));
     }
     Ok(NewMessage {
@@ -85,8 +98,13 @@ fn validate(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResult
         sender_id: sender.user,
         sender_device_id: sender.device,
         client_msg_id,
+        kind,
         text,
         reply_to_seq,
+        target_seq,
+        emoji,
+        forwarded,
+        windows: state.config.event_windows(),
         now_ms: now_ms(),
     })
 }

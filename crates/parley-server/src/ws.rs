@@ -497,6 +497,9 @@ impl Session {
                 kind,
                 text,
                 reply_to_seq,
+                target_seq,
+                emoji,
+                forwarded,
             } => {
                 let outgoing = Outgoing {
                     client_msg_id: client_msg_id.clone(),
@@ -504,6 +507,9 @@ impl Session {
                     kind,
                     text,
                     reply_to_seq,
+                    target_seq,
+                    emoji,
+                    forwarded,
                 };
                 return match send::start(&self.state, self.identity, outgoing) {
                     Ok(pending) => {
@@ -573,6 +579,11 @@ impl Session {
                 "you are not a member of this conversation",
             ));
         }
+        if typing_blocked(&self.state, user, conversation, &members).await? {
+            // Not forwarded between a user and someone it blocks (or who
+            // blocks it); the sender is not told, as with presence.
+            return Ok(());
+        }
         let frame = Outbound::Frame(
             ServerFrame::Typing {
                 conversation_id: conversation,
@@ -610,4 +621,26 @@ impl Session {
             .await;
         Ok(())
     }
+}
+
+/// Whether typing in `conversation` must not be forwarded: a direct
+/// conversation whose two members are separated by a block. Groups
+/// are not affected.
+async fn typing_blocked(
+    state: &AppState,
+    user: UserId,
+    conversation: ConversationId,
+    members: &[UserId],
+) -> Result<bool, ApiError> {
+    let [a, b] = members else { return Ok(false) };
+    let other = if *a == user { *b } else { *a };
+    let store = state.store.as_ref();
+    if !state.presence.blocks().between(store, user, other).await? {
+        return Ok(false);
+    }
+    // Rare: only now ask whether it is a direct conversation.
+    Ok(store
+        .conversation(conversation)
+        .await?
+        .is_some_and(|c| c.kind == parley_proto::api::ConversationKind::Direct))
 }

@@ -6,7 +6,9 @@
 //! - [`model`]: records read and written through the trait.
 //! - `domain`: the rules both engines apply, decided once and unit-tested
 //!   there: group administration, names and sizes, system messages, append
-//!   checks (membership, `reply_to_seq`), the text-message shape, receipt
+//!   checks (membership, blocks, `reply_to_seq`), message events (edit,
+//!   delete, reaction: who may, windows, aggregated state, reply quotes),
+//!   search queries, per-user settings, the text-message shape, receipt
 //!   cursor arithmetic, the direct-conversation key, history windows, inbox
 //!   cursor bounds, and decoding engine-neutral rows into records. Engines
 //!   only carry the rules out in their own SQL.
@@ -72,6 +74,20 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<()>;
     /// Records when the user's last device went away.
     async fn set_last_seen(&self, user: UserId, at_ms: i64) -> StoreResult<()>;
+    /// Changes the user's profile and receipt/preview settings; returns
+    /// the user as now stored. `NotFound` for an unknown user.
+    async fn update_profile(&self, user: UserId, change: ProfileChange) -> StoreResult<UserRecord>;
+    /// Blocks (`blocked`) or unblocks `other` for `user`; `NotFound` for an
+    /// unknown `other`, `Invalid` for oneself.
+    async fn set_block(
+        &self,
+        user: UserId,
+        other: UserId,
+        blocked: bool,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// The users `user` blocks, by id.
+    async fn blocks(&self, user: UserId) -> StoreResult<Vec<UserId>>;
 
     /// Registers a new device (a login).
     async fn create_device(
@@ -101,8 +117,24 @@ pub trait Store: Send + Sync + 'static {
     async fn change_group(&self, change: GroupChange) -> StoreResult<ConversationRecord>;
     /// A conversation with its active members and their cursors.
     async fn conversation(&self, id: ConversationId) -> StoreResult<Option<ConversationRecord>>;
-    /// The active conversations of `user`, most recent activity first.
+    /// The conversations of `user`, active ones and ones it left (with
+    /// `left` set), pinned first, then most recent activity first.
     async fn conversations_for(&self, user: UserId) -> StoreResult<Vec<ConversationSummaryRecord>>;
+    /// Changes `user`'s own settings of a conversation it is or was a
+    /// member of; returns them as now stored.
+    async fn set_conversation_settings(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        change: SettingsChange,
+    ) -> StoreResult<parley_proto::api::ConversationSettings>;
+    /// Sets (or with `""` removes) a group's avatar; admins only.
+    async fn set_group_avatar(
+        &self,
+        group: ConversationId,
+        actor: UserId,
+        avatar_media_id: String,
+    ) -> StoreResult<ConversationRecord>;
 
     /// Appends a text message; a repeat of (sender, client_msg_id) returns
     /// the original with `duplicate` set and stores nothing.
@@ -112,9 +144,13 @@ pub trait Store: Send + Sync + 'static {
     /// in that order. This lets a socket keep many sends in flight (group
     /// commit batches them) while its `seq`s stay in the order it sent them.
     fn append_message(&self, new: NewMessage) -> PendingAppend;
-    /// Keyset history as `viewer` may see it (its membership periods only).
+    /// Keyset history as `viewer` may see it (its membership periods only),
+    /// each message in its current state, replies with their quotes.
     async fn history(&self, query: HistoryQuery)
     -> StoreResult<(Vec<parley_proto::Message>, bool)>;
+    /// Messages whose current text contains the query, as `viewer` may see
+    /// them, newest first; and whether there are more.
+    async fn search(&self, query: SearchQuery) -> StoreResult<(Vec<parley_proto::Message>, bool)>;
     /// Advances a member's cursor, never backwards; read implies delivered.
     async fn advance_receipt(
         &self,

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use parley_proto::api::{ConversationKind, PresenceVisibility};
-use parley_proto::{ConversationId, DeviceId, Message, ReceiptStatus, Role, UserId};
+use parley_proto::api::{ConversationKind, ConversationSettings, PresenceVisibility};
+use parley_proto::{ConversationId, DeviceId, Message, MessageKind, ReceiptStatus, Role, UserId};
 
 /// A user to create.
 #[derive(Debug, Clone)]
@@ -35,6 +35,25 @@ pub struct UserRecord {
     pub last_seen_ms: Option<i64>,
     /// Creation time.
     pub created_at_ms: i64,
+    /// The avatar's media id.
+    pub avatar_media_id: Option<String>,
+    /// Whether the user's read receipts are shown (and others' to it).
+    pub read_receipts: bool,
+    /// Whether push notifications may carry previews.
+    pub push_previews: bool,
+}
+
+/// A change of a user's profile; `None` keeps a field.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProfileChange {
+    /// New display name (validated by the store: 1–64 characters).
+    pub display_name: Option<String>,
+    /// New avatar media id; `Some("")` removes it.
+    pub avatar_media_id: Option<String>,
+    /// Show read receipts.
+    pub read_receipts: Option<bool>,
+    /// Previews in push notifications.
+    pub push_previews: Option<bool>,
 }
 
 /// A stored device (one login).
@@ -74,6 +93,8 @@ pub struct ConversationRecord {
     pub kind: ConversationKind,
     /// Group name.
     pub name: Option<String>,
+    /// Group avatar's media id.
+    pub avatar_media_id: Option<String>,
     /// Highest seq.
     pub last_seq: u64,
     /// Active members, in join order.
@@ -98,8 +119,43 @@ pub struct ConversationSummaryRecord {
     pub conversation: ConversationRecord,
     /// Its newest message.
     pub last_message: Option<Message>,
-    /// Others' messages above the user's read cursor.
+    /// Others' messages (not events) above the user's read cursor.
     pub unread_count: u64,
+    /// The user's own settings of the conversation.
+    pub settings: ConversationSettings,
+    /// The user left or was removed: `conversation.members` is empty,
+    /// and `last_seq` is the seq of its departure.
+    pub left: bool,
+    /// When the newest message the user sees was sent (orders the list).
+    pub activity_ms: i64,
+}
+
+/// A change of a user's own settings of a conversation; `None` keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettingsChange {
+    /// Muted until (ms); -1 forever, 0 not muted.
+    pub muted_until_ms: Option<i64>,
+    /// Pinned.
+    pub pinned: Option<bool>,
+    /// Archived.
+    pub archived: Option<bool>,
+}
+
+/// A search over a user's history (§10).
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// Who searches.
+    pub viewer: UserId,
+    /// 1–256 characters.
+    pub text: String,
+    /// Only this conversation.
+    pub conversation: Option<ConversationId>,
+    /// Within `conversation`: only seqs below this.
+    pub before_seq: Option<u64>,
+    /// Only message ids below this (the keyset across conversations).
+    pub before_id: Option<i64>,
+    /// 1–50.
+    pub limit: usize,
 }
 
 /// A group to create.
@@ -159,8 +215,28 @@ pub enum GroupChangeKind {
     },
 }
 
-/// A text message to append.
-#[derive(Debug, Clone)]
+/// The edit and delete windows (§8), in milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventWindows {
+    /// A sender may edit its text this long after sending it.
+    pub edit_ms: i64,
+    /// A sender may delete its message for everyone this long after
+    /// sending it (group admins: any time).
+    pub delete_ms: i64,
+}
+
+impl Default for EventWindows {
+    /// The protocol's defaults: 900 s and 172,800 s.
+    fn default() -> Self {
+        EventWindows {
+            edit_ms: 900_000,
+            delete_ms: 172_800_000,
+        }
+    }
+}
+
+/// A message or event to append.
+#[derive(Debug, Clone, Default)]
 pub struct NewMessage {
     /// Where.
     pub conversation_id: ConversationId,
@@ -170,10 +246,20 @@ pub struct NewMessage {
     pub sender_device_id: DeviceId,
     /// Idempotency key.
     pub client_msg_id: String,
-    /// The text.
+    /// `text`, or an event kind (`edit`, `delete`, `reaction`).
+    pub kind: MessageKind,
+    /// The text (`text`, `edit`); empty otherwise.
     pub text: String,
     /// The seq it answers.
     pub reply_to_seq: Option<u64>,
+    /// For events: the message they change.
+    pub target_seq: Option<u64>,
+    /// For `reaction`: the emoji; `""` or none removes.
+    pub emoji: Option<String>,
+    /// Marked as forwarded.
+    pub forwarded: bool,
+    /// The edit and delete windows in force.
+    pub windows: EventWindows,
     /// Send time (the store stamps commit time).
     pub now_ms: i64,
 }
@@ -241,6 +327,9 @@ pub struct ReceiptChange {
     pub advanced: bool,
     /// Groups: the new minimums, when they advanced.
     pub summary: Option<(u64, u64)>,
+    /// A direct conversation where a member turned read receipts off: the
+    /// other member hears of the delivery only, never of the read.
+    pub read_hidden: bool,
     /// Active members of the conversation.
     pub members: Vec<UserId>,
 }

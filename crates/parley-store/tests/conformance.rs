@@ -68,6 +68,7 @@ fn text(conversation: ConversationId, sender: UserId, device: DeviceId, key: &st
         text: format!("text of {key}"),
         reply_to_seq: None,
         now_ms: 3_000,
+        ..NewMessage::default()
     }
 }
 
@@ -1258,10 +1259,17 @@ async fn conversation_list(backend: &Backend) {
         .await
         .unwrap();
     let bobs = store.conversations_for(bob).await.unwrap();
+    // §11: a group the user left or was removed from stays listed, marked
+    // `left`, with no members; only the direct conversation is active.
     assert_eq!(
-        bobs.iter().map(|s| s.conversation.id).collect::<Vec<_>>(),
+        bobs.iter()
+            .filter(|s| !s.left)
+            .map(|s| s.conversation.id)
+            .collect::<Vec<_>>(),
         vec![direct.id]
     );
+    let left = bobs.iter().find(|s| s.conversation.id == g.id).unwrap();
+    assert!(left.left && left.conversation.members.is_empty());
     store.shutdown().await;
 }
 

@@ -85,6 +85,7 @@ fn text(group: ConversationId, (sender, device): (UserId, DeviceId), key: &str) 
         text: key.into(),
         reply_to_seq: None,
         now_ms: 1,
+        ..NewMessage::default()
     }
 }
 

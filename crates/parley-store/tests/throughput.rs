@@ -45,6 +45,7 @@ async fn run(label: &str, stores: Vec<Arc<dyn Store>>) {
                         text: "hello there".into(),
                         reply_to_seq: None,
                         now_ms: 1,
+                        ..NewMessage::default()
                     })
                     .await
                     .unwrap();
@@ -129,6 +130,7 @@ async fn sqlite_direct_pipelined_throughput() {
                 text: "hello there".into(),
                 reply_to_seq: None,
                 now_ms: 1,
+                ..NewMessage::default()
             }));
         }
     }

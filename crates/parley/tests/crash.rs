@@ -39,6 +39,9 @@ async fn stream_until_kill(
                 kind: parley_proto::MessageKind::Text,
                 text: format!("round {round} message {i}"),
                 reply_to_seq: None,
+                target_seq: None,
+                emoji: None,
+                forwarded: false,
             };
             if writer.send(&frame).await.is_err() {
                 return;

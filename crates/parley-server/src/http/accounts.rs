@@ -1,7 +1,7 @@
 //! Accounts, sessions and devices: `POST /v1/users`, `GET /v1/users`,
 //! `GET /v1/users/{user_id}`, `POST /v1/sessions`,
-//! `DELETE /v1/sessions/current`, `GET /v1/me`, `PUT /v1/me/settings`,
-//! `DELETE /v1/me/devices/{device_id}`.
+//! `DELETE /v1/sessions/current`, `GET /v1/me`, `PATCH /v1/me`,
+//! `PUT /v1/me/settings`, `DELETE /v1/me/devices/{device_id}`.
 
 use std::sync::Arc;
 
@@ -10,11 +10,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_proto::api::{
-    DeviceView, LoginRequest, LoginResponse, MeResponse, RegisterRequest, SettingsRequest,
-    SettingsResponse, UserView,
+    DeviceView, LoginRequest, LoginResponse, MeResponse, ProfileRequest, RegisterRequest,
+    SettingsRequest, SettingsResponse, UserView,
 };
 use parley_proto::{DeviceId, ErrorCode, UserId, close_code, limits, now_ms};
-use parley_store::{NewUser, UserRecord};
+use parley_store::{NewUser, ProfileChange, UserRecord};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::auth::Identity;
@@ -42,12 +42,33 @@ fn validate_username(username: &str) -> ApiResult<()> {
     }
 }
 
-fn user_view(record: &UserRecord) -> UserView {
+pub(super) fn user_view(record: &UserRecord) -> UserView {
     UserView {
         user_id: record.id,
         username: record.username.clone(),
         display_name: record.display_name.clone(),
+        avatar_media_id: record.avatar_media_id.clone(),
     }
+}
+
+/// `PATCH /v1/me`: display name and avatar.
+pub(super) async fn update_me(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiJson(body): ApiJson<ProfileRequest>,
+) -> ApiResult<Json<UserView>> {
+    let user = state
+        .store
+        .update_profile(
+            me.user,
+            ProfileChange {
+                display_name: body.display_name,
+                avatar_media_id: body.avatar_media_id,
+                ..ProfileChange::default()
+            },
+        )
+        .await?;
+    Ok(Json(user_view(&user)))
 }
 
 /// `POST /v1/users`.
@@ -187,6 +208,9 @@ pub(super) async fn me(
         username: user.username,
         display_name: user.display_name,
         presence_visibility: user.presence_visibility,
+        avatar_media_id: user.avatar_media_id,
+        read_receipts: user.read_receipts,
+        push_previews: user.push_previews,
         devices: devices
             .into_iter()
             .map(|d| DeviceView {
@@ -211,13 +235,29 @@ pub(super) async fn update_settings(
             .await?;
         state.presence.visibility_changed(me.user, visibility).await;
     }
-    let user = state
-        .store
-        .user_by_id(me.user)
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?;
+    let user = if body.read_receipts.is_some() || body.push_previews.is_some() {
+        state
+            .store
+            .update_profile(
+                me.user,
+                ProfileChange {
+                    read_receipts: body.read_receipts,
+                    push_previews: body.push_previews,
+                    ..ProfileChange::default()
+                },
+            )
+            .await?
+    } else {
+        state
+            .store
+            .user_by_id(me.user)
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("this account no longer exists"))?
+    };
     Ok(Json(SettingsResponse {
         presence_visibility: user.presence_visibility,
+        read_receipts: user.read_receipts,
+        push_previews: user.push_previews,
     }))
 }
 

@@ -1,6 +1,6 @@
 //! Conversations: `GET /v1/conversations`, `POST /v1/conversations/direct`,
-//! `GET /v1/conversations/{id}`, and the record → response views the group
-//! endpoints share.
+//! `GET /v1/conversations/{id}`, `PUT /v1/conversations/{id}/settings`, and
+//! the record → response views the group endpoints share.
 
 use std::sync::Arc;
 
@@ -9,11 +9,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_proto::api::{
-    ConversationCreated, ConversationDetails, ConversationList, ConversationSummary, DirectRequest,
+    ConversationCreated, ConversationDetails, ConversationKind, ConversationList,
+    ConversationSettings, ConversationSettingsRequest, ConversationSummary, DirectRequest,
     MemberRole, MemberState,
 };
-use parley_proto::{ConversationId, UserId, now_ms};
-use parley_store::ConversationRecord;
+use parley_proto::{ConversationId, ServerFrame, UserId, now_ms};
+use parley_store::{ConversationRecord, SettingsChange};
+
+use crate::hub::Outbound;
 
 use super::extract::{ApiJson, ApiPath, Auth};
 use crate::error::{ApiError, ApiResult};
@@ -25,6 +28,7 @@ pub(super) fn created(record: &ConversationRecord) -> ConversationCreated {
         conversation_id: record.id,
         kind: record.kind,
         name: record.name.clone(),
+        avatar_media_id: record.avatar_media_id.clone(),
         members: record
             .members
             .iter()
@@ -41,6 +45,7 @@ fn details(record: &ConversationRecord) -> ConversationDetails {
         conversation_id: record.id,
         kind: record.kind,
         name: record.name.clone(),
+        avatar_media_id: record.avatar_media_id.clone(),
         last_seq: record.last_seq,
         delivered_all_up_to: record.delivered_all_up_to,
         read_all_up_to: record.read_all_up_to,
@@ -84,6 +89,8 @@ pub(super) async fn list_conversations(
     let conversations = summaries
         .into_iter()
         .map(|s| {
+            // A left conversation lists no members, so the caller's own
+            // cursors come from the summary's own fields.
             let own = s.conversation.member(me.user);
             ConversationSummary {
                 conversation_id: s.conversation.id,
@@ -97,6 +104,11 @@ pub(super) async fn list_conversations(
                 delivered_up_to: own.map(|m| m.delivered_up_to).unwrap_or(0),
                 delivered_all_up_to: s.conversation.delivered_all_up_to,
                 read_all_up_to: s.conversation.read_all_up_to,
+                avatar_media_id: s.conversation.avatar_media_id.clone(),
+                muted_until_ms: s.settings.muted_until_ms,
+                pinned: s.settings.pinned,
+                archived: s.settings.archived,
+                left: s.left,
             }
         })
         .collect();
@@ -129,6 +141,58 @@ pub(super) async fn get_conversation(
     Auth(me): Auth,
     ApiPath(id): ApiPath<ConversationId>,
 ) -> ApiResult<Json<ConversationDetails>> {
-    let record = member_conversation(&state, id, me.user).await?;
+    let mut record = member_conversation(&state, id, me.user).await?;
+    if record.kind == ConversationKind::Direct && read_receipts_hidden(&state, &record).await? {
+        // Either side turned read receipts off: the other's read cursor
+        // is not shown (its delivered cursor still is).
+        for member in record.members.iter_mut().filter(|m| m.user_id != me.user) {
+            member.read_up_to = 0;
+        }
+    }
     Ok(Json(details(&record)))
+}
+
+async fn read_receipts_hidden(state: &AppState, record: &ConversationRecord) -> ApiResult<bool> {
+    for member in &record.members {
+        if let Some(user) = state.store.user_by_id(member.user_id).await?
+            && !user.read_receipts
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// `PUT /v1/conversations/{id}/settings`: the caller's own mute, pin and
+/// archive; every device of the caller hears of it live.
+pub(super) async fn update_settings(
+    State(state): State<Arc<AppState>>,
+    Auth(me): Auth,
+    ApiPath(id): ApiPath<ConversationId>,
+    ApiJson(body): ApiJson<ConversationSettingsRequest>,
+) -> ApiResult<Json<ConversationSettings>> {
+    let settings = state
+        .store
+        .set_conversation_settings(
+            me.user,
+            id,
+            SettingsChange {
+                muted_until_ms: body.muted_until_ms,
+                pinned: body.pinned,
+                archived: body.archived,
+            },
+        )
+        .await?;
+    let frame = Outbound::Frame(
+        ServerFrame::ConversationSettings {
+            conversation_id: id,
+            muted_until_ms: settings.muted_until_ms,
+            pinned: settings.pinned,
+            archived: settings.archived,
+        }
+        .to_json()
+        .into(),
+    );
+    state.hub.send_to_user(me.user, &frame, None);
+    Ok(Json(settings))
 }

@@ -70,15 +70,25 @@ async fn change_group(
     Ok(record)
 }
 
-/// `PATCH /v1/groups/{id}`: rename.
+/// `PATCH /v1/groups/{id}`: rename and/or set the avatar (admins).
 pub(super) async fn rename_group(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
     ApiPath(group): ApiPath<ConversationId>,
     ApiJson(body): ApiJson<RenameRequest>,
 ) -> ApiResult<Json<ConversationCreated>> {
-    let kind = GroupChangeKind::Rename { name: body.name };
-    let record = change_group(&state, me.user, group, kind).await?;
+    if body.name.is_none() && body.avatar_media_id.is_none() {
+        return Err(ApiError::bad_request("give name and/or avatar_media_id"));
+    }
+    let mut record = None;
+    if let Some(name) = body.name {
+        let kind = GroupChangeKind::Rename { name };
+        record = Some(change_group(&state, me.user, group, kind).await?);
+    }
+    if let Some(avatar) = body.avatar_media_id {
+        record = Some(state.store.set_group_avatar(group, me.user, avatar).await?);
+    }
+    let record = record.ok_or_else(|| ApiError::internal("no change applied"))?;
     Ok(Json(created(&record)))
 }
 

@@ -21,7 +21,7 @@ use crate::state::AppState;
 /// Largest `seq` a query may name: what JavaScript holds exactly.
 const MAX_QUERY_SEQ: u64 = 1 << 53;
 
-fn parse_seq(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<u64>> {
+pub(super) fn parse_seq(query: &HashMap<String, String>, key: &str) -> ApiResult<Option<u64>> {
     match query.get(key).map(|v| v.trim()).filter(|v| !v.is_empty()) {
         None => Ok(None),
         Some(raw) => raw
@@ -72,6 +72,9 @@ pub(super) async fn send_message(
         kind: body.kind,
         text: body.text,
         reply_to_seq: body.reply_to_seq,
+        target_seq: body.target_seq,
+        emoji: body.emoji,
+        forwarded: body.forwarded,
     };
     let appended = send::start(&state, me, outgoing)?.await?;
     let status = if appended.duplicate {

@@ -3,22 +3,26 @@
 //!
 //! - [`extract`]: the extractors every handler uses (JSON body, path, query,
 //!   bearer token), each rejecting with the protocol's JSON error.
-//! - `accounts`: users, sessions, devices, settings.
+//! - `accounts`: users, sessions, devices, settings, profiles.
+//! - `blocks`: the caller's blocks.
 //! - `conversations`: listing, direct conversations, details.
 //! - `messages`: history and sending.
 //! - `groups`: group creation and administration.
 //! - `presence`: one user's presence.
+//! - `search`: message search.
 //! - `health`: `/healthz` and `/metrics`.
 //!
 //! `GET /v1/ws` is routed here and handled by [`crate::ws`].
 
 mod accounts;
+mod blocks;
 mod conversations;
 pub mod extract;
 mod groups;
 mod health;
 mod messages;
 mod presence;
+mod search;
 
 use std::sync::Arc;
 
@@ -40,7 +44,13 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/users/{user_id}/presence", get(presence::get_presence))
         .route("/v1/sessions", post(accounts::login))
         .route("/v1/sessions/current", delete(accounts::logout))
-        .route("/v1/me", get(accounts::me))
+        .route("/v1/me", get(accounts::me).patch(accounts::update_me))
+        .route("/v1/me/blocks", get(blocks::list))
+        .route(
+            "/v1/me/blocks/{user_id}",
+            put(blocks::block).delete(blocks::unblock),
+        )
+        .route("/v1/search", get(search::search))
         .route("/v1/me/settings", put(accounts::update_settings))
         .route(
             "/v1/me/devices/{device_id}",
@@ -51,6 +61,10 @@ pub fn router() -> Router<Arc<AppState>> {
         .route(
             "/v1/conversations/{id}",
             get(conversations::get_conversation),
+        )
+        .route(
+            "/v1/conversations/{id}/settings",
+            put(conversations::update_settings),
         )
         .route(
             "/v1/conversations/{id}/messages",

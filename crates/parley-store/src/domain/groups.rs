@@ -291,6 +291,7 @@ mod tests {
 
     fn group(members: &[(i64, Role)]) -> ConversationRecord {
         ConversationRecord {
+            avatar_media_id: None,
             id: ConversationId(1),
             kind: ConversationKind::Group,
             name: Some("g".into()),

@@ -15,12 +15,30 @@ pub(crate) fn not_a_member() -> StoreError {
     StoreError::Forbidden("you are not a member of this conversation")
 }
 
-/// Checks a text append that would get `seq`, given the conversation's
-/// active `members`: the sender must be one, and `reply_to_seq` must name an
-/// earlier message.
-pub(crate) fn check_append(new: &NewMessage, members: &[UserId], seq: u64) -> StoreResult<()> {
+/// Checks an append that would get `seq`, given the conversation's
+/// active `members` and the members `blocked` from sending into it (in a
+/// direct conversation, a user the other member blocks): the send must
+/// have its kind's shape, the sender must be a member and not blocked,
+/// and `reply_to_seq` and `target_seq` must name earlier messages.
+pub(crate) fn check_append(
+    new: &NewMessage,
+    members: &[UserId],
+    blocked: &[UserId],
+    seq: u64,
+) -> StoreResult<()> {
+    super::events::check_shape(new)?;
     if !members.contains(&new.sender_id) {
         return Err(not_a_member());
+    }
+    if blocked.contains(&new.sender_id) {
+        return Err(StoreError::Forbidden(
+            "you cannot send to a user who blocked you",
+        ));
+    }
+    if let Some(target) = new.target_seq
+        && (target == 0 || target >= seq)
+    {
+        return Err(StoreError::NotFound("message"));
     }
     if let Some(reply) = new.reply_to_seq
         && (reply == 0 || reply >= seq)
@@ -32,9 +50,11 @@ pub(crate) fn check_append(new: &NewMessage, members: &[UserId], seq: u64) -> St
     Ok(())
 }
 
-/// The stored text message for `new` at `seq` (the id is 0 until the
-/// engine knows it). Takes `new` by value so the hot path moves its strings.
+/// The stored message (text or event) for `new` at `seq` (the id is 0
+/// until the engine knows it). Takes `new` by value so the hot path moves
+/// its strings.
 pub(crate) fn text_message(new: NewMessage, seq: u64, message_id: i64, sent_at_ms: i64) -> Message {
+    let text = (!new.text.is_empty()).then_some(new.text);
     Message {
         conversation_id: new.conversation_id,
         seq,
@@ -43,13 +63,17 @@ pub(crate) fn text_message(new: NewMessage, seq: u64, message_id: i64, sent_at_m
         sender_device_id: Some(new.sender_device_id),
         client_msg_id: Some(new.client_msg_id),
         sent_at_ms,
-        kind: MessageKind::Text,
-        text: Some(new.text),
+        kind: new.kind,
+        text,
         reply_to_seq: new.reply_to_seq,
         event: None,
         user_ids: None,
         name: None,
         role: None,
+        target_seq: new.target_seq,
+        emoji: new.emoji,
+        forwarded: new.forwarded,
+        ..Message::default()
     }
 }
 
@@ -78,6 +102,7 @@ pub(crate) fn system_message(
         user_ids: Some(user_ids),
         name: None,
         role: None,
+        ..Message::default()
     }
 }
 
@@ -147,23 +172,35 @@ mod tests {
             client_msg_id: "k".into(),
             text: "hi".into(),
             reply_to_seq,
-            now_ms: 0,
+            ..NewMessage::default()
         }
     }
 
     #[test]
     fn appends_need_membership_and_an_earlier_reply() {
         let members = [UserId(1), UserId(2)];
-        assert!(check_append(&new(None), &members, 5).is_ok());
-        assert!(check_append(&new(Some(4)), &members, 5).is_ok());
+        assert!(check_append(&new(None), &members, &[], 5).is_ok());
+        assert!(check_append(&new(Some(4)), &members, &[], 5).is_ok());
         assert!(matches!(
-            check_append(&new(None), &[UserId(1)], 5),
+            check_append(&new(None), &[UserId(1)], &[], 5),
             Err(StoreError::Forbidden(_))
+        ));
+        assert!(matches!(
+            check_append(&new(None), &members, &[UserId(2)], 5),
+            Err(StoreError::Forbidden(_))
+        ));
+        let mut event = new(None);
+        event.kind = MessageKind::Delete;
+        event.text.clear();
+        event.target_seq = Some(5);
+        assert!(matches!(
+            check_append(&event, &members, &[], 5),
+            Err(StoreError::NotFound(_))
         ));
         for bad in [0, 5, 6] {
             assert!(
                 matches!(
-                    check_append(&new(Some(bad)), &members, 5),
+                    check_append(&new(Some(bad)), &members, &[], 5),
                     Err(StoreError::Invalid(_))
                 ),
                 "reply_to_seq {bad}"

@@ -10,13 +10,21 @@
 //!   `system` messages announcing changes.
 //! - [`messages`]: append checks, the shape of text and system messages,
 //!   history windows.
+//! - [`events`]: edits, deletes and reactions (who may, windows, emoji,
+//!   aggregated state) and reply quotes.
+//! - [`settings`]: display names, per-user conversation settings and the
+//!   order of a user's conversation list.
+//! - [`search`]: search queries and their paging.
 //! - [`receipts`]: cursor arithmetic and who hears about a receipt.
 //! - [`rows`]: engine-neutral rows and their decoding into records.
 
+pub(crate) mod events;
 pub(crate) mod groups;
 pub(crate) mod messages;
 pub(crate) mod receipts;
 pub(crate) mod rows;
+pub(crate) mod search;
+pub(crate) mod settings;
 
 use parley_proto::UserId;
 use parley_proto::api::PresenceVisibility;
@@ -32,7 +40,8 @@ pub(crate) use messages::{
 };
 pub(crate) use receipts::{Cursors, ReceiptRequest};
 pub(crate) use rows::{
-    ConversationRow, MESSAGE_COLUMNS, MemberRow, MessageRow, USER_COLUMNS, UserRow,
+    CONVERSATION_COLUMNS, ConversationRow, MESSAGE_COLUMNS, MemberRow, MessageRow, USER_COLUMNS,
+    UserRow,
 };
 
 /// A stored integer as an unsigned count; negatives (never written) read as 0.
@@ -75,6 +84,9 @@ pub(crate) fn created_user(id: UserId, new: NewUser) -> UserRecord {
         presence_visibility: PresenceVisibility::Everyone,
         last_seen_ms: None,
         created_at_ms: new.now_ms,
+        avatar_media_id: None,
+        read_receipts: true,
+        push_previews: false,
     }
 }
 

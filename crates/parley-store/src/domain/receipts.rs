@@ -90,6 +90,7 @@ impl ReceiptRequest {
             advanced: after != before,
             summary,
             members,
+            read_hidden: false,
         }
     }
 }

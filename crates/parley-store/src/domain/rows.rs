@@ -12,11 +12,16 @@ use crate::model::{ConversationRecord, MemberRecord, UserRecord};
 /// The columns a [`MessageRow`] is read from, in order. Both schemas name
 /// them alike.
 pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, \
-                                          kind, text, reply_to_seq, event, user_ids, name, role";
+                                          kind, text, reply_to_seq, event, user_ids, name, role, \
+                                          target_seq, emoji, forwarded, edited_at_ms, deleted, reactions";
 
 /// The columns a [`UserRow`] is read from, in order.
-pub(crate) const USER_COLUMNS: &str =
-    "id, username, display_name, password_hash, presence_visibility, last_seen_ms, created_at_ms";
+pub(crate) const USER_COLUMNS: &str = "id, username, display_name, password_hash, presence_visibility, last_seen_ms, \
+                                       created_at_ms, avatar_media_id, read_receipts, push_previews";
+
+/// The columns a [`ConversationRow`] is read from, in order.
+pub(crate) const CONVERSATION_COLUMNS: &str =
+    "kind, name, last_seq, summary_delivered, summary_read, avatar_media_id";
 
 /// A stored message, as the [`MESSAGE_COLUMNS`] hold it.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +42,13 @@ pub(crate) struct MessageRow {
     pub(crate) user_ids: Option<Vec<UserId>>,
     pub(crate) name: Option<String>,
     pub(crate) role: Option<String>,
+    pub(crate) target_seq: Option<i64>,
+    pub(crate) emoji: Option<String>,
+    pub(crate) forwarded: bool,
+    pub(crate) edited_at_ms: Option<i64>,
+    pub(crate) deleted: bool,
+    /// The stored JSON of the reactions.
+    pub(crate) reactions: Option<String>,
 }
 
 impl MessageRow {
@@ -58,6 +70,13 @@ impl MessageRow {
             user_ids: self.user_ids,
             name: self.name,
             role: self.role.as_deref().map(Role::parse),
+            target_seq: self.target_seq.map(to_u64),
+            reactions: super::events::reactions_of(self.reactions.as_deref()),
+            emoji: self.emoji,
+            forwarded: self.forwarded,
+            edited_at_ms: self.edited_at_ms,
+            deleted: self.deleted,
+            reply_to: None,
         }
     }
 }
@@ -72,6 +91,9 @@ pub(crate) struct UserRow {
     pub(crate) presence_visibility: String,
     pub(crate) last_seen_ms: Option<i64>,
     pub(crate) created_at_ms: i64,
+    pub(crate) avatar_media_id: Option<String>,
+    pub(crate) read_receipts: bool,
+    pub(crate) push_previews: bool,
 }
 
 impl UserRow {
@@ -85,6 +107,9 @@ impl UserRow {
             presence_visibility: PresenceVisibility::parse(&self.presence_visibility),
             last_seen_ms: self.last_seen_ms,
             created_at_ms: self.created_at_ms,
+            avatar_media_id: self.avatar_media_id,
+            read_receipts: self.read_receipts,
+            push_previews: self.push_previews,
         }
     }
 }
@@ -113,11 +138,12 @@ impl MemberRow {
 }
 
 /// A conversation header: `kind, name, last_seq, summary_delivered,
-/// summary_read`.
-#[derive(Debug, Clone)]
+/// summary_read, avatar_media_id` ([`CONVERSATION_COLUMNS`]).
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ConversationRow {
     pub(crate) kind: String,
     pub(crate) name: Option<String>,
+    pub(crate) avatar_media_id: Option<String>,
     pub(crate) last_seq: i64,
     pub(crate) summary_delivered: i64,
     pub(crate) summary_read: i64,
@@ -134,6 +160,7 @@ impl ConversationRow {
             id,
             kind: ConversationKind::parse(&self.kind),
             name: self.name,
+            avatar_media_id: self.avatar_media_id,
             last_seq: to_u64(self.last_seq),
             members,
             delivered_all_up_to: to_u64(self.summary_delivered),
@@ -199,6 +226,9 @@ mod tests {
             presence_visibility: "nobody".into(),
             last_seen_ms: Some(3),
             created_at_ms: 2,
+            avatar_media_id: None,
+            read_receipts: true,
+            push_previews: false,
         }
         .into_record();
         assert_eq!(
@@ -220,6 +250,7 @@ mod tests {
             last_seq: 9,
             summary_delivered: 4,
             summary_read: 3,
+            avatar_media_id: None,
         }
         .into_record(ConversationId(6), vec![member.clone()]);
         assert_eq!(conversation.kind, ConversationKind::Group);

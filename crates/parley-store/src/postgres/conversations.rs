@@ -2,12 +2,13 @@
 //! rows, direct conversations and a user's list.
 
 use deadpool_postgres::ClientWrapper;
+use parley_proto::api::ConversationSettings;
 use parley_proto::{ConversationId, Role, UserId};
 
 use super::errors::{OpResult, execute, query, query_one, query_opt};
 use super::rows::{conversation_row, member_from_row, message_from_row};
 use super::users::user_exists;
-use crate::domain::{self, MESSAGE_COLUMNS, to_i64, to_u64};
+use crate::domain::{self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, to_i64, to_u64};
 use crate::error::StoreError;
 use crate::model::{ConversationRecord, ConversationSummaryRecord};
 
@@ -16,13 +17,8 @@ pub(super) async fn load_conversation(
     conn: &ClientWrapper,
     id: ConversationId,
 ) -> OpResult<Option<ConversationRecord>> {
-    let Some(header) = query_opt(
-        conn,
-        "SELECT kind, name, last_seq, summary_delivered, summary_read FROM conversations WHERE id=$1",
-        &[&id.0],
-    )
-    .await?
-    else {
+    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id=$1");
+    let Some(header) = query_opt(conn, &sql, &[&id.0]).await? else {
         return Ok(None);
     };
     let header = conversation_row(&header)?;
@@ -137,44 +133,72 @@ pub(super) async fn get_or_create_direct(
     Ok((record, true))
 }
 
-/// The user's active conversations, most recent activity first, each with
-/// its newest message and unread count.
+/// The user's conversations (active and left), pinned first, then most
+/// recent visible activity first, each with its newest message (events
+/// aside) and unread count. A left conversation shows nothing after the
+/// user's departure, and no members.
 pub(super) async fn conversations_for(
     conn: &ClientWrapper,
     user: UserId,
 ) -> OpResult<Vec<ConversationSummaryRecord>> {
-    let ids = query(
+    let rows = query(
         conn,
-        "SELECT c.id FROM members m JOIN conversations c ON c.id=m.conversation_id
-         WHERE m.user_id=$1 AND m.active ORDER BY c.last_activity_ms DESC, c.id DESC",
+        "SELECT c.id, m.active, m.muted_until_ms, m.pinned, m.archived, c.created_at_ms, m.read_up_to,
+                (SELECT MAX(p.to_seq) FROM member_periods p WHERE p.conversation_id=c.id AND p.user_id=m.user_id)
+         FROM members m JOIN conversations c ON c.id=m.conversation_id WHERE m.user_id=$1",
         &[&user.0],
     )
     .await?;
-    let last_sql =
-        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=$1 AND seq=$2");
-    let mut out = Vec::with_capacity(ids.len());
-    for row in ids {
+    let last_sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=$1 AND seq <= $2
+         AND kind NOT IN ('edit', 'delete', 'reaction') ORDER BY seq DESC LIMIT 1"
+    );
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
         let id: i64 = row.try_get(0)?;
-        let Some(conversation) = load_conversation(conn, ConversationId(id)).await? else {
+        let active: bool = row.try_get(1)?;
+        let settings = ConversationSettings {
+            muted_until_ms: row.try_get(2)?,
+            pinned: row.try_get(3)?,
+            archived: row.try_get(4)?,
+        };
+        let created_at_ms: i64 = row.try_get(5)?;
+        let read_up_to = to_u64(row.try_get(6)?);
+        let departed: Option<i64> = row.try_get(7)?;
+        let Some(mut conversation) = load_conversation(conn, ConversationId(id)).await? else {
             continue;
         };
-        let read_up_to = conversation.member(user).map(|m| m.read_up_to).unwrap_or(0);
-        let last_message = query_opt(conn, &last_sql, &[&id, &to_i64(conversation.last_seq)])
+        if !active {
+            domain::settings::as_departed(&mut conversation, to_u64(departed.unwrap_or(0)));
+        }
+        let bound = to_i64(conversation.last_seq);
+        let mut last_message = query_opt(conn, &last_sql, &[&id, &bound])
             .await?
             .map(|r| message_from_row(&r, 0))
             .transpose()?;
+        if let Some(message) = last_message.as_mut() {
+            super::events::attach_quotes(conn, user, std::slice::from_mut(message)).await?;
+        }
         let unread: i64 = query_one(
             conn,
-            "SELECT COUNT(*) FROM messages WHERE conversation_id=$1 AND seq > $2 AND sender_id != $3",
-            &[&id, &to_i64(read_up_to), &user.0],
+            "SELECT COUNT(*) FROM messages WHERE conversation_id=$1 AND seq > $2 AND seq <= $3
+             AND sender_id != $4 AND kind NOT IN ('edit', 'delete', 'reaction')",
+            &[&id, &to_i64(read_up_to), &bound, &user.0],
         )
         .await?
         .try_get(0)?;
         out.push(ConversationSummaryRecord {
+            activity_ms: last_message
+                .as_ref()
+                .map(|m| m.sent_at_ms)
+                .unwrap_or(created_at_ms),
             conversation,
             last_message,
             unread_count: to_u64(unread),
+            settings,
+            left: !active,
         });
     }
+    domain::settings::order_conversations(&mut out);
     Ok(out)
 }

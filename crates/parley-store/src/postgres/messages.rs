@@ -10,6 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use super::batch::Batch;
 use super::errors::{OpResult, execute, query, query_one, query_opt};
+use super::events;
 use super::rows::message_from_row;
 use crate::domain::{self, HistoryWindow, MESSAGE_COLUMNS, to_i64, to_u64};
 use crate::error::StoreError;
@@ -114,7 +115,11 @@ pub(super) async fn append(
         query_opt(
             conn,
             "SELECT c.last_seq, ARRAY(SELECT m.user_id FROM members m WHERE m.conversation_id=c.id AND m.active
-                                      ORDER BY m.joined_at_ms, m.user_id)
+                                      ORDER BY m.joined_at_ms, m.user_id),
+                    ARRAY(SELECT b.blocked_id FROM blocks b JOIN members m ON m.conversation_id=c.id
+                            AND m.user_id=b.user_id AND m.active
+                          WHERE c.kind='direct' AND b.blocked_id = ANY(SELECT user_id FROM members
+                            WHERE conversation_id=c.id AND active))
              FROM conversations c WHERE c.id=$1",
             &header_params,
         ),
@@ -130,11 +135,21 @@ pub(super) async fn append(
     let seq = to_u64(header.try_get(0)?) + 1;
     let members: Vec<i64> = header.try_get(1)?;
     let recipients: Vec<UserId> = members.into_iter().map(UserId).collect();
-    domain::check_append(new, &recipients, seq)?;
+    let blocked: Vec<UserId> = header
+        .try_get::<_, Vec<i64>>(2)?
+        .into_iter()
+        .map(UserId)
+        .collect();
+    domain::check_append(new, &recipients, &blocked, seq)?;
+    let now = now_ms();
+    // Events and replies read their target (a plain text send: nothing).
+    let (effect, quote) = events::prepare(conn, new, &recipients, now).await?;
     // The op stays as data (the batch may be re-run), so the message gets
     // copies of its strings.
-    let message = domain::text_message(new.clone(), seq, 0, now_ms());
+    let mut message = domain::text_message(new.clone(), seq, 0, now);
+    message.reply_to = quote;
     let message = insert_message(conn, batch, message, &recipients).await?;
+    events::finish(conn, &message, effect).await?;
     Ok(Appended {
         message,
         duplicate: false,
@@ -187,5 +202,7 @@ pub(super) async fn history(
         .iter()
         .map(|r| message_from_row(r, 0))
         .collect::<OpResult<Vec<_>>>()?;
-    Ok(window.finish(messages))
+    let (mut messages, more) = window.finish(messages);
+    events::attach_quotes(conn, history.viewer, &mut messages).await?;
+    Ok((messages, more))
 }

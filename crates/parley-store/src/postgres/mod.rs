@@ -56,22 +56,27 @@
 //! - `batch`: write ops as data, their outputs, and what a batch collects
 //!   (announcements, inbox pointers, deferred user updates).
 //! - `users` (and devices), `conversations` (loading, membership rows,
-//!   direct conversations, the list), `messages` (appends, the insert,
-//!   history), `receipts`, `groups`, `inbox` (cursor hand-out, replay,
-//!   pruning): the operations, each in its own SQL; the rules are the
-//!   shared `domain`.
+//!   direct conversations, the list), `settings` (blocks, per-user
+//!   conversation settings, profiles: single-statement writes outside the
+//!   writer), `events` (edit, delete, reaction on their target, reply
+//!   quotes), `messages` (appends, the insert, history), `search`,
+//!   `receipts`, `groups`, `inbox` (cursor hand-out, replay, pruning): the
+//!   operations, each in its own SQL; the rules are the shared `domain`.
 //! - `writer` is the group-commit task; this module is [`PostgresStore`]
 //!   and its [`Store`] implementation.
 
 mod batch;
 mod conversations;
 mod errors;
+mod events;
 mod groups;
 mod inbox;
 mod messages;
 mod receipts;
 mod rows;
 mod schema;
+mod search;
+mod settings;
 mod users;
 mod writer;
 
@@ -82,7 +87,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{
     ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
-use parley_proto::api::PresenceVisibility;
+use parley_proto::api::{ConversationSettings, PresenceVisibility};
 use parley_proto::{ConversationId, DeviceId, Message, ReceiptStatus, UserId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -307,6 +312,26 @@ impl Store for PostgresStore {
             .map(|_| ())
     }
 
+    async fn update_profile(&self, user: UserId, change: ProfileChange) -> StoreResult<UserRecord> {
+        read!(self, |conn| settings::update_profile(conn, user, &change))
+    }
+
+    async fn set_block(
+        &self,
+        user: UserId,
+        other: UserId,
+        blocked: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        read!(self, |conn| settings::set_block(
+            conn, user, other, blocked, now_ms
+        ))
+    }
+
+    async fn blocks(&self, user: UserId) -> StoreResult<Vec<UserId>> {
+        read!(self, |conn| settings::blocks(conn, user))
+    }
+
     async fn create_device(
         &self,
         user: UserId,
@@ -368,6 +393,34 @@ impl Store for PostgresStore {
         read!(self, |conn| conversations::conversations_for(conn, user))
     }
 
+    async fn set_conversation_settings(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        change: SettingsChange,
+    ) -> StoreResult<ConversationSettings> {
+        read!(self, |conn| settings::set_conversation_settings(
+            conn,
+            user,
+            conversation,
+            change
+        ))
+    }
+
+    async fn set_group_avatar(
+        &self,
+        group: ConversationId,
+        actor: UserId,
+        avatar_media_id: String,
+    ) -> StoreResult<ConversationRecord> {
+        read!(self, |conn| settings::set_group_avatar(
+            conn,
+            group,
+            actor,
+            avatar_media_id.clone()
+        ))
+    }
+
     fn append_message(&self, new: NewMessage) -> PendingAppend {
         let output = self.enqueue(WriteOp::Append(new));
         Box::pin(async move { expect_output!(output.await?, Appended(appended)) })
@@ -375,6 +428,10 @@ impl Store for PostgresStore {
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<Message>, bool)> {
         read!(self, |conn| messages::history(conn, &query))
+    }
+
+    async fn search(&self, query: SearchQuery) -> StoreResult<(Vec<Message>, bool)> {
+        read!(self, |conn| search::search(conn, &query))
     }
 
     async fn advance_receipt(
@@ -405,7 +462,16 @@ impl Store for PostgresStore {
         since: u64,
         limit: usize,
     ) -> StoreResult<Vec<InboxEntry>> {
-        read!(self, |conn| inbox::inbox_since(conn, user, since, limit))
+        read!(self, |conn| async move {
+            let mut entries = inbox::inbox_since(conn, user, since, limit).await?;
+            for entry in entries.iter_mut() {
+                if entry.message.reply_to_seq.is_some() {
+                    events::attach_quotes(conn, user, std::slice::from_mut(&mut entry.message))
+                        .await?;
+                }
+            }
+            Ok(entries)
+        })
     }
 
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64> {

@@ -93,7 +93,11 @@ pub(super) async fn advance_receipt(
                 .collect();
         }
     }
-    let change = request.change(kind, before, after, summary, members);
+    let mut change = request.change(kind, before, after, summary, members);
+    change.read_hidden = advanced
+        && kind == ConversationKind::Direct
+        && request.status == parley_proto::ReceiptStatus::Read
+        && super::settings::read_receipts_off(conn, conversation).await?;
     if advanced {
         batch.events.push(Committed::Receipt(change.clone()));
     }

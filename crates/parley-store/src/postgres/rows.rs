@@ -27,6 +27,12 @@ pub(super) fn message_from_row(row: &Row, at: usize) -> OpResult<Message> {
         user_ids: user_ids.map(|ids| ids.into_iter().map(UserId).collect()),
         name: row.try_get(at + 12)?,
         role: row.try_get(at + 13)?,
+        target_seq: row.try_get(at + 14)?,
+        emoji: row.try_get(at + 15)?,
+        forwarded: row.try_get(at + 16)?,
+        edited_at_ms: row.try_get(at + 17)?,
+        deleted: row.try_get(at + 18)?,
+        reactions: row.try_get(at + 19)?,
     }
     .into_message())
 }
@@ -41,6 +47,9 @@ pub(super) fn user_from_row(row: &Row) -> OpResult<UserRecord> {
         presence_visibility: row.try_get(4)?,
         last_seen_ms: row.try_get(5)?,
         created_at_ms: row.try_get(6)?,
+        avatar_media_id: row.try_get(7)?,
+        read_receipts: row.try_get(8)?,
+        push_previews: row.try_get(9)?,
     }
     .into_record())
 }
@@ -57,7 +66,7 @@ pub(super) fn member_from_row(row: &Row) -> OpResult<MemberRecord> {
     .into_record())
 }
 
-/// Reads `kind, name, last_seq, summary_delivered, summary_read`.
+/// Reads a conversation selected as `CONVERSATION_COLUMNS`.
 pub(super) fn conversation_row(row: &Row) -> OpResult<ConversationRow> {
     Ok(ConversationRow {
         kind: row.try_get(0)?,
@@ -65,5 +74,6 @@ pub(super) fn conversation_row(row: &Row) -> OpResult<ConversationRow> {
         last_seq: row.try_get(2)?,
         summary_delivered: row.try_get(3)?,
         summary_read: row.try_get(4)?,
+        avatar_media_id: row.try_get(5)?,
     })
 }

@@ -28,7 +28,10 @@ pub(super) fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResu
     // Every job runs in a savepoint; with temp files the savepoint journal
     // is written through the kernel on every job (the profile showed it).
     conn.pragma_update(None, "temp_store", "MEMORY")?;
-    conn.set_prepared_statement_cache_capacity(64);
+    // Delete for everyone must purge text from the file, not only unlink
+    // it: freed cells and pages are overwritten with zeros.
+    conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.set_prepared_statement_cache_capacity(96);
     Ok(conn)
 }
 

@@ -1,12 +1,13 @@
 //! Conversations in SQLite: loading one with its members, membership rows,
 //! the guarded `last_seq` advance, direct conversations and a user's list.
 
+use parley_proto::api::ConversationSettings;
 use parley_proto::{ConversationId, Role, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::{conversation_row, member_from_row, message_from_row};
 use super::users::user_exists;
-use crate::domain::{self, MESSAGE_COLUMNS, to_u64};
+use crate::domain::{self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, to_u64};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{ConversationRecord, ConversationSummaryRecord};
 
@@ -15,10 +16,9 @@ pub(super) fn load_conversation(
     conn: &Connection,
     id: ConversationId,
 ) -> StoreResult<Option<ConversationRecord>> {
+    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id=?1");
     let header = conn
-        .prepare_cached(
-            "SELECT kind, name, last_seq, summary_delivered, summary_read FROM conversations WHERE id=?1",
-        )?
+        .prepare_cached(&sql)?
         .query_row([id.0], conversation_row)
         .optional()?;
     let Some(header) = header else {
@@ -146,41 +146,82 @@ pub(super) fn get_or_create_direct(
     Ok((record, true))
 }
 
-/// The user's active conversations, most recent activity first, each with
-/// its newest message and unread count.
+/// The user's conversations (active and left), pinned first, then most
+/// recent visible activity first, each with its newest message (events
+/// aside) and unread count. A left conversation shows nothing after the
+/// user's departure, and no members.
 pub(super) fn conversations_for(
     conn: &Connection,
     user: UserId,
 ) -> StoreResult<Vec<ConversationSummaryRecord>> {
-    let ids = conn
+    let rows = conn
         .prepare_cached(
-            "SELECT c.id FROM members m JOIN conversations c ON c.id=m.conversation_id
-             WHERE m.user_id=?1 AND m.active=1 ORDER BY c.last_activity_ms DESC, c.id DESC",
+            "SELECT c.id, m.active, m.muted_until_ms, m.pinned, m.archived, c.created_at_ms,
+                    (SELECT MAX(p.to_seq) FROM member_periods p WHERE p.conversation_id=c.id AND p.user_id=m.user_id)
+             FROM members m JOIN conversations c ON c.id=m.conversation_id WHERE m.user_id=?1",
         )?
-        .query_map([user.0], |r| r.get::<_, i64>(0))?
+        .query_map([user.0], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)? != 0,
+                ConversationSettings {
+                    muted_until_ms: r.get(2)?,
+                    pinned: r.get::<_, i64>(3)? != 0,
+                    archived: r.get::<_, i64>(4)? != 0,
+                },
+                r.get::<_, i64>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    let last_sql =
-        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=?1 AND seq=?2");
-    let mut out = Vec::with_capacity(ids.len());
-    for id in ids {
-        let Some(conversation) = load_conversation(conn, ConversationId(id))? else {
+    let last_sql = format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=?1 AND seq <= ?2
+         AND kind NOT IN ('edit', 'delete', 'reaction') ORDER BY seq DESC LIMIT 1"
+    );
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, active, settings, created_at_ms, departed) in rows {
+        let Some(mut conversation) = load_conversation(conn, ConversationId(id))? else {
             continue;
         };
-        let read_up_to = conversation.member(user).map(|m| m.read_up_to).unwrap_or(0);
-        let last_message = conn
+        let read_up_to = if active {
+            conversation.member(user).map(|m| m.read_up_to).unwrap_or(0)
+        } else {
+            conn.prepare_cached(
+                "SELECT read_up_to FROM members WHERE conversation_id=?1 AND user_id=?2",
+            )?
+            .query_row(params![id, user.0], |r| r.get::<_, i64>(0))
+            .map(to_u64)?
+        };
+        if !active {
+            let departed = to_u64(departed.unwrap_or(0));
+            domain::settings::as_departed(&mut conversation, departed);
+        }
+        let bound = conversation.last_seq as i64;
+        let mut last_message = conn
             .prepare_cached(&last_sql)?
-            .query_row(params![id, conversation.last_seq as i64], message_from_row)
+            .query_row(params![id, bound], message_from_row)
             .optional()?;
+        if let Some(message) = last_message.as_mut() {
+            super::events::attach_quotes(conn, user, std::slice::from_mut(message))?;
+        }
         let unread: i64 = conn
             .prepare_cached(
-                "SELECT COUNT(*) FROM messages WHERE conversation_id=?1 AND seq > ?2 AND sender_id != ?3",
+                "SELECT COUNT(*) FROM messages WHERE conversation_id=?1 AND seq > ?2 AND seq <= ?3
+                 AND sender_id != ?4 AND kind NOT IN ('edit', 'delete', 'reaction')",
             )?
-            .query_row(params![id, read_up_to as i64, user.0], |r| r.get(0))?;
+            .query_row(params![id, read_up_to as i64, bound, user.0], |r| r.get(0))?;
         out.push(ConversationSummaryRecord {
+            activity_ms: last_message
+                .as_ref()
+                .map(|m| m.sent_at_ms)
+                .unwrap_or(created_at_ms),
             conversation,
             last_message,
             unread_count: to_u64(unread),
+            settings,
+            left: !active,
         });
     }
+    domain::settings::order_conversations(&mut out);
     Ok(out)
 }

@@ -7,6 +7,7 @@ use parley_proto::{ConversationId, Message, MessageId, UserId, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::advance_last_seq;
+use super::events as message_events;
 use super::inbox::push_inbox;
 use super::rows::message_from_row;
 use super::writer_cache::WriterCache;
@@ -66,22 +67,50 @@ pub(super) fn append_hot(
 ) -> Result<Appended, AppendFailure> {
     use AppendFailure::Broken;
     let id = new.conversation_id;
-    let (last_seq, members) = match cache.conversation(conn, id).map_err(Broken)? {
-        Some(conversation) => (conversation.last_seq, conversation.members.clone()),
+    let (last_seq, members, blocked) = match cache.conversation(conn, id).map_err(Broken)? {
+        Some(conversation) => (
+            conversation.last_seq,
+            conversation.members.clone(),
+            conversation.blocked.clone(),
+        ),
         None => return duplicate_or(conn, &new, StoreError::NotFound("conversation")),
     };
     let seq = last_seq + 1;
-    if let Err(refusal) = domain::check_append(&new, &members, seq) {
+    if let Err(refusal) = domain::check_append(&new, &members, &blocked, seq) {
         return duplicate_or(conn, &new, refusal);
     }
     let now = now_ms();
+    // Events and replies read their target first; a plain text send reads
+    // nothing.
+    let mut effect = None;
+    let mut quote = None;
+    if new.kind.is_event() {
+        // A repeat answers with the original, even if the window has
+        // passed since.
+        match find_duplicate(conn, new.sender_id, &new.client_msg_id) {
+            Ok(Some(original)) => {
+                return Ok(Appended {
+                    message: original,
+                    duplicate: true,
+                });
+            }
+            Ok(None) => {}
+            Err(err) => return Err(Broken(err)),
+        }
+        effect = Some(message_events::plan(conn, &new, now).map_err(AppendFailure::Refused)?);
+    } else if let Some(reply_seq) = new.reply_to_seq {
+        match message_events::live_quote(conn, id, reply_seq, &members) {
+            Ok(found) => quote = found,
+            Err(refusal) => return duplicate_or(conn, &new, refusal),
+        }
+    }
     // No RETURNING: it costs an ephemeral table per insert (callgrind);
     // the row count says whether the dedup index ignored it.
     let inserted: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO messages(conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind,
-                                  text, reply_to_seq)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, 'text', ?7, ?8)
+                                  text, reply_to_seq, target_seq, emoji, forwarded)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
              ON CONFLICT(sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
         )
         .and_then(|mut stmt| {
@@ -92,8 +121,12 @@ pub(super) fn append_hot(
                 new.sender_device_id.0,
                 new.client_msg_id,
                 now,
-                new.text,
+                new.kind.as_str(),
+                (!new.text.is_empty()).then_some(new.text.as_str()),
                 new.reply_to_seq.map(|s| s as i64),
+                new.target_seq.map(|s| s as i64),
+                new.emoji,
+                new.forwarded as i64,
             ])
         })
         .map(|changed| (changed == 1).then(|| conn.last_insert_rowid()))
@@ -110,6 +143,10 @@ pub(super) fn append_hot(
             Err(err) => Err(Broken(err)),
         };
     };
+    match effect {
+        Some(effect) => message_events::apply(conn, id, effect).map_err(Broken)?,
+        None => message_events::index_text(conn, message_id, &new.text).map_err(Broken)?,
+    }
     let mut recipients = Vec::with_capacity(members.len());
     for &user in members.iter() {
         let cursor = cache.deliver(conn, user, id, seq, now).map_err(Broken)?;
@@ -119,7 +156,8 @@ pub(super) fn append_hot(
         });
     }
     cache.appended(id, new.sender_id, seq, now);
-    let message = domain::text_message(new, seq, message_id, now);
+    let mut message = domain::text_message(new, seq, message_id, now);
+    message.reply_to = quote;
     events.push(Committed::Message {
         message: Arc::new(message.clone()),
         recipients,
@@ -232,7 +270,9 @@ pub(super) fn history(conn: &Connection, query: HistoryQuery) -> StoreResult<(Ve
             message_from_row,
         )?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    Ok(window.finish(messages))
+    let (mut messages, more) = window.finish(messages);
+    message_events::attach_quotes(conn, query.viewer, &mut messages)?;
+    Ok((messages, more))
 }
 
 fn conversation_exists(conn: &Connection, conversation: ConversationId) -> StoreResult<bool> {

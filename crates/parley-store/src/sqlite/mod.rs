@@ -22,14 +22,17 @@
 //!   the guarded `last_seq` advance, direct conversations, the list).
 //! - `writer_cache` is the writer thread's memory of seqs, members and
 //!   inbox tails, which makes a send cost one insert.
-//! - `messages` (the send hot path, the general insert, history), then
-//!   `receipts` and `groups`, each in its own SQL; the rules are the
-//!   shared `domain`.
+//! - `settings` (blocks, per-user conversation settings, profiles),
+//!   `events` (edit, delete, reaction on their target, the search index
+//!   entries, reply quotes), `messages` (the send hot path, the general
+//!   insert, history), `search`, then `receipts` and `groups`, each in its
+//!   own SQL; the rules are the shared `domain`.
 //! - `writer` is the group-commit thread; this module is [`SqliteStore`]
 //!   and its [`Store`] implementation.
 
 mod connection;
 mod conversations;
+mod events;
 mod groups;
 mod inbox;
 mod inbox_runs;
@@ -37,6 +40,8 @@ mod messages;
 mod receipts;
 mod rows;
 mod schema;
+mod search;
+mod settings;
 mod users;
 mod writer;
 mod writer_cache;
@@ -47,7 +52,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
-use parley_proto::api::PresenceVisibility;
+use parley_proto::api::{ConversationSettings, PresenceVisibility};
 use parley_proto::{ConversationId, DeviceId, Message, ReceiptStatus, UserId};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
@@ -214,6 +219,30 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn update_profile(&self, user: UserId, change: ProfileChange) -> StoreResult<UserRecord> {
+        self.write(move |conn, _| settings::update_profile(conn, user, change))
+            .await
+    }
+
+    async fn set_block(
+        &self,
+        user: UserId,
+        other: UserId,
+        blocked: bool,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        // Blocks change who may send into a direct conversation, which the
+        // writer cache holds.
+        self.write_invalidating(move |conn, _| {
+            settings::set_block(conn, user, other, blocked, now_ms)
+        })
+        .await
+    }
+
+    async fn blocks(&self, user: UserId) -> StoreResult<Vec<UserId>> {
+        self.read(move |conn| settings::blocks(conn, user)).await
+    }
+
     async fn create_device(
         &self,
         user: UserId,
@@ -267,6 +296,28 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn set_conversation_settings(
+        &self,
+        user: UserId,
+        conversation: ConversationId,
+        change: SettingsChange,
+    ) -> StoreResult<ConversationSettings> {
+        self.write(move |conn, _| {
+            settings::set_conversation_settings(conn, user, conversation, change)
+        })
+        .await
+    }
+
+    async fn set_group_avatar(
+        &self,
+        group: ConversationId,
+        actor: UserId,
+        avatar_media_id: String,
+    ) -> StoreResult<ConversationRecord> {
+        self.write(move |conn, _| settings::set_group_avatar(conn, group, actor, avatar_media_id))
+            .await
+    }
+
     fn append_message(&self, new: NewMessage) -> PendingAppend {
         let (reply_tx, reply_rx) = oneshot::channel();
         let queued = self.submit(WriterJob::Append(new, reply_tx));
@@ -280,6 +331,10 @@ impl Store for SqliteStore {
 
     async fn history(&self, query: HistoryQuery) -> StoreResult<(Vec<Message>, bool)> {
         self.read(move |conn| messages::history(conn, query)).await
+    }
+
+    async fn search(&self, query: SearchQuery) -> StoreResult<(Vec<Message>, bool)> {
+        self.read(move |conn| search::search(conn, query)).await
     }
 
     async fn advance_receipt(
@@ -311,8 +366,16 @@ impl Store for SqliteStore {
         since: u64,
         limit: usize,
     ) -> StoreResult<Vec<InboxEntry>> {
-        self.read(move |conn| inbox::inbox_since(conn, user, since, limit))
-            .await
+        self.read(move |conn| {
+            let mut entries = inbox::inbox_since(conn, user, since, limit)?;
+            for entry in entries.iter_mut() {
+                if entry.message.reply_to_seq.is_some() {
+                    events::attach_quotes(conn, user, std::slice::from_mut(&mut entry.message))?;
+                }
+            }
+            Ok(entries)
+        })
+        .await
     }
 
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64> {

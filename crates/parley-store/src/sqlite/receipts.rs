@@ -78,7 +78,11 @@ pub(super) fn advance_receipt(
     } else {
         vec![user]
     };
-    let change = request.change(kind, before, after, summary, members);
+    let mut change = request.change(kind, before, after, summary, members);
+    change.read_hidden = advanced
+        && kind == ConversationKind::Direct
+        && request.status == parley_proto::ReceiptStatus::Read
+        && super::settings::read_receipts_off(conn, conversation)?;
     if advanced {
         events.push(Committed::Receipt(change.clone()));
     }

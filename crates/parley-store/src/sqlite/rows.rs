@@ -25,6 +25,12 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mess
         user_ids: user_ids.and_then(|s| serde_json::from_str::<Vec<UserId>>(&s).ok()),
         name: row.get(12)?,
         role: row.get(13)?,
+        target_seq: row.get(14)?,
+        emoji: row.get(15)?,
+        forwarded: row.get::<_, i64>(16)? != 0,
+        edited_at_ms: row.get(17)?,
+        deleted: row.get::<_, i64>(18)? != 0,
+        reactions: row.get(19)?,
     }
     .into_message())
 }
@@ -39,6 +45,9 @@ pub(super) fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRec
         presence_visibility: row.get(4)?,
         last_seen_ms: row.get(5)?,
         created_at_ms: row.get(6)?,
+        avatar_media_id: row.get(7)?,
+        read_receipts: row.get::<_, i64>(8)? != 0,
+        push_previews: row.get::<_, i64>(9)? != 0,
     }
     .into_record())
 }
@@ -55,7 +64,7 @@ pub(super) fn member_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Membe
     .into_record())
 }
 
-/// Reads `kind, name, last_seq, summary_delivered, summary_read`.
+/// Reads a conversation selected as `CONVERSATION_COLUMNS`.
 pub(super) fn conversation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRow> {
     Ok(ConversationRow {
         kind: row.get(0)?,
@@ -63,5 +72,6 @@ pub(super) fn conversation_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Conv
         last_seq: row.get(2)?,
         summary_delivered: row.get(3)?,
         summary_read: row.get(4)?,
+        avatar_media_id: row.get(5)?,
     })
 }

@@ -112,6 +112,39 @@ WHERE prev_cursor IS NULL OR prev_cursor != cursor - 1
    OR prev_conversation != conversation_id OR prev_seq != seq - 1;
 DROP TABLE inbox;
 "#,
+    // v3: message events (§8), per-user state and blocking (§11), search
+    // (§10). Events carry target_seq/emoji; their target keeps the
+    // aggregated state (edited_at_ms, deleted, reactions as JSON). The
+    // search index is a contentless FTS5 trigram table over the current
+    // text of text messages, keyed by message id, written by the writer in
+    // the message's transaction; existing messages are indexed here.
+    // `secure-delete` makes FTS5 remove a deleted entry's terms at once.
+    r#"
+ALTER TABLE messages ADD COLUMN target_seq INTEGER;
+ALTER TABLE messages ADD COLUMN emoji TEXT;
+ALTER TABLE messages ADD COLUMN forwarded INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN edited_at_ms INTEGER;
+ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN reactions TEXT;
+CREATE INDEX messages_by_target ON messages(conversation_id, target_seq) WHERE target_seq IS NOT NULL;
+ALTER TABLE users ADD COLUMN avatar_media_id TEXT;
+ALTER TABLE users ADD COLUMN read_receipts INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE users ADD COLUMN push_previews INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE conversations ADD COLUMN avatar_media_id TEXT;
+ALTER TABLE members ADD COLUMN muted_until_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE blocks(
+    user_id INTEGER NOT NULL,
+    blocked_id INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    PRIMARY KEY(user_id, blocked_id)
+) WITHOUT ROWID;
+CREATE INDEX blocks_by_blocked ON blocks(blocked_id);
+CREATE VIRTUAL TABLE message_fts USING fts5(text, content='', contentless_delete=1, tokenize='trigram');
+INSERT INTO message_fts(message_fts, rank) VALUES('secure-delete', 1);
+INSERT INTO message_fts(rowid, text) SELECT id, text FROM messages WHERE kind='text' AND text IS NOT NULL;
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a

@@ -17,6 +17,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::{active_member_ids, advance_last_seq};
 use super::inbox_runs::{self, InboxTail};
+use super::settings::blocked_senders;
 use crate::domain::to_u64;
 use crate::error::StoreResult;
 
@@ -38,6 +39,9 @@ pub(super) struct CachedConversation {
     last_activity_ms: i64,
     /// Active members, in join order.
     pub(super) members: Arc<[UserId]>,
+    /// Members who may not send here (blocked by the other member of a
+    /// direct conversation). Blocking drops the cache.
+    pub(super) blocked: Arc<[UserId]>,
     dirty: bool,
 }
 
@@ -113,11 +117,13 @@ impl WriterCache {
             return Ok(None);
         };
         let members: Arc<[UserId]> = active_member_ids(conn, id)?.into();
+        let blocked: Arc<[UserId]> = blocked_senders(conn, id)?.into();
         Ok(Some(vacant.insert(CachedConversation {
             last_seq: to_u64(last_seq),
             stored_seq: to_u64(last_seq),
             last_activity_ms,
             members,
+            blocked,
             dirty: false,
         })))
     }
