@@ -1,0 +1,838 @@
+//! Conformance of protocol part 2 on both engines: message events (edit,
+//! delete, reaction; windows, admin delete, purge, aggregated state,
+//! idempotency), replies and their quotes, search visibility, per-user
+//! conversation settings, left conversations, blocks and profiles.
+//!
+//! Like `conformance.rs`, every check runs on SQLite and on PostgreSQL (a
+//! fresh database per test; skipped when unreachable unless `CI=true`).
+
+mod support;
+
+use std::sync::Arc;
+
+use parley_proto::api::ConversationSettings;
+use parley_proto::{ConversationId, DeviceId, Message, MessageKind, ReceiptStatus, UserId};
+use parley_store::*;
+use support::fixtures::{device, user};
+
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(support::TestDatabase),
+}
+
+impl Backend {
+    fn config(&self) -> StoreConfig {
+        match self {
+            Backend::Sqlite(dir) => support::fixtures::sqlite_config(dir.path()),
+            Backend::Postgres(db) => db.config(),
+        }
+    }
+
+    async fn open(&self) -> (Arc<dyn Store>, CommitReceiver) {
+        parley_store::open(&self.config())
+            .await
+            .expect("open store")
+    }
+}
+
+fn send(
+    conversation: ConversationId,
+    (sender, device): (UserId, DeviceId),
+    key: &str,
+) -> NewMessage {
+    NewMessage {
+        conversation_id: conversation,
+        sender_id: sender,
+        sender_device_id: device,
+        client_msg_id: key.into(),
+        ..NewMessage::default()
+    }
+}
+
+fn text(
+    conversation: ConversationId,
+    who: (UserId, DeviceId),
+    key: &str,
+    text: &str,
+) -> NewMessage {
+    NewMessage {
+        text: text.into(),
+        ..send(conversation, who, key)
+    }
+}
+
+fn event(
+    conversation: ConversationId,
+    who: (UserId, DeviceId),
+    key: &str,
+    kind: MessageKind,
+    target: u64,
+) -> NewMessage {
+    NewMessage {
+        kind,
+        target_seq: Some(target),
+        ..send(conversation, who, key)
+    }
+}
+
+fn edit(
+    conversation: ConversationId,
+    who: (UserId, DeviceId),
+    key: &str,
+    target: u64,
+    new: &str,
+) -> NewMessage {
+    NewMessage {
+        text: new.into(),
+        ..event(conversation, who, key, MessageKind::Edit, target)
+    }
+}
+
+fn react(
+    conversation: ConversationId,
+    who: (UserId, DeviceId),
+    key: &str,
+    target: u64,
+    emoji: &str,
+) -> NewMessage {
+    NewMessage {
+        emoji: Some(emoji.into()),
+        ..event(conversation, who, key, MessageKind::Reaction, target)
+    }
+}
+
+async fn history(store: &dyn Store, conversation: ConversationId, viewer: UserId) -> Vec<Message> {
+    store
+        .history(HistoryQuery {
+            conversation,
+            viewer,
+            before_seq: None,
+            after_seq: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .0
+}
+
+fn at(messages: &[Message], seq: u64) -> &Message {
+    messages
+        .iter()
+        .find(|m| m.seq == seq)
+        .expect("seq in history")
+}
+
+async fn person(store: &dyn Store, name: &str) -> (UserId, DeviceId) {
+    let id = user(store, name).await;
+    (id, device(store, id).await)
+}
+
+async fn group(store: &dyn Store, creator: UserId, members: &[UserId]) -> ConversationRecord {
+    store
+        .create_group(NewGroup {
+            creator,
+            name: "friends".into(),
+            member_ids: members.to_vec(),
+            max_members: 1024,
+            now_ms: 1,
+        })
+        .await
+        .unwrap()
+}
+
+async fn search(
+    store: &dyn Store,
+    viewer: UserId,
+    q: &str,
+    conversation: Option<ConversationId>,
+) -> Vec<String> {
+    store
+        .search(SearchQuery {
+            viewer,
+            text: q.into(),
+            conversation,
+            before_seq: None,
+            before_id: None,
+            limit: 50,
+        })
+        .await
+        .unwrap()
+        .0
+        .into_iter()
+        .map(|m| m.text.unwrap_or_default())
+        .collect()
+}
+
+async fn events_change_their_target(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let (direct, _) = store.get_or_create_direct(alice.0, bob.0, 1).await.unwrap();
+    let c = direct.id;
+    let first = store
+        .append_message(text(c, alice, "t1", "hello"))
+        .await
+        .unwrap();
+    assert_eq!(first.message.seq, 1);
+    // Reactions: one per member, aggregated by emoji on the target.
+    let r1 = store
+        .append_message(react(c, bob, "r1", 1, "👍"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (r1.message.seq, r1.message.kind),
+        (2, MessageKind::Reaction)
+    );
+    store
+        .append_message(react(c, alice, "r2", 1, "❤️"))
+        .await
+        .unwrap();
+    store
+        .append_message(react(c, bob, "r3", 1, "❤️"))
+        .await
+        .unwrap();
+    let page = history(store, c, bob.0).await;
+    let target = at(&page, 1);
+    assert_eq!(target.reactions.len(), 1);
+    assert_eq!(target.reactions[0].emoji, "❤️");
+    assert_eq!(target.reactions[0].user_ids, vec![alice.0, bob.0]);
+    assert_eq!(at(&page, 2).target_seq, Some(1));
+    // Edits: the sender's, in the window; the target carries the new text.
+    let edited = store
+        .append_message(edit(c, alice, "e1", 1, "hello again"))
+        .await
+        .unwrap();
+    assert_eq!(edited.message.seq, 5);
+    let page = history(store, c, bob.0).await;
+    assert_eq!(at(&page, 1).text.as_deref(), Some("hello again"));
+    assert!(at(&page, 1).edited_at_ms.is_some());
+    assert_eq!(at(&page, 5).text.as_deref(), Some("hello again"));
+    // Refusals: someone else's edit, an event at an event, unknown target.
+    let err = store
+        .append_message(edit(c, bob, "e2", 1, "mine"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    let err = store
+        .append_message(react(c, bob, "r4", 2, "👍"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    let err = store
+        .append_message(react(c, bob, "r5", 99, "👍"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store
+        .append_message(react(c, bob, "r6", 1, "👍👍"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    let err = store
+        .append_message(event(c, bob, "d0", MessageKind::Delete, 1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    // Idempotency of every kind: a repeat answers with the original.
+    for (new, seq) in [
+        (react(c, bob, "r1", 1, "😮"), 2),
+        (edit(c, alice, "e1", 1, "other"), 5),
+    ] {
+        let repeat = store.append_message(new).await.unwrap();
+        assert!(repeat.duplicate);
+        assert_eq!(repeat.message.seq, seq);
+    }
+    // Delete for everyone: a tombstone with seq, sender and time only.
+    let deleted = store
+        .append_message(event(c, alice, "d1", MessageKind::Delete, 1))
+        .await
+        .unwrap();
+    assert_eq!(deleted.message.seq, 6);
+    let repeat = store
+        .append_message(event(c, alice, "d1", MessageKind::Delete, 1))
+        .await
+        .unwrap();
+    assert!(repeat.duplicate && repeat.message.seq == 6);
+    let page = history(store, c, bob.0).await;
+    let tombstone = at(&page, 1);
+    assert!(tombstone.deleted);
+    assert_eq!(
+        (tombstone.text.as_deref(), tombstone.sender_id),
+        (None, alice.0)
+    );
+    assert!(tombstone.reactions.is_empty() && tombstone.edited_at_ms.is_none());
+    assert_eq!(at(&page, 5).text, None, "earlier edits are purged");
+    let err = store
+        .append_message(edit(c, alice, "e3", 1, "back"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    // Events never count as unread, nor become the last message.
+    // Bob's reactions moved his own cursor to seq 4; alice's edit and
+    // delete after it are events, so nothing is unread.
+    let list = store.conversations_for(bob.0).await.unwrap();
+    assert_eq!(list[0].unread_count, 0, "events are never unread");
+    assert_eq!(list[0].last_message.as_ref().map(|m| m.seq), Some(1));
+    let list = store.conversations_for(alice.0).await.unwrap();
+    assert_eq!(list[0].unread_count, 0, "bob sent only reactions");
+    store.shutdown().await;
+}
+
+async fn windows_and_admin_delete(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let carol = person(store, "carol").await;
+    let g = group(store, alice.0, &[bob.0, carol.0]).await.id;
+    // seq 1 is the `created` system message.
+    store
+        .append_message(text(g, bob, "b1", "from bob"))
+        .await
+        .unwrap();
+    let closed = EventWindows {
+        edit_ms: -1,
+        delete_ms: -1,
+    };
+    let late = |mut new: NewMessage| {
+        new.windows = closed;
+        new
+    };
+    let err = store
+        .append_message(late(edit(g, bob, "e1", 2, "x")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Forbidden(_)),
+        "edit window: {err:?}"
+    );
+    let err = store
+        .append_message(late(event(g, bob, "d1", MessageKind::Delete, 2)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Forbidden(_)),
+        "delete window: {err:?}"
+    );
+    let err = store
+        .append_message(event(g, carol, "d2", MessageKind::Delete, 2))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "a member: {err:?}");
+    let err = store
+        .append_message(event(g, alice, "d3", MessageKind::Delete, 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Forbidden(_)),
+        "system message: {err:?}"
+    );
+    // A group admin may delete any message at any time.
+    store
+        .append_message(late(event(g, alice, "d4", MessageKind::Delete, 2)))
+        .await
+        .unwrap();
+    assert!(at(&history(store, g, carol.0).await, 2).deleted);
+    store.shutdown().await;
+}
+
+async fn replies_quote_what_the_viewer_sees(backend: &Backend) {
+    let (store, mut events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let carol = person(store, "carol").await;
+    let g = group(store, alice.0, &[bob.0]).await.id;
+    store
+        .append_message(text(g, alice, "t1", &"long ".repeat(100)))
+        .await
+        .unwrap();
+    store
+        .change_group(GroupChange {
+            conversation: g,
+            actor: alice.0,
+            kind: GroupChangeKind::Add {
+                users: vec![carol.0],
+            },
+            max_members: 1024,
+            now_ms: 2,
+        })
+        .await
+        .unwrap();
+    let reply = store
+        .append_message(NewMessage {
+            reply_to_seq: Some(2),
+            forwarded: true,
+            ..text(g, bob, "re", "answer")
+        })
+        .await
+        .unwrap();
+    assert!(reply.message.forwarded);
+    // Carol joined after seq 2: the one live frame carries no quote.
+    assert!(reply.message.reply_to.is_none());
+    while let Ok(event) = events.try_recv() {
+        if let Committed::Message { message, .. } = event {
+            assert!(message.reply_to.is_none() || message.seq != reply.message.seq);
+        }
+    }
+    let for_bob = history(store, g, bob.0).await;
+    let quote = at(&for_bob, reply.message.seq)
+        .reply_to
+        .clone()
+        .expect("bob sees the quote");
+    assert_eq!(
+        (quote.seq, quote.sender_id, quote.deleted),
+        (2, alice.0, false)
+    );
+    assert_eq!(quote.text.unwrap().chars().count(), 200);
+    let for_carol = history(store, g, carol.0).await;
+    assert!(
+        at(&for_carol, reply.message.seq).reply_to.is_none(),
+        "no leak to carol"
+    );
+    // A reply to an event is refused.
+    let reaction = store
+        .append_message(react(g, bob, "r", 2, "👍"))
+        .await
+        .unwrap();
+    let err = store
+        .append_message(NewMessage {
+            reply_to_seq: Some(reaction.message.seq),
+            ..text(g, bob, "re2", "?")
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    // A deleted target quotes as deleted.
+    store
+        .append_message(event(g, alice, "d", MessageKind::Delete, 2))
+        .await
+        .unwrap();
+    let quote = at(&history(store, g, bob.0).await, reply.message.seq)
+        .reply_to
+        .clone()
+        .unwrap();
+    assert!(quote.deleted && quote.text.is_none());
+    store.shutdown().await;
+}
+
+async fn search_follows_visibility(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let carol = person(store, "carol").await;
+    let dave = person(store, "dave").await;
+    let g = group(store, alice.0, &[bob.0, carol.0]).await.id;
+    for (key, body) in [
+        ("m1", "Meet me at the cafe tomorrow"),
+        ("m2", "我们明天在咖啡馆见面"),
+        ("m3", "Привет, как дела?"),
+        ("m4", "100% sure_thing"),
+    ] {
+        store
+            .append_message(text(g, alice, key, body))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        search(store, bob.0, "MEET", None).await,
+        ["Meet me at the cafe tomorrow"]
+    );
+    assert_eq!(
+        search(store, bob.0, "咖啡馆", None).await,
+        ["我们明天在咖啡馆见面"]
+    );
+    assert_eq!(
+        search(store, bob.0, "咖啡", Some(g)).await,
+        ["我们明天在咖啡馆见面"],
+        "short: scan"
+    );
+    assert_eq!(
+        search(store, bob.0, "как", None).await,
+        ["Привет, как дела?"]
+    );
+    assert_eq!(
+        search(store, bob.0, "0% s", None).await,
+        ["100% sure_thing"]
+    );
+    assert!(
+        search(store, bob.0, "%", None).await.len() == 1,
+        "wildcards are literal"
+    );
+    assert!(
+        search(store, dave.0, "Meet", None).await.is_empty(),
+        "an outsider"
+    );
+    assert!(search(store, dave.0, "Meet", Some(g)).await.is_empty());
+    // Edits match by current text only; deletes match nothing.
+    store
+        .append_message(edit(g, alice, "e1", 2, "See you at noon"))
+        .await
+        .unwrap();
+    assert!(search(store, bob.0, "tomorrow", None).await.is_empty());
+    assert_eq!(
+        search(store, bob.0, "noon", None).await,
+        ["See you at noon"]
+    );
+    store
+        .append_message(event(g, alice, "d1", MessageKind::Delete, 3))
+        .await
+        .unwrap();
+    assert!(search(store, bob.0, "咖啡馆", None).await.is_empty());
+    // A removed member finds what it saw, nothing after its removal.
+    store
+        .change_group(GroupChange {
+            conversation: g,
+            actor: alice.0,
+            kind: GroupChangeKind::Remove { user: carol.0 },
+            max_members: 1024,
+            now_ms: 3,
+        })
+        .await
+        .unwrap();
+    store
+        .append_message(text(g, alice, "m5", "noon after carol"))
+        .await
+        .unwrap();
+    assert_eq!(search(store, bob.0, "noon", None).await.len(), 2);
+    assert_eq!(
+        search(store, carol.0, "noon", None).await,
+        ["See you at noon"]
+    );
+    // Newest first, with keyset paging.
+    let page = store
+        .search(SearchQuery {
+            viewer: bob.0,
+            text: "noon".into(),
+            conversation: None,
+            before_seq: None,
+            before_id: None,
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert!(page.1);
+    assert_eq!(page.0[0].text.as_deref(), Some("noon after carol"));
+    let next = store
+        .search(SearchQuery {
+            viewer: bob.0,
+            text: "noon".into(),
+            conversation: Some(g),
+            before_seq: Some(page.0[0].seq),
+            before_id: None,
+            limit: 1,
+        })
+        .await
+        .unwrap();
+    assert_eq!(next.0[0].text.as_deref(), Some("See you at noon"));
+    assert!(!next.1);
+    let bad = store
+        .search(SearchQuery {
+            viewer: bob.0,
+            text: String::new(),
+            conversation: None,
+            before_seq: None,
+            before_id: None,
+            limit: 1,
+        })
+        .await;
+    assert!(matches!(bad, Err(StoreError::Invalid(_))));
+    store.shutdown().await;
+}
+
+async fn settings_left_and_blocks(backend: &Backend) {
+    let (store, mut events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let carol = person(store, "carol").await;
+    let (direct, _) = store.get_or_create_direct(alice.0, bob.0, 1).await.unwrap();
+    let g = group(store, alice.0, &[bob.0]).await.id;
+    store
+        .append_message(text(g, alice, "g1", "latest"))
+        .await
+        .unwrap();
+    // Mute, pin, archive: per user; pinned first.
+    let settings = store
+        .set_conversation_settings(
+            bob.0,
+            direct.id,
+            SettingsChange {
+                muted_until_ms: Some(-1),
+                pinned: Some(true),
+                ..SettingsChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        settings,
+        ConversationSettings {
+            muted_until_ms: -1,
+            pinned: true,
+            archived: false
+        }
+    );
+    let list = store.conversations_for(bob.0).await.unwrap();
+    assert_eq!(list[0].conversation.id, direct.id, "pinned first");
+    assert_eq!(list[0].settings, settings);
+    let alices = store.conversations_for(alice.0).await.unwrap();
+    assert_eq!(alices[0].conversation.id, g, "alice pinned nothing");
+    assert!(!alices[1].settings.pinned);
+    let archived = store
+        .set_conversation_settings(
+            bob.0,
+            g,
+            SettingsChange {
+                archived: Some(true),
+                ..SettingsChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(archived.archived && !archived.pinned);
+    let err = store
+        .set_conversation_settings(carol.0, g, SettingsChange::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    let err = store
+        .set_conversation_settings(carol.0, ConversationId(9999), SettingsChange::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    let err = store
+        .set_conversation_settings(
+            bob.0,
+            g,
+            SettingsChange {
+                muted_until_ms: Some(-5),
+                ..SettingsChange::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    // Leaving: still listed, marked, nothing after the departure.
+    store
+        .change_group(GroupChange {
+            conversation: g,
+            actor: bob.0,
+            kind: GroupChangeKind::Remove { user: bob.0 },
+            max_members: 1024,
+            now_ms: 3,
+        })
+        .await
+        .unwrap();
+    store
+        .append_message(text(g, alice, "g2", "after bob left"))
+        .await
+        .unwrap();
+    let list = store.conversations_for(bob.0).await.unwrap();
+    let left = list.iter().find(|s| s.conversation.id == g).unwrap();
+    assert!(left.left && left.conversation.members.is_empty());
+    assert_eq!(left.conversation.last_seq, 3, "its departure");
+    assert_ne!(
+        left.last_message
+            .as_ref()
+            .and_then(|m| m.text.clone())
+            .as_deref(),
+        Some("after bob left")
+    );
+    assert!(left.settings.archived, "settings survive leaving");
+    assert_eq!(history(store, g, bob.0).await.len(), 3);
+    // Blocks: bob cannot send into the direct conversation; alice can.
+    store.set_block(alice.0, bob.0, true, 5).await.unwrap();
+    store.set_block(alice.0, bob.0, true, 6).await.unwrap();
+    assert_eq!(store.blocks(alice.0).await.unwrap(), vec![bob.0]);
+    let err = store
+        .append_message(text(direct.id, bob, "b1", "hi"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Forbidden(_)), "{err:?}");
+    store
+        .append_message(text(direct.id, alice, "a1", "hi"))
+        .await
+        .unwrap();
+    assert!(store.get_or_create_direct(bob.0, alice.0, 7).await.is_ok());
+    let g2 = group(store, alice.0, &[bob.0]).await.id;
+    store
+        .append_message(text(g2, bob, "b2", "groups unaffected"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.set_block(alice.0, alice.0, true, 1).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.set_block(alice.0, UserId(9999), true, 1).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.set_block(alice.0, bob.0, false, 8).await.unwrap();
+    assert!(store.blocks(alice.0).await.unwrap().is_empty());
+    store
+        .append_message(text(direct.id, bob, "b1", "hi again"))
+        .await
+        .unwrap();
+    // Profiles and read receipts.
+    let updated = store
+        .update_profile(
+            bob.0,
+            ProfileChange {
+                display_name: Some("  Bobby ".into()),
+                avatar_media_id: Some("md7".into()),
+                read_receipts: Some(false),
+                push_previews: Some(true),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.display_name, "Bobby");
+    assert_eq!(updated.avatar_media_id.as_deref(), Some("md7"));
+    assert!(!updated.read_receipts && updated.push_previews);
+    let cleared = store
+        .update_profile(
+            bob.0,
+            ProfileChange {
+                avatar_media_id: Some(String::new()),
+                ..ProfileChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (cleared.avatar_media_id, cleared.display_name.as_str()),
+        (None, "Bobby")
+    );
+    assert!(matches!(
+        store
+            .update_profile(
+                bob.0,
+                ProfileChange {
+                    display_name: Some(" ".into()),
+                    ..ProfileChange::default()
+                }
+            )
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    while events.try_recv().is_ok() {}
+    store.append_message(text(direct.id, alice, "a2", "read me")).await.unwrap();
+    let change = store
+        .advance_receipt(direct.id, bob.0, None, ReceiptStatus::Read, 99)
+        .await
+        .unwrap();
+    assert!(change.read_hidden, "bob turned read receipts off");
+    let avatar = store
+        .set_group_avatar(g2, alice.0, "md9".into())
+        .await
+        .unwrap();
+    assert_eq!(avatar.avatar_media_id.as_deref(), Some("md9"));
+    assert!(matches!(
+        store.set_group_avatar(g2, bob.0, "md1".into()).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    store.shutdown().await;
+}
+
+/// Delete for everyone leaves no trace of the text in storage: in SQLite
+/// the database file itself (after a checkpoint), in PostgreSQL the live
+/// rows (dead tuples wait for VACUUM; see docs/storage.md).
+async fn delete_purges_storage(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let alice = person(&*store, "alice").await;
+    let bob = person(&*store, "bob").await;
+    let (direct, _) = store.get_or_create_direct(alice.0, bob.0, 1).await.unwrap();
+    let c = direct.id;
+    let canary = "zebra-canary-7f3a9c";
+    let edited = "okapi-canary-51d2e8";
+    store
+        .append_message(text(c, alice, "t", &format!("secret {canary} text")))
+        .await
+        .unwrap();
+    store
+        .append_message(edit(c, alice, "e", 1, &format!("then {edited}")))
+        .await
+        .unwrap();
+    store
+        .append_message(event(c, alice, "d", MessageKind::Delete, 1))
+        .await
+        .unwrap();
+    store.shutdown().await;
+    drop(store);
+    match backend {
+        Backend::Sqlite(dir) => {
+            let path = dir.path().join("parley.db");
+            {
+                let conn = rusqlite::Connection::open(&path).unwrap();
+                conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .unwrap();
+            }
+            for entry in std::fs::read_dir(dir.path()).unwrap() {
+                let file = entry.unwrap().path();
+                let bytes = std::fs::read(&file).unwrap();
+                for needle in [canary, edited] {
+                    assert!(
+                        !bytes.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                        "{needle} found in {}",
+                        file.display()
+                    );
+                }
+            }
+        }
+        Backend::Postgres(db) => {
+            let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            for needle in [canary, edited] {
+                let pattern = format!("%{needle}%");
+                let found: i64 = client
+                    .query_one(
+                        "SELECT COUNT(*) FROM messages WHERE text LIKE $1 OR reactions LIKE $1",
+                        &[&pattern],
+                    )
+                    .await
+                    .unwrap()
+                    .get(0);
+                assert_eq!(found, 0, "{needle}");
+            }
+        }
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(&super::Backend::Sqlite(tempfile::tempdir().unwrap())).await;
+                }
+            )*
+        }
+        mod postgres_backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = match super::support::TestDatabase::create().await {
+                        Ok(db) => db,
+                        Err(why) => return super::support::skip_or_fail(&why),
+                    };
+                    super::$name(&super::Backend::Postgres(db)).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    events_change_their_target,
+    windows_and_admin_delete,
+    replies_quote_what_the_viewer_sees,
+    search_follows_visibility,
+    settings_left_and_blocks,
+    delete_purges_storage,
+);
