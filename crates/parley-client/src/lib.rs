@@ -31,6 +31,6 @@ pub mod socket;
 mod transport;
 
 pub use error::{ClientError, ClientResult};
-pub use http::Client;
+pub use http::{Client, SearchRequest};
 pub use reqwest::Method;
 pub use socket::{Ready, Socket, SocketReader, SocketWriter, WebSocketConfig, WsMessage, WsStream};

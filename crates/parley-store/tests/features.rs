@@ -719,7 +719,10 @@ async fn settings_left_and_blocks(backend: &Backend) {
         Err(StoreError::Invalid(_))
     ));
     while events.try_recv().is_ok() {}
-    store.append_message(text(direct.id, alice, "a2", "read me")).await.unwrap();
+    store
+        .append_message(text(direct.id, alice, "a2", "read me"))
+        .await
+        .unwrap();
     let change = store
         .advance_receipt(direct.id, bob.0, None, ReceiptStatus::Read, 99)
         .await

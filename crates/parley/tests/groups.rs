@@ -209,14 +209,15 @@ async fn removed_members_get_their_removal_and_nothing_after() {
     let history = bob.history(id, None, None, None).await.unwrap();
     let seqs: Vec<u64> = history.messages.iter().map(|m| m.seq).collect();
     assert_eq!(seqs, [1, 2, removal.seq], "history ends at the removal");
-    assert!(
-        bob.conversations()
-            .await
-            .unwrap()
-            .conversations
-            .iter()
-            .all(|c| c.conversation_id != id)
-    );
+    // §11: the group stays listed for bob, marked `left`, with no members
+    // and nothing after his removal.
+    let listed = bob.conversations().await.unwrap().conversations;
+    let left = listed
+        .iter()
+        .find(|c| c.conversation_id == id)
+        .expect("still listed");
+    assert!(left.left && left.members.is_empty());
+    assert_eq!(left.last_seq, removal.seq);
     b.send(&ClientFrame::Typing {
         conversation_id: id,
         active: true,
