@@ -26,6 +26,27 @@ use futures_util::{SinkExt, StreamExt};
 use parley_proto::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId, now_ms};
 use parley_store::{Appended, StoreError};
 
+/// What a `sent` frame needs of a durable send (not the whole message:
+/// in-flight sends stay small).
+struct Ack {
+    conversation_id: ConversationId,
+    seq: u64,
+    message_id: parley_proto::MessageId,
+    sent_at_ms: i64,
+}
+
+impl Ack {
+    fn of(appended: Appended) -> Ack {
+        let message = appended.message;
+        Ack {
+            conversation_id: message.conversation_id,
+            seq: message.seq,
+            message_id: message.message_id,
+            sent_at_ms: message.sent_at_ms,
+        }
+    }
+}
+
 use crate::auth::Identity;
 use crate::connections::ConnectionSlot;
 use crate::error::ApiError;
@@ -85,7 +106,7 @@ type PendingOp = Pin<Box<dyn Future<Output = OpDone> + Send>>;
 enum OpDone {
     Sent {
         client_msg_id: String,
-        result: Result<Appended, StoreError>,
+        result: Result<Ack, StoreError>,
     },
     Receipt(Result<(), StoreError>),
 }
@@ -456,8 +477,7 @@ impl Session {
                 client_msg_id,
                 result,
             } => match result {
-                Ok(appended) => {
-                    let message = appended.message;
+                Ok(message) => {
                     let frame = ServerFrame::Sent {
                         client_msg_id,
                         conversation_id: message.conversation_id,
@@ -516,7 +536,7 @@ impl Session {
                         self.pending.push_back(Box::pin(async move {
                             OpDone::Sent {
                                 client_msg_id,
-                                result: pending.await,
+                                result: pending.await.map(Ack::of),
                             }
                         }));
                         true
