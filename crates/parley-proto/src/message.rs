@@ -142,6 +142,18 @@ pub struct Reaction {
     pub user_ids: Vec<UserId>,
 }
 
+impl Reaction {
+    /// A message's reactions as stored (the wire's JSON array).
+    pub fn encode_list(reactions: &[Reaction]) -> String {
+        serde_json::to_string(reactions).expect("reactions always serialize")
+    }
+
+    /// Reads [`Reaction::encode_list`]'s output; unreadable reads as none.
+    pub fn decode_list(stored: &str) -> Vec<Reaction> {
+        serde_json::from_str(stored).unwrap_or_default()
+    }
+}
+
 /// The quote of the message a reply answers, filled by the server as the
 /// viewer may see it (§8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -128,9 +128,7 @@ pub(crate) enum EventEffect {
 }
 
 fn decode_reactions(stored: Option<&str>) -> Vec<Reaction> {
-    stored
-        .and_then(|json| serde_json::from_str(json).ok())
-        .unwrap_or_default()
+    stored.map(Reaction::decode_list).unwrap_or_default()
 }
 
 /// The stored reactions decoded (an unreadable value reads as none).
@@ -224,8 +222,7 @@ pub(crate) fn plan_event(
             );
             Ok(EventEffect::React {
                 target_id: target.id,
-                reactions: (!reactions.is_empty())
-                    .then(|| serde_json::to_string(&reactions).unwrap_or_default()),
+                reactions: (!reactions.is_empty()).then(|| Reaction::encode_list(&reactions)),
             })
         }
         MessageKind::Text | MessageKind::System => Err(StoreError::Invalid(
