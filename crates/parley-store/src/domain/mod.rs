@@ -8,12 +8,15 @@
 //!
 //! - [`groups`]: who may change a group and how, names, sizes, and the
 //!   `system` messages announcing changes.
+//! - [`inbox`]: the inbox stored as runs: when a run continues, and how
+//!   runs turn back into replayed entries.
 //! - [`messages`]: append checks, the shape of text and system messages,
 //!   history windows.
 //! - [`receipts`]: cursor arithmetic and who hears about a receipt.
 //! - [`rows`]: engine-neutral rows and their decoding into records.
 
 pub(crate) mod groups;
+pub(crate) mod inbox;
 pub(crate) mod messages;
 pub(crate) mod receipts;
 pub(crate) mod rows;

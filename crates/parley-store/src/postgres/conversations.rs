@@ -1,15 +1,17 @@
 //! Conversations in PostgreSQL: loading one with its members, membership
 //! rows, direct conversations and a user's list.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::ClientWrapper;
 use parley_proto::{ConversationId, Role, UserId};
 
 use super::errors::{OpResult, execute, query, query_one, query_opt};
-use super::rows::{conversation_row, member_from_row, message_from_row};
+use super::rows::{conversation_row, member_from_row, member_from_row_at, message_from_row};
 use super::users::user_exists;
-use crate::domain::{self, MESSAGE_COLUMNS, to_i64, to_u64};
+use crate::domain::{self, ConversationRow, MESSAGE_COLUMNS, to_u64};
 use crate::error::StoreError;
-use crate::model::{ConversationRecord, ConversationSummaryRecord};
+use crate::model::{ConversationRecord, ConversationSummaryRecord, MemberRecord};
 
 /// A conversation with its active members, in join order.
 pub(super) async fn load_conversation(
@@ -138,38 +140,66 @@ pub(super) async fn get_or_create_direct(
 }
 
 /// The user's active conversations, most recent activity first, each with
-/// its newest message and unread count.
+/// its newest message and unread count: one statement for the list (each
+/// newest message and unread count from the `(conversation_id, seq)`
+/// index) and one for the members of them all, sent together.
 pub(super) async fn conversations_for(
     conn: &ClientWrapper,
     user: UserId,
 ) -> OpResult<Vec<ConversationSummaryRecord>> {
-    let ids = query(
-        conn,
-        "SELECT c.id FROM members m JOIN conversations c ON c.id=m.conversation_id
-         WHERE m.user_id=$1 AND m.active ORDER BY c.last_activity_ms DESC, c.id DESC",
-        &[&user.0],
+    let columns = MESSAGE_COLUMNS
+        .split(", ")
+        .map(|c| format!("l.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let list_sql = format!(
+        "SELECT c.id, c.kind, c.name, c.last_seq, c.summary_delivered, c.summary_read,
+                (SELECT COUNT(*) FROM messages u WHERE u.conversation_id = c.id AND u.seq > me.read_up_to
+                 AND u.sender_id <> $1),
+                {columns}
+         FROM members me JOIN conversations c ON c.id = me.conversation_id
+         LEFT JOIN messages l ON l.conversation_id = c.id AND l.seq = c.last_seq
+         WHERE me.user_id = $1 AND me.active
+         ORDER BY c.last_activity_ms DESC, c.id DESC"
+    );
+    let (list, member_rows) = futures_util::future::try_join(
+        query(conn, &list_sql, &[&user.0]),
+        query(
+            conn,
+            "SELECT m.conversation_id, m.user_id, m.role, m.delivered_up_to, m.read_up_to, m.joined_seq
+             FROM members me JOIN members m ON m.conversation_id = me.conversation_id AND m.active
+             WHERE me.user_id = $1 AND me.active
+             ORDER BY m.conversation_id, m.joined_at_ms, m.user_id",
+            &[&user.0],
+        ),
     )
     .await?;
-    let last_sql =
-        format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=$1 AND seq=$2");
-    let mut out = Vec::with_capacity(ids.len());
-    for row in ids {
+    let mut members: HashMap<i64, Vec<MemberRecord>> = HashMap::new();
+    for row in &member_rows {
+        let conversation: i64 = row.try_get(0)?;
+        members
+            .entry(conversation)
+            .or_default()
+            .push(member_from_row_at(row, 1)?);
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for row in &list {
         let id: i64 = row.try_get(0)?;
-        let Some(conversation) = load_conversation(conn, ConversationId(id)).await? else {
-            continue;
+        let header = ConversationRow {
+            kind: row.try_get(1)?,
+            name: row.try_get(2)?,
+            last_seq: row.try_get(3)?,
+            summary_delivered: row.try_get(4)?,
+            summary_read: row.try_get(5)?,
         };
-        let read_up_to = conversation.member(user).map(|m| m.read_up_to).unwrap_or(0);
-        let last_message = query_opt(conn, &last_sql, &[&id, &to_i64(conversation.last_seq)])
-            .await?
-            .map(|r| message_from_row(&r, 0))
-            .transpose()?;
-        let unread: i64 = query_one(
-            conn,
-            "SELECT COUNT(*) FROM messages WHERE conversation_id=$1 AND seq > $2 AND sender_id != $3",
-            &[&id, &to_i64(read_up_to), &user.0],
-        )
-        .await?
-        .try_get(0)?;
+        let unread: i64 = row.try_get(6)?;
+        // The LEFT JOIN leaves the message's columns NULL when there is none.
+        let last_message = match row.try_get::<_, Option<i64>>(7)? {
+            Some(_) => Some(message_from_row(row, 7)?),
+            None => None,
+        };
+        let conversation =
+            header.into_record(ConversationId(id), members.remove(&id).unwrap_or_default());
         out.push(ConversationSummaryRecord {
             conversation,
             last_message,
