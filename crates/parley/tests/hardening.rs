@@ -145,3 +145,96 @@ async fn connections_per_source_address_are_capped() {
     }
     assert_eq!(status, 200, "the cap frees up once connections close");
 }
+
+/// The binary with `PARLEY_SHUTDOWN_GRACE_MS=1000` and an info log on a
+/// pipe, plus its address.
+fn spawn_logging_server(data_dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let config = test_config();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env(
+            "PARLEY_ARGON2_MEMORY_KIB",
+            config.argon2_memory_kib.to_string(),
+        )
+        .env(
+            "PARLEY_ARGON2_ITERATIONS",
+            config.argon2_iterations.to_string(),
+        )
+        .env("PARLEY_SHUTDOWN_GRACE_MS", "1000")
+        .env("PARLEY_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn parley");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listen line");
+    let addr = line
+        .trim()
+        .strip_prefix("parley listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+#[tokio::test]
+async fn sigterm_completes_while_a_request_is_half_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = spawn_logging_server(dir.path());
+    let mut stderr = child.stderr.take().expect("stderr");
+    let log = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
+    // Serving (and so listening for SIGTERM) once /healthz answers.
+    let client = parley_client::Client::new(format!("http://{addr}"));
+    let deadline = std::time::Instant::now() + WAIT;
+    while client.raw(Method::GET, "/healthz", None).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "server never answered"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut half = TcpStream::connect(&addr).await.expect("connect");
+    half.write_all(b"GET /v1/me HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    // The header is half sent: the server holds the connection.
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    assert!(status.success());
+    // Generous bound: the grace is 1 s; before the fix it never exited.
+    let deadline = std::time::Instant::now() + WAIT;
+    let exit = loop {
+        if let Some(exit) = child.try_wait().expect("try_wait") {
+            break exit;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running {WAIT:?} after SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(exit.success(), "exit status {exit:?}");
+    let log = log.join().unwrap();
+    let at = |what: &str| {
+        log.find(what)
+            .unwrap_or_else(|| panic!("no {what:?} in the log:\n{log}"))
+    };
+    assert!(
+        at("shutdown requested") < at("storage shut down")
+            && at("storage shut down") < at("server stopped"),
+        "storage is shut down in order:\n{log}"
+    );
+    // The half-sent connection was closed, not left behind.
+    read_until_closed(&mut half, "the half-sent request").await;
+}
