@@ -238,3 +238,130 @@ async fn sigterm_completes_while_a_request_is_half_sent() {
     // The half-sent connection was closed, not left behind.
     read_until_closed(&mut half, "the half-sent request").await;
 }
+
+/// One request over raw TCP (for bytes no client library would send);
+/// returns the status and the body.
+async fn raw_http(
+    server: &TestServer,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let mut stream = open(server).await;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let answer = read_until_closed(&mut stream, "a raw request").await;
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[tokio::test]
+async fn arrays_in_place_of_objects_are_bad_request() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .client
+        .raw(
+            Method::POST,
+            "/v1/users",
+            Some(r#"["mallory","correct horse battery"]"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request");
+    let missing = server.client.login("mallory", common::PASSWORD).await;
+    assert!(missing.is_err(), "no user was created");
+
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let conversation = common::direct(&ann, &bob).await;
+    // Every other body shape too: a few endpoints with array bodies.
+    for (method, path) in [
+        (Method::POST, "/v1/sessions".to_owned()),
+        (
+            Method::POST,
+            format!("/v1/conversations/{conversation}/messages"),
+        ),
+        (Method::POST, "/v1/groups".to_owned()),
+        (Method::PUT, "/v1/me/settings".to_owned()),
+    ] {
+        let (status, body) = ann
+            .raw(
+                method.clone(),
+                &path,
+                Some(&format!(r#"["k","{conversation}","text","hi"]"#)),
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 400, "{method} {path}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{method} {path}");
+    }
+
+    let mut socket = ann.connect(None).await.unwrap();
+    socket
+        .send_raw(format!(r#"["send","k1","{conversation}","text","hi"]"#))
+        .await
+        .unwrap();
+    let (code, _) = common::expect_error_any(&mut socket).await;
+    assert_eq!(code, parley_proto::ErrorCode::BadRequest);
+    let history = ann.history(conversation, None, None, None).await.unwrap();
+    assert!(history.messages.is_empty(), "nothing was stored");
+}
+
+#[tokio::test]
+async fn invalid_utf8_anywhere_in_a_body_is_bad_request() {
+    let server = TestServer::start().await;
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let conversation = common::direct(&ann, &bob).await;
+    let body = b"{\"client_msg_id\":\"k\",\"kind\":\"text\",\"text\":\"ok\",\"junk\":\"\xc0\xaf\"}";
+    let (status, answer) = raw_http(
+        &server,
+        "POST",
+        &format!("/v1/conversations/{conversation}/messages"),
+        ann.token(),
+        body,
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer.contains("bad_request") && answer.contains("UTF-8"),
+        "{answer}"
+    );
+    let history = ann.history(conversation, None, None, None).await.unwrap();
+    assert!(history.messages.is_empty(), "nothing was stored");
+    // And in a sign-up.
+    let (status, _) = raw_http(
+        &server,
+        "POST",
+        "/v1/users",
+        None,
+        b"{\"username\":\"carol\",\"password\":\"correct horse battery\",\"x\":\"\xff\"}",
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert!(
+        server
+            .client
+            .login("carol", common::PASSWORD)
+            .await
+            .is_err()
+    );
+}

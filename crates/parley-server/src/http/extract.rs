@@ -19,7 +19,8 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::transport::BodyTimeout;
 
-/// A JSON body whose rejection is the protocol's own error. Ids in it are
+/// A JSON body whose rejection is the protocol's own error; decoded by
+/// [`parley_proto::decode`] (objects only, valid UTF-8). Ids in it are
 /// read leniently (see [`parley_proto::ids`]): one that names nothing is
 /// `not_found` later, not a malformed body now.
 pub struct ApiJson<T>(pub T);
@@ -39,7 +40,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 ApiError::bad_request(format!("could not read the body: {rejection}"))
             }
         })?;
-        serde_json::from_slice(&bytes)
+        // The one strict decoder: an object with named fields, valid UTF-8
+        // throughout.
+        parley_proto::decode::object_from_slice(&bytes)
             .map(ApiJson)
             .map_err(|err| ApiError::bad_request(format!("invalid JSON body: {err}")))
     }
