@@ -96,6 +96,9 @@ enum Incoming {
     Binary,
     Control,
     TooBig,
+    /// The client broke the WebSocket protocol: close with this code
+    /// (1007 for invalid UTF-8 in a text frame, 1002 otherwise).
+    Violation(u16, &'static str),
     Gone,
 }
 
@@ -106,16 +109,19 @@ fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Incoming::Control,
         Some(Ok(WsMessage::Close(_))) | None => Incoming::Gone,
         Some(Err(err)) => {
-            // tungstenite reports an oversized frame or message as a
-            // capacity error; axum passes its error through boxed.
-            let too_big = err
-                .into_inner()
-                .downcast_ref::<tungstenite::Error>()
-                .is_some_and(|err| matches!(err, tungstenite::Error::Capacity(_)));
-            if too_big {
-                Incoming::TooBig
-            } else {
-                Incoming::Gone
+            // tungstenite tells what went wrong by type (an oversized frame
+            // or message is a capacity error); axum passes its error
+            // through boxed.
+            match err.into_inner().downcast_ref::<tungstenite::Error>() {
+                Some(tungstenite::Error::Capacity(_)) => Incoming::TooBig,
+                Some(tungstenite::Error::Utf8(_)) => Incoming::Violation(
+                    close_code::INVALID_PAYLOAD,
+                    "text frame is not valid UTF-8",
+                ),
+                Some(tungstenite::Error::Protocol(_)) => {
+                    Incoming::Violation(close_code::PROTOCOL_ERROR, "WebSocket protocol violation")
+                }
+                _ => Incoming::Gone,
             }
         }
     }
@@ -253,6 +259,10 @@ impl Session {
                     close(sink, close_code::TOO_BIG, "frame too large").await;
                     return None;
                 }
+                Incoming::Violation(code, reason) => {
+                    close(sink, code, reason).await;
+                    return None;
+                }
                 Incoming::Gone => return None,
                 Incoming::Binary | Incoming::Control => {
                     let frame = ApiError::unauthorized("the first frame must be auth")
@@ -324,6 +334,10 @@ impl Session {
                         Incoming::TooBig => {
                             Box::pin(self.finish_pending()).await;
                             return Box::pin(close(&mut self.sink, close_code::TOO_BIG, "frame too large")).await;
+                        }
+                        Incoming::Violation(code, reason) => {
+                            Box::pin(self.finish_pending()).await;
+                            return Box::pin(close(&mut self.sink, code, reason)).await;
                         }
                         Incoming::Gone => {
                             // In-flight sends still complete (they are

@@ -365,3 +365,121 @@ async fn invalid_utf8_anywhere_in_a_body_is_bad_request() {
             .is_err()
     );
 }
+
+/// A WebSocket over raw TCP, handshake done, for frames no library sends.
+async fn raw_websocket(server: &TestServer) -> TcpStream {
+    let mut stream = open(server).await;
+    stream
+        .write_all(
+            b"GET /v1/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        stream.read_exact(&mut byte).await.expect("handshake");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stream
+}
+
+/// A client frame (masked, as clients must), with `first` as its first
+/// byte (FIN, reserved bits, opcode).
+fn client_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 126);
+    let mask = [0x12, 0x34, 0x56, 0x78];
+    let mut frame = vec![first, 0x80 | payload.len() as u8];
+    frame.extend_from_slice(&mask);
+    frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Reads server frames until a close frame; returns its code, or None if
+/// the connection ended without one.
+async fn read_close_code(stream: &mut TcpStream) -> Option<u16> {
+    let read = async {
+        loop {
+            let mut head = [0u8; 2];
+            stream.read_exact(&mut head).await.ok()?;
+            let len = match head[1] & 0x7f {
+                126 => {
+                    let mut ext = [0u8; 2];
+                    stream.read_exact(&mut ext).await.ok()?;
+                    u16::from_be_bytes(ext) as usize
+                }
+                127 => {
+                    let mut ext = [0u8; 8];
+                    stream.read_exact(&mut ext).await.ok()?;
+                    u64::from_be_bytes(ext) as usize
+                }
+                n => n as usize,
+            };
+            let mut payload = vec![0u8; len];
+            stream.read_exact(&mut payload).await.ok()?;
+            if head[0] & 0x0f == 0x8 {
+                return Some(u16::from_be_bytes([payload[0], payload[1]]));
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("a close in time")
+}
+
+#[tokio::test]
+async fn websocket_protocol_violations_close_with_their_codes() {
+    use parley_proto::close_code;
+    let server = TestServer::start().await;
+    let ann = server.user("ann").await;
+
+    // Invalid UTF-8 in a text frame, after authenticating: 1007.
+    let mut socket = raw_websocket(&server).await;
+    let auth = format!(r#"{{"type":"auth","token":"{}"}}"#, ann.token().unwrap());
+    let mut auth_frame = Vec::new();
+    // The token does not fit a short frame: send it with a 16-bit length.
+    {
+        let mask = [1u8, 2, 3, 4];
+        auth_frame.extend_from_slice(&[0x81, 0x80 | 126]);
+        auth_frame.extend_from_slice(&(auth.len() as u16).to_be_bytes());
+        auth_frame.extend_from_slice(&mask);
+        auth_frame.extend(auth.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    }
+    socket.write_all(&auth_frame).await.unwrap();
+    socket
+        .write_all(&client_frame(
+            0x81,
+            b"{\"type\":\"ping\",\"nonce\":\"\xc0\xaf\"}",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_close_code(&mut socket).await,
+        Some(close_code::INVALID_PAYLOAD)
+    );
+
+    // Invalid UTF-8 as the very first frame: 1007 too.
+    let mut socket = raw_websocket(&server).await;
+    socket
+        .write_all(&client_frame(0x81, b"\xff\xfe"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_close_code(&mut socket).await,
+        Some(close_code::INVALID_PAYLOAD)
+    );
+
+    // Reserved bits set (no extension was negotiated): 1002.
+    let mut socket = raw_websocket(&server).await;
+    socket
+        .write_all(&client_frame(0xC1, b"{\"type\":\"ping\"}"))
+        .await
+        .unwrap();
+    assert_eq!(
+        read_close_code(&mut socket).await,
+        Some(close_code::PROTOCOL_ERROR)
+    );
+}
