@@ -74,6 +74,22 @@ pub struct Config {
     pub registration_open: bool,
     /// Failed-or-not login attempts per username per minute. Default 10.
     pub login_attempts_per_minute: u32,
+    /// Sign-up attempts (`POST /v1/users`) per source address per hour
+    /// (burst the same). 0 turns the limit off: do so behind a reverse
+    /// proxy, where every sign-up comes from the proxy, and limit there.
+    /// Default 30.
+    pub signups_per_ip_per_hour: u32,
+    /// Groups one user may create per hour (burst the same). Default 60.
+    pub group_creations_per_user_per_hour: u32,
+    /// Member-addition requests (`POST /v1/groups/{id}/members`) per user
+    /// per minute (burst the same). Default 60.
+    pub member_additions_per_user_per_minute: u32,
+    /// Authenticated HTTP requests per token (device) per second; bursts of
+    /// ten seconds' worth. Default 50.
+    pub http_requests_per_token_per_sec: f64,
+    /// `presence_subscribe` frames per second per socket (burst 2x).
+    /// Default 5.
+    pub presence_subscribe_rate_per_sec: f64,
     /// Frames a socket may have queued before it is closed as too slow;
     /// it catches up from its cursor on reconnect. Default 1,024.
     pub socket_queue_frames: usize,
@@ -136,6 +152,11 @@ impl Default for Config {
             token_ttl_secs: 30 * 24 * 3600,
             registration_open: true,
             login_attempts_per_minute: 10,
+            signups_per_ip_per_hour: 30,
+            group_creations_per_user_per_hour: 60,
+            member_additions_per_user_per_minute: 60,
+            http_requests_per_token_per_sec: 50.0,
+            presence_subscribe_rate_per_sec: 5.0,
             socket_queue_frames: 1024,
             max_pending_sends: 256,
             max_presence_subscriptions: 256,
@@ -225,6 +246,14 @@ impl Config {
                 self.login_attempts_per_minute as u64,
             ),
             ("socket_queue_frames", self.socket_queue_frames as u64),
+            (
+                "group_creations_per_user_per_hour",
+                self.group_creations_per_user_per_hour as u64,
+            ),
+            (
+                "member_additions_per_user_per_minute",
+                self.member_additions_per_user_per_minute as u64,
+            ),
             ("max_pending_sends", self.max_pending_sends as u64),
             ("commit_max_batch", self.commit_max_batch as u64),
             ("database_pool_size", self.database_pool_size as u64),
@@ -242,10 +271,20 @@ impl Config {
                 "send_rate_per_sec must be a positive number".into(),
             ));
         }
-        if !(self.typing_rate_per_sec > 0.0 && self.typing_rate_per_sec.is_finite()) {
-            return Err(ConfigError(
-                "typing_rate_per_sec must be a positive number".into(),
-            ));
+        for (name, rate) in [
+            ("typing_rate_per_sec", self.typing_rate_per_sec),
+            (
+                "http_requests_per_token_per_sec",
+                self.http_requests_per_token_per_sec,
+            ),
+            (
+                "presence_subscribe_rate_per_sec",
+                self.presence_subscribe_rate_per_sec,
+            ),
+        ] {
+            if !(rate > 0.0 && rate.is_finite()) {
+                return Err(ConfigError(format!("{name} must be a positive number")));
+            }
         }
         if self.max_frame_bytes < 1024 {
             return Err(ConfigError("max_frame_bytes must be at least 1024".into()));

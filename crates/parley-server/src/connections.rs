@@ -120,7 +120,7 @@ impl LimitedListener {
     }
 
     /// Counts a new connection and decides whether it is served.
-    fn admit(&self, source: Option<SourceGuard>) -> ConnectionSlot {
+    fn admit(&self, remote: IpAddr, source: Option<SourceGuard>) -> ConnectionSlot {
         let open = self.unupgraded.load(Ordering::Acquire) + self.sessions.live();
         let served = open < self.max;
         if !served {
@@ -132,6 +132,7 @@ impl LimitedListener {
         ConnectionSlot(Arc::new(Slot {
             unupgraded: self.unupgraded.clone(),
             served,
+            remote,
             _source: source,
         }))
     }
@@ -173,7 +174,7 @@ impl Listener for LimitedListener {
         let _ = stream.set_nodelay(true);
         // Only the accept loop admits, so two admissions cannot both take
         // the last place; closes only make room.
-        let slot = self.admit(source);
+        let slot = self.admit(remote.ip(), source);
         (stream, Accepted { remote, slot })
     }
 
@@ -201,6 +202,7 @@ fn refuse_over_source_cap(mut stream: TcpStream) {
 struct Slot {
     unupgraded: Arc<AtomicUsize>,
     served: bool,
+    remote: IpAddr,
     /// Held while the connection is not upgraded; `None` without a cap.
     _source: Option<SourceGuard>,
 }
@@ -220,6 +222,11 @@ impl ConnectionSlot {
     /// Whether the connection is within the limit.
     pub fn served(&self) -> bool {
         self.0.served
+    }
+
+    /// The peer's address (for limits per source address).
+    pub fn remote_ip(&self) -> IpAddr {
+        self.0.remote
     }
 }
 
@@ -259,22 +266,27 @@ pub async fn refuse_over_limit(
 mod tests {
     use super::*;
 
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     #[tokio::test]
     async fn connections_and_sessions_share_the_limit() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sessions = Arc::new(SessionTracker::default());
         let limited = LimitedListener::new(listener, 2, 0, sessions.clone());
-        let first = limited.admit(None);
+        let first = limited.admit(LOCAL, None);
         // Upgraded: the session counts it, then the slot is let go.
         let session = sessions.enter();
         drop(first);
-        let second = limited.admit(None);
+        let second = limited.admit(LOCAL, None);
         assert!(second.served());
-        let third = limited.admit(None);
+        let third = limited.admit(LOCAL, None);
         assert!(!third.served(), "one session and one connection fill 2");
         drop(third);
         drop(session);
-        assert!(limited.admit(None).served(), "a closed session makes room");
+        assert!(
+            limited.admit(LOCAL, None).served(),
+            "a closed session makes room"
+        );
         drop(second);
     }
 

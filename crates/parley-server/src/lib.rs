@@ -22,7 +22,8 @@
 //! - [`transport`]: the accept loop over hyper: header and body timeouts,
 //!   and a shutdown bounded whatever clients do.
 //! - [`auth`]: argon2id passwords, signed tokens, revocation.
-//! - [`ratelimit`]: token buckets.
+//! - [`ratelimit`]: token buckets; [`abuse`]: the HTTP abuse limits
+//!   (sign-ups, groups, member additions, requests per token).
 //! - [`error`]: [`ApiError`], the one place errors become protocol codes.
 //! - `web`: the embedded web client.
 //!
@@ -30,6 +31,7 @@
 //! [`send`] → store (group commit) → `sent` to the sender; commit stream →
 //! [`dispatch`] → [`hub`] queues → sockets.
 
+pub mod abuse;
 pub mod auth;
 pub mod background;
 pub mod config;
@@ -177,6 +179,7 @@ pub async fn run(
         draining: Default::default(),
         sessions: Default::default(),
         metrics: metrics_handle(),
+        abuse: abuse::Limits::new(&config),
         config,
         store,
         auth,
@@ -188,6 +191,10 @@ pub async fn run(
     let app: Router = http::router()
         .fallback(web::serve)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            abuse::limit_requests,
+        ))
         .layer(axum::middleware::from_fn(connections::refuse_over_limit))
         .with_state(state.clone());
 

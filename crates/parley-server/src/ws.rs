@@ -159,6 +159,9 @@ struct Session {
     pending: FuturesOrdered<PendingOp>,
     subscriptions: HashSet<UserId>,
     typing: TokenBucket,
+    /// Made at the first `presence_subscribe`: most sockets never send
+    /// one, and an idle socket's state stays small.
+    presence_budget: Option<Box<TokenBucket>>,
     write_timeout: Duration,
 }
 
@@ -198,6 +201,7 @@ impl Session {
         let typing_burst = (state.config.typing_rate_per_sec * 2.0).max(1.0);
         let mut session = Session {
             typing: TokenBucket::new(typing_burst, Instant::now()),
+            presence_budget: None,
             state: state.clone(),
             identity,
             socket,
@@ -603,6 +607,15 @@ impl Session {
     }
 
     async fn subscribe(&mut self, users: Vec<UserId>) -> Result<(), ApiError> {
+        let rate = self.state.config.presence_subscribe_rate_per_sec;
+        let burst = (rate * 2.0).max(1.0);
+        let now = Instant::now();
+        let budget = self
+            .presence_budget
+            .get_or_insert_with(|| Box::new(TokenBucket::new(burst, now)));
+        if let Err(wait) = budget.try_take(rate, burst, now) {
+            return Err(crate::abuse::refused("presence_subscribe", wait));
+        }
         let max = self.state.config.max_presence_subscriptions;
         let new: Vec<UserId> = users
             .iter()

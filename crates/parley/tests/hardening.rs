@@ -483,3 +483,136 @@ async fn websocket_protocol_violations_close_with_their_codes() {
         Some(close_code::PROTOCOL_ERROR)
     );
 }
+
+/// Asserts a `429 rate_limited` answer from `client.raw`.
+fn assert_rate_limited(status: u16, body: &serde_json::Value, what: &str) {
+    assert_eq!(status, 429, "{what}: {body}");
+    assert_eq!(body["error"]["code"], "rate_limited", "{what}");
+}
+
+#[tokio::test]
+async fn signups_per_source_address_are_limited() {
+    let server = TestServer::start_with(parley_server::Config {
+        signups_per_ip_per_hour: 2,
+        ..test_config()
+    })
+    .await;
+    server.user("ann").await;
+    server.user("bob").await;
+    let body = br#"{"username":"carol","password":"correct horse battery"}"#;
+    let mut stream = open(&server).await;
+    let head = format!(
+        "POST /v1/users HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    let answer = read_until_closed(&mut stream, "a third sign-up").await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: "),
+        "{answer}"
+    );
+    assert!(answer.contains("rate_limited"), "{answer}");
+    assert!(
+        server
+            .client
+            .login("carol", common::PASSWORD)
+            .await
+            .is_err()
+    );
+    // Logging in is not signing up.
+    server.device("ann").await;
+}
+
+#[tokio::test]
+async fn group_creations_and_member_additions_per_user_are_limited() {
+    let server = TestServer::start_with(parley_server::Config {
+        group_creations_per_user_per_hour: 2,
+        member_additions_per_user_per_minute: 2,
+        ..test_config()
+    })
+    .await;
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let group = |name: &str| format!(r#"{{"name":"{name}","member_ids":[]}}"#);
+    for name in ["one", "two"] {
+        let (status, body) = ann
+            .raw(Method::POST, "/v1/groups", Some(&group(name)))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = ann
+        .raw(Method::POST, "/v1/groups", Some(&group("three")))
+        .await
+        .unwrap();
+    assert_rate_limited(status, &body, "a third group");
+    assert_eq!(ann.conversations().await.unwrap().conversations.len(), 2);
+    // Another user has a budget of their own.
+    let (status, _) = bob
+        .raw(Method::POST, "/v1/groups", Some(&group("bob's")))
+        .await
+        .unwrap();
+    assert_eq!(status, 201);
+
+    let list = ann.conversations().await.unwrap().conversations;
+    let id = list[0].conversation_id;
+    let add = format!(r#"{{"user_ids":["{}"]}}"#, common::uid(&bob));
+    let path = format!("/v1/groups/{id}/members");
+    for _ in 0..2 {
+        let (status, body) = ann.raw(Method::POST, &path, Some(&add)).await.unwrap();
+        assert!(status < 300, "{body}");
+    }
+    let (status, body) = ann.raw(Method::POST, &path, Some(&add)).await.unwrap();
+    assert_rate_limited(status, &body, "a third member addition");
+}
+
+#[tokio::test]
+async fn http_requests_per_token_are_limited() {
+    let server = TestServer::start_with(parley_server::Config {
+        // Bursts of ten seconds' worth: 5 requests.
+        http_requests_per_token_per_sec: 0.5,
+        ..test_config()
+    })
+    .await;
+    let ann = server.user("ann").await;
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        let (status, body) = ann.raw(Method::GET, "/v1/me", None).await.unwrap();
+        statuses.push(status);
+        if status == 429 {
+            assert_rate_limited(status, &body, "a sixth request");
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
+    // Another device (token) of the same user has its own budget.
+    let laptop = server.device("ann").await;
+    let (status, _) = laptop.raw(Method::GET, "/v1/me", None).await.unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn presence_subscribe_frames_per_socket_are_limited() {
+    let server = TestServer::start_with(parley_server::Config {
+        // Burst 2x: one frame.
+        presence_subscribe_rate_per_sec: 0.5,
+        ..test_config()
+    })
+    .await;
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    let mut socket = ann.connect(None).await.unwrap();
+    let subscribe = parley_proto::ClientFrame::PresenceSubscribe {
+        user_ids: vec![common::uid(&bob)],
+    };
+    socket.send(&subscribe).await.unwrap();
+    common::expect_frame(&mut socket, "presence", |f| {
+        matches!(f, parley_proto::ServerFrame::Presence { .. })
+    })
+    .await;
+    socket.send(&subscribe).await.unwrap();
+    let (code, retry_after_ms) = common::expect_error(&mut socket, "presence_subscribe").await;
+    assert_eq!(code, parley_proto::ErrorCode::RateLimited);
+    assert!(retry_after_ms.is_some_and(|ms| ms > 0));
+}

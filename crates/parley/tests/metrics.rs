@@ -183,9 +183,30 @@ async fn every_metric_counts_what_its_name_says() {
     // One connection over max_connections_per_ip: one refusal of that kind.
     let server = TestServer::start_with(Config {
         max_connections_per_ip: 3,
+        signups_per_ip_per_hour: 1,
         ..test_config()
     })
     .await;
+    // One refused sign-up: one rate-limited request, labelled by its limit.
+    let before = scrape(&server).await;
+    server
+        .client
+        .register("xavier", common::PASSWORD)
+        .await
+        .unwrap();
+    assert!(
+        server
+            .client
+            .register("yvonne", common::PASSWORD)
+            .await
+            .is_err()
+    );
+    settles(&server, &before, "parley_rate_limited_total", 1.0).await;
+    let after = scrape(&server).await;
+    assert!(
+        after.contains(r#"parley_rate_limited_total{limit="signup"}"#),
+        "{after}"
+    );
     let before = scrape(&server).await;
     let (held, refusals) = fill(&server).await;
     assert_eq!(refusals, 1);
