@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use parley_proto::{DeviceId, UserId, now_ms};
 
 use crate::config::Config;
-use crate::connections::ConnectionSlot;
+use crate::connections::{ConnectionSlot, is_loopback};
 use crate::error::ApiError;
 use crate::http::extract::bearer_token;
 use crate::ratelimit::KeyedLimiter;
@@ -81,12 +81,14 @@ fn check(state: &AppState, slot: &ConnectionSlot, request: &Request) -> Result<(
     let limits = &state.abuse;
     let path = request.uri().path();
     let post = request.method() == Method::POST;
+    let source = slot.remote_ip();
     if post
         && path == "/v1/users"
         && let Some(signups) = &limits.signups
+        && (state.config.per_ip_limits_on_loopback || !is_loopback(source))
     {
         signups
-            .check(&slot.remote_ip())
+            .check(&source)
             .map_err(|wait| refused("signup", wait))?;
     }
     let Ok(token) = bearer_token(request.headers()) else {

@@ -33,6 +33,12 @@ pub struct Config {
     /// the cap off (do so behind a reverse proxy, where every connection
     /// comes from the proxy, and cap per client there). Default 256.
     pub max_connections_per_ip: usize,
+    /// Whether the per-address limits (`max_connections_per_ip`,
+    /// `signups_per_ip_per_hour`) apply to loopback peers too. Off by
+    /// default: a loopback peer is a reverse proxy on this host (or a local
+    /// tool), whose address says nothing of the client behind it, so
+    /// capping it would cap everyone at once. Default false.
+    pub per_ip_limits_on_loopback: bool,
     /// A request's headers must arrive within this many ms of the moment
     /// the server starts waiting for them (also the idle limit between
     /// keep-alive requests); the connection is closed otherwise.
@@ -136,6 +142,7 @@ impl Default for Config {
             listen_backlog: 4096,
             max_connections: 19_500,
             max_connections_per_ip: 256,
+            per_ip_limits_on_loopback: false,
             http_header_timeout_ms: 10_000,
             http_body_timeout_ms: 30_000,
             data_dir: PathBuf::from("./parley-data"),

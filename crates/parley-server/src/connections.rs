@@ -56,6 +56,8 @@ pub struct LimitedListener {
 /// Open, not yet upgraded connections per source address.
 struct SourceCounts {
     max: usize,
+    /// Whether loopback peers are capped too (see `per_ip_limits_on_loopback`).
+    cap_loopback: bool,
     open: DashMap<IpAddr, usize>,
 }
 
@@ -66,6 +68,11 @@ struct SourceGuard {
 }
 
 impl SourceCounts {
+    /// Whether connections from `ip` are capped at all.
+    fn caps(&self, ip: IpAddr) -> bool {
+        self.max > 0 && (self.cap_loopback || !is_loopback(ip))
+    }
+
     /// Counts a connection from `ip`, unless `ip` is at its cap (callers
     /// skip this when there is no cap).
     fn enter(self: &Arc<Self>, ip: IpAddr) -> Option<SourceGuard> {
@@ -91,6 +98,11 @@ impl Drop for SourceGuard {
     }
 }
 
+/// Whether `ip` is a loopback address, IPv4-mapped ones included.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.to_canonical().is_loopback()
+}
+
 /// The fixed answer to a connection over the per-source cap.
 const OVER_SOURCE_CAP: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
 content-type: application/json\r\nconnection: close\r\ncontent-length: 83\r\n\r\n\
@@ -100,11 +112,13 @@ impl LimitedListener {
     /// Serves at most `max` connections of `listener` at once, counting
     /// the socket tasks of `sessions` among them.
     /// the socket tasks of `sessions` among them, and at most
-    /// `max_per_source` not yet upgraded ones from one address (0: no cap).
+    /// `max_per_source` not yet upgraded ones from one address (0: no
+    /// cap; loopback addresses only if `cap_loopback`).
     pub fn new(
         listener: TcpListener,
         max: usize,
         max_per_source: usize,
+        cap_loopback: bool,
         sessions: Arc<SessionTracker>,
     ) -> LimitedListener {
         LimitedListener {
@@ -114,6 +128,7 @@ impl LimitedListener {
             sessions,
             sources: Arc::new(SourceCounts {
                 max: max_per_source,
+                cap_loopback,
                 open: DashMap::new(),
             }),
         }
@@ -160,7 +175,7 @@ impl Listener for LimitedListener {
     async fn accept(&mut self) -> (TcpStream, Accepted) {
         let (stream, remote, source) = loop {
             let (stream, remote) = Listener::accept(&mut self.listener).await;
-            if self.sources.max == 0 {
+            if !self.sources.caps(remote.ip()) {
                 break (stream, remote, None);
             }
             match self.sources.enter(remote.ip()) {
@@ -272,7 +287,7 @@ mod tests {
     async fn connections_and_sessions_share_the_limit() {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let sessions = Arc::new(SessionTracker::default());
-        let limited = LimitedListener::new(listener, 2, 0, sessions.clone());
+        let limited = LimitedListener::new(listener, 2, 0, false, sessions.clone());
         let first = limited.admit(LOCAL, None);
         // Upgraded: the session counts it, then the slot is let go.
         let session = sessions.enter();
@@ -294,8 +309,11 @@ mod tests {
     async fn a_source_is_capped_and_its_places_come_back() {
         let counts = Arc::new(SourceCounts {
             max: 2,
+            cap_loopback: false,
             open: DashMap::new(),
         });
+        assert!(!counts.caps(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)));
+        assert!(!counts.caps("::ffff:127.0.0.1".parse().unwrap()));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
         let first = counts.enter(a).unwrap();

@@ -202,6 +202,7 @@ pub async fn run(
         listener,
         max_connections,
         state.config.max_connections_per_ip,
+        state.config.per_ip_limits_on_loopback,
         state.sessions.clone(),
     );
     let timeouts = transport::Timeouts {

@@ -105,6 +105,7 @@ async fn slow_clients_are_closed_and_healthz_keeps_answering() {
 async fn connections_per_source_address_are_capped() {
     let server = TestServer::start_with(parley_server::Config {
         max_connections_per_ip: 4,
+        per_ip_limits_on_loopback: true,
         ..test_config()
     })
     .await;
@@ -494,6 +495,7 @@ fn assert_rate_limited(status: u16, body: &serde_json::Value, what: &str) {
 async fn signups_per_source_address_are_limited() {
     let server = TestServer::start_with(parley_server::Config {
         signups_per_ip_per_hour: 2,
+        per_ip_limits_on_loopback: true,
         ..test_config()
     })
     .await;

@@ -183,6 +183,7 @@ async fn every_metric_counts_what_its_name_says() {
     // One connection over max_connections_per_ip: one refusal of that kind.
     let server = TestServer::start_with(Config {
         max_connections_per_ip: 3,
+        per_ip_limits_on_loopback: true,
         signups_per_ip_per_hour: 1,
         ..test_config()
     })
