@@ -108,15 +108,17 @@ impl SocketShared {
         }
     }
 
-    /// Asks the socket to close with `code` (the first request wins).
-    pub fn close(&self, code: u16) {
-        if self
+    /// Asks the socket to close with `code` (the first request wins);
+    /// returns whether this was that first request.
+    pub fn close(&self, code: u16) -> bool {
+        let first = self
             .close_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        if first {
             self.close_requested.notify_one();
         }
+        first
     }
 
     /// Resolves when a close was requested, with its code.
@@ -145,9 +147,10 @@ pub struct SocketHandle {
 impl SocketHandle {
     /// Queues `item`; closes the socket as too slow when the queue is full.
     pub fn push(&self, item: Outbound) {
-        if self.shared.try_push(item).is_err() {
+        // Counted once per socket closed as too slow: frames that overflow
+        // a socket already closing are not further closes.
+        if self.shared.try_push(item).is_err() && self.shared.close(close_code::TOO_SLOW) {
             metrics::counter!("parley_slow_consumer_closes_total").increment(1);
-            self.shared.close(close_code::TOO_SLOW);
         }
     }
 }

@@ -18,9 +18,12 @@
 //! - [`background`]: the dispatcher, inbox pruner and presence timers,
 //!   started and stopped in one place.
 //! - [`connections`]: the `max_connections` limit: counts connections at
-//!   the listener, answers those over it 503.
+//!   the listener, answers those over it 503; and the per-source cap.
+//! - [`transport`]: the accept loop over hyper: header and body timeouts,
+//!   and a shutdown bounded whatever clients do.
 //! - [`auth`]: argon2id passwords, signed tokens, revocation.
-//! - [`ratelimit`]: token buckets.
+//! - [`ratelimit`]: token buckets; [`abuse`]: the HTTP abuse limits
+//!   (sign-ups, groups, member additions, requests per token).
 //! - [`error`]: [`ApiError`], the one place errors become protocol codes.
 //! - `web`: the embedded web client.
 //!
@@ -28,6 +31,7 @@
 //! [`send`] → store (group commit) → `sent` to the sender; commit stream →
 //! [`dispatch`] → [`hub`] queues → sockets.
 
+pub mod abuse;
 pub mod auth;
 pub mod background;
 pub mod config;
@@ -42,6 +46,7 @@ pub mod ratelimit;
 pub mod send;
 pub mod sessions;
 pub mod state;
+pub mod transport;
 mod web;
 pub mod ws;
 
@@ -63,7 +68,7 @@ pub use config::Config;
 pub use error::ApiError;
 
 use crate::background::Background;
-use crate::connections::{ConnectionSlot, LimitedListener};
+use crate::connections::LimitedListener;
 use crate::hub::{Hub, Outbound, close_code};
 use crate::presence::Presence;
 use crate::ratelimit::KeyedLimiter;
@@ -174,6 +179,7 @@ pub async fn run(
         draining: Default::default(),
         sessions: Default::default(),
         metrics: metrics_handle(),
+        abuse: abuse::Limits::new(&config),
         config,
         store,
         auth,
@@ -185,23 +191,29 @@ pub async fn run(
     let app: Router = http::router()
         .fallback(web::serve)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            abuse::limit_requests,
+        ))
         .layer(axum::middleware::from_fn(connections::refuse_over_limit))
         .with_state(state.clone());
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let drain_state = state.clone();
-    let listener = LimitedListener::new(listener, max_connections, state.sessions.clone());
-    let server = axum::serve(
+    let listener = LimitedListener::new(
         listener,
-        app.into_make_service_with_connect_info::<ConnectionSlot>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        drain(&drain_state).await;
-        let _ = stop_tx.send(());
-    });
-    server.await?;
-    let _ = stop_rx.await;
+        max_connections,
+        state.config.max_connections_per_ip,
+        state.config.per_ip_limits_on_loopback,
+        state.sessions.clone(),
+    );
+    let timeouts = transport::Timeouts {
+        header: Duration::from_millis(state.config.http_header_timeout_ms),
+        body: Duration::from_millis(state.config.http_body_timeout_ms),
+    };
+    let open = transport::serve_until(listener, app, timeouts, shutdown).await;
+    // Sockets and HTTP connections get the same grace, side by side; after
+    // it, whatever is still open is closed, so shutdown is bounded.
+    let grace = Duration::from_millis(state.config.shutdown_grace_ms);
+    tokio::join!(drain(&state), open.close(grace));
     background.stop(&state).await;
     tracing::info!("server stopped");
     Ok(())

@@ -37,6 +37,8 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Live socket tasks, for shutdown and the connection limit.
     pub sessions: Arc<SessionTracker>,
+    /// Sign-up, group, member-addition and per-token request limits.
+    pub abuse: crate::abuse::Limits,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -96,6 +96,9 @@ enum Incoming {
     Binary,
     Control,
     TooBig,
+    /// The client broke the WebSocket protocol: close with this code
+    /// (1007 for invalid UTF-8 in a text frame, 1002 otherwise).
+    Violation(u16, &'static str),
     Gone,
 }
 
@@ -106,16 +109,19 @@ fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Incoming::Control,
         Some(Ok(WsMessage::Close(_))) | None => Incoming::Gone,
         Some(Err(err)) => {
-            // tungstenite reports an oversized frame or message as a
-            // capacity error; axum passes its error through boxed.
-            let too_big = err
-                .into_inner()
-                .downcast_ref::<tungstenite::Error>()
-                .is_some_and(|err| matches!(err, tungstenite::Error::Capacity(_)));
-            if too_big {
-                Incoming::TooBig
-            } else {
-                Incoming::Gone
+            // tungstenite tells what went wrong by type (an oversized frame
+            // or message is a capacity error); axum passes its error
+            // through boxed.
+            match err.into_inner().downcast_ref::<tungstenite::Error>() {
+                Some(tungstenite::Error::Capacity(_)) => Incoming::TooBig,
+                Some(tungstenite::Error::Utf8(_)) => Incoming::Violation(
+                    close_code::INVALID_PAYLOAD,
+                    "text frame is not valid UTF-8",
+                ),
+                Some(tungstenite::Error::Protocol(_)) => {
+                    Incoming::Violation(close_code::PROTOCOL_ERROR, "WebSocket protocol violation")
+                }
+                _ => Incoming::Gone,
             }
         }
     }
@@ -153,6 +159,9 @@ struct Session {
     pending: FuturesOrdered<PendingOp>,
     subscriptions: HashSet<UserId>,
     typing: TokenBucket,
+    /// Made at the first `presence_subscribe`: most sockets never send
+    /// one, and an idle socket's state stays small.
+    presence_budget: Option<Box<TokenBucket>>,
     write_timeout: Duration,
 }
 
@@ -192,6 +201,7 @@ impl Session {
         let typing_burst = (state.config.typing_rate_per_sec * 2.0).max(1.0);
         let mut session = Session {
             typing: TokenBucket::new(typing_burst, Instant::now()),
+            presence_budget: None,
             state: state.clone(),
             identity,
             socket,
@@ -251,6 +261,10 @@ impl Session {
                 },
                 Incoming::TooBig => {
                     close(sink, close_code::TOO_BIG, "frame too large").await;
+                    return None;
+                }
+                Incoming::Violation(code, reason) => {
+                    close(sink, code, reason).await;
                     return None;
                 }
                 Incoming::Gone => return None,
@@ -324,6 +338,10 @@ impl Session {
                         Incoming::TooBig => {
                             Box::pin(self.finish_pending()).await;
                             return Box::pin(close(&mut self.sink, close_code::TOO_BIG, "frame too large")).await;
+                        }
+                        Incoming::Violation(code, reason) => {
+                            Box::pin(self.finish_pending()).await;
+                            return Box::pin(close(&mut self.sink, code, reason)).await;
                         }
                         Incoming::Gone => {
                             // In-flight sends still complete (they are
@@ -589,6 +607,15 @@ impl Session {
     }
 
     async fn subscribe(&mut self, users: Vec<UserId>) -> Result<(), ApiError> {
+        let rate = self.state.config.presence_subscribe_rate_per_sec;
+        let burst = (rate * 2.0).max(1.0);
+        let now = Instant::now();
+        let budget = self
+            .presence_budget
+            .get_or_insert_with(|| Box::new(TokenBucket::new(burst, now)));
+        if let Err(wait) = budget.try_take(rate, burst, now) {
+            return Err(crate::abuse::refused("presence_subscribe", wait));
+        }
         let max = self.state.config.max_presence_subscriptions;
         let new: Vec<UserId> = users
             .iter()

@@ -59,11 +59,6 @@ const JSON_ALLOWED: &[(&str, &str)] = &[
          bad input)",
     ),
     (
-        "crates/parley-server/src/http",
-        "the server's request-body extractor: parses a body into the proto \
-         request type so a parse failure maps to `bad_request`",
-    ),
-    (
         "crates/parley-server/src/config.rs",
         "lists the `Config` keys from its serde form, to refuse unknown keys \
          in the config file; configuration, not the wire",
