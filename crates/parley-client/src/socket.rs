@@ -186,6 +186,23 @@ impl SocketWriter {
         Ok(())
     }
 
+    /// Sends a text message.
+    pub async fn send_text(
+        &mut self,
+        conversation: ConversationId,
+        client_msg_id: &str,
+        text: &str,
+    ) -> ClientResult<()> {
+        self.send(&ClientFrame::Send {
+            client_msg_id: client_msg_id.into(),
+            conversation_id: conversation,
+            kind: MessageKind::Text,
+            text: text.into(),
+            reply_to_seq: None,
+        })
+        .await
+    }
+
     /// Closes the socket.
     pub async fn close(mut self) {
         let _ = self.sink.close().await;

@@ -69,6 +69,12 @@ const JSON_ALLOWED: &[(&str, &str)] = &[
          column; storage, not the wire",
     ),
     (
+        "crates/parley/src/cli/json.rs",
+        "the client commands' JSON lines (the proto types as they are, for \
+         scripts) and their session and cursor files; output and local \
+         state, not the wire",
+    ),
+    (
         "crates/parley-bench/src/report.rs",
         "the bench's own `--json` report; output, not the wire",
     ),
