@@ -37,6 +37,9 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Live socket tasks, for shutdown and the connection limit.
     pub sessions: Arc<SessionTracker>,
+    /// Cluster mode (a Redis URL is set); `None` on a single node, whose
+    /// paths then never touch cluster code.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
