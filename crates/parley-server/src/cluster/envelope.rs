@@ -85,6 +85,18 @@ impl Item {
     }
 }
 
+impl Envelope {
+    /// The envelope's text for Redis.
+    pub fn to_text(&self) -> String {
+        serde_json::to_string(self).expect("envelopes always serialize")
+    }
+
+    /// Reads an envelope received from Redis.
+    pub fn parse(payload: &[u8]) -> Result<Envelope, String> {
+        serde_json::from_slice(payload).map_err(|e| e.to_string())
+    }
+}
+
 /// Encodes `items` as envelopes of at most [`MAX_ENVELOPE_BYTES`] (a single
 /// larger item still goes alone). `next_link` numbers them.
 pub fn encode(

@@ -104,14 +104,14 @@ impl ClusterTasks {
 }
 
 fn control_payload(cluster: &Cluster, item: Item) -> String {
-    serde_json::to_string(&Envelope {
+    Envelope {
         src: cluster.node.clone(),
         epoch: cluster.epoch,
         link: 0,
         sent_ms: now_ms(),
         items: vec![item],
-    })
-    .expect("envelopes always serialize")
+    }
+    .to_text()
 }
 
 /// Spawns the router, the registry writer, the subscriber and the lease
@@ -420,7 +420,7 @@ async fn run_subscriber(state: Arc<AppState>) {
 /// Handles one envelope.
 fn receive(state: &Arc<AppState>, payload: &[u8], links: &mut HashMap<(String, u64), u64>) {
     let cluster = cluster_of(state);
-    let envelope: Envelope = match serde_json::from_slice(payload) {
+    let envelope = match Envelope::parse(payload) {
         Ok(envelope) => envelope,
         Err(err) => {
             tracing::warn!(%err, "undecodable envelope");
