@@ -133,6 +133,22 @@ pub struct Config {
     pub ws_read_buffer_bytes: usize,
     /// WebSocket write buffer per socket in bytes. Default 4,096.
     pub ws_write_buffer_bytes: usize,
+
+    /// `redis://...` turns cluster mode on: several nodes share one
+    /// PostgreSQL `database` and this Redis (protocol §13, docs/cluster.md).
+    /// Requires `database` and `token_key`. Env `PARLEY_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// The token signing key, base64 of at least 32 bytes, shared by every
+    /// node of a cluster (required in cluster mode). When unset on a single
+    /// node, a key is created in the data dir. Env `PARLEY_TOKEN_KEY`.
+    pub token_key: Option<String>,
+    /// This node's name in a cluster. Default: the address it listens on.
+    /// Env `PARLEY_NODE_ID`.
+    pub node_id: Option<String>,
+    /// Cluster: a node that has not renewed its lease for this long is
+    /// taken for dead (its users are reaped, every node re-checks its
+    /// sockets). Renewed every third of it. Default 10,000.
+    pub node_lease_ms: u64,
 }
 
 impl Default for Config {
@@ -179,6 +195,10 @@ impl Default for Config {
             shutdown_grace_ms: 5_000,
             ws_read_buffer_bytes: 256,
             ws_write_buffer_bytes: 4096,
+            redis_url: None,
+            token_key: None,
+            node_id: None,
+            node_lease_ms: 10_000,
         }
     }
 }
@@ -234,6 +254,11 @@ impl Config {
         {
             self.database = None;
         }
+        for field in [&mut self.redis_url, &mut self.token_key, &mut self.node_id] {
+            if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *field = None;
+            }
+        }
         let positive = [
             ("send_burst", self.send_burst as u64),
             ("listen_backlog", self.listen_backlog as u64),
@@ -267,6 +292,7 @@ impl Config {
             ("database_timeout_ms", self.database_timeout_ms),
             ("argon2_memory_kib", self.argon2_memory_kib as u64),
             ("argon2_iterations", self.argon2_iterations as u64),
+            ("node_lease_ms", self.node_lease_ms),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -308,7 +334,73 @@ impl Config {
                 "database must be a postgres:// URL (or empty for embedded SQLite), got {url:?}"
             )));
         }
+        if let Some(key) = &self.token_key {
+            self.token_key_bytes_of(key)?;
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError(format!(
+                    "redis_url must be a redis:// URL, got {url:?}"
+                )));
+            }
+            if self.database.is_none() {
+                return Err(ConfigError(
+                    "cluster mode (redis_url / PARLEY_REDIS_URL) needs PostgreSQL: set database \
+                     (PARLEY_DATABASE_URL) to the postgres:// URL every node shares"
+                        .into(),
+                ));
+            }
+            if self.token_key.is_none() {
+                return Err(ConfigError(
+                    "cluster mode (redis_url / PARLEY_REDIS_URL) needs token_key \
+                     (PARLEY_TOKEN_KEY): base64 of at least 32 random bytes, the same on every \
+                     node, e.g. from `head -c 32 /dev/urandom | base64`"
+                        .into(),
+                ));
+            }
+            if self.node_lease_ms < 1_000 {
+                return Err(ConfigError("node_lease_ms must be at least 1000".into()));
+            }
+        }
         Ok(self)
+    }
+
+    /// Whether this node is part of a cluster (a Redis URL is set).
+    pub fn cluster_mode(&self) -> bool {
+        self.redis_url.is_some()
+    }
+
+    /// The decoded `token_key`, if set.
+    pub fn token_key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.token_key
+            .as_deref()
+            .map(|key| self.token_key_bytes_of(key))
+            .transpose()
+    }
+
+    fn token_key_bytes_of(&self, key: &str) -> Result<Vec<u8>, ConfigError> {
+        use base64::Engine;
+        let key = key.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(key))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(key))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key))
+            .map_err(|_| {
+                ConfigError(
+                    "token_key (PARLEY_TOKEN_KEY) is not valid base64; generate one with \
+                     `head -c 32 /dev/urandom | base64`"
+                        .into(),
+                )
+            })?;
+        if bytes.len() < 32 {
+            return Err(ConfigError(format!(
+                "token_key (PARLEY_TOKEN_KEY) decodes to {} bytes; it must be at least 32 \
+                 (e.g. `head -c 32 /dev/urandom | base64`)",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
     }
 
     /// How long the inbox is kept, in milliseconds.

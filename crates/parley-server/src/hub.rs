@@ -28,7 +28,13 @@ pub enum Outbound {
         encoded: Arc<EncodedMessage>,
         /// The recipient user's inbox cursor.
         cursor: u64,
+        /// The device that sent it: that device's sockets advance their
+        /// cursor past it without writing it (the device had `sent`).
+        sender_device: Option<DeviceId>,
     },
+    /// Re-check the socket's cursor against the store and write what it
+    /// missed (cluster mode: a notification may have been lost).
+    Resync,
 }
 
 /// What a socket's task shares with everyone who delivers to it: its
@@ -225,6 +231,19 @@ impl Hub {
                 socket.shared.close(code);
             }
         }
+    }
+
+    /// Queues `item` on every live socket, ignoring the queue bound (for the
+    /// rare [`Outbound::Resync`], which must not close a busy socket).
+    pub fn push_all(&self, item: &Outbound) -> usize {
+        let mut count = 0;
+        for entry in self.sockets.iter() {
+            for socket in entry.value() {
+                socket.shared.force_push(item.clone());
+                count += 1;
+            }
+        }
+        count
     }
 
     /// Every live socket (for shutdown).

@@ -17,6 +17,8 @@
 //!   connection limit.
 //! - [`background`]: the dispatcher, inbox pruner and presence timers,
 //!   started and stopped in one place.
+//! - [`cluster`]: cluster mode (several nodes on Redis and PostgreSQL):
+//!   cross-node routing, the per-socket stitcher, leases, presence.
 //! - [`connections`]: the `max_connections` limit: counts connections at
 //!   the listener, answers those over it 503; and the per-source cap.
 //! - [`transport`]: the accept loop over hyper: header and body timeouts,
@@ -34,6 +36,7 @@
 pub mod abuse;
 pub mod auth;
 pub mod background;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod dispatch;
@@ -83,6 +86,9 @@ pub enum ServerError {
     /// Storage failed to open.
     #[error("storage: {0}")]
     Store(#[from] parley_store::StoreError),
+    /// Cluster mode could not start.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// The data dir or the listener failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -155,7 +161,9 @@ pub async fn run(
     let config = config.check()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let (store, commits) = parley_store::open(&store_config(&config)).await?;
-    let auth = auth::Authenticator::open(
+    let token_key = config.token_key_bytes()?;
+    let auth = auth::Authenticator::open_with_key(
+        token_key.as_deref(),
         &config.data_dir,
         config.token_ttl_secs,
         config.argon2_memory_kib,
@@ -169,6 +177,21 @@ pub async fn run(
         Duration::from_millis(config.presence_grace_ms),
     );
     let max_connections = config.max_connections;
+    let cluster = match &config.redis_url {
+        Some(_) => {
+            let node = config.node_id.clone().unwrap_or_else(|| {
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            });
+            let cluster = Arc::new(cluster::Cluster::new(&config, node)?);
+            presence.set_cluster(cluster.clone());
+            tracing::info!(node = %cluster.node, "cluster mode");
+            Some(cluster)
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         send_limiter: KeyedLimiter::new(config.send_rate_per_sec, config.send_burst as f64),
         login_limiter: KeyedLimiter::new(
@@ -185,8 +208,10 @@ pub async fn run(
         auth,
         hub,
         presence: Arc::new(presence),
+        cluster,
     });
     let background = Background::start(&state, commits, leave_timers);
+    let cluster_tasks = cluster::start(&state);
 
     let app: Router = http::router()
         .fallback(web::serve)
@@ -215,6 +240,9 @@ pub async fn run(
     let grace = Duration::from_millis(state.config.shutdown_grace_ms);
     tokio::join!(drain(&state), open.close(grace));
     background.stop(&state).await;
+    if let Some(tasks) = cluster_tasks {
+        tasks.stop(&state).await;
+    }
     tracing::info!("server stopped");
     Ok(())
 }

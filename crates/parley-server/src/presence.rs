@@ -14,7 +14,7 @@
 //! them all, instead of a sleeping task per disconnect.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -26,6 +26,7 @@ use parley_store::{Store, StoreError};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use crate::cluster::Cluster;
 use crate::hub::{Hub, Outbound, SocketHandle};
 
 /// Why presence could not be read. Mapped to protocol codes in
@@ -77,6 +78,8 @@ pub struct Presence {
     subscribers: Mutex<HashMap<UserId, Watchers>>,
     profiles: DashMap<UserId, Profile>,
     leaving: mpsc::UnboundedSender<Leaving>,
+    /// Cluster mode: "online" means online on any node, which Redis knows.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl Presence {
@@ -92,6 +95,7 @@ impl Presence {
             subscribers: Mutex::new(HashMap::new()),
             profiles: DashMap::new(),
             leaving,
+            cluster: OnceLock::new(),
         };
         (presence, LeaveTimers(timers))
     }
@@ -122,13 +126,30 @@ impl Presence {
                 .is_some_and(|s| s.leaving_since_ms.is_some())
     }
 
+    /// Cluster mode: presence follows the whole cluster (set once at start).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
     /// The presence of `user` as `viewer` may see it.
     pub async fn view(&self, user: UserId, viewer: UserId) -> Result<PresenceView, PresenceError> {
         let profile = self.profile(user).await?;
+        if let Some(cluster) = self.cluster.get() {
+            // Redis away: what this node knows.
+            let online = match cluster.is_online(user).await {
+                Some(online) => online,
+                None => self.is_online(user),
+            };
+            return Ok(Self::view_of(user, viewer, profile, online));
+        }
         Ok(self.view_with(user, viewer, profile))
     }
 
     fn view_with(&self, user: UserId, viewer: UserId, profile: Profile) -> PresenceView {
+        Self::view_of(user, viewer, profile, self.is_online(user))
+    }
+
+    fn view_of(user: UserId, viewer: UserId, profile: Profile, online: bool) -> PresenceView {
         if profile.visibility == PresenceVisibility::Nobody && viewer != user {
             return PresenceView {
                 user_id: user,
@@ -136,7 +157,6 @@ impl Presence {
                 last_seen_ms: None,
             };
         }
-        let online = self.is_online(user);
         PresenceView {
             user_id: user,
             online,
@@ -161,6 +181,41 @@ impl Presence {
         let Ok(profile) = self.profile(user).await else {
             return;
         };
+        let online = self.is_online(user);
+        self.push_to_subscribers(user, profile, online);
+    }
+
+    /// Cluster mode: `user` went online or offline somewhere in the
+    /// cluster (or changed its visibility): this node's cache learns it
+    /// and this node's subscribers hear of it.
+    pub async fn apply_cluster_change(
+        &self,
+        user: UserId,
+        online: bool,
+        last_seen_ms: Option<i64>,
+        visibility: Option<PresenceVisibility>,
+    ) {
+        if let Some(mut profile) = self.profiles.get_mut(&user) {
+            if let Some(visibility) = visibility {
+                profile.visibility = visibility;
+            }
+            if let Some(at) = last_seen_ms {
+                profile.last_seen_ms = Some(profile.last_seen_ms.unwrap_or(0).max(at));
+            }
+        }
+        let Ok(profile) = self.profile(user).await else {
+            return;
+        };
+        self.push_to_subscribers(user, profile, online);
+    }
+
+    /// Cluster mode: the user's last socket anywhere went away at `at_ms`
+    /// and its grace period ended (stored, so it survives restarts).
+    pub async fn record_left(&self, user: UserId, at_ms: i64) {
+        self.record_last_seen(user, at_ms).await;
+    }
+
+    fn push_to_subscribers(&self, user: UserId, profile: Profile, online: bool) {
         let subscribers: Vec<(UserId, SocketHandle)> = {
             let subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
             match subscribers.get(&user) {
@@ -170,8 +225,8 @@ impl Presence {
         };
         // One encoding for everyone but the user itself (who may see
         // through its own privacy setting).
-        let public = Self::frame(self.view_with(user, UserId(i64::MIN), profile));
-        let own = Self::frame(self.view_with(user, user, profile));
+        let public = Self::frame(Self::view_of(user, UserId(i64::MIN), profile, online));
+        let own = Self::frame(Self::view_of(user, user, profile, online));
         for (subscriber, socket) in subscribers {
             socket.push(if subscriber == user {
                 own.clone()
@@ -328,6 +383,16 @@ impl Presence {
     pub async fn visibility_changed(&self, user: UserId, visibility: PresenceVisibility) {
         if let Some(mut profile) = self.profiles.get_mut(&user) {
             profile.visibility = visibility;
+        }
+        if let Some(cluster) = self.cluster.get() {
+            // Every node's cache and subscribers.
+            if let Ok(view) = self.view(user, user).await {
+                cluster.broadcast_visibility(user, view.online, view.last_seen_ms, visibility);
+                if let Ok(profile) = self.profile(user).await {
+                    self.push_to_subscribers(user, profile, view.online);
+                }
+            }
+            return;
         }
         self.announce(user).await;
     }

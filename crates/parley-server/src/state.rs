@@ -39,6 +39,9 @@ pub struct AppState {
     pub sessions: Arc<SessionTracker>,
     /// Sign-up, group, member-addition and per-token request limits.
     pub abuse: crate::abuse::Limits,
+    /// Cluster mode (a Redis URL is set); `None` on a single node, whose
+    /// paths then never touch cluster code.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -9,6 +9,7 @@
 //! - `groups`: group creation and administration.
 //! - `presence`: one user's presence.
 //! - `health`: `/healthz` and `/metrics`.
+//! - `ready`: `/readyz` (every dependency reachable).
 //!
 //! `GET /v1/ws` is routed here and handled by [`crate::ws`].
 
@@ -19,6 +20,7 @@ mod groups;
 mod health;
 mod messages;
 mod presence;
+mod ready;
 
 use std::sync::Arc;
 
@@ -69,6 +71,7 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(ready::readyz))
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(method_not_allowed)
 }
