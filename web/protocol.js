@@ -17,6 +17,10 @@ export const CLOSE_GOING_AWAY = 1001;
 export const CLOSE_TOO_BIG = 1009;
 /** Nothing received for two heartbeat intervals, or no auth in time. The client closes with it too. */
 export const CLOSE_TIMEOUT = 4000;
+/** A text frame that was not valid UTF-8 (RFC 6455: invalid frame payload data). */
+export const CLOSE_INVALID_PAYLOAD = 1007;
+/** Any other WebSocket protocol violation (RFC 6455: protocol error). */
+export const CLOSE_PROTOCOL_ERROR = 1002;
 /** WebSocket's own normal closure (RFC 6455), used when the client leaves on purpose. */
 export const CLOSE_NORMAL = 1000;
 

@@ -17,12 +17,19 @@ use super::wire::Dial;
 
 /// Environment a spawned server gets, on top of the bench's own: send
 /// limits out of the way, argon2 cheap (user creation is setup, not the
-/// thing measured), and only warnings in its log.
+/// thing measured), the per-source caps and abuse limits off (every bench
+/// client comes from this machine, and setup is not abuse), and only
+/// warnings in its log.
 pub(crate) const SPAWN_ENV: &[(&str, &str)] = &[
     ("PARLEY_SEND_RATE_PER_SEC", "1000000"),
     ("PARLEY_SEND_BURST", "1000000"),
     ("PARLEY_ARGON2_MEMORY_KIB", "64"),
     ("PARLEY_ARGON2_ITERATIONS", "1"),
+    ("PARLEY_MAX_CONNECTIONS_PER_IP", "0"),
+    ("PARLEY_SIGNUPS_PER_IP_PER_HOUR", "0"),
+    ("PARLEY_GROUP_CREATIONS_PER_USER_PER_HOUR", "1000000"),
+    ("PARLEY_MEMBER_ADDITIONS_PER_USER_PER_MINUTE", "1000000"),
+    ("PARLEY_HTTP_REQUESTS_PER_TOKEN_PER_SEC", "1000000"),
     ("PARLEY_LOG", "warn"),
 ];
 

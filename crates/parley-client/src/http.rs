@@ -219,6 +219,14 @@ impl Client {
             .1)
     }
 
+    /// `GET /v1/users/{id}`.
+    pub async fn user(&self, user: UserId) -> ClientResult<UserView> {
+        Ok(self
+            .call::<(), _>(Method::GET, &format!("/v1/users/{user}"), None)
+            .await?
+            .1)
+    }
+
     /// `GET /v1/users/{id}/presence`.
     pub async fn presence(&self, user: UserId) -> ClientResult<PresenceView> {
         Ok(self

@@ -21,12 +21,14 @@
 //! - `transport`: the HTTP request/response plumbing, the one place this
 //!   crate turns bodies into JSON and back (through serde and the
 //!   `parley-proto` types).
+//! - [`reconnect`]: full-jitter backoff, `reconnect` frames and 1013.
 //! - [`socket`]: [`Socket`], the WebSocket session: open (by URL, or over a
 //!   TCP stream the caller connected), authenticate, send and receive
 //!   frames encoded and decoded by `parley-proto`.
 
 pub mod error;
 mod http;
+pub mod reconnect;
 pub mod socket;
 mod transport;
 

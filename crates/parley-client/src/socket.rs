@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use parley_proto::api::SendRequest;
-use parley_proto::{ClientFrame, ConversationId, ServerFrame, UserId};
+use parley_proto::{ClientFrame, ConversationId, MessageKind, ServerFrame, UserId};
 use tokio::net::TcpStream;
 use tokio_tungstenite::MaybeTlsStream;
 pub use tokio_tungstenite::tungstenite::Message as WsMessage;
@@ -199,6 +199,26 @@ impl SocketWriter {
             .send(WsMessage::Text(frame.to_json().into()))
             .await?;
         Ok(())
+    }
+
+    /// Sends a text message.
+    pub async fn send_text(
+        &mut self,
+        conversation: ConversationId,
+        client_msg_id: &str,
+        text: &str,
+    ) -> ClientResult<()> {
+        self.send(&ClientFrame::Send {
+            client_msg_id: client_msg_id.into(),
+            conversation_id: conversation,
+            kind: MessageKind::Text,
+            text: text.into(),
+            reply_to_seq: None,
+            target_seq: None,
+            emoji: None,
+            forwarded: false,
+        })
+        .await
     }
 
     /// Closes the socket.

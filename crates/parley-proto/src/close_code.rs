@@ -13,3 +13,10 @@ pub const GOING_AWAY: u16 = 1001;
 pub const TOO_BIG: u16 = 1009;
 /// Nothing received for two heartbeat intervals, or no auth in time.
 pub const TIMEOUT: u16 = 4000;
+/// A text frame that was not valid UTF-8 (RFC 6455: invalid frame payload
+/// data). Like every violation of the WebSocket protocol itself, the client
+/// sent it: reconnecting with the same bug fails again.
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// Any other WebSocket protocol violation (RFC 6455: protocol error): an
+/// unmasked or fragmented control frame, reserved bits, an unknown opcode...
+pub const PROTOCOL_ERROR: u16 = 1002;

@@ -97,10 +97,12 @@ pub struct FrameError {
 }
 
 impl ClientFrame {
-    /// Parses one text frame. On failure, tries to recover a reference (the
-    /// `client_msg_id`, else the `type`) so the error frame can point at it.
+    /// Parses one text frame, strictly (see [`crate::decode`]: an object,
+    /// never the positional array form). On failure, tries to recover a
+    /// reference (the `client_msg_id`, else the `type`) so the error frame
+    /// can point at it.
     pub fn parse(text: &str) -> Result<ClientFrame, FrameError> {
-        serde_json::from_str(text).map_err(|err| {
+        crate::decode::object_from_str(text).map_err(|err| {
             let loose: Option<serde_json::Value> = serde_json::from_str(text).ok();
             let field = |name: &str| {
                 loose

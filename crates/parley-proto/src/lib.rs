@@ -5,6 +5,8 @@
 //! - [`message`]: the message object stored and delivered by the server.
 //! - [`frames`]: WebSocket frames, [`ClientFrame`] and [`ServerFrame`].
 //! - [`api`]: HTTP request and response bodies.
+//! - [`decode`]: the one strict decoder for everything clients send
+//!   (objects only, valid UTF-8 throughout).
 //! - [`error`]: the stable error codes of §1 of the protocol.
 //! - [`close_code`]: WebSocket close codes, and [`limits`]: the limits
 //!   fixed by the protocol (configurable ones live in the server's config).
@@ -15,6 +17,7 @@
 
 pub mod api;
 pub mod close_code;
+pub mod decode;
 pub mod error;
 pub mod frames;
 pub mod ids;

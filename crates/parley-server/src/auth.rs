@@ -56,6 +56,22 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
+    /// Signs with `shared_key` when given (`token_key`: every node of a
+    /// cluster verifies every other node's tokens), else with the key in
+    /// `data_dir/token.key`, created if missing.
+    pub fn open_with_key(
+        shared_key: Option<&[u8]>,
+        data_dir: &Path,
+        ttl_secs: u64,
+        memory_kib: u32,
+        iterations: u32,
+    ) -> std::io::Result<Authenticator> {
+        match shared_key {
+            Some(secret) => Self::from_secret(secret, ttl_secs, memory_kib, iterations),
+            None => Self::open(data_dir, ttl_secs, memory_kib, iterations),
+        }
+    }
+
     /// Loads the signing key from `data_dir/token.key`, creating it if missing.
     pub fn open(
         data_dir: &Path,
@@ -81,10 +97,19 @@ impl Authenticator {
             }
             Err(e) => return Err(e),
         };
+        Self::from_secret(&secret, ttl_secs, memory_kib, iterations)
+    }
+
+    fn from_secret(
+        secret: &[u8],
+        ttl_secs: u64,
+        memory_kib: u32,
+        iterations: u32,
+    ) -> std::io::Result<Authenticator> {
         let argon2_params = Params::new(memory_kib, iterations, 1, None)
             .map_err(|e| std::io::Error::other(format!("argon2 parameters: {e}")))?;
         Ok(Authenticator {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &secret),
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             ttl_ms: (ttl_secs as i64).saturating_mul(1000),
             argon2_params,
             revoked: RwLock::new(HashSet::new()),
@@ -151,7 +176,8 @@ impl Authenticator {
             .extend(devices);
     }
 
-    fn is_revoked(&self, device: DeviceId) -> bool {
+    /// Whether the device was logged out.
+    pub fn is_revoked(&self, device: DeviceId) -> bool {
         self.revoked
             .read()
             .unwrap_or_else(|p| p.into_inner())

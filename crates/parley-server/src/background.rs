@@ -61,6 +61,7 @@ impl Background {
         let _ = self.leave_timers.await;
         state.presence.record_all_last_seen().await;
         state.store.shutdown().await;
+        tracing::info!("storage shut down");
         if tokio::time::timeout(DISPATCH_DRAIN, self.dispatcher)
             .await
             .is_err()

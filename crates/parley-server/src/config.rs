@@ -27,6 +27,27 @@ pub struct Config {
     /// process's open-file limit (`ulimit -n`), leaving room for storage
     /// and for those answers. Default 19,500 (for a 20,000 limit).
     pub max_connections: usize,
+    /// Most HTTP connections one source address may hold open before they
+    /// are upgraded to a WebSocket; one over it is answered `503
+    /// unavailable` and closed at once, before anything is read. 0 turns
+    /// the cap off (do so behind a reverse proxy, where every connection
+    /// comes from the proxy, and cap per client there). Default 256.
+    pub max_connections_per_ip: usize,
+    /// Whether the per-address limits (`max_connections_per_ip`,
+    /// `signups_per_ip_per_hour`) apply to loopback peers too. Off by
+    /// default: a loopback peer is a reverse proxy on this host (or a local
+    /// tool), whose address says nothing of the client behind it, so
+    /// capping it would cap everyone at once. Default false.
+    pub per_ip_limits_on_loopback: bool,
+    /// A request's headers must arrive within this many ms of the moment
+    /// the server starts waiting for them (also the idle limit between
+    /// keep-alive requests); the connection is closed otherwise.
+    /// Default 10,000.
+    pub http_header_timeout_ms: u64,
+    /// A request's body must arrive within this many ms of its headers;
+    /// the request then fails `bad_request` and the connection is closed.
+    /// Default 30,000.
+    pub http_body_timeout_ms: u64,
     /// Directory for the embedded database and the token signing key.
     /// Default `./parley-data`.
     pub data_dir: PathBuf,
@@ -65,6 +86,22 @@ pub struct Config {
     pub registration_open: bool,
     /// Failed-or-not login attempts per username per minute. Default 10.
     pub login_attempts_per_minute: u32,
+    /// Sign-up attempts (`POST /v1/users`) per source address per hour
+    /// (burst the same). 0 turns the limit off: do so behind a reverse
+    /// proxy, where every sign-up comes from the proxy, and limit there.
+    /// Default 30.
+    pub signups_per_ip_per_hour: u32,
+    /// Groups one user may create per hour (burst the same). Default 60.
+    pub group_creations_per_user_per_hour: u32,
+    /// Member-addition requests (`POST /v1/groups/{id}/members`) per user
+    /// per minute (burst the same). Default 60.
+    pub member_additions_per_user_per_minute: u32,
+    /// Authenticated HTTP requests per token (device) per second; bursts of
+    /// ten seconds' worth. Default 50.
+    pub http_requests_per_token_per_sec: f64,
+    /// `presence_subscribe` frames per second per socket (burst 2x).
+    /// Default 5.
+    pub presence_subscribe_rate_per_sec: f64,
     /// Frames a socket may have queued before it is closed as too slow;
     /// it catches up from its cursor on reconnect. Default 1,024.
     pub socket_queue_frames: usize,
@@ -102,6 +139,22 @@ pub struct Config {
     pub ws_read_buffer_bytes: usize,
     /// WebSocket write buffer per socket in bytes. Default 4,096.
     pub ws_write_buffer_bytes: usize,
+
+    /// `redis://...` turns cluster mode on: several nodes share one
+    /// PostgreSQL `database` and this Redis (protocol §13, docs/cluster.md).
+    /// Requires `database` and `token_key`. Env `PARLEY_REDIS_URL`.
+    pub redis_url: Option<String>,
+    /// The token signing key, base64 of at least 32 bytes, shared by every
+    /// node of a cluster (required in cluster mode). When unset on a single
+    /// node, a key is created in the data dir. Env `PARLEY_TOKEN_KEY`.
+    pub token_key: Option<String>,
+    /// This node's name in a cluster. Default: the address it listens on.
+    /// Env `PARLEY_NODE_ID`.
+    pub node_id: Option<String>,
+    /// Cluster: a node that has not renewed its lease for this long is
+    /// taken for dead (its users are reaped, every node re-checks its
+    /// sockets). Renewed every third of it. Default 10,000.
+    pub node_lease_ms: u64,
 }
 
 impl Default for Config {
@@ -110,6 +163,10 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             listen_backlog: 4096,
             max_connections: 19_500,
+            max_connections_per_ip: 256,
+            per_ip_limits_on_loopback: false,
+            http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
             data_dir: PathBuf::from("./parley-data"),
             database: None,
             send_rate_per_sec: 20.0,
@@ -126,6 +183,11 @@ impl Default for Config {
             token_ttl_secs: 30 * 24 * 3600,
             registration_open: true,
             login_attempts_per_minute: 10,
+            signups_per_ip_per_hour: 30,
+            group_creations_per_user_per_hour: 60,
+            member_additions_per_user_per_minute: 60,
+            http_requests_per_token_per_sec: 50.0,
+            presence_subscribe_rate_per_sec: 5.0,
             socket_queue_frames: 1024,
             max_pending_sends: 256,
             max_presence_subscriptions: 256,
@@ -141,6 +203,10 @@ impl Default for Config {
             shutdown_grace_ms: 5_000,
             ws_read_buffer_bytes: 256,
             ws_write_buffer_bytes: 4096,
+            redis_url: None,
+            token_key: None,
+            node_id: None,
+            node_lease_ms: 10_000,
         }
     }
 }
@@ -196,10 +262,17 @@ impl Config {
         {
             self.database = None;
         }
+        for field in [&mut self.redis_url, &mut self.token_key, &mut self.node_id] {
+            if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *field = None;
+            }
+        }
         let positive = [
             ("send_burst", self.send_burst as u64),
             ("listen_backlog", self.listen_backlog as u64),
             ("max_connections", self.max_connections as u64),
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
             ("max_text_bytes", self.max_text_bytes as u64),
             ("max_frame_bytes", self.max_frame_bytes as u64),
             ("max_body_bytes", self.max_body_bytes as u64),
@@ -213,12 +286,21 @@ impl Config {
                 self.login_attempts_per_minute as u64,
             ),
             ("socket_queue_frames", self.socket_queue_frames as u64),
+            (
+                "group_creations_per_user_per_hour",
+                self.group_creations_per_user_per_hour as u64,
+            ),
+            (
+                "member_additions_per_user_per_minute",
+                self.member_additions_per_user_per_minute as u64,
+            ),
             ("max_pending_sends", self.max_pending_sends as u64),
             ("commit_max_batch", self.commit_max_batch as u64),
             ("database_pool_size", self.database_pool_size as u64),
             ("database_timeout_ms", self.database_timeout_ms),
             ("argon2_memory_kib", self.argon2_memory_kib as u64),
             ("argon2_iterations", self.argon2_iterations as u64),
+            ("node_lease_ms", self.node_lease_ms),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -230,10 +312,20 @@ impl Config {
                 "send_rate_per_sec must be a positive number".into(),
             ));
         }
-        if !(self.typing_rate_per_sec > 0.0 && self.typing_rate_per_sec.is_finite()) {
-            return Err(ConfigError(
-                "typing_rate_per_sec must be a positive number".into(),
-            ));
+        for (name, rate) in [
+            ("typing_rate_per_sec", self.typing_rate_per_sec),
+            (
+                "http_requests_per_token_per_sec",
+                self.http_requests_per_token_per_sec,
+            ),
+            (
+                "presence_subscribe_rate_per_sec",
+                self.presence_subscribe_rate_per_sec,
+            ),
+        ] {
+            if !(rate > 0.0 && rate.is_finite()) {
+                return Err(ConfigError(format!("{name} must be a positive number")));
+            }
         }
         if self.max_frame_bytes < 1024 {
             return Err(ConfigError("max_frame_bytes must be at least 1024".into()));
@@ -250,6 +342,34 @@ impl Config {
                 "database must be a postgres:// URL (or empty for embedded SQLite), got {url:?}"
             )));
         }
+        if let Some(key) = &self.token_key {
+            self.token_key_bytes_of(key)?;
+        }
+        if let Some(url) = &self.redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(ConfigError(format!(
+                    "redis_url must be a redis:// URL, got {url:?}"
+                )));
+            }
+            if self.database.is_none() {
+                return Err(ConfigError(
+                    "cluster mode (redis_url / PARLEY_REDIS_URL) needs PostgreSQL: set database \
+                     (PARLEY_DATABASE_URL) to the postgres:// URL every node shares"
+                        .into(),
+                ));
+            }
+            if self.token_key.is_none() {
+                return Err(ConfigError(
+                    "cluster mode (redis_url / PARLEY_REDIS_URL) needs token_key \
+                     (PARLEY_TOKEN_KEY): base64 of at least 32 random bytes, the same on every \
+                     node, e.g. from `head -c 32 /dev/urandom | base64`"
+                        .into(),
+                ));
+            }
+            if self.node_lease_ms < 1_000 {
+                return Err(ConfigError("node_lease_ms must be at least 1000".into()));
+            }
+        }
         Ok(self)
     }
 
@@ -260,6 +380,44 @@ impl Config {
             edit_ms: ms(self.edit_window_secs),
             delete_ms: ms(self.delete_window_secs),
         }
+    }
+
+    /// Whether this node is part of a cluster (a Redis URL is set).
+    pub fn cluster_mode(&self) -> bool {
+        self.redis_url.is_some()
+    }
+
+    /// The decoded `token_key`, if set.
+    pub fn token_key_bytes(&self) -> Result<Option<Vec<u8>>, ConfigError> {
+        self.token_key
+            .as_deref()
+            .map(|key| self.token_key_bytes_of(key))
+            .transpose()
+    }
+
+    fn token_key_bytes_of(&self, key: &str) -> Result<Vec<u8>, ConfigError> {
+        use base64::Engine;
+        let key = key.trim();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(key))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(key))
+            .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(key))
+            .map_err(|_| {
+                ConfigError(
+                    "token_key (PARLEY_TOKEN_KEY) is not valid base64; generate one with \
+                     `head -c 32 /dev/urandom | base64`"
+                        .into(),
+                )
+            })?;
+        if bytes.len() < 32 {
+            return Err(ConfigError(format!(
+                "token_key (PARLEY_TOKEN_KEY) decodes to {} bytes; it must be at least 32 \
+                 (e.g. `head -c 32 /dev/urandom | base64`)",
+                bytes.len()
+            )));
+        }
+        Ok(bytes)
     }
 
     /// How long the inbox is kept, in milliseconds.

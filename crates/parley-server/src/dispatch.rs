@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use parley_proto::api::ConversationKind;
-use parley_proto::{EncodedMessage, ReceiptStatus, ServerFrame};
+use parley_proto::{DeviceId, EncodedMessage, ReceiptStatus, ServerFrame, UserId};
 use parley_store::{CommitReceiver, Committed, ReceiptChange};
 
 use crate::hub::Outbound;
@@ -29,24 +29,79 @@ pub async fn run(state: Arc<AppState>, mut commits: CommitReceiver) {
                 state.members.observe_commit(&message);
                 let encoded = Arc::new(EncodedMessage::new(&message));
                 metrics::counter!("parley_deliveries_total").increment(recipients.len() as u64);
-                for recipient in recipients {
+                for recipient in &recipients {
+                    // The sending device's sockets skip it (it had `sent`)
+                    // but still advance their cursor past it.
                     let item = Outbound::Message {
                         encoded: encoded.clone(),
                         cursor: recipient.cursor,
+                        sender_device: message.sender_device_id,
                     };
-                    // The sending device already has its `sent` frame.
-                    let except = if recipient.user_id == message.sender_id {
-                        message.sender_device_id
-                    } else {
-                        None
-                    };
-                    state.hub.send_to_user(recipient.user_id, &item, except);
+                    state.hub.send_to_user(recipient.user_id, &item, None);
+                }
+                if let Some(cluster) = &state.cluster {
+                    cluster.route_message(message, recipients);
                 }
             }
-            Committed::Receipt(change) => route_receipt(&state, &change),
+            Committed::Receipt(change) => {
+                route_receipt(&state, &change);
+                if let Some(cluster) = &state.cluster {
+                    cluster.route_receipt(change);
+                }
+            }
         }
     }
     tracing::info!("dispatcher stopped");
+}
+
+/// The frames a receipt change produces, and who gets each: `(frame,
+/// users, except_device)`. Shared by local delivery and the cluster router.
+pub fn receipt_frames(change: &ReceiptChange) -> Vec<(ServerFrame, Vec<UserId>, Option<DeviceId>)> {
+    let up_to_seq = match change.status {
+        ReceiptStatus::Delivered => change.delivered_up_to,
+        ReceiptStatus::Read => change.read_up_to,
+    };
+    let receipt = ServerFrame::Receipt {
+        conversation_id: change.conversation_id,
+        user_id: change.user_id,
+        status: change.status,
+        up_to_seq,
+    };
+    let mut out = vec![(receipt.clone(), vec![change.user_id], change.device_id)];
+    match change.kind {
+        ConversationKind::Direct => {
+            let others: Vec<UserId> = change
+                .members
+                .iter()
+                .copied()
+                .filter(|&m| m != change.user_id)
+                .collect();
+            // With read receipts off on either side, the other member
+            // hears of the delivery the read implies, not of the read.
+            let receipt = if change.read_hidden {
+                ServerFrame::Receipt {
+                    conversation_id: change.conversation_id,
+                    user_id: change.user_id,
+                    status: ReceiptStatus::Delivered,
+                    up_to_seq: change.delivered_up_to,
+                }
+            } else {
+                receipt
+            };
+            out.push((receipt, others, None));
+        }
+        ConversationKind::Group => {
+            if let Some((delivered_all_up_to, read_all_up_to)) = change.summary {
+                let summary = ServerFrame::ReceiptSummary {
+                    conversation_id: change.conversation_id,
+                    delivered_all_up_to,
+                    read_all_up_to,
+                };
+                out.push((summary, change.members.clone(), None));
+            }
+        }
+    }
+    out
 }
 
 fn route_receipt(state: &AppState, change: &ReceiptChange) {

@@ -28,7 +28,13 @@ pub enum Outbound {
         encoded: Arc<EncodedMessage>,
         /// The recipient user's inbox cursor.
         cursor: u64,
+        /// The device that sent it: that device's sockets advance their
+        /// cursor past it without writing it (the device had `sent`).
+        sender_device: Option<DeviceId>,
     },
+    /// Re-check the socket's cursor against the store and write what it
+    /// missed (cluster mode: a notification may have been lost).
+    Resync,
 }
 
 /// What a socket's task shares with everyone who delivers to it: its
@@ -108,15 +114,17 @@ impl SocketShared {
         }
     }
 
-    /// Asks the socket to close with `code` (the first request wins).
-    pub fn close(&self, code: u16) {
-        if self
+    /// Asks the socket to close with `code` (the first request wins);
+    /// returns whether this was that first request.
+    pub fn close(&self, code: u16) -> bool {
+        let first = self
             .close_code
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
+            .is_ok();
+        if first {
             self.close_requested.notify_one();
         }
+        first
     }
 
     /// Resolves when a close was requested, with its code.
@@ -145,9 +153,10 @@ pub struct SocketHandle {
 impl SocketHandle {
     /// Queues `item`; closes the socket as too slow when the queue is full.
     pub fn push(&self, item: Outbound) {
-        if self.shared.try_push(item).is_err() {
+        // Counted once per socket closed as too slow: frames that overflow
+        // a socket already closing are not further closes.
+        if self.shared.try_push(item).is_err() && self.shared.close(close_code::TOO_SLOW) {
             metrics::counter!("parley_slow_consumer_closes_total").increment(1);
-            self.shared.close(close_code::TOO_SLOW);
         }
     }
 }
@@ -222,6 +231,19 @@ impl Hub {
                 socket.shared.close(code);
             }
         }
+    }
+
+    /// Queues `item` on every live socket, ignoring the queue bound (for the
+    /// rare [`Outbound::Resync`], which must not close a busy socket).
+    pub fn push_all(&self, item: &Outbound) -> usize {
+        let mut count = 0;
+        for entry in self.sockets.iter() {
+            for socket in entry.value() {
+                socket.shared.force_push(item.clone());
+                count += 1;
+            }
+        }
+        count
     }
 
     /// Every live socket (for shutdown).

@@ -18,10 +18,15 @@
 //!   connection limit.
 //! - [`background`]: the dispatcher, inbox pruner and presence timers,
 //!   started and stopped in one place.
+//! - [`cluster`]: cluster mode (several nodes on Redis and PostgreSQL):
+//!   cross-node routing, the per-socket stitcher, leases, presence.
 //! - [`connections`]: the `max_connections` limit: counts connections at
-//!   the listener, answers those over it 503.
+//!   the listener, answers those over it 503; and the per-source cap.
+//! - [`transport`]: the accept loop over hyper: header and body timeouts,
+//!   and a shutdown bounded whatever clients do.
 //! - [`auth`]: argon2id passwords, signed tokens, revocation.
-//! - [`ratelimit`]: token buckets.
+//! - [`ratelimit`]: token buckets; [`abuse`]: the HTTP abuse limits
+//!   (sign-ups, groups, member additions, requests per token).
 //! - [`error`]: [`ApiError`], the one place errors become protocol codes.
 //! - `web`: the embedded web client.
 //!
@@ -29,9 +34,11 @@
 //! [`send`] → store (group commit) → `sent` to the sender; commit stream →
 //! [`dispatch`] → [`hub`] queues → sockets.
 
+pub mod abuse;
 pub mod auth;
 pub mod background;
 pub mod blocks;
+pub mod cluster;
 pub mod config;
 pub mod connections;
 pub mod dispatch;
@@ -44,6 +51,7 @@ pub mod ratelimit;
 pub mod send;
 pub mod sessions;
 pub mod state;
+pub mod transport;
 mod web;
 pub mod ws;
 
@@ -65,7 +73,7 @@ pub use config::Config;
 pub use error::ApiError;
 
 use crate::background::Background;
-use crate::connections::{ConnectionSlot, LimitedListener};
+use crate::connections::LimitedListener;
 use crate::hub::{Hub, Outbound, close_code};
 use crate::presence::Presence;
 use crate::ratelimit::KeyedLimiter;
@@ -80,6 +88,9 @@ pub enum ServerError {
     /// Storage failed to open.
     #[error("storage: {0}")]
     Store(#[from] parley_store::StoreError),
+    /// Cluster mode could not start.
+    #[error(transparent)]
+    Cluster(#[from] cluster::ClusterError),
     /// The data dir or the listener failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -152,7 +163,9 @@ pub async fn run(
     let config = config.check()?;
     std::fs::create_dir_all(&config.data_dir)?;
     let (store, commits) = parley_store::open(&store_config(&config)).await?;
-    let auth = auth::Authenticator::open(
+    let token_key = config.token_key_bytes()?;
+    let auth = auth::Authenticator::open_with_key(
+        token_key.as_deref(),
         &config.data_dir,
         config.token_ttl_secs,
         config.argon2_memory_kib,
@@ -166,6 +179,21 @@ pub async fn run(
         Duration::from_millis(config.presence_grace_ms),
     );
     let max_connections = config.max_connections;
+    let cluster = match &config.redis_url {
+        Some(_) => {
+            let node = config.node_id.clone().unwrap_or_else(|| {
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default()
+            });
+            let cluster = Arc::new(cluster::Cluster::new(&config, node)?);
+            presence.set_cluster(cluster.clone());
+            tracing::info!(node = %cluster.node, "cluster mode");
+            Some(cluster)
+        }
+        None => None,
+    };
     let state = Arc::new(AppState {
         send_limiter: KeyedLimiter::new(config.send_rate_per_sec, config.send_burst as f64),
         login_limiter: KeyedLimiter::new(
@@ -176,35 +204,47 @@ pub async fn run(
         draining: Default::default(),
         sessions: Default::default(),
         metrics: metrics_handle(),
+        abuse: abuse::Limits::new(&config),
         config,
         store,
         auth,
         hub,
         presence: Arc::new(presence),
+        cluster,
     });
     let background = Background::start(&state, commits, leave_timers);
+    let cluster_tasks = cluster::start(&state);
 
     let app: Router = http::router()
         .fallback(web::serve)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            abuse::limit_requests,
+        ))
         .layer(axum::middleware::from_fn(connections::refuse_over_limit))
         .with_state(state.clone());
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let drain_state = state.clone();
-    let listener = LimitedListener::new(listener, max_connections, state.sessions.clone());
-    let server = axum::serve(
+    let listener = LimitedListener::new(
         listener,
-        app.into_make_service_with_connect_info::<ConnectionSlot>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        drain(&drain_state).await;
-        let _ = stop_tx.send(());
-    });
-    server.await?;
-    let _ = stop_rx.await;
+        max_connections,
+        state.config.max_connections_per_ip,
+        state.config.per_ip_limits_on_loopback,
+        state.sessions.clone(),
+    );
+    let timeouts = transport::Timeouts {
+        header: Duration::from_millis(state.config.http_header_timeout_ms),
+        body: Duration::from_millis(state.config.http_body_timeout_ms),
+    };
+    let open = transport::serve_until(listener, app, timeouts, shutdown).await;
+    // Sockets and HTTP connections get the same grace, side by side; after
+    // it, whatever is still open is closed, so shutdown is bounded.
+    let grace = Duration::from_millis(state.config.shutdown_grace_ms);
+    tokio::join!(drain(&state), open.close(grace));
     background.stop(&state).await;
+    if let Some(tasks) = cluster_tasks {
+        tasks.stop(&state).await;
+    }
     tracing::info!("server stopped");
     Ok(())
 }

@@ -14,7 +14,7 @@
 //! them all, instead of a sleeping task per disconnect.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::blocks::BlockCache;
+use crate::cluster::Cluster;
 use crate::hub::{Hub, Outbound, SocketHandle};
 
 /// Why presence could not be read. Mapped to protocol codes in
@@ -80,6 +81,8 @@ pub struct Presence {
     leaving: mpsc::UnboundedSender<Leaving>,
     /// Users blocked either way see each other offline with no last seen.
     blocks: BlockCache,
+    /// Cluster mode: "online" means online on any node, which Redis knows.
+    cluster: OnceLock<Arc<Cluster>>,
 }
 
 impl Presence {
@@ -96,6 +99,7 @@ impl Presence {
             profiles: DashMap::new(),
             leaving,
             blocks: BlockCache::default(),
+            cluster: OnceLock::new(),
         };
         (presence, LeaveTimers(timers))
     }
@@ -131,6 +135,11 @@ impl Presence {
         &self.blocks
     }
 
+    /// Cluster mode: presence follows the whole cluster (set once at start).
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
+    }
+
     /// The presence of `user` as `viewer` may see it.
     pub async fn view(&self, user: UserId, viewer: UserId) -> Result<PresenceView, PresenceError> {
         if self
@@ -141,6 +150,14 @@ impl Presence {
             return Ok(Self::hidden(user));
         }
         let profile = self.profile(user).await?;
+        if let Some(cluster) = self.cluster.get() {
+            // Redis away: what this node knows.
+            let online = match cluster.is_online(user).await {
+                Some(online) => online,
+                None => self.is_online(user),
+            };
+            return Ok(Self::view_of(user, viewer, profile, online));
+        }
         Ok(self.view_with(user, viewer, profile))
     }
 
@@ -163,6 +180,10 @@ impl Presence {
     }
 
     fn view_with(&self, user: UserId, viewer: UserId, profile: Profile) -> PresenceView {
+        Self::view_of(user, viewer, profile, self.is_online(user))
+    }
+
+    fn view_of(user: UserId, viewer: UserId, profile: Profile, online: bool) -> PresenceView {
         if profile.visibility == PresenceVisibility::Nobody && viewer != user {
             return PresenceView {
                 user_id: user,
@@ -170,7 +191,6 @@ impl Presence {
                 last_seen_ms: None,
             };
         }
-        let online = self.is_online(user);
         PresenceView {
             user_id: user,
             online,
@@ -195,6 +215,41 @@ impl Presence {
         let Ok(profile) = self.profile(user).await else {
             return;
         };
+        let online = self.is_online(user);
+        self.push_to_subscribers(user, profile, online).await;
+    }
+
+    /// Cluster mode: `user` went online or offline somewhere in the
+    /// cluster (or changed its visibility): this node's cache learns it
+    /// and this node's subscribers hear of it.
+    pub async fn apply_cluster_change(
+        &self,
+        user: UserId,
+        online: bool,
+        last_seen_ms: Option<i64>,
+        visibility: Option<PresenceVisibility>,
+    ) {
+        if let Some(mut profile) = self.profiles.get_mut(&user) {
+            if let Some(visibility) = visibility {
+                profile.visibility = visibility;
+            }
+            if let Some(at) = last_seen_ms {
+                profile.last_seen_ms = Some(profile.last_seen_ms.unwrap_or(0).max(at));
+            }
+        }
+        let Ok(profile) = self.profile(user).await else {
+            return;
+        };
+        self.push_to_subscribers(user, profile, online).await;
+    }
+
+    /// Cluster mode: the user's last socket anywhere went away at `at_ms`
+    /// and its grace period ended (stored, so it survives restarts).
+    pub async fn record_left(&self, user: UserId, at_ms: i64) {
+        self.record_last_seen(user, at_ms).await;
+    }
+
+    async fn push_to_subscribers(&self, user: UserId, profile: Profile, online: bool) {
         let subscribers: Vec<(UserId, SocketHandle)> = {
             let subscribers = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
             match subscribers.get(&user) {
@@ -204,8 +259,8 @@ impl Presence {
         };
         // One encoding for everyone but the user itself (who may see
         // through its own privacy setting).
-        let public = Self::frame(self.view_with(user, UserId(i64::MIN), profile));
-        let own = Self::frame(self.view_with(user, user, profile));
+        let public = Self::frame(Self::view_of(user, UserId(i64::MIN), profile, online));
+        let own = Self::frame(Self::view_of(user, user, profile, online));
         let hidden = Self::frame(Self::hidden(user));
         for (subscriber, socket) in subscribers {
             let blocked = self
@@ -370,6 +425,16 @@ impl Presence {
     pub async fn visibility_changed(&self, user: UserId, visibility: PresenceVisibility) {
         if let Some(mut profile) = self.profiles.get_mut(&user) {
             profile.visibility = visibility;
+        }
+        if let Some(cluster) = self.cluster.get() {
+            // Every node's cache and subscribers.
+            if let Ok(view) = self.view(user, user).await {
+                cluster.broadcast_visibility(user, view.online, view.last_seen_ms, visibility);
+                if let Ok(profile) = self.profile(user).await {
+                    self.push_to_subscribers(user, profile, view.online).await;
+                }
+            }
+            return;
         }
         self.announce(user).await;
     }

@@ -37,6 +37,11 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Live socket tasks, for shutdown and the connection limit.
     pub sessions: Arc<SessionTracker>,
+    /// Sign-up, group, member-addition and per-token request limits.
+    pub abuse: crate::abuse::Limits,
+    /// Cluster mode (a Redis URL is set); `None` on a single node, whose
+    /// paths then never touch cluster code.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }

@@ -48,6 +48,7 @@ impl Ack {
 }
 
 use crate::auth::Identity;
+use crate::cluster::stitch::Stitcher;
 use crate::connections::ConnectionSlot;
 use crate::error::ApiError;
 use crate::hub::{Outbound, SocketHandle, close_code};
@@ -58,6 +59,11 @@ use crate::state::AppState;
 
 /// Inbox entries replayed per store read.
 const REPLAY_PAGE: usize = 500;
+
+/// How long a gap in a socket's cursors may wait for the missing frames
+/// before the store is read (frames from other nodes arrive in publish
+/// order, not commit order, so small reorders are normal).
+const GAP_WAIT: Duration = Duration::from_millis(50);
 
 /// Most queued frames written with one flush.
 const WRITE_BATCH: usize = 64;
@@ -117,6 +123,9 @@ enum Incoming {
     Binary,
     Control,
     TooBig,
+    /// The client broke the WebSocket protocol: close with this code
+    /// (1007 for invalid UTF-8 in a text frame, 1002 otherwise).
+    Violation(u16, &'static str),
     Gone,
 }
 
@@ -127,16 +136,19 @@ fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
         Some(Ok(WsMessage::Ping(_) | WsMessage::Pong(_))) => Incoming::Control,
         Some(Ok(WsMessage::Close(_))) | None => Incoming::Gone,
         Some(Err(err)) => {
-            // tungstenite reports an oversized frame or message as a
-            // capacity error; axum passes its error through boxed.
-            let too_big = err
-                .into_inner()
-                .downcast_ref::<tungstenite::Error>()
-                .is_some_and(|err| matches!(err, tungstenite::Error::Capacity(_)));
-            if too_big {
-                Incoming::TooBig
-            } else {
-                Incoming::Gone
+            // tungstenite tells what went wrong by type (an oversized frame
+            // or message is a capacity error); axum passes its error
+            // through boxed.
+            match err.into_inner().downcast_ref::<tungstenite::Error>() {
+                Some(tungstenite::Error::Capacity(_)) => Incoming::TooBig,
+                Some(tungstenite::Error::Utf8(_)) => Incoming::Violation(
+                    close_code::INVALID_PAYLOAD,
+                    "text frame is not valid UTF-8",
+                ),
+                Some(tungstenite::Error::Protocol(_)) => {
+                    Incoming::Violation(close_code::PROTOCOL_ERROR, "WebSocket protocol violation")
+                }
+                _ => Incoming::Gone,
             }
         }
     }
@@ -171,9 +183,20 @@ struct Session {
     /// Message frames at or below this cursor were already written (ready
     /// head or replay); the queue may still hold them.
     written_cursor: u64,
+    /// Cursor order and exactly-once for message frames after `ready`
+    /// (see [`crate::cluster::stitch`]); `None` stands for the socket's own
+    /// send, whose cursor is passed without writing.
+    stitch: Stitcher<Option<Utf8Bytes>>,
+    /// A gap in the cursors is filled from the store when this passes.
+    gap_deadline: Option<tokio::time::Instant>,
+    /// A position check was asked for ([`Outbound::Resync`]).
+    resync_pending: bool,
     pending: FuturesOrdered<PendingOp>,
     subscriptions: HashSet<UserId>,
     typing: TokenBucket,
+    /// Made at the first `presence_subscribe`: most sockets never send
+    /// one, and an idle socket's state stays small.
+    presence_budget: Option<Box<TokenBucket>>,
     write_timeout: Duration,
 }
 
@@ -209,15 +232,25 @@ impl Session {
         // Register before reading the head: anything committed after the
         // head was read is then certainly in the queue.
         let (socket, first) = state.hub.register(identity.user, identity.device);
-        Box::pin(state.presence.connected(identity.user, first)).await;
+        match &state.cluster {
+            // Cluster: the Redis registry entry is acknowledged before the
+            // head is read, so a message committed on another node is
+            // either routed here or in the replay.
+            Some(cluster) => Box::pin(cluster.socket_opened(identity.user, first)).await,
+            None => Box::pin(state.presence.connected(identity.user, first)).await,
+        }
         let typing_burst = (state.config.typing_rate_per_sec * 2.0).max(1.0);
         let mut session = Session {
             typing: TokenBucket::new(typing_burst, Instant::now()),
+            presence_budget: None,
             state: state.clone(),
             identity,
             socket,
             sink,
             written_cursor: 0,
+            stitch: Stitcher::new(0),
+            gap_deadline: None,
+            resync_pending: false,
             pending: FuturesOrdered::new(),
             subscriptions: HashSet::new(),
             write_timeout,
@@ -228,7 +261,10 @@ impl Session {
             &session.subscriptions.iter().copied().collect::<Vec<_>>(),
         );
         if state.hub.unregister(identity.user, session.socket.id) {
-            state.presence.disconnected(identity.user);
+            match &state.cluster {
+                Some(cluster) => cluster.socket_closed(identity.user),
+                None => state.presence.disconnected(identity.user),
+            }
         }
     }
 
@@ -272,6 +308,10 @@ impl Session {
                 },
                 Incoming::TooBig => {
                     close(sink, close_code::TOO_BIG, "frame too large").await;
+                    return None;
+                }
+                Incoming::Violation(code, reason) => {
+                    close(sink, code, reason).await;
                     return None;
                 }
                 Incoming::Gone => return None,
@@ -329,6 +369,10 @@ impl Session {
                         _ = shared.closed() => None,
                     };
                     if written == Some(false) { return; }
+                    if !self.after_write().await { return; }
+                }
+                _ = tokio::time::sleep_until(self.gap_deadline.unwrap_or_else(tokio::time::Instant::now)), if self.gap_deadline.is_some() => {
+                    if !Box::pin(self.fill_from_store("gap")).await { return; }
                 }
                 item = stream.next(), if self.pending.len() < max_pending => {
                     deadline = tokio::time::Instant::now() + silence_limit;
@@ -345,6 +389,10 @@ impl Session {
                         Incoming::TooBig => {
                             Box::pin(self.finish_pending()).await;
                             return Box::pin(close(&mut self.sink, close_code::TOO_BIG, "frame too large")).await;
+                        }
+                        Incoming::Violation(code, reason) => {
+                            Box::pin(self.finish_pending()).await;
+                            return Box::pin(close(&mut self.sink, code, reason)).await;
                         }
                         Incoming::Gone => {
                             // In-flight sends still complete (they are
@@ -417,6 +465,7 @@ impl Session {
             }
         }
         self.written_cursor = self.written_cursor.max(cursor);
+        self.stitch = Stitcher::new(self.written_cursor);
         self.send_frame(ServerFrame::Synced {
             cursor: self.written_cursor,
         })
@@ -451,16 +500,129 @@ impl Session {
     async fn feed_item(&mut self, item: Outbound) -> Result<(), axum::Error> {
         let text: Utf8Bytes = match item {
             Outbound::Frame(text) => text,
-            Outbound::Message { encoded, cursor } => {
-                if cursor <= self.written_cursor {
+            Outbound::Message {
+                encoded,
+                cursor,
+                sender_device,
+            } => {
+                if cursor <= self.stitch.written() {
                     return Ok(());
                 }
-                self.written_cursor = cursor;
-                encoded.frame(cursor).into()
+                let own = sender_device == Some(self.identity.device);
+                let text = (!own).then(|| Utf8Bytes::from(encoded.frame(cursor)));
+                let mut ready = Vec::new();
+                self.stitch.offer(cursor, text, &mut ready);
+                return self.feed_ready(ready).await;
+            }
+            Outbound::Resync => {
+                self.resync_pending = true;
+                return Ok(());
             }
         };
         metrics::counter!("parley_frames_out_total").increment(1);
         self.sink.feed(WsMessage::Text(text)).await
+    }
+
+    /// Feeds the message frames the stitcher released, in cursor order.
+    async fn feed_ready(
+        &mut self,
+        ready: Vec<(u64, Option<Utf8Bytes>)>,
+    ) -> Result<(), axum::Error> {
+        for (cursor, text) in ready {
+            self.written_cursor = cursor;
+            if let Some(text) = text {
+                metrics::counter!("parley_frames_out_total").increment(1);
+                self.sink.feed(WsMessage::Text(text)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After a write: a requested position check or a full reorder buffer
+    /// reads the store now; a new gap waits a moment for the missing
+    /// frames (another node's envelope may simply be later than a local
+    /// commit) before reading the store.
+    async fn after_write(&mut self) -> bool {
+        if self.resync_pending || self.stitch.is_full() {
+            let cause = if self.resync_pending {
+                "check"
+            } else {
+                "gap_full"
+            };
+            return Box::pin(self.fill_from_store(cause)).await;
+        }
+        if !self.stitch.has_gap() {
+            self.gap_deadline = None;
+        } else if self.gap_deadline.is_none() {
+            self.gap_deadline = Some(tokio::time::Instant::now() + GAP_WAIT);
+        }
+        true
+    }
+
+    /// Reads the store after the last written cursor and writes what the
+    /// socket missed (the store is the record; live frames are hints).
+    async fn fill_from_store(&mut self, cause: &'static str) -> bool {
+        self.gap_deadline = None;
+        self.resync_pending = false;
+        let state = self.state.clone();
+        let _permit = match &state.cluster {
+            Some(cluster) => Some(cluster.resync_permit().await),
+            None => None,
+        };
+        let user = self.identity.user;
+        let device = self.identity.device;
+        let mut found = 0usize;
+        loop {
+            let after = self.stitch.written();
+            let (entries, complete) = match state.store.inbox_since(user, after, REPLAY_PAGE).await
+            {
+                Ok(entries) => {
+                    let complete = entries.len() < REPLAY_PAGE;
+                    (entries, complete)
+                }
+                // Older than retention: nothing below the held cursors
+                // exists any more.
+                Err(StoreError::ResyncRequired) => (Vec::new(), true),
+                Err(err) => {
+                    tracing::debug!(%err, "cursor check failed; retrying");
+                    self.gap_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(1));
+                    return true;
+                }
+            };
+            found += entries.len();
+            let entries = entries.into_iter().map(|entry| {
+                let own = entry.message.sender_device_id == Some(device);
+                let text = (!own).then(|| {
+                    Utf8Bytes::from(
+                        ServerFrame::Message {
+                            cursor: entry.cursor,
+                            message: entry.message,
+                        }
+                        .to_json(),
+                    )
+                });
+                (entry.cursor, text)
+            });
+            let mut ready = Vec::new();
+            self.stitch.fill(entries, complete, &mut ready);
+            let timeout = self.write_timeout;
+            let written = async {
+                self.feed_ready(ready).await?;
+                self.sink.flush().await
+            };
+            if !matches!(tokio::time::timeout(timeout, written).await, Ok(Ok(()))) {
+                return false;
+            }
+            if complete {
+                break;
+            }
+        }
+        metrics::counter!("parley_cursor_checks_total", "cause" => cause).increment(1);
+        if found > 0 {
+            metrics::counter!("parley_cursor_check_healed_total", "cause" => cause)
+                .increment(found as u64);
+        }
+        true
     }
 
     async fn finish_pending(&mut self) {
@@ -616,10 +778,23 @@ impl Session {
         for &member in members.iter().filter(|&&m| m != user) {
             self.state.hub.send_to_user(member, &frame, None);
         }
+        if let (Some(cluster), Outbound::Frame(text)) = (&self.state.cluster, &frame) {
+            let others = members.iter().copied().filter(|&m| m != user).collect();
+            cluster.route_frame(text.as_str().to_owned(), others);
+        }
         Ok(())
     }
 
     async fn subscribe(&mut self, users: Vec<UserId>) -> Result<(), ApiError> {
+        let rate = self.state.config.presence_subscribe_rate_per_sec;
+        let burst = (rate * 2.0).max(1.0);
+        let now = Instant::now();
+        let budget = self
+            .presence_budget
+            .get_or_insert_with(|| Box::new(TokenBucket::new(burst, now)));
+        if let Err(wait) = budget.try_take(rate, burst, now) {
+            return Err(crate::abuse::refused("presence_subscribe", wait));
+        }
         let max = self.state.config.max_presence_subscriptions;
         let new: Vec<UserId> = users
             .iter()

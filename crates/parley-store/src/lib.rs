@@ -10,7 +10,8 @@
 //!   delete, reaction: who may, windows, aggregated state, reply quotes),
 //!   search queries, per-user settings, the text-message shape, receipt
 //!   cursor arithmetic, the direct-conversation key, history windows, inbox
-//!   cursor bounds, and decoding engine-neutral rows into records. Engines
+//!   cursor bounds and inbox-run arithmetic, and decoding engine-neutral
+//!   rows into records. Engines
 //!   only carry the rules out in their own SQL.
 //! - [`sqlite`]: the embedded default. One writer thread does group commit;
 //!   reads run on a pool of reader connections and never wait for the writer.
@@ -19,10 +20,11 @@
 //!   (`sqlite::writer_cache`).
 //! - [`postgres`]: for several processes sharing one database. One writer
 //!   task per process does group commit of write ops kept as data
-//!   (`postgres::batch`); row locks taken in one global order keep `seq` and
-//!   inbox cursors gapless across processes. The inbox is one row per entry;
-//!   `postgres::errors` classifies engine errors (retry the batch, retry the
-//!   op, unavailable).
+//!   (`postgres::batch`); each run of consecutive appends is written with a
+//!   few set-based statements; row locks taken in one global order keep
+//!   `seq` and inbox cursors gapless across processes. The inbox is stored
+//!   as runs like SQLite's (`postgres::inbox`); `postgres::errors`
+//!   classifies engine errors (retry the batch, retry the op, unavailable).
 //! - Both engines are split by concern under the same module names:
 //!   `schema`, `rows`, `users`, `conversations`, `messages`, `receipts`,
 //!   `groups`, `inbox`, `writer`.

@@ -806,6 +806,53 @@ async fn delete_purges_storage(backend: &Backend) {
     }
 }
 
+/// Sends, forwards, replies and events called back to back (so one batch
+/// may hold them all, mixing PostgreSQL's set-based run of plain sends with
+/// the per-op path of events and replies) keep their order, and the
+/// conversation list skips the events.
+async fn mixed_batches_keep_order(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let (direct, _) = store.get_or_create_direct(alice.0, bob.0, 1).await.unwrap();
+    let c = direct.id;
+    let pending = vec![
+        store.append_message(text(c, alice, "t1", "hello")),
+        store.append_message(react(c, bob, "r1", 1, "👍")),
+        store.append_message(NewMessage {
+            forwarded: true,
+            ..text(c, alice, "t2", "passed on")
+        }),
+        store.append_message(NewMessage {
+            reply_to_seq: Some(1),
+            ..text(c, alice, "t3", "answer")
+        }),
+        store.append_message(text(c, alice, "t4", "newest")),
+        store.append_message(edit(c, alice, "e1", 1, "hello again")),
+        store.append_message(text(c, alice, "t1", "hello")),
+    ];
+    let mut answers = Vec::new();
+    for append in pending {
+        answers.push(append.await.unwrap());
+    }
+    let seqs: Vec<u64> = answers.iter().map(|a| a.message.seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 1]);
+    assert!(answers[6].duplicate);
+    assert_eq!(answers[3].message.reply_to.as_ref().map(|q| q.seq), Some(1));
+    let page = history(store, c, bob.0).await;
+    assert_eq!(at(&page, 1).text.as_deref(), Some("hello again"));
+    assert_eq!(at(&page, 1).reactions.len(), 1);
+    assert!(at(&page, 3).forwarded);
+    assert_eq!(at(&page, 4).reply_to_seq, Some(1));
+    let list = store.conversations_for(bob.0).await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].last_message.as_ref().map(|m| m.seq), Some(5));
+    // Bob's reaction (seq 2) moved his own cursors past seq 1: alice's 3, 4
+    // and 5 are unread, her edit is not counted.
+    assert_eq!(list[0].unread_count, 3);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -838,4 +885,5 @@ conformance!(
     search_follows_visibility,
     settings_left_and_blocks,
     delete_purges_storage,
+    mixed_batches_keep_order,
 );

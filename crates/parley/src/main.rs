@@ -1,8 +1,12 @@
 //! The `parley` binary: `serve` runs the server; `bench` (the
-//! `parley-bench` crate, behind the default `bench` feature) measures one.
+//! `parley-bench` crate, behind the default `bench` feature) measures one;
+//! the client commands (`login`, `send`, `listen`, ..., in the `parley`
+//! library's `cli` module) and `chat` (its `chat` module, behind the
+//! default `chat` feature) talk to one.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -17,6 +21,10 @@ use parley_server::Config;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Which stored login the client commands use (env PARLEY_PROFILE;
+    /// default: the default one).
+    #[arg(long, global = true, env = "PARLEY_PROFILE")]
+    profile: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -26,6 +34,11 @@ enum Command {
     /// Measure a server (see BENCHMARKS.md).
     #[cfg(feature = "bench")]
     Bench(parley_bench::BenchArgs),
+    #[command(flatten)]
+    Client(parley::cli::ClientCommand),
+    /// The terminal chat client.
+    #[cfg(feature = "chat")]
+    Chat(parley::chat::ChatArgs),
 }
 
 #[derive(Parser)]
@@ -44,24 +57,102 @@ struct ServeArgs {
     database: Option<String>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(err),
+    };
+    // The client commands' stdout is for their output and their stderr for
+    // one-line errors: only warnings are logged there.
+    let default_log = match cli.command {
+        Command::Serve(_) => "info",
+        #[cfg(feature = "bench")]
+        Command::Bench(_) => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?;
-    match cli.command {
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("parley: error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let profile = cli.profile.as_deref();
+    let outcome = match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args)),
         #[cfg(feature = "bench")]
         Command::Bench(args) => runtime.block_on(parley_bench::run(args)),
+        Command::Client(command) => {
+            return client_exit(runtime.block_on(parley::cli::run(command, profile)));
+        }
+        #[cfg(feature = "chat")]
+        Command::Chat(args) => {
+            return client_exit(runtime.block_on(parley::chat::run(args, profile)));
+        }
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:?}");
+            ExitCode::FAILURE
+        }
     }
+}
+
+/// A client command's outcome as its documented exit code, with the error
+/// as one line on stderr.
+fn client_exit(outcome: parley::cli::CliResult<()>) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{}", err.line());
+            ExitCode::from(err.exit)
+        }
+    }
+}
+
+/// `--help` and `--version` print as usual; a wrong command line is one
+/// line on stderr and exit code 2.
+fn usage_error(err: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return if err.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(parley::cli::error::exit::USAGE)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    // clap's message, up to its usage block, as one line.
+    let rendered = err.render().to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:") && !line.starts_with("For more"))
+        .filter(|line| !line.is_empty() && !line.starts_with("tip:"))
+        .collect();
+    let message = message.join(" ");
+    let message = message.trim_start_matches("error: ");
+    eprintln!(
+        "{}",
+        parley::cli::CliError::usage(format!("{message} (see parley --help)")).line()
+    );
+    ExitCode::from(parley::cli::error::exit::USAGE)
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {

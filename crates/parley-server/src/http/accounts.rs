@@ -123,10 +123,19 @@ pub(super) async fn login(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> ApiResult<Response> {
-    state
-        .login_limiter
-        .check(&body.username)
-        .map_err(ApiError::rate_limited)?;
+    match &state.cluster {
+        Some(cluster) => {
+            cluster
+                .check_login(
+                    &state.login_limiter,
+                    &body.username,
+                    state.config.login_attempts_per_minute,
+                )
+                .await
+        }
+        None => state.login_limiter.check(&body.username),
+    }
+    .map_err(ApiError::rate_limited)?;
     let bad = || ApiError::unauthorized("wrong username or password");
     if body.password.len() > MAX_LOGIN_PASSWORD_BYTES {
         return Err(bad());
@@ -170,6 +179,9 @@ async fn end_device(state: &AppState, user: UserId, device: DeviceId) -> ApiResu
     state
         .hub
         .close_device(user, device, close_code::UNAUTHORIZED);
+    if let Some(cluster) = &state.cluster {
+        cluster.broadcast_revoke(user, device);
+    }
     Ok(())
 }
 

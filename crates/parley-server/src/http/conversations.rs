@@ -183,16 +183,20 @@ pub(super) async fn update_settings(
             },
         )
         .await?;
-    let frame = Outbound::Frame(
-        ServerFrame::ConversationSettings {
-            conversation_id: id,
-            muted_until_ms: settings.muted_until_ms,
-            pinned: settings.pinned,
-            archived: settings.archived,
-        }
-        .to_json()
-        .into(),
-    );
-    state.hub.send_to_user(me.user, &frame, None);
+    let json = ServerFrame::ConversationSettings {
+        conversation_id: id,
+        muted_until_ms: settings.muted_until_ms,
+        pinned: settings.pinned,
+        archived: settings.archived,
+    }
+    .to_json();
+    // No inbox cursor: a plain frame, also to the caller's devices on
+    // other nodes.
+    if let Some(cluster) = &state.cluster {
+        cluster.route_frame(json.clone(), vec![me.user]);
+    }
+    state
+        .hub
+        .send_to_user(me.user, &Outbound::Frame(json.into()), None);
     Ok(Json(settings))
 }

@@ -8,17 +8,19 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
-use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
 use parley_proto::now_ms;
 use serde::de::DeserializeOwned;
 
 use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::transport::BodyTimeout;
 
-/// A JSON body whose rejection is the protocol's own error. Ids in it are
+/// A JSON body whose rejection is the protocol's own error; decoded by
+/// [`parley_proto::decode`] (objects only, valid UTF-8). Ids in it are
 /// read leniently (see [`parley_proto::ids`]): one that names nothing is
 /// `not_found` later, not a malformed body now.
 pub struct ApiJson<T>(pub T);
@@ -30,11 +32,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::too_large("request body is over the limit")
+            } else if BodyTimeout::caused(&rejection) {
+                // hyper closes the connection after this answer: the body
+                // was not read to its end.
+                ApiError::bad_request(BodyTimeout.to_string())
             } else {
                 ApiError::bad_request(format!("could not read the body: {rejection}"))
             }
         })?;
-        serde_json::from_slice(&bytes)
+        // The one strict decoder: an object with named fields, valid UTF-8
+        // throughout.
+        parley_proto::decode::object_from_slice(&bytes)
             .map(ApiJson)
             .map_err(|err| ApiError::bad_request(format!("invalid JSON body: {err}")))
     }
@@ -82,15 +90,20 @@ impl FromRequestParts<Arc<AppState>> for Auth {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer token"))?;
-        Ok(Auth(state.auth.verify(token.trim(), now_ms())?))
+        let token = bearer_token(&parts.headers)?;
+        Ok(Auth(state.auth.verify(token, now_ms())?))
     }
+}
+
+/// The token of `Authorization: Bearer <token>`.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::unauthorized("missing Authorization: Bearer token"))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .ok_or_else(|| ApiError::unauthorized("expected Authorization: Bearer token"))?;
+    Ok(token.trim())
 }

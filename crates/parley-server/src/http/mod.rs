@@ -11,6 +11,7 @@
 //! - `presence`: one user's presence.
 //! - `search`: message search.
 //! - `health`: `/healthz` and `/metrics`.
+//! - `ready`: `/readyz` (every dependency reachable).
 //!
 //! `GET /v1/ws` is routed here and handled by [`crate::ws`].
 
@@ -22,6 +23,7 @@ mod groups;
 mod health;
 mod messages;
 mod presence;
+mod ready;
 mod search;
 
 use std::sync::Arc;
@@ -83,6 +85,7 @@ pub fn router() -> Router<Arc<AppState>> {
         )
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/healthz", get(health::healthz))
+        .route("/readyz", get(ready::readyz))
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(method_not_allowed)
 }

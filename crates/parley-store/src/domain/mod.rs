@@ -8,6 +8,8 @@
 //!
 //! - [`groups`]: who may change a group and how, names, sizes, and the
 //!   `system` messages announcing changes.
+//! - [`inbox`]: the inbox stored as runs: when a run continues, and how
+//!   runs turn back into replayed entries.
 //! - [`messages`]: append checks, the shape of text and system messages,
 //!   history windows.
 //! - [`events`]: edits, deletes and reactions (who may, windows, emoji,
@@ -20,6 +22,7 @@
 
 pub(crate) mod events;
 pub(crate) mod groups;
+pub(crate) mod inbox;
 pub(crate) mod messages;
 pub(crate) mod receipts;
 pub(crate) mod rows;

@@ -1,16 +1,18 @@
 //! Conversations in PostgreSQL: loading one with its members, membership
 //! rows, direct conversations and a user's list.
 
+use std::collections::HashMap;
+
 use deadpool_postgres::ClientWrapper;
 use parley_proto::api::ConversationSettings;
 use parley_proto::{ConversationId, Role, UserId};
 
 use super::errors::{OpResult, execute, query, query_one, query_opt};
-use super::rows::{conversation_row, member_from_row, message_from_row};
+use super::rows::{conversation_row, member_from_row, member_from_row_at, message_from_row};
 use super::users::user_exists;
-use crate::domain::{self, CONVERSATION_COLUMNS, MESSAGE_COLUMNS, to_i64, to_u64};
+use crate::domain::{self, CONVERSATION_COLUMNS, ConversationRow, MESSAGE_COLUMNS, to_u64};
 use crate::error::StoreError;
-use crate::model::{ConversationRecord, ConversationSummaryRecord};
+use crate::model::{ConversationRecord, ConversationSummaryRecord, MemberRecord};
 
 /// A conversation with its active members, in join order.
 pub(super) async fn load_conversation(
@@ -137,56 +139,92 @@ pub(super) async fn get_or_create_direct(
 /// recent visible activity first, each with its newest message (events
 /// aside) and unread count. A left conversation shows nothing after the
 /// user's departure, and no members.
+/// One statement for the list (each newest visible message and unread
+/// count found from the `(conversation_id, seq)` index) and one for the
+/// members of the active ones, sent together.
 pub(super) async fn conversations_for(
     conn: &ClientWrapper,
     user: UserId,
 ) -> OpResult<Vec<ConversationSummaryRecord>> {
-    let rows = query(
-        conn,
-        "SELECT c.id, m.active, m.muted_until_ms, m.pinned, m.archived, c.created_at_ms, m.read_up_to,
-                (SELECT MAX(p.to_seq) FROM member_periods p WHERE p.conversation_id=c.id AND p.user_id=m.user_id)
-         FROM members m JOIN conversations c ON c.id=m.conversation_id WHERE m.user_id=$1",
-        &[&user.0],
+    let columns = MESSAGE_COLUMNS
+        .split(", ")
+        .map(|c| format!("l.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // `bound` is the last seq the user sees: all of it while a member, up
+    // to its departure after leaving. Events (edit, delete, reaction) are
+    // neither the newest message nor unread.
+    let list_sql = format!(
+        "SELECT c.id, c.kind, c.name, c.last_seq, c.summary_delivered, c.summary_read, c.avatar_media_id,
+                me.active, me.muted_until_ms, me.pinned, me.archived, c.created_at_ms, b.bound,
+                (SELECT COUNT(*) FROM messages u WHERE u.conversation_id = c.id AND u.seq > me.read_up_to
+                 AND u.seq <= b.bound AND u.sender_id <> $1 AND u.kind NOT IN ('edit', 'delete', 'reaction')),
+                {columns}
+         FROM members me JOIN conversations c ON c.id = me.conversation_id
+         CROSS JOIN LATERAL (
+             SELECT CASE WHEN me.active THEN c.last_seq
+                         ELSE LEAST(c.last_seq, COALESCE((SELECT MAX(p.to_seq) FROM member_periods p
+                                                          WHERE p.conversation_id = c.id AND p.user_id = me.user_id), 0))
+                    END AS bound) b
+         LEFT JOIN LATERAL (
+             SELECT * FROM messages v WHERE v.conversation_id = c.id AND v.seq <= b.bound
+                AND v.kind NOT IN ('edit', 'delete', 'reaction')
+             ORDER BY v.seq DESC LIMIT 1) l ON TRUE
+         WHERE me.user_id = $1"
+    );
+    let (list, member_rows) = futures_util::future::try_join(
+        query(conn, &list_sql, &[&user.0]),
+        query(
+            conn,
+            "SELECT m.conversation_id, m.user_id, m.role, m.delivered_up_to, m.read_up_to, m.joined_seq
+             FROM members me JOIN members m ON m.conversation_id = me.conversation_id AND m.active
+             WHERE me.user_id = $1 AND me.active
+             ORDER BY m.conversation_id, m.joined_at_ms, m.user_id",
+            &[&user.0],
+        ),
     )
     .await?;
-    let last_sql = format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id=$1 AND seq <= $2
-         AND kind NOT IN ('edit', 'delete', 'reaction') ORDER BY seq DESC LIMIT 1"
-    );
-    let mut out = Vec::with_capacity(rows.len());
-    for row in rows {
+    let mut members: HashMap<i64, Vec<MemberRecord>> = HashMap::new();
+    for row in &member_rows {
+        let conversation: i64 = row.try_get(0)?;
+        members
+            .entry(conversation)
+            .or_default()
+            .push(member_from_row_at(row, 1)?);
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for row in &list {
         let id: i64 = row.try_get(0)?;
-        let active: bool = row.try_get(1)?;
+        let header = ConversationRow {
+            kind: row.try_get(1)?,
+            name: row.try_get(2)?,
+            last_seq: row.try_get(3)?,
+            summary_delivered: row.try_get(4)?,
+            summary_read: row.try_get(5)?,
+            avatar_media_id: row.try_get(6)?,
+        };
+        let active: bool = row.try_get(7)?;
         let settings = ConversationSettings {
-            muted_until_ms: row.try_get(2)?,
-            pinned: row.try_get(3)?,
-            archived: row.try_get(4)?,
+            muted_until_ms: row.try_get(8)?,
+            pinned: row.try_get(9)?,
+            archived: row.try_get(10)?,
         };
-        let created_at_ms: i64 = row.try_get(5)?;
-        let read_up_to = to_u64(row.try_get(6)?);
-        let departed: Option<i64> = row.try_get(7)?;
-        let Some(mut conversation) = load_conversation(conn, ConversationId(id)).await? else {
-            continue;
+        let created_at_ms: i64 = row.try_get(11)?;
+        let bound: i64 = row.try_get(12)?;
+        let unread: i64 = row.try_get(13)?;
+        // The LEFT JOIN leaves the message's columns NULL when there is none.
+        let mut last_message = match row.try_get::<_, Option<i64>>(14)? {
+            Some(_) => Some(message_from_row(row, 14)?),
+            None => None,
         };
-        if !active {
-            domain::settings::as_departed(&mut conversation, to_u64(departed.unwrap_or(0)));
-        }
-        let bound = to_i64(conversation.last_seq);
-        let mut last_message = query_opt(conn, &last_sql, &[&id, &bound])
-            .await?
-            .map(|r| message_from_row(&r, 0))
-            .transpose()?;
         if let Some(message) = last_message.as_mut() {
             super::events::attach_quotes(conn, user, std::slice::from_mut(message)).await?;
         }
-        let unread: i64 = query_one(
-            conn,
-            "SELECT COUNT(*) FROM messages WHERE conversation_id=$1 AND seq > $2 AND seq <= $3
-             AND sender_id != $4 AND kind NOT IN ('edit', 'delete', 'reaction')",
-            &[&id, &to_i64(read_up_to), &bound, &user.0],
-        )
-        .await?
-        .try_get(0)?;
+        let mut conversation =
+            header.into_record(ConversationId(id), members.remove(&id).unwrap_or_default());
+        if !active {
+            domain::settings::as_departed(&mut conversation, to_u64(bound));
+        }
         out.push(ConversationSummaryRecord {
             activity_ms: last_message
                 .as_ref()

@@ -4,11 +4,19 @@
 //! # Writes: one writer task per process, group commit
 //! Every write becomes a `WriteOp` (plain data) sent to a single writer
 //! task. The writer takes every op waiting in its queue and runs them in one
-//! transaction, each inside its own savepoint so that one refused op does not
-//! abort its neighbours, commits once with `synchronous_commit=on`, and only
-//! then answers the callers and announces the changes on the
-//! [`CommitSender`](crate::CommitSender). One writer per process means the announcements come out
-//! in commit order.
+//! transaction, commits once with `synchronous_commit=on`, and only then
+//! answers the callers and announces the changes on the
+//! [`CommitSender`](crate::CommitSender). One writer per process means the
+//! announcements come out in commit order.
+//!
+//! Each run of consecutive plain text appends (the hot path) is written set-based
+//! (`messages::append_many`): one round trip reads the conversations'
+//! headers and the dedup keys, the domain rules decide every append in
+//! order (a refused one writes nothing, so it needs no savepoint), and one
+//! round trip writes every message (`INSERT ... SELECT FROM unnest`), the
+//! guarded `last_seq`s and the senders' cursors. Any other op (events and
+//! replies too: they read and change another message) runs in its own
+//! savepoint so that a refusal does not abort its neighbours.
 //!
 //! # Several processes: locks in one global order
 //! Unlike SQLite, another process may write the same rows at the same time,
@@ -23,17 +31,21 @@
 //! 2. The ops run. They lock no user rows: inbox pointers and the few user
 //!    updates (`last_seen_ms`, presence) are collected instead.
 //! 3. At the end, the rows of every user that gets an inbox entry or an update,
-//!    sorted by id; then cursors are handed out in op order, written with one
-//!    `UPDATE ... FROM unnest(...)` and one `INSERT ... SELECT unnest(...)`.
+//!    sorted by id; then cursors are handed out in op order from the tail
+//!    each user row carries (head, and the conversation and seq at it),
+//!    written with one `UPDATE ... FROM unnest(...)` of the users and one
+//!    `INSERT ... SELECT unnest(...)` of the inbox runs that start.
 //!
 //! The remaining cross-process waits (the same username registered on two
 //! nodes at once, the same `client_msg_id` sent through two nodes) are rare;
 //! if they ever close a cycle PostgreSQL reports a deadlock (40P01), and the
 //! writer rolls back and re-runs the whole batch, as it does on a
 //! serialization failure (40001). Ops are data, so re-running is safe. A unique
-//! violation inside one op (another process committed the same dedup key or
-//! username first) rolls back that op's savepoint and runs it once more,
-//! which then finds the committed row and answers as a repeat or a conflict.
+//! violation inside one op (another process committed the same username
+//! first) rolls back that op's savepoint and runs it once more, which then
+//! finds the committed row and answers as a conflict; one in a run of
+//! appends (the same dedup key committed by another process since the read)
+//! re-runs the whole batch, which then answers with the stored message.
 //!
 //! # Outages
 //! Every engine failure that is not the caller's fault maps to

@@ -56,12 +56,18 @@ pub(super) fn user_from_row(row: &Row) -> OpResult<UserRecord> {
 
 /// Reads `user_id, role, delivered_up_to, read_up_to, joined_seq`.
 pub(super) fn member_from_row(row: &Row) -> OpResult<MemberRecord> {
+    member_from_row_at(row, 0)
+}
+
+/// Reads `user_id, role, delivered_up_to, read_up_to, joined_seq` from
+/// column `at` on.
+pub(super) fn member_from_row_at(row: &Row, at: usize) -> OpResult<MemberRecord> {
     Ok(MemberRow {
-        user_id: row.try_get(0)?,
-        role: row.try_get(1)?,
-        delivered_up_to: row.try_get(2)?,
-        read_up_to: row.try_get(3)?,
-        joined_seq: row.try_get(4)?,
+        user_id: row.try_get(at)?,
+        role: row.try_get(at + 1)?,
+        delivered_up_to: row.try_get(at + 2)?,
+        read_up_to: row.try_get(at + 3)?,
+        joined_seq: row.try_get(at + 4)?,
     }
     .into_record())
 }

@@ -18,7 +18,7 @@ use super::errors::{
 use super::{conversations, groups, inbox, messages, receipts, users};
 use crate::CommitSender;
 use crate::error::{StoreError, StoreResult};
-use crate::model::Committed;
+use crate::model::{Committed, NewMessage};
 
 /// The writer task's loop, until every sender is gone.
 pub(super) async fn writer_loop(
@@ -133,14 +133,14 @@ async fn commit_batch(
     }
 }
 
-/// One attempt at a batch: lock, run each op in a savepoint, hand out inbox
-/// cursors, commit.
+/// One attempt at a batch: lock the conversations, run the ops in order
+/// (each run of consecutive plain appends set-based, every other op,
+/// events and replies included, in its own savepoint), hand out inbox cursors, commit.
 async fn run_batch(
     conn: &ClientWrapper,
     ops: &[WriteOp],
     batch: &mut Batch,
 ) -> Result<Vec<StoreResult<Output>>, BatchFailure> {
-    conn.batch_execute("BEGIN").await.map_err(OpError::from)?;
     let mut conversations: Vec<i64> = ops
         .iter()
         .filter_map(|op| op.conversation())
@@ -148,24 +148,60 @@ async fn run_batch(
         .collect();
     conversations.sort_unstable();
     conversations.dedup();
-    if !conversations.is_empty() {
-        query(
-            conn,
-            "SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
-            &[&conversations],
+    if conversations.is_empty() {
+        conn.batch_execute("BEGIN").await.map_err(OpError::from)?;
+    } else {
+        // BEGIN and the locks in one round trip.
+        futures_util::future::try_join(
+            async { conn.batch_execute("BEGIN").await.map_err(OpError::from) },
+            query(
+                conn,
+                "SELECT id FROM conversations WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+                &[&conversations],
+            ),
         )
         .await?;
     }
     let mut results = Vec::with_capacity(ops.len());
-    for (index, op) in ops.iter().enumerate() {
-        // Each op gets a fresh savepoint; the previous one is released in
-        // the same round trip. The last one is released by COMMIT.
-        let setup = if index == 0 {
-            "SAVEPOINT op"
-        } else {
+    let mut savepoint_open = false;
+    let mut index = 0;
+    while index < ops.len() {
+        let appends: Vec<&NewMessage> = ops[index..]
+            .iter()
+            .map_while(|op| match op {
+                WriteOp::Append(new) if messages::is_set_based(new) => Some(new),
+                _ => None,
+            })
+            .collect();
+        if !appends.is_empty() {
+            index += appends.len();
+            let answers = messages::append_many(conn, batch, &appends)
+                .await
+                .map_err(|err| match &err {
+                    // Another process committed one of the dedup keys since
+                    // they were read: re-run the batch, which then finds it.
+                    OpError::Pg(pg) if classify(pg) == PgClass::Unique => {
+                        BatchFailure::Retry(describe(pg))
+                    }
+                    _ => BatchFailure::from(err),
+                })?;
+            results.extend(
+                answers
+                    .into_iter()
+                    .map(|answer| answer.map(Output::Appended)),
+            );
+            continue;
+        }
+        // A fresh savepoint for this op; the previous one (if any) is
+        // released in the same round trip, the last one by COMMIT.
+        let setup = if savepoint_open {
             "RELEASE SAVEPOINT op; SAVEPOINT op"
+        } else {
+            "SAVEPOINT op"
         };
-        results.push(run_op(conn, setup, op, batch).await?);
+        savepoint_open = true;
+        results.push(run_op(conn, setup, &ops[index], batch).await?);
+        index += 1;
     }
     finish_batch(conn, batch).await?;
     conn.batch_execute("COMMIT").await.map_err(OpError::from)?;
@@ -251,6 +287,8 @@ async fn apply(conn: &ClientWrapper, op: &WriteOp, batch: &mut Batch) -> OpResul
         WriteOp::ChangeGroup(change) => {
             Output::Conversation(groups::change_group(conn, batch, change).await?)
         }
+        // Only appends that read another message come here (events,
+        // replies); plain sends are written set-based by `run_batch`.
         WriteOp::Append(new) => Output::Appended(messages::append(conn, batch, new).await?),
         WriteOp::Receipt(request) => {
             Output::Receipt(receipts::advance_receipt(conn, batch, request).await?)
@@ -275,14 +313,15 @@ async fn finish_batch(conn: &ClientWrapper, batch: &mut Batch) -> OpResult<()> {
     ids.dedup();
     let rows = query(
         conn,
-        "SELECT id, inbox_head FROM users WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
+        "SELECT id, inbox_head, inbox_tail_conversation, inbox_tail_seq FROM users
+         WHERE id = ANY($1) ORDER BY id FOR NO KEY UPDATE",
         &[&ids],
     )
     .await?;
-    let mut heads: HashMap<i64, i64> = HashMap::with_capacity(rows.len());
+    let mut tails = HashMap::with_capacity(rows.len());
     for row in rows {
-        heads.insert(row.try_get(0)?, row.try_get(1)?);
+        tails.insert(row.try_get::<_, i64>(0)?, inbox::tail_from_row(&row, 1)?);
     }
-    inbox::assign_cursors(conn, batch, heads).await?;
+    inbox::assign_cursors(conn, batch, tails).await?;
     users::apply_user_updates(conn, std::mem::take(&mut batch.user_updates)).await
 }

@@ -1,13 +1,14 @@
 //! The SQLite inbox stored as runs ("segments"): a user's cursors from a
 //! run's `first_cursor` up to the next run's are consecutive messages of one
 //! conversation from `first_seq` on. A member of a busy group costs no row
-//! per message, only one per switch of conversation. (PostgreSQL keeps one
-//! row per entry instead; see `postgres::inbox`.)
+//! per message, only one per switch of conversation. PostgreSQL keeps the
+//! same runs (`postgres::inbox`); the run arithmetic is `domain::inbox`.
 
 use parley_proto::{ConversationId, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::message_from_row;
+use crate::domain::inbox::InboxRun;
 use crate::domain::{MESSAGE_COLUMNS, to_u64};
 use crate::error::{StoreError, StoreResult};
 use crate::model::InboxEntry;
@@ -25,9 +26,13 @@ impl Segment {
     /// Whether giving (`conversation`, `seq`) the cursor `cursor` continues
     /// this run.
     fn extends_to(&self, conversation: ConversationId, seq: u64, cursor: u64) -> bool {
-        self.conversation == conversation
-            && cursor >= self.first_cursor
-            && self.first_seq + (cursor - self.first_cursor) == seq
+        // The rule is shared with PostgreSQL's runs.
+        InboxRun {
+            conversation: self.conversation,
+            first_cursor: self.first_cursor,
+            first_seq: self.first_seq,
+        }
+        .continues_with(conversation, seq, cursor)
     }
 
     fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Segment> {

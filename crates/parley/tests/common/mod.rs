@@ -450,3 +450,15 @@ impl Drop for ServerProcess {
         let _ = self.child.wait();
     }
 }
+
+/// The next `error` frame, whatever its `ref`: (code, retry_after_ms).
+pub async fn expect_error_any(socket: &mut Socket) -> (parley_proto::ErrorCode, Option<u64>) {
+    match expect_frame(socket, "error", |f| matches!(f, ServerFrame::Error { .. })).await {
+        ServerFrame::Error {
+            code,
+            retry_after_ms,
+            ..
+        } => (code, retry_after_ms),
+        _ => unreachable!(),
+    }
+}
