@@ -19,13 +19,55 @@ pub const CAP: Duration = Duration::from_secs(30);
 /// Close code 1013: the server is overloaded; back off.
 pub const TRY_AGAIN_LATER: u16 = 1013;
 
+/// The window of attempt `attempt` (0-based): `min(cap, base * 2^attempt)`.
+/// The one backoff rule; [`full_jitter`] and [`Backoff`] both use it.
+pub fn window(base: Duration, cap: Duration, attempt: u32) -> Duration {
+    base.saturating_mul(2u32.saturating_pow(attempt.min(16)))
+        .min(cap)
+}
+
 /// The delay before reconnect attempt `attempt` (0-based), given a random
 /// fraction `unit` in `[0, 1)`: uniform over `0..min(CAP, BASE * 2^attempt)`.
 pub fn full_jitter(attempt: u32, unit: f64) -> Duration {
-    let window = BASE
-        .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-        .min(CAP);
-    window.mul_f64(unit.clamp(0.0, 1.0))
+    window(BASE, CAP, attempt).mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// A reconnecting client's delay schedule with its own base and cap (the
+/// CLI and `parley chat` use shorter ones than [`BASE`] / [`CAP`]).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// Windows `base`, `2 × base`, `4 × base`, ... up to `cap`.
+    pub fn new(base: Duration, cap: Duration) -> Backoff {
+        Backoff {
+            base,
+            cap,
+            attempt: 0,
+        }
+    }
+
+    /// The window of the next attempt.
+    pub fn ceiling(&self) -> Duration {
+        window(self.base, self.cap, self.attempt)
+    }
+
+    /// How long to wait before the next attempt (full jitter); each call
+    /// widens the window.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = self.ceiling();
+        self.attempt = self.attempt.saturating_add(1);
+        ceiling.mul_f64(rand_unit())
+    }
+
+    /// A connection worked: start from `base` again.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
 }
 
 /// The delay before reconnect attempt `attempt`, with fresh randomness.
@@ -81,5 +123,20 @@ mod tests {
             (0..50).map(|_| reconnect_delay(6).as_micros()).collect();
         assert!(samples.len() > 10, "random delays");
         assert!(samples.iter().all(|&d| d < CAP.as_micros()));
+    }
+
+    #[test]
+    fn backoff_delays_stay_under_a_window_that_doubles_up_to_the_cap() {
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let ceilings: Vec<u128> = (0..6)
+            .map(|_| {
+                let ceiling = backoff.ceiling();
+                assert!(backoff.next_delay() <= ceiling);
+                ceiling.as_millis()
+            })
+            .collect();
+        assert_eq!(ceilings, [100, 200, 400, 800, 1000, 1000]);
+        backoff.reset();
+        assert_eq!(backoff.ceiling(), Duration::from_millis(100));
     }
 }

@@ -20,9 +20,9 @@ use ratatui::crossterm::event::{self as term, KeyCode, KeyEventKind, KeyModifier
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use tokio::time::Instant;
 
-use crate::cli::backoff::Backoff;
 use crate::cli::error::{CliError, CliResult, exit};
 use crate::cli::session::Profile;
+use parley_client::reconnect::Backoff;
 use state::{Action, ChatState, Event, Key, PAGE};
 
 /// `parley chat` takes no options besides the global `--profile`.

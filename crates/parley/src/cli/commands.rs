@@ -12,11 +12,11 @@ use parley_proto::api::{ConversationKind, ConversationSummary, MeResponse};
 use parley_proto::{DeviceId, ErrorCode, Message, MessageKind, UserId};
 use serde::Serialize;
 
-use super::backoff::Backoff;
 use super::error::{CliError, CliResult};
 use super::json;
 use super::session::{Profile, Session};
 use super::target;
+use parley_client::reconnect::Backoff;
 
 /// `parley login`.
 #[derive(Debug, Clone, clap::Args)]

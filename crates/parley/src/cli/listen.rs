@@ -11,10 +11,10 @@ use parley_client::{ClientError, SocketReader, SocketWriter};
 use parley_proto::{ClientFrame, ErrorCode, ServerFrame};
 use tokio::time::Instant;
 
-use super::backoff::Backoff;
 use super::error::{CliError, CliResult, exit};
 use super::json;
 use super::session::{Profile, Session};
+use parley_client::reconnect::Backoff;
 
 /// First reconnect delay ceiling.
 const BACKOFF_BASE: Duration = Duration::from_millis(250);

@@ -10,9 +10,9 @@
 //! - [`json`]: the one module here that writes and reads JSON.
 //! - [`target`]: `@alice`, `c12`, a group name → ids.
 //! - [`commands`]: the one-shot commands.
-//! - [`listen`]: `parley listen`; [`backoff`]: its reconnect delays.
+//! - [`listen`]: `parley listen` (reconnect delays from
+//!   `parley_client::reconnect::Backoff`).
 
-pub mod backoff;
 pub mod commands;
 pub mod error;
 pub mod json;
