@@ -38,6 +38,14 @@ export const PASSWORD_MAX_CHARS = 256;
 export const HISTORY_DEFAULT_LIMIT = 50;
 /** Largest history page. */
 export const HISTORY_MAX_LIMIT = 100;
+/** Search page size when the request gives none. */
+export const SEARCH_DEFAULT_LIMIT = 20;
+/** Largest search page. */
+export const SEARCH_MAX_LIMIT = 50;
+/** Longest search query, in characters. */
+export const SEARCH_MAX_QUERY_CHARS = 256;
+/** Longest display name, in characters. */
+export const DISPLAY_NAME_MAX_CHARS = 64;
 
 /**
  * The server's default `max_text_bytes` (UTF-8 bytes of a message's text;

@@ -19,7 +19,12 @@ const MAX_NODES = 3000;
 
 before(async () => {
   // Seeding 10,000 messages quickly needs the send rate limit out of the way.
-  server = await startServer({ env: { PARLEY_SEND_RATE_PER_SEC: '1000000', PARLEY_SEND_BURST: '1000000' } });
+  server = await startServer({ env: {
+    PARLEY_SEND_RATE_PER_SEC: '1000000',
+    PARLEY_SEND_BURST: '1000000',
+    // The test fills the chat over HTTP: lift the per-token request limit too.
+    PARLEY_HTTP_REQUESTS_PER_TOKEN_PER_SEC: '1000000',
+  } });
   browser = await launchBrowser();
 });
 
