@@ -74,6 +74,29 @@ pub(crate) fn as_departed(record: &mut ConversationRecord, departed: u64) {
     record.read_all_up_to = record.read_all_up_to.min(departed);
 }
 
+/// One row of a user's conversation list. Activity is the newest visible
+/// message's time, or the conversation's creation when it has none.
+pub(crate) fn summary(
+    conversation: ConversationRecord,
+    last_message: Option<parley_proto::Message>,
+    unread_count: u64,
+    settings: ConversationSettings,
+    left: bool,
+    created_at_ms: i64,
+) -> ConversationSummaryRecord {
+    ConversationSummaryRecord {
+        activity_ms: last_message
+            .as_ref()
+            .map(|m| m.sent_at_ms)
+            .unwrap_or(created_at_ms),
+        conversation,
+        last_message,
+        unread_count,
+        settings,
+        left,
+    }
+}
+
 /// Orders a conversation list: pinned first, then the most recent
 /// activity the user sees, then the newest conversation.
 pub(crate) fn order_conversations(list: &mut [ConversationSummaryRecord]) {

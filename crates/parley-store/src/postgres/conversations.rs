@@ -225,17 +225,14 @@ pub(super) async fn conversations_for(
         if !active {
             domain::settings::as_departed(&mut conversation, to_u64(bound));
         }
-        out.push(ConversationSummaryRecord {
-            activity_ms: last_message
-                .as_ref()
-                .map(|m| m.sent_at_ms)
-                .unwrap_or(created_at_ms),
+        out.push(domain::settings::summary(
             conversation,
             last_message,
-            unread_count: to_u64(unread),
+            to_u64(unread),
             settings,
-            left: !active,
-        });
+            !active,
+            created_at_ms,
+        ));
     }
     domain::settings::order_conversations(&mut out);
     Ok(out)

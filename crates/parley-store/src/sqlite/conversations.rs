@@ -210,17 +210,14 @@ pub(super) fn conversations_for(
                  AND sender_id != ?4 AND kind NOT IN ('edit', 'delete', 'reaction')",
             )?
             .query_row(params![id, read_up_to as i64, bound, user.0], |r| r.get(0))?;
-        out.push(ConversationSummaryRecord {
-            activity_ms: last_message
-                .as_ref()
-                .map(|m| m.sent_at_ms)
-                .unwrap_or(created_at_ms),
+        out.push(domain::settings::summary(
             conversation,
             last_message,
-            unread_count: to_u64(unread),
+            to_u64(unread),
             settings,
-            left: !active,
-        });
+            !active,
+            created_at_ms,
+        ));
     }
     domain::settings::order_conversations(&mut out);
     Ok(out)
