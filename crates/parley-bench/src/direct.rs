@@ -58,30 +58,9 @@ pub(crate) async fn direct(args: &BenchArgs) -> anyhow::Result<Report> {
     let progress = progress_bar("setup");
     progress.set_length(3 * pairs as u64);
     let tag = setup::run_tag();
-    let users = setup::users(&target.base, &tag, 2 * pairs, args.concurrency, &progress).await?;
-    let pair_list = (0..pairs)
-        .map(|i| (users[2 * i].clone(), users[2 * i + 1].clone()))
-        .collect();
-    let conversations =
-        setup::directs(&target.base, pair_list, args.concurrency, &progress).await?;
-    let mut participants = Vec::with_capacity(2 * pairs);
-    let mut logs = Vec::with_capacity(pairs);
-    for (i, (conversation, base)) in conversations.iter().enumerate() {
-        for user in [2 * i, 2 * i + 1] {
-            participants.push(Participant {
-                user: user as u32,
-                token: users[user].token.clone(),
-                conversation: i,
-                conversation_id: conversation.0,
-                sends: true,
-            });
-        }
-        logs.push(ConversationLog {
-            base: *base,
-            members: vec![2 * i as u32, 2 * i as u32 + 1],
-            ..ConversationLog::default()
-        });
-    }
+    let (users, conversations) =
+        setup::pairs(&target.base, &tag, pairs, args.concurrency, &progress).await?;
+    let (participants, logs) = pair_participants(&users, &conversations, |_| None);
     let plan = Plan {
         participants,
         conversations: logs,
@@ -110,6 +89,36 @@ pub(crate) async fn direct(args: &BenchArgs) -> anyhow::Result<Report> {
     report.set("load", load_json(load));
     describe(&mut report, &load_line, args, &outcome, "msg/s");
     Ok(report)
+}
+
+/// The sockets of pairs in direct conversations: users `2i` and `2i + 1`
+/// share `conversations[i]` and both send; `dial(user)` says where a user's
+/// socket connects (`None`: the run's target).
+pub(crate) fn pair_participants(
+    users: &[setup::User],
+    conversations: &[(parley_proto::ConversationId, u64)],
+    dial: impl Fn(usize) -> Option<super::wire::Dial>,
+) -> (Vec<Participant>, Vec<ConversationLog>) {
+    let mut participants = Vec::with_capacity(2 * conversations.len());
+    let mut logs = Vec::with_capacity(conversations.len());
+    for (i, (conversation, base)) in conversations.iter().enumerate() {
+        for user in [2 * i, 2 * i + 1] {
+            participants.push(Participant {
+                user: user as u32,
+                token: users[user].token.clone(),
+                conversation: i,
+                conversation_id: conversation.0,
+                sends: true,
+                dial: dial(user),
+            });
+        }
+        logs.push(ConversationLog {
+            base: *base,
+            members: vec![2 * i as u32, 2 * i as u32 + 1],
+            ..ConversationLog::default()
+        });
+    }
+    (participants, logs)
 }
 
 /// `parley bench group`.
@@ -181,6 +190,7 @@ pub(crate) async fn group(args: &BenchArgs) -> anyhow::Result<Report> {
                 conversation: g,
                 conversation_id: conversation.0,
                 sends: m < senders,
+                dial: None,
             });
         }
         logs.push(ConversationLog {

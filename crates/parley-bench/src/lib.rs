@@ -24,11 +24,14 @@
 //!   process.
 //! - `reconnect`: the `reconnect` scenario.
 //! - `chaos`: the `chaos` scenario (kill -9 under load).
+//! - `cluster`: the `cluster` scenario (same-node against cross-node
+//!   delivery on several nodes sharing PostgreSQL and Redis).
 //!
 //! Every run is bounded in time and count, stops by itself, and only
 //! talks to 127.0.0.0/8.
 
 mod chaos;
+mod cluster;
 mod connections;
 mod direct;
 mod lean;
@@ -47,6 +50,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use clap::{Parser, ValueEnum};
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::time::Instant;
 
@@ -70,6 +74,9 @@ pub(crate) enum Scenario {
     Reconnect,
     /// kill -9 a spawned server under load; verify nothing acked is lost.
     Chaos,
+    /// Several cluster nodes: same-node against cross-node delivery,
+    /// Redis commands and bytes, messages per envelope, CPU per message.
+    Cluster,
     /// Internal: a `connections` worker process.
     #[value(hide = true)]
     Worker,
@@ -136,6 +143,10 @@ pub struct BenchArgs {
     /// chaos: kill -9 this many times at random points.
     #[arg(long, default_value_t = 3)]
     pub(crate) kills: usize,
+    /// The `cluster` scenario's own options (boxed: they are rarely used
+    /// and would make every `parley` command line value larger).
+    #[command(flatten)]
+    pub(crate) cluster: Box<ClusterArgs>,
     /// Bytes of text per message.
     #[arg(long, default_value_t = 64)]
     pub(crate) text_bytes: usize,
@@ -152,6 +163,30 @@ pub struct BenchArgs {
     /// Write a latency distribution chart (SVG) here.
     #[arg(long)]
     pub(crate) plot: Option<PathBuf>,
+}
+
+/// Options of `parley bench cluster`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ClusterArgs {
+    /// cluster: nodes to spawn (with --spawn).
+    #[arg(long, default_value_t = 3)]
+    pub(crate) nodes: usize,
+    /// cluster: the PostgreSQL database the spawned nodes share (default
+    /// `PARLEY_DATABASE_URL`).
+    #[arg(long)]
+    pub(crate) database: Option<String>,
+    /// cluster: the Redis of the cluster (default with --spawn: a private
+    /// `redis-server` on a free port).
+    #[arg(long)]
+    pub(crate) redis_url: Option<String>,
+    /// cluster: a running node's URL (repeat for each node) instead of
+    /// --spawn.
+    #[arg(long)]
+    pub(crate) node_url: Vec<String>,
+    /// cluster: offered msg/s of each run, comma-separated (default
+    /// 200,1000).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) rates: Vec<f64>,
 }
 
 impl BenchArgs {
@@ -186,6 +221,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Group => direct::group(&args).await?,
         Scenario::Reconnect => reconnect::run(&args).await?,
         Scenario::Chaos => chaos::run(&args).await?,
+        Scenario::Cluster => cluster::run(&args).await?,
         Scenario::Worker => unreachable!("handled above"),
     };
     report.set("command", std::env::args().collect::<Vec<_>>());
@@ -297,5 +333,20 @@ mod tests {
             BenchArgs::try_parse_from(["bench", "direct", "--rate", "1", "--window", "2"]).is_err()
         );
         assert!(BenchArgs::try_parse_from(["bench", "nope"]).is_err());
+        let args = BenchArgs::try_parse_from([
+            "bench",
+            "cluster",
+            "--spawn",
+            "--nodes",
+            "3",
+            "--rates",
+            "200,1000",
+            "--database",
+            "postgres://postgres@127.0.0.1:5432/bench",
+        ])
+        .unwrap();
+        assert_eq!(args.scenario, Scenario::Cluster);
+        assert_eq!(args.cluster.rates, vec![200.0, 1000.0]);
+        assert_eq!(args.cluster.nodes, 3);
     }
 }

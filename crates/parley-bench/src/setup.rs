@@ -105,6 +105,23 @@ pub(crate) async fn users(
     .await
 }
 
+/// `2 × n` fresh users and the direct conversation of each pair (users
+/// `2i` and `2i + 1`), as [`users`] and [`directs`].
+pub(crate) async fn pairs(
+    base: &str,
+    tag: &str,
+    n: usize,
+    workers: usize,
+    progress: &ProgressBar,
+) -> anyhow::Result<(Vec<User>, Vec<(ConversationId, u64)>)> {
+    let users = users(base, tag, 2 * n, workers, progress).await?;
+    let pair_list = (0..n)
+        .map(|i| (users[2 * i].clone(), users[2 * i + 1].clone()))
+        .collect();
+    let conversations = directs(base, pair_list, workers, progress).await?;
+    Ok((users, conversations))
+}
+
 /// Opens the direct conversation of each pair; returns (conversation,
 /// last seq before the run).
 pub(crate) async fn directs(

@@ -45,6 +45,12 @@ pub(crate) struct Spawned {
 impl Spawned {
     /// Starts `parley serve` on `data_dir` and waits for its listen line.
     pub(crate) fn start(data_dir: &Path) -> anyhow::Result<Spawned> {
+        Spawned::start_with(data_dir, &[])
+    }
+
+    /// Like [`Spawned::start`], with more environment on top of
+    /// [`SPAWN_ENV`] (a cluster node's database, Redis and token key).
+    pub(crate) fn start_with(data_dir: &Path, env: &[(&str, &str)]) -> anyhow::Result<Spawned> {
         std::fs::create_dir_all(data_dir)?;
         let log = data_dir.with_extension("log");
         let log_file = std::fs::OpenOptions::new()
@@ -60,7 +66,7 @@ impl Spawned {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));
-        for (key, value) in SPAWN_ENV {
+        for (key, value) in SPAWN_ENV.iter().chain(env) {
             command.env(key, value);
         }
         let mut child = command.spawn().context("cannot spawn parley serve")?;

@@ -53,6 +53,9 @@ pub(crate) struct Participant {
     pub(crate) conversation_id: i64,
     /// Whether it sends.
     pub(crate) sends: bool,
+    /// Where its socket connects when not the run's own target (`cluster`
+    /// puts the members of a pair on given nodes).
+    pub(crate) dial: Option<Dial>,
 }
 
 /// How senders pace themselves.
@@ -265,7 +268,7 @@ async fn connect_all(
     let mut handles = Vec::new();
     for (i, p) in participants.iter().enumerate() {
         let (dial, token, gate, progress) = (
-            dial.clone(),
+            p.dial.clone().unwrap_or_else(|| dial.clone()),
             p.token.clone(),
             gate.clone(),
             progress.clone(),

@@ -431,7 +431,13 @@ impl Session {
             return false;
         }
         self.written_cursor = head;
-        let Some(since) = since else { return true };
+        let Some(since) = since else {
+            // Without `since` the socket starts at the head: a live frame at
+            // or below it (committed between registration and the head
+            // read) was never asked for, and one above it is the next.
+            self.stitch = Stitcher::new(head);
+            return true;
+        };
         let mut cursor = since;
         loop {
             match state.store.inbox_since(user, cursor, REPLAY_PAGE).await {

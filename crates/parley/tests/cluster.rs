@@ -2,21 +2,37 @@
 //! test database and a private Redis. Users on different nodes exchange
 //! messages, receipts, typing and presence; a logout closes a socket on
 //! another node; a node killed with `kill -9` under load loses nothing;
-//! a Redis outage delays cross-node delivery but loses nothing.
+//! a Redis outage delays cross-node delivery but loses nothing; a
+//! PostgreSQL outage is answered `unavailable` and retries store once; a
+//! rolling restart and a reconnect storm behind haproxy lose nothing; a
+//! subscriber cut by Redis's output limit, killed, or wedged is recovered.
 
 mod cluster_support;
 mod common;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use cluster_support::{Node, dependencies};
+use cluster_support::haproxy::Haproxy;
+use cluster_support::load::{self, ReceiveReport};
+use cluster_support::wedge::WedgeProxy;
+use cluster_support::{
+    Node, PrivateServer, RedisServer, dependencies, free_port, require, two_nodes,
+};
 use common::{PASSWORD, direct, expect_close, expect_frame, expect_message, expect_sent, uid};
 use parley_client::{Client, Socket};
-use parley_proto::{ClientFrame, ConversationId, ReceiptStatus, ServerFrame, UserId, close_code};
+use parley_proto::{
+    ClientFrame, ConversationId, ErrorCode, ReceiptStatus, ServerFrame, UserId, close_code,
+};
 
 async fn account(node: &Node, name: &str) -> Client {
-    let client = Client::new(node.base.clone());
+    account_at(&node.base, name).await
+}
+
+async fn account_at(base: &str, name: &str) -> Client {
+    let client = Client::new(base.to_owned());
     client.register(name, PASSWORD).await.expect("register");
     client.login(name, PASSWORD).await.expect("login")
 }
@@ -34,10 +50,7 @@ async fn users_on_different_nodes_get_everything_and_logout_closes_remote_socket
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let n1 = Node::spawn("n1", dir.path(), &database.url, &redis.url());
-    let n2 = Node::spawn("n2", dir.path(), &database.url, &redis.url());
-    n1.wait_ready().await;
-    n2.wait_ready().await;
+    let (n1, n2) = two_nodes(dir.path(), &database.url, &redis.url()).await;
 
     let alice = account(&n1, "alice").await;
     let bob = account(&n2, "bob").await;
@@ -150,6 +163,40 @@ async fn users_on_different_nodes_get_everything_and_logout_closes_remote_socket
     assert!(limited, "the 11th attempt across two nodes is limited");
 }
 
+/// A reader on node 1 with a direct conversation with `local` (node 1)
+/// and one with `remote` (node 2).
+struct Trio {
+    reader: Client,
+    local: Client,
+    remote: Client,
+    c_local: ConversationId,
+    c_remote: ConversationId,
+    _nodes: (Node, Node),
+    _services: (common::TestDatabase, RedisServer, tempfile::TempDir),
+}
+
+impl Trio {
+    async fn start() -> Option<Trio> {
+        let (database, redis) = dependencies().await?;
+        let dir = tempfile::tempdir().expect("dir");
+        let (n1, n2) = two_nodes(dir.path(), &database.url, &redis.url()).await;
+        let reader = account(&n1, "reader").await;
+        let local = account(&n1, "local").await;
+        let remote = account(&n2, "remote").await;
+        let c_local = direct(&local, &reader).await;
+        let c_remote = direct(&remote, &reader).await;
+        Some(Trio {
+            reader,
+            local,
+            remote,
+            c_local,
+            c_remote,
+            _nodes: (n1, n2),
+            _services: (database, redis, dir),
+        })
+    }
+}
+
 /// Reads message frames into `got` until `want` cursors arrived (or panics
 /// after a bound); checks cursors are exactly consecutive.
 async fn collect(socket: &mut Socket, got: &mut Vec<(u64, String)>, want: usize) {
@@ -171,19 +218,18 @@ async fn collect(socket: &mut Socket, got: &mut Vec<(u64, String)>, want: usize)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_and_remote_senders_interleave_exactly_once_in_order() {
-    let Some((database, redis)) = dependencies().await else {
+    let Some(Trio {
+        reader,
+        local,
+        remote,
+        c_local,
+        c_remote,
+        _nodes,
+        _services,
+    }) = Trio::start().await
+    else {
         return;
     };
-    let dir = tempfile::tempdir().expect("dir");
-    let n1 = Node::spawn("n1", dir.path(), &database.url, &redis.url());
-    let n2 = Node::spawn("n2", dir.path(), &database.url, &redis.url());
-    n1.wait_ready().await;
-    n2.wait_ready().await;
-    let reader = account(&n1, "reader").await;
-    let local = account(&n1, "local").await;
-    let remote = account(&n2, "remote").await;
-    let c_local = direct(&local, &reader).await;
-    let c_remote = direct(&remote, &reader).await;
     let mut r = reader.connect(None).await.unwrap();
     const EACH: usize = 150;
     let send_all = |client: Client, conv: ConversationId, tag: &'static str| async move {
@@ -336,10 +382,7 @@ async fn a_redis_outage_delays_cross_node_delivery_but_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let n1 = Node::spawn("n1", dir.path(), &database.url, &redis.url());
-    let n2 = Node::spawn("n2", dir.path(), &database.url, &redis.url());
-    n1.wait_ready().await;
-    n2.wait_ready().await;
+    let (n1, n2) = two_nodes(dir.path(), &database.url, &redis.url()).await;
     let sender = account(&n1, "sender").await;
     let receiver = account(&n2, "receiver").await;
     let conv = direct(&sender, &receiver).await;
@@ -378,4 +421,542 @@ async fn a_redis_outage_delays_cross_node_delivery_but_loses_nothing() {
     expect_sent(&mut s, "after").await;
     collect(&mut r, &mut got, 22).await;
     assert_eq!(got.last().unwrap().1, "after");
+}
+
+/// A private PostgreSQL (which the test may stop), or `None` (skipped)
+/// outside CI when it cannot be started.
+async fn private_postgres() -> Option<PrivateServer> {
+    match tokio::task::spawn_blocking(PrivateServer::start)
+        .await
+        .unwrap()
+    {
+        Ok(server) => Some(server),
+        Err(why) => {
+            require(false, &format!("a private PostgreSQL ({why})"));
+            None
+        }
+    }
+}
+
+/// Every acknowledged id arrived exactly once (cursor order and no gaps
+/// were checked as they arrived), and nothing arrived that was not sent.
+fn assert_exactly_once(received: &ReceiveReport, acked: &HashSet<String>) {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for message in &received.got {
+        *counts.entry(message.id.as_str()).or_default() += 1;
+    }
+    let duplicates: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicates.is_empty(), "duplicates: {duplicates:?}");
+    let missing: Vec<_> = acked
+        .iter()
+        .filter(|id| !counts.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but never delivered: {missing:?}"
+    );
+    let unknown: Vec<_> = counts.keys().filter(|id| !acked.contains(**id)).collect();
+    assert!(
+        unknown.is_empty(),
+        "delivered but never acknowledged: {unknown:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_outage_answers_unavailable_and_retries_store_once() {
+    if !require(RedisServer::available(), "redis-server") {
+        return;
+    }
+    let Some(postgres) = private_postgres().await else {
+        return;
+    };
+    let postgres = Arc::new(postgres);
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("dir");
+    // Short store timeouts: a send during the outage fails fast.
+    let env = [("PARLEY_DATABASE_TIMEOUT_MS", "2000")];
+    let spawn = |name| {
+        Node::spawn_with(
+            name,
+            dir.path(),
+            &postgres.url(),
+            &redis.url(),
+            "127.0.0.1:0",
+            &env,
+        )
+    };
+    let n1 = spawn("n1");
+    let n2 = spawn("n2");
+    n1.wait_ready().await;
+    n2.wait_ready().await;
+    // Two senders, one per node, into one receiver on n2: one stream is
+    // same-node, the other cross-node.
+    let receiver = account(&n2, "receiver").await;
+    let near = account(&n2, "near").await;
+    let far = account(&n1, "far").await;
+    let prober = account(&n1, "prober").await;
+    let c_near = direct(&near, &receiver).await;
+    let c_far = direct(&far, &receiver).await;
+    let c_probe = direct(&prober, &receiver).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let want = Arc::new(AtomicUsize::new(usize::MAX));
+    let r = tokio::spawn(load::receive(
+        n2.base.clone(),
+        receiver.token().unwrap().to_owned(),
+        want.clone(),
+        Duration::from_secs(90),
+    ));
+    let sender = |node: &Node, client: &Client, conv, prefix: &str| {
+        tokio::spawn(load::send(
+            node.base.clone(),
+            client.token().unwrap().to_owned(),
+            conv,
+            prefix.to_owned(),
+            usize::MAX,
+            Duration::from_millis(10),
+            stop.clone(),
+        ))
+    };
+    let s_near = sender(&n2, &near, c_near, "near");
+    let s_far = sender(&n1, &far, c_far, "far");
+    let mut probe = prober.connect(None).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // PostgreSQL goes away.
+    let stopping = postgres.clone();
+    tokio::task::spawn_blocking(move || stopping.stop("fast"))
+        .await
+        .unwrap()
+        .expect("stop PostgreSQL");
+    // A send now is answered `unavailable`, never `sent`.
+    probe.send_text(c_probe, "probe", "0").await.unwrap();
+    let answer = expect_frame(&mut probe, "an answer to the probe", |f| match f {
+        ServerFrame::Sent { client_msg_id, .. } => client_msg_id == "probe",
+        ServerFrame::Error { reference, .. } => reference.as_deref() == Some("probe"),
+        _ => false,
+    })
+    .await;
+    assert!(
+        matches!(
+            answer,
+            ServerFrame::Error {
+                code: ErrorCode::Unavailable,
+                ..
+            }
+        ),
+        "a send while PostgreSQL is down is unavailable, got {answer:?}"
+    );
+    // Readiness follows PostgreSQL; health does not.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while n1.status("/readyz").await != 503 {
+        assert!(tokio::time::Instant::now() < deadline, "readyz turns 503");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(n1.status("/healthz").await, 200);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // PostgreSQL is back: the probe's retry (same client_msg_id) succeeds
+    // within seconds.
+    let starting = postgres.clone();
+    tokio::task::spawn_blocking(move || starting.start_again())
+        .await
+        .unwrap()
+        .expect("start PostgreSQL again");
+    let back = std::time::Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(tokio::time::Instant::now() < deadline, "sends work again");
+        probe.send_text(c_probe, "probe", "0").await.unwrap();
+        let answer = expect_frame(&mut probe, "an answer to the probe", |f| match f {
+            ServerFrame::Sent { client_msg_id, .. } => client_msg_id == "probe",
+            ServerFrame::Error { reference, .. } => reference.as_deref() == Some("probe"),
+            _ => false,
+        })
+        .await;
+        if matches!(answer, ServerFrame::Sent { .. }) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "sends succeed again {:?} after PostgreSQL is back",
+        back.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let near_report = s_near.await.unwrap();
+    let far_report = s_far.await.unwrap();
+    eprintln!("same-node sender: {}", near_report.summary());
+    eprintln!("cross-node sender: {}", far_report.summary());
+    assert!(
+        near_report.unavailable + far_report.unavailable > 0,
+        "the load saw the outage"
+    );
+    let mut acked: HashSet<String> = near_report.acked.into_iter().collect();
+    acked.extend(far_report.acked);
+    acked.insert("probe".to_owned());
+    want.store(acked.len(), Ordering::Relaxed);
+    let received = r.await.unwrap();
+    assert_exactly_once(&received, &acked);
+}
+
+/// Three nodes on fixed addresses (so they can restart on them) and
+/// haproxy in front; `None` (skipped) outside CI when haproxy, Redis or
+/// PostgreSQL is missing.
+struct Fronted {
+    nodes: Vec<Node>,
+    front: Haproxy,
+    _redis: RedisServer,
+    _database: common::TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+async fn three_nodes_behind_haproxy() -> Option<Fronted> {
+    if !require(Haproxy::available(), "haproxy") {
+        return None;
+    }
+    let (database, redis) = dependencies().await?;
+    let dir = tempfile::tempdir().expect("dir");
+    let addrs: Vec<String> = (0..3)
+        .map(|_| format!("127.0.0.1:{}", free_port()))
+        .collect();
+    let nodes: Vec<Node> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, addr)| {
+            Node::spawn_on(
+                &format!("n{i}"),
+                dir.path(),
+                &database.url,
+                &redis.url(),
+                addr,
+            )
+        })
+        .collect();
+    for node in &nodes {
+        node.wait_ready().await;
+    }
+    let backends: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    let front = Haproxy::start(&backends);
+    Some(Fronted {
+        nodes,
+        front,
+        _redis: redis,
+        _database: database,
+        _dir: dir,
+    })
+}
+
+/// `pairs` senders, each in a direct conversation with its own receiver,
+/// all connected through `base`; the senders run until `stop`.
+struct Traffic {
+    stop: Arc<AtomicBool>,
+    senders: Vec<tokio::task::JoinHandle<load::SendReport>>,
+    receivers: Vec<(Arc<AtomicUsize>, tokio::task::JoinHandle<ReceiveReport>)>,
+}
+
+impl Traffic {
+    async fn start(base: &str, pairs: usize, pace: Duration) -> Traffic {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut users = Vec::new();
+        for i in 0..pairs {
+            let sender = account_at(base, &format!("sender{i}")).await;
+            let receiver = account_at(base, &format!("receiver{i}")).await;
+            let conv = direct(&sender, &receiver).await;
+            users.push((sender, receiver, conv));
+        }
+        let mut receivers = Vec::new();
+        for (_, receiver, _) in &users {
+            let want = Arc::new(AtomicUsize::new(usize::MAX));
+            let task = tokio::spawn(load::receive(
+                base.to_owned(),
+                receiver.token().unwrap().to_owned(),
+                want.clone(),
+                Duration::from_secs(90),
+            ));
+            receivers.push((want, task));
+        }
+        let senders = users
+            .iter()
+            .enumerate()
+            .map(|(i, (sender, _, conv))| {
+                tokio::spawn(load::send(
+                    base.to_owned(),
+                    sender.token().unwrap().to_owned(),
+                    *conv,
+                    format!("m{i}."),
+                    usize::MAX,
+                    pace,
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        Traffic {
+            stop,
+            senders,
+            receivers,
+        }
+    }
+
+    /// Stops the senders, waits for every receiver to have everything its
+    /// sender had acknowledged, and checks exactly-once delivery for each.
+    async fn finish(self) -> (Vec<load::SendReport>, Vec<ReceiveReport>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut sent = Vec::new();
+        for task in self.senders {
+            sent.push(task.await.unwrap());
+        }
+        let mut received = Vec::new();
+        for ((want, task), report) in self.receivers.into_iter().zip(&sent) {
+            want.store(report.acked.len(), Ordering::Relaxed);
+            let got = task.await.unwrap();
+            assert_exactly_once(&got, &report.acked.iter().cloned().collect());
+            received.push(got);
+        }
+        (sent, received)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_behind_haproxy_loses_nothing() {
+    let Some(mut cluster) = three_nodes_behind_haproxy().await else {
+        return;
+    };
+    let base = cluster.front.base();
+    let traffic = Traffic::start(&base, 4, Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // One node after the other: SIGTERM (it drains: `reconnect` to every
+    // socket, haproxy sees /healthz 503), start again on the same address,
+    // wait until it is ready and haproxy has seen it up.
+    for node in &mut cluster.nodes {
+        tokio::task::block_in_place(|| node.terminate());
+        tokio::task::block_in_place(|| node.restart());
+        node.wait_ready().await;
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (sent, received) = traffic.finish().await;
+    let acked: usize = sent.iter().map(|r| r.acked.len()).sum();
+    let send_reconnects: usize = sent.iter().map(|r| r.reconnects).sum();
+    let receive_reconnects: usize = received.iter().map(|r| r.reconnects).sum();
+    eprintln!(
+        "rolling restart: {acked} messages acknowledged and delivered once; \
+         reconnects: senders {send_reconnects}, receivers {receive_reconnects}"
+    );
+    // Every socket was on a node that restarted.
+    assert!(
+        received.iter().all(|r| r.reconnects > 0),
+        "every receiver came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_storm_after_a_node_dies_catches_everyone_up() {
+    let Some(mut cluster) = three_nodes_behind_haproxy().await else {
+        return;
+    };
+    let base = cluster.front.base();
+    // Least connections: about a third of the sockets are on each node.
+    let traffic = Traffic::start(&base, 12, Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let on_victim = cluster.nodes[1].metric("parley_connections", "").await;
+    tokio::task::block_in_place(|| cluster.nodes[1].kill9());
+    let killed = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (sent, received) = traffic.finish().await;
+
+    // Report: the survivors' latency before and during the storm, and how
+    // the others came back.
+    let storm = killed..killed + Duration::from_secs(5);
+    let (mut before, mut during) = (Vec::new(), Vec::new());
+    for report in received.iter().filter(|r| r.reconnects == 0) {
+        for message in &report.got {
+            if message.at < killed {
+                before.push(message.latency_ms);
+            } else if storm.contains(&message.at) {
+                during.push(message.latency_ms);
+            }
+        }
+    }
+    let back: Vec<&ReceiveReport> = received.iter().filter(|r| r.reconnects > 0).collect();
+    let (b50, b99, bmax) = load::percentiles(&mut before);
+    let (d50, d99, dmax) = load::percentiles(&mut during);
+    eprintln!(
+        "reconnect storm: {on_victim} sockets on the killed node; {} of {} receivers and {} of {} senders came back",
+        back.len(),
+        received.len(),
+        sent.iter().filter(|r| r.reconnects > 0).count(),
+        sent.len(),
+    );
+    eprintln!(
+        "survivors' send→deliver latency (ms): before p50 {b50} p99 {b99} max {bmax} ({} msgs); \
+         during the storm p50 {d50} p99 {d99} max {dmax} ({} msgs)",
+        before.len(),
+        during.len()
+    );
+    let total_reconnects: usize = sent.iter().map(|r| r.reconnects).sum::<usize>()
+        + received.iter().map(|r| r.reconnects).sum::<usize>();
+    assert!(total_reconnects > 0, "some clients were on the killed node");
+}
+
+/// Waits until `node`'s `parley_router_resyncs_total{cause}` is above
+/// `before`.
+async fn wait_resync(node: &Node, cause: &str, before: f64, what: &str) {
+    let labels = format!("cause=\"{cause}\"");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while node.metric("parley_router_resyncs_total", &labels).await <= before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: no `{cause}` resync"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_or_wedged_redis_subscriber_is_detected_and_loses_nothing() {
+    let Some((database, redis)) = dependencies().await else {
+        return;
+    };
+    // n2 reaches Redis through a proxy that can wedge its subscriber.
+    let proxy = WedgeProxy::start(redis.port).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let n1 = Node::spawn("n1", dir.path(), &database.url, &redis.url());
+    let n2 = Node::spawn("n2", dir.path(), &database.url, &proxy.url());
+    n1.wait_ready().await;
+    n2.wait_ready().await;
+    let sender = account(&n1, "sender").await;
+    let bulk = account(&n1, "bulk").await;
+    let receiver = account(&n2, "receiver").await;
+    let conv = direct(&sender, &receiver).await;
+    let c_bulk = direct(&bulk, &receiver).await;
+    // Steady cross-node traffic for the whole test, into one socket that
+    // must never need to reconnect.
+    let stop = Arc::new(AtomicBool::new(false));
+    let want = Arc::new(AtomicUsize::new(usize::MAX));
+    let r = tokio::spawn(load::receive(
+        n2.base.clone(),
+        receiver.token().unwrap().to_owned(),
+        want.clone(),
+        Duration::from_secs(90),
+    ));
+    let s = tokio::spawn(load::send(
+        n1.base.clone(),
+        sender.token().unwrap().to_owned(),
+        conv,
+        "m".to_owned(),
+        usize::MAX,
+        Duration::from_millis(10),
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let resyncs = |cause: &'static str| {
+        let n2 = &n2;
+        async move {
+            n2.metric("parley_router_resyncs_total", &format!("cause=\"{cause}\""))
+                .await
+        }
+    };
+
+    // 1. Too slow: Redis's pub/sub output limit, set low, cuts the
+    // subscribers during a burst of large messages.
+    redis.command(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 64kb 0 0",
+    ]);
+    let before = resyncs("subscribe").await;
+    let mut b = bulk.connect(None).await.unwrap();
+    const BURST: usize = 40;
+    let padding = "x".repeat(16_000);
+    for i in 0..BURST {
+        let text = format!("{} {padding}", load::now_ms());
+        b.send_text(c_bulk, &format!("bulk{i}"), &text)
+            .await
+            .unwrap();
+    }
+    for i in 0..BURST {
+        expect_sent(&mut b, &format!("bulk{i}")).await;
+    }
+    wait_resync(&n2, "subscribe", before, "output limit").await;
+    redis.command(&[
+        "CONFIG",
+        "SET",
+        "client-output-buffer-limit",
+        "pubsub 32mb 8mb 60",
+    ]);
+    let info = redis.command(&["INFO", "stats"]);
+    let cut = info
+        .lines()
+        .find(|l| l.starts_with("client_output_buffer_limit_disconnections"))
+        .unwrap_or("(not reported by this Redis)");
+    eprintln!("output limit: {cut}");
+
+    // 2. Cut: Redis closes every subscriber connection.
+    let before = resyncs("subscribe").await;
+    redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]);
+    wait_resync(&n2, "subscribe", before, "CLIENT KILL").await;
+
+    // 3. Wedged: the connection stays open but nothing comes through; the
+    // node's probe of its own channel notices.
+    let before = resyncs("probe").await;
+    proxy.wedge();
+    wait_resync(&n2, "probe", before, "wedged subscriber").await;
+
+    // Whatever was published meanwhile came from the store instead.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let report = s.await.unwrap();
+    let mut acked: HashSet<String> = report.acked.into_iter().collect();
+    acked.extend((0..BURST).map(|i| format!("bulk{i}")));
+    want.store(acked.len(), Ordering::Relaxed);
+    let received = r.await.unwrap();
+    assert_exactly_once(&received, &acked);
+    assert_eq!(
+        received.reconnects, 0,
+        "the receiver never had to reconnect"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_opened_without_since_starts_at_the_head() {
+    let Some(Trio {
+        reader,
+        local,
+        remote,
+        c_local,
+        c_remote,
+        _nodes,
+        _services,
+    }) = Trio::start().await
+    else {
+        return;
+    };
+    // History the new socket does not ask for.
+    let mut l = local.connect(None).await.unwrap();
+    let mut m = remote.connect(None).await.unwrap();
+    for i in 0..3 {
+        l.send_text(c_local, &format!("old{i}"), "x").await.unwrap();
+        expect_sent(&mut l, &format!("old{i}")).await;
+    }
+    let mut r = reader.connect(None).await.unwrap();
+    let head = r.ready.as_ref().unwrap().cursor;
+    assert_eq!(head, 3);
+    // The next message, local then remote, is the next cursor: nothing of
+    // the history is sent again (a stitcher that started at 0 instead of
+    // the head filled the "gap" 1..=3 from the store).
+    l.send_text(c_local, "new-local", "x").await.unwrap();
+    m.send_text(c_remote, "new-remote", "x").await.unwrap();
+    let mut got = Vec::new();
+    collect(&mut r, &mut got, 2).await;
+    assert_eq!(got[0].0, head + 1);
+    let ids: HashSet<&str> = got.iter().map(|(_, id)| id.as_str()).collect();
+    assert_eq!(ids, HashSet::from(["new-local", "new-remote"]));
+    // And nothing else arrives.
+    if let Ok(ServerFrame::Message { cursor, .. }) = r.recv_within(Duration::from_millis(300)).await
+    {
+        panic!("unexpected cursor {cursor}");
+    }
 }

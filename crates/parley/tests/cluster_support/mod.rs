@@ -1,9 +1,13 @@
 //! Harness for the cluster tests: a private Redis on a free port, `parley
 //! serve` nodes as real processes sharing a test database and that Redis,
-//! every process stopped by its PID.
+//! a private PostgreSQL the tests may stop ([`PrivateServer`], the store
+//! tests' own helper), haproxy in front ([`haproxy`]), a proxy that wedges a Redis subscriber
+//! ([`wedge`]), and clients that
+//! reconnect like real ones ([`load`]). Every process is stopped by its PID,
+//! also when a test panics (each is owned by a value whose `Drop` stops it).
 //!
-//! Outside CI a missing `redis-server` or PostgreSQL skips the test with a
-//! message; with `CI=true` it fails.
+//! Outside CI a missing `redis-server`, `haproxy` or PostgreSQL skips the
+//! test with a message; with `CI=true` it fails.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -14,6 +18,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{TestDatabase, test_config};
+
+pub mod haproxy;
+pub mod load;
+pub mod wedge;
+
+/// The store tests' support module, for its private PostgreSQL server
+/// (initdb and pg_ctl on a free port): included, not copied.
+#[path = "../../../parley-store/tests/support/mod.rs"]
+mod store_support;
+pub(crate) use store_support::PrivateServer;
 
 /// A free TCP port on 127.0.0.1 (bound and released).
 pub fn free_port() -> u16 {
@@ -92,6 +106,37 @@ impl RedisServer {
                 .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
     }
 
+    /// Runs one command (RESP over a fresh connection) and returns the
+    /// reply's text: enough for `CONFIG SET`, `CLIENT KILL` and `INFO`.
+    pub fn command(&self, args: &[&str]) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        stream.write_all(request.as_bytes()).expect("send to redis");
+        let mut reader = BufReader::new(stream);
+        let mut first = String::new();
+        reader.read_line(&mut first).expect("redis reply");
+        match first.as_bytes().first() {
+            // A bulk string: its length, then the bytes and CRLF.
+            Some(b'$') => {
+                let len: i64 = first[1..].trim().parse().expect("bulk length");
+                if len < 0 {
+                    return String::new();
+                }
+                let mut body = vec![0u8; len as usize + 2];
+                reader.read_exact(&mut body).expect("bulk body");
+                String::from_utf8_lossy(&body[..len as usize]).into_owned()
+            }
+            Some(b'-') => panic!("redis {args:?}: {}", first.trim()),
+            _ => first[1..].trim().to_owned(),
+        }
+    }
+
     /// Stops it (by PID); its data is gone (no persistence).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -121,6 +166,12 @@ pub struct Node {
     pub name: String,
     pub base: String,
     child: Child,
+    /// How it was started, so [`Node::restart`] can start it again on the
+    /// same address.
+    dir: std::path::PathBuf,
+    database: String,
+    redis: String,
+    env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -137,12 +188,49 @@ impl Node {
         redis: &str,
         listen: &str,
     ) -> Node {
-        let config = test_config();
+        Self::spawn_with(name, data_dir, database, redis, listen, &[])
+    }
+
+    /// Starts a node listening on `listen`, with extra `PARLEY_*`
+    /// settings (later ones win over the defaults below).
+    pub fn spawn_with(
+        name: &str,
+        data_dir: &Path,
+        database: &str,
+        redis: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Node {
         let dir = data_dir.join(name);
         std::fs::create_dir_all(&dir).expect("node dir");
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let (child, base) = Self::start_process(name, &dir, database, redis, listen, &env);
+        Node {
+            name: name.to_owned(),
+            base,
+            child,
+            dir,
+            database: database.to_owned(),
+            redis: redis.to_owned(),
+            env,
+        }
+    }
+
+    fn start_process(
+        name: &str,
+        dir: &Path,
+        database: &str,
+        redis: &str,
+        listen: &str,
+        env: &[(String, String)],
+    ) -> (Child, String) {
+        let config = test_config();
         let mut child = Command::new(env!("CARGO_BIN_EXE_parley"))
             .args(["serve", "--listen", listen, "--data-dir"])
-            .arg(&dir)
+            .arg(dir)
             .env(
                 "PARLEY_ARGON2_MEMORY_KIB",
                 config.argon2_memory_kib.to_string(),
@@ -165,6 +253,7 @@ impl Node {
                 "PARLEY_LOG",
                 std::env::var("PARLEY_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -179,11 +268,28 @@ impl Node {
             .strip_prefix("parley listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
-        Node {
-            name: name.to_owned(),
-            base: format!("http://{addr}"),
-            child,
-        }
+        (child, format!("http://{addr}"))
+    }
+
+    /// `host:port` it listens on.
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    /// Starts the (stopped) node again on the same address, data dir and
+    /// settings: a new process, so a new epoch.
+    pub fn restart(&mut self) {
+        let listen = self.addr().to_owned();
+        let (child, base) = Self::start_process(
+            &self.name,
+            &self.dir,
+            &self.database,
+            &self.redis,
+            &listen,
+            &self.env,
+        );
+        self.child = child;
+        self.base = base;
     }
 
     pub fn pid(&self) -> u32 {
@@ -192,8 +298,14 @@ impl Node {
 
     /// `GET path` → status code (0 when it does not answer).
     pub async fn status(&self, path: &str) -> u16 {
+        self.get(path).await.map(|(code, _)| code).unwrap_or(0)
+    }
+
+    /// `GET path` → status code and body, or `None` when it does not answer
+    /// within 5 s.
+    pub async fn get(&self, path: &str) -> Option<(u16, String)> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let addr = self.base.trim_start_matches("http://").to_owned();
+        let addr = self.addr().to_owned();
         let ask = async {
             let mut stream = tokio::net::TcpStream::connect(&addr).await.ok()?;
             let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
@@ -201,13 +313,23 @@ impl Node {
             let mut response = Vec::new();
             stream.read_to_end(&mut response).await.ok()?;
             let text = String::from_utf8_lossy(&response);
-            text.split_whitespace().nth(1)?.parse::<u16>().ok()
+            let code = text.split_whitespace().nth(1)?.parse::<u16>().ok()?;
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+            Some((code, body.to_owned()))
         };
         tokio::time::timeout(Duration::from_secs(5), ask)
             .await
             .ok()
             .flatten()
-            .unwrap_or(0)
+    }
+
+    /// The sum of every sample of metric `name` whose labels contain
+    /// `labels` (e.g. `cause="probe"`), from `/metrics`; 0 when absent.
+    pub async fn metric(&self, name: &str, labels: &str) -> f64 {
+        let Some((_, body)) = self.get("/metrics").await else {
+            return 0.0;
+        };
+        metric_sum(&body, name, labels)
     }
 
     /// Waits until `/readyz` is 200.
@@ -245,6 +367,15 @@ impl Drop for Node {
     }
 }
 
+/// Nodes `n1` and `n2` on `database` and `redis`, both ready.
+pub async fn two_nodes(data_dir: &Path, database: &str, redis: &str) -> (Node, Node) {
+    let n1 = Node::spawn("n1", data_dir, database, redis);
+    let n2 = Node::spawn("n2", data_dir, database, redis);
+    n1.wait_ready().await;
+    n2.wait_ready().await;
+    (n1, n2)
+}
+
 /// A test database and a private Redis, or `None` (skipped) outside CI
 /// when either is missing.
 pub async fn dependencies() -> Option<(TestDatabase, RedisServer)> {
@@ -259,4 +390,17 @@ pub async fn dependencies() -> Option<(TestDatabase, RedisServer)> {
         }
     };
     Some((database, RedisServer::start()))
+}
+
+/// The sum of the samples of `name` in a Prometheus text `body` whose
+/// labels contain `labels`.
+pub fn metric_sum(body: &str, name: &str, labels: &str) -> f64 {
+    body.lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            let metric = key.split('{').next()?;
+            (metric == name && key.contains(labels)).then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
 }
