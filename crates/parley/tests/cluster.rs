@@ -2,7 +2,8 @@
 //! test database and a private Redis. Users on different nodes exchange
 //! messages, receipts, typing and presence; a logout closes a socket on
 //! another node; a node killed with `kill -9` under load loses nothing;
-//! a Redis outage delays cross-node delivery but loses nothing.
+//! a Redis outage delays cross-node delivery but loses nothing; an
+//! administrator disabling a user closes its sockets on every node.
 
 mod cluster_support;
 mod common;
@@ -34,10 +35,7 @@ async fn users_on_different_nodes_get_everything_and_logout_closes_remote_socket
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let n1 = Node::spawn("n1", dir.path(), &database.url, &redis.url());
-    let n2 = Node::spawn("n2", dir.path(), &database.url, &redis.url());
-    n1.wait_ready().await;
-    n2.wait_ready().await;
+    let (n1, n2) = Node::ready_pair(dir.path(), &database.url, &redis.url()).await;
 
     let alice = account(&n1, "alice").await;
     let bob = account(&n2, "bob").await;
@@ -150,6 +148,60 @@ async fn users_on_different_nodes_get_everything_and_logout_closes_remote_socket
     assert!(limited, "the 11th attempt across two nodes is limited");
 }
 
+/// An administrator disabling a user on one node closes the user's
+/// sockets on every node at once and its tokens are refused everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_user_closes_its_sockets_on_every_node() {
+    let Some((database, redis)) = dependencies().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let (n1, n2) = Node::ready_pair(dir.path(), &database.url, &redis.url()).await;
+    // The first administrator, made against the shared database.
+    let config = parley_server::Config {
+        database: Some(database.url.clone()),
+        data_dir: dir.path().join("admin-cli"),
+        ..common::test_config()
+    };
+    parley_server::admin::create_user(
+        config,
+        parley_server::accounts::NewAccount {
+            username: "root".into(),
+            password: PASSWORD.into(),
+            display_name: None,
+            is_admin: true,
+        },
+    )
+    .await
+    .expect("create the first administrator");
+    let admin = login(&n1, "root").await;
+
+    let bob_on_n2 = account(&n2, "bob").await;
+    let bob_on_n1 = login(&n1, "bob").await;
+    let mut remote = bob_on_n2.connect(None).await.expect("bob on n2");
+    let mut local = bob_on_n1.connect(None).await.expect("bob on n1");
+    admin
+        .admin_disable(uid(&bob_on_n2))
+        .await
+        .expect("disable via n1");
+    expect_close(&mut remote, close_code::UNAUTHORIZED).await;
+    expect_close(&mut local, close_code::UNAUTHORIZED).await;
+    for (node, client) in [(&n1, &bob_on_n2), (&n2, &bob_on_n1), (&n2, &bob_on_n2)] {
+        let via = Client::new(node.base.clone()).with_token(client.token().unwrap());
+        assert_eq!(
+            via.me().await.expect_err("refused").code(),
+            Some(parley_proto::ErrorCode::Unauthorized),
+            "on {}",
+            node.name
+        );
+    }
+    let refused = Client::new(n2.base.clone())
+        .login("bob", PASSWORD)
+        .await
+        .expect_err("a disabled user cannot log in");
+    assert_eq!(refused.code(), Some(parley_proto::ErrorCode::Forbidden));
+}
+
 /// Reads message frames into `got` until `want` cursors arrived (or panics
 /// after a bound); checks cursors are exactly consecutive.
 async fn collect(socket: &mut Socket, got: &mut Vec<(u64, String)>, want: usize) {
@@ -175,10 +227,7 @@ async fn local_and_remote_senders_interleave_exactly_once_in_order() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let n1 = Node::spawn("n1", dir.path(), &database.url, &redis.url());
-    let n2 = Node::spawn("n2", dir.path(), &database.url, &redis.url());
-    n1.wait_ready().await;
-    n2.wait_ready().await;
+    let (n1, n2) = Node::ready_pair(dir.path(), &database.url, &redis.url()).await;
     let reader = account(&n1, "reader").await;
     let local = account(&n1, "local").await;
     let remote = account(&n2, "remote").await;
@@ -336,10 +385,7 @@ async fn a_redis_outage_delays_cross_node_delivery_but_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let n1 = Node::spawn("n1", dir.path(), &database.url, &redis.url());
-    let n2 = Node::spawn("n2", dir.path(), &database.url, &redis.url());
-    n1.wait_ready().await;
-    n2.wait_ready().await;
+    let (n1, n2) = Node::ready_pair(dir.path(), &database.url, &redis.url()).await;
     let sender = account(&n1, "sender").await;
     let receiver = account(&n2, "receiver").await;
     let conv = direct(&sender, &receiver).await;

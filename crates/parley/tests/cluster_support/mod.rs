@@ -210,6 +210,15 @@ impl Node {
             .unwrap_or(0)
     }
 
+    /// Nodes `n1` and `n2` on the same database and Redis, both ready.
+    pub async fn ready_pair(data_dir: &Path, database: &str, redis: &str) -> (Node, Node) {
+        let n1 = Node::spawn("n1", data_dir, database, redis);
+        let n2 = Node::spawn("n2", data_dir, database, redis);
+        n1.wait_ready().await;
+        n2.wait_ready().await;
+        (n1, n2)
+    }
+
     /// Waits until `/readyz` is 200.
     pub async fn wait_ready(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
