@@ -435,6 +435,81 @@ impl Client {
     }
 }
 
+/// The administrators' API (protocol §14); the caller must be a server
+/// administrator (`forbidden` otherwise).
+impl Client {
+    /// `GET /v1/admin/users?q=&after=&limit=`.
+    pub async fn admin_users(
+        &self,
+        q: Option<&str>,
+        after: Option<UserId>,
+        limit: Option<u32>,
+    ) -> ClientResult<AdminUserList> {
+        let mut params = Vec::new();
+        if let Some(q) = q {
+            params.push(format!("q={}", percent_encode(q)));
+        }
+        if let Some(after) = after {
+            params.push(format!("after={after}"));
+        }
+        if let Some(limit) = limit {
+            params.push(format!("limit={limit}"));
+        }
+        let path = format!("/v1/admin/users?{}", params.join("&"));
+        Ok(self.call::<(), _>(Method::GET, &path, None).await?.1)
+    }
+
+    /// `POST /v1/admin/users`.
+    pub async fn admin_create_user(
+        &self,
+        body: &AdminCreateUserRequest,
+    ) -> ClientResult<AdminUserView> {
+        Ok(self
+            .call(Method::POST, "/v1/admin/users", Some(body))
+            .await?
+            .1)
+    }
+
+    /// `POST /v1/admin/users/{id}/disable`.
+    pub async fn admin_disable(&self, user: UserId) -> ClientResult<AdminUserView> {
+        let path = format!("/v1/admin/users/{user}/disable");
+        Ok(self.call::<(), _>(Method::POST, &path, None).await?.1)
+    }
+
+    /// `POST /v1/admin/users/{id}/enable`.
+    pub async fn admin_enable(&self, user: UserId) -> ClientResult<AdminUserView> {
+        let path = format!("/v1/admin/users/{user}/enable");
+        Ok(self.call::<(), _>(Method::POST, &path, None).await?.1)
+    }
+
+    /// `POST /v1/admin/users/{id}/password`.
+    pub async fn admin_reset_password(&self, user: UserId, password: &str) -> ClientResult<()> {
+        let body = PasswordResetRequest {
+            password: password.into(),
+        };
+        let path = format!("/v1/admin/users/{user}/password");
+        self.call::<_, IgnoredAny>(Method::POST, &path, Some(&body))
+            .await
+            .map(|_| ())
+    }
+
+    /// `DELETE /v1/admin/users/{id}`: erases the account.
+    pub async fn admin_delete(&self, user: UserId) -> ClientResult<()> {
+        let path = format!("/v1/admin/users/{user}");
+        self.call::<(), IgnoredAny>(Method::DELETE, &path, None)
+            .await
+            .map(|_| ())
+    }
+
+    /// `GET /v1/admin/stats`.
+    pub async fn admin_stats(&self) -> ClientResult<AdminStats> {
+        Ok(self
+            .call::<(), _>(Method::GET, "/v1/admin/stats", None)
+            .await?
+            .1)
+    }
+}
+
 /// The parameters of [`Client::search`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SearchRequest<'a> {

@@ -1,4 +1,4 @@
-//! HTTP request and response bodies (§2–§4, §6 of the protocol).
+//! HTTP request and response bodies (§2–§4, §6, §14 of the protocol).
 
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +104,9 @@ pub struct MeResponse {
     /// Whether push notifications may carry message previews.
     #[serde(default)]
     pub push_previews: bool,
+    /// A server administrator (§14).
+    #[serde(default)]
+    pub is_admin: bool,
 }
 
 fn default_true() -> bool {
@@ -508,4 +511,78 @@ pub struct PresenceView {
     /// When last online, unless hidden.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_seen_ms: Option<i64>,
+}
+
+/// A user as server administrators see it (§14).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminUserView {
+    /// The user's id.
+    pub user_id: UserId,
+    /// The login name (`#erased-…` once erased).
+    pub username: String,
+    /// The name to show.
+    pub display_name: String,
+    /// A server administrator.
+    pub is_admin: bool,
+    /// Disabled: logins and tokens refused.
+    pub disabled: bool,
+    /// Erased (`DELETE /v1/admin/users/{id}`); also disabled.
+    pub erased: bool,
+    /// When the account was made.
+    pub created_at_ms: i64,
+    /// When its last device went away, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen_ms: Option<i64>,
+}
+
+/// `GET /v1/admin/users?q=&after=&limit=`: a page of users by id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminUserList {
+    /// The page, by ascending id.
+    pub users: Vec<AdminUserView>,
+    /// Pass as `after` for the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_after: Option<UserId>,
+}
+
+/// `POST /v1/admin/users`: make an account (registration need not be open).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AdminCreateUserRequest {
+    /// 3–32 of `[a-z0-9_.]`.
+    pub username: String,
+    /// 8–256 characters.
+    pub password: String,
+    /// Shown instead of the username where set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Make it a server administrator.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub is_admin: bool,
+}
+
+/// `POST /v1/admin/users/{id}/password`: set a new password (every device
+/// of the user is logged out).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PasswordResetRequest {
+    /// 8–256 characters.
+    pub password: String,
+}
+
+/// `GET /v1/admin/stats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdminStats {
+    /// Accounts not erased.
+    pub users: u64,
+    /// Of those, disabled.
+    pub disabled_users: u64,
+    /// Devices (logins) not logged out.
+    pub devices: u64,
+    /// Conversations, direct and group.
+    pub conversations: u64,
+    /// Text messages stored (deleted ones included).
+    pub messages: u64,
+    /// Open WebSockets on the node that answered.
+    pub live_sockets: u64,
+    /// Bytes of stored media (the data dir's `media` directory).
+    pub media_bytes: u64,
 }

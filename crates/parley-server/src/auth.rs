@@ -46,11 +46,62 @@ pub struct Identity {
     pub device: DeviceId,
 }
 
+/// Hashes and checks passwords (argon2id with the configured cost). Needs
+/// no signing key, so `parley admin create-user` can use it without the
+/// server's data.
+#[derive(Clone)]
+pub struct Passwords {
+    params: Params,
+}
+
+impl Passwords {
+    /// argon2id with `memory_kib` and `iterations` (`argon2_memory_kib`,
+    /// `argon2_iterations`).
+    pub fn new(memory_kib: u32, iterations: u32) -> std::io::Result<Passwords> {
+        let params = Params::new(memory_kib, iterations, 1, None)
+            .map_err(|e| std::io::Error::other(format!("argon2 parameters: {e}")))?;
+        Ok(Passwords { params })
+    }
+
+    fn argon2(&self) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, self.params.clone())
+    }
+
+    /// Hashes a password with argon2id on the blocking pool: it is
+    /// deliberately slow and memory-hard, so never on an async worker.
+    pub async fn hash(&self, password: String) -> Result<String, AuthError> {
+        let argon2 = self.argon2();
+        tokio::task::spawn_blocking(move || {
+            let mut salt_bytes = [0u8; 16];
+            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt_bytes)
+                .map_err(|_| hashing("no system randomness"))?;
+            let salt = SaltString::encode_b64(&salt_bytes).map_err(hashing)?;
+            argon2
+                .hash_password(password.as_bytes(), &salt)
+                .map(|hash| hash.to_string())
+                .map_err(hashing)
+        })
+        .await
+        .map_err(hashing)?
+    }
+
+    /// Checks a password against a stored hash, on the blocking pool.
+    pub async fn verify(&self, password: String, hash: String) -> Result<bool, AuthError> {
+        let argon2 = self.argon2();
+        tokio::task::spawn_blocking(move || {
+            let parsed = PasswordHash::new(&hash).map_err(hashing)?;
+            Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
+        })
+        .await
+        .map_err(hashing)?
+    }
+}
+
 /// Issues and verifies tokens; hashes and checks passwords.
 pub struct Authenticator {
     key: hmac::Key,
     ttl_ms: i64,
-    argon2_params: Params,
+    passwords: Passwords,
     // A std RwLock: lookups are tiny and never await.
     revoked: RwLock<HashSet<DeviceId>>,
 }
@@ -106,12 +157,10 @@ impl Authenticator {
         memory_kib: u32,
         iterations: u32,
     ) -> std::io::Result<Authenticator> {
-        let argon2_params = Params::new(memory_kib, iterations, 1, None)
-            .map_err(|e| std::io::Error::other(format!("argon2 parameters: {e}")))?;
         Ok(Authenticator {
             key: hmac::Key::new(hmac::HMAC_SHA256, secret),
             ttl_ms: (ttl_secs as i64).saturating_mul(1000),
-            argon2_params,
+            passwords: Passwords::new(memory_kib, iterations)?,
             revoked: RwLock::new(HashSet::new()),
         })
     }
@@ -184,41 +233,19 @@ impl Authenticator {
             .contains(&device)
     }
 
-    fn argon2(&self) -> Argon2<'static> {
-        Argon2::new(
-            Algorithm::Argon2id,
-            Version::V0x13,
-            self.argon2_params.clone(),
-        )
+    /// The password hasher.
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
     }
 
-    /// Hashes a password with argon2id on the blocking pool: it is
-    /// deliberately slow and memory-hard, so never on an async worker.
+    /// Hashes a password (see [`Passwords::hash`]).
     pub async fn hash_password(&self, password: String) -> Result<String, AuthError> {
-        let argon2 = self.argon2();
-        tokio::task::spawn_blocking(move || {
-            let mut salt_bytes = [0u8; 16];
-            ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt_bytes)
-                .map_err(|_| hashing("no system randomness"))?;
-            let salt = SaltString::encode_b64(&salt_bytes).map_err(hashing)?;
-            argon2
-                .hash_password(password.as_bytes(), &salt)
-                .map(|hash| hash.to_string())
-                .map_err(hashing)
-        })
-        .await
-        .map_err(hashing)?
+        self.passwords.hash(password).await
     }
 
-    /// Checks a password against a stored hash, on the blocking pool.
+    /// Checks a password against a stored hash (see [`Passwords::verify`]).
     pub async fn verify_password(&self, password: String, hash: String) -> Result<bool, AuthError> {
-        let argon2 = self.argon2();
-        tokio::task::spawn_blocking(move || {
-            let parsed = PasswordHash::new(&hash).map_err(hashing)?;
-            Ok(argon2.verify_password(password.as_bytes(), &parsed).is_ok())
-        })
-        .await
-        .map_err(hashing)?
+        self.passwords.verify(password, hash).await
     }
 
     /// Spends the same time as a real check, so a wrong username cannot be

@@ -155,6 +155,21 @@ pub struct Config {
     /// taken for dead (its users are reaped, every node re-checks its
     /// sockets). Renewed every third of it. Default 10,000.
     pub node_lease_ms: u64,
+    /// How log lines on stderr look: `text` (for people) or `json` (one
+    /// JSON object per line, for journald and log shippers). The level
+    /// filter is `PARLEY_LOG`. Env `PARLEY_LOG_FORMAT`. Default `text`.
+    pub log_format: LogFormat,
+}
+
+/// The format of log lines (`log_format`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 impl Default for Config {
@@ -207,6 +222,7 @@ impl Default for Config {
             token_key: None,
             node_id: None,
             node_lease_ms: 10_000,
+            log_format: LogFormat::Text,
         }
     }
 }

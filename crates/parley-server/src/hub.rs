@@ -233,6 +233,21 @@ impl Hub {
         }
     }
 
+    /// Closes every socket of `user` (disabled or erased by an
+    /// administrator).
+    pub fn close_user(&self, user: UserId, code: u16) {
+        if let Some(sockets) = self.sockets.get(&user) {
+            for socket in sockets.iter() {
+                socket.shared.close(code);
+            }
+        }
+    }
+
+    /// How many sockets are live on this node.
+    pub fn socket_count(&self) -> usize {
+        self.sockets.iter().map(|e| e.value().len()).sum()
+    }
+
     /// Queues `item` on every live socket, ignoring the queue bound (for the
     /// rare [`Outbound::Resync`], which must not close a busy socket).
     pub fn push_all(&self, item: &Outbound) -> usize {

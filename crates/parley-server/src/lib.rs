@@ -3,6 +3,10 @@
 //! # Layout
 //! - [`config`]: the one [`Config`] struct (file, `PARLEY_*` env, flags).
 //! - [`state`]: [`state::AppState`], everything requests and sockets share.
+//! - [`accounts`]: making accounts (sign-up and administrators share it)
+//!   and ending every session of a user at once.
+//! - [`admin`]: what `parley admin` does on the server host without a
+//!   running server: the first administrator, backups.
 //! - [`http`]: the `/v1` HTTP API, `/healthz`, `/metrics`; one module per
 //!   resource, and [`http::extract`] for bodies, paths and the bearer token.
 //! - [`ws`]: the WebSocket gateway, one task per socket.
@@ -14,6 +18,8 @@
 //!   one invalidation rule.
 //! - [`presence`]: online / last seen for subscribed sockets.
 //! - [`blocks`]: who blocks whom, cached for presence and typing.
+//! - [`catalog`]: every exported metric with its help text, registered at
+//!   start.
 //! - [`sessions`]: counts live socket tasks, for shutdown and the
 //!   connection limit.
 //! - [`background`]: the dispatcher, inbox pruner and presence timers,
@@ -35,9 +41,12 @@
 //! [`dispatch`] → [`hub`] queues → sockets.
 
 pub mod abuse;
+pub mod accounts;
+pub mod admin;
 pub mod auth;
 pub mod background;
 pub mod blocks;
+pub mod catalog;
 pub mod cluster;
 pub mod config;
 pub mod connections;
@@ -94,6 +103,10 @@ pub enum ServerError {
     /// The data dir or the listener failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// An administrative command was refused (a taken name, a bad
+    /// password).
+    #[error("{}", .0.message)]
+    Refused(#[from] ApiError),
 }
 
 /// The process-wide Prometheus recorder (a recorder can be installed once;
@@ -203,7 +216,11 @@ pub async fn run(
         members: Default::default(),
         draining: Default::default(),
         sessions: Default::default(),
-        metrics: metrics_handle(),
+        metrics: {
+            let handle = metrics_handle();
+            catalog::register(config.cluster_mode());
+            handle
+        },
         abuse: abuse::Limits::new(&config),
         config,
         store,

@@ -176,6 +176,37 @@ pub trait Store: Send + Sync + 'static {
     /// Drops inbox entries created before `before_ms`; returns how many.
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64>;
 
+    /// A page of users by id (protocol §14), only those whose username or
+    /// display name contains the search (case-insensitive for ASCII); and
+    /// whether more follow. `Invalid` for a bad limit or search.
+    async fn list_users(&self, query: UserListQuery) -> StoreResult<(Vec<UserRecord>, bool)>;
+    /// Disables `user` (its logins are refused from then on and every
+    /// device is revoked; they are returned) or enables it again (its old
+    /// devices stay revoked). Returns the user as now stored; `NotFound`
+    /// for an unknown or erased user.
+    async fn set_user_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+        now_ms: i64,
+    ) -> StoreResult<(UserRecord, Vec<DeviceId>)>;
+    /// Replaces `user`'s password hash and revokes every device (returned);
+    /// `NotFound` for an unknown or erased user.
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: String,
+        now_ms: i64,
+    ) -> StoreResult<Vec<DeviceId>>;
+    /// Erases `user` (protocol §14): devices revoked (returned) and their
+    /// names dropped, blocks both ways, settings and profile reset, the
+    /// name freed, every message it wrote deleted as a delete event leaves
+    /// it; the row stays, disabled for good. `NotFound` for an unknown or
+    /// already erased user.
+    async fn erase_user(&self, user: UserId, now_ms: i64) -> StoreResult<Vec<DeviceId>>;
+    /// Counts for `GET /v1/admin/stats`.
+    async fn stats(&self) -> StoreResult<StoreStats>;
+
     /// Waits until everything acknowledged so far is on disk and stops
     /// accepting writes.
     async fn shutdown(&self);

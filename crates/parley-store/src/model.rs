@@ -16,6 +16,8 @@ pub struct NewUser {
     pub password_hash: String,
     /// Creation time.
     pub now_ms: i64,
+    /// A server administrator (protocol §14).
+    pub is_admin: bool,
 }
 
 /// A stored user.
@@ -41,6 +43,12 @@ pub struct UserRecord {
     pub read_receipts: bool,
     /// Whether push notifications may carry previews.
     pub push_previews: bool,
+    /// A server administrator (protocol §14).
+    pub is_admin: bool,
+    /// When an administrator disabled the account; `None` when enabled.
+    pub disabled_at_ms: Option<i64>,
+    /// When the account was erased (it stays disabled for good).
+    pub erased_at_ms: Option<i64>,
 }
 
 /// A change of a user's profile; `None` keeps a field.
@@ -346,4 +354,32 @@ pub enum Committed {
     },
     /// A member's cursor advanced.
     Receipt(ReceiptChange),
+}
+
+/// A page of the administrators' user list (protocol §14).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserListQuery {
+    /// Only users whose username or display name contains this
+    /// (case-insensitive).
+    pub search: Option<String>,
+    /// Only users with a larger id (keyset paging).
+    pub after: Option<UserId>,
+    /// Page size (checked by the store: 1 to 200).
+    pub limit: usize,
+}
+
+/// What the store counts for `GET /v1/admin/stats`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Accounts that are not erased.
+    pub users: u64,
+    /// Of those, how many are disabled.
+    pub disabled_users: u64,
+    /// Devices (logins) not revoked.
+    pub devices: u64,
+    /// Conversations, direct and group.
+    pub conversations: u64,
+    /// Messages users wrote (`text`), deleted ones included; not system
+    /// messages or events.
+    pub messages: u64,
 }

@@ -160,6 +160,7 @@ async fn users_devices_and_revocation(backend: &Backend) {
             display_name: "other".into(),
             password_hash: "x".into(),
             now_ms: 1,
+            is_admin: false,
         })
         .await;
     assert!(matches!(taken, Err(StoreError::Conflict(_))), "{taken:?}");
@@ -1380,6 +1381,7 @@ async fn races_between_processes(backend: &Backend) {
                     display_name: format!("try {i}"),
                     password_hash: "x".into(),
                     now_ms: 1,
+                    is_admin: false,
                 })
                 .await
         }));

@@ -853,6 +853,203 @@ async fn mixed_batches_keep_order(backend: &Backend) {
     assert_eq!(list[0].unread_count, 3);
 }
 
+/// Administration (§14): the user list pages and searches, disabling
+/// refuses logins and revokes devices, a password reset revokes devices,
+/// erasure leaves nothing that identifies the person and frees the name,
+/// and stats count what is there.
+async fn administration(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let admin = store
+        .create_user(NewUser {
+            username: "root".into(),
+            display_name: "Root".into(),
+            password_hash: "$argon2id$fake".into(),
+            now_ms: 1,
+            is_admin: true,
+        })
+        .await
+        .unwrap();
+    assert!(admin.is_admin && admin.disabled_at_ms.is_none());
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let carol = person(store, "carol").await;
+    assert!(!store.user_by_id(alice.0).await.unwrap().unwrap().is_admin);
+
+    let list = |search: Option<&str>, after: Option<UserId>, limit| UserListQuery {
+        search: search.map(str::to_owned),
+        after,
+        limit,
+    };
+    let names = |users: &[UserRecord]| -> Vec<String> {
+        users.iter().map(|u| u.username.clone()).collect()
+    };
+    let (page, more) = store.list_users(list(None, None, 2)).await.unwrap();
+    assert_eq!(
+        (names(&page), more),
+        (vec!["root".into(), "alice".into()], true)
+    );
+    let (page, more) = store
+        .list_users(list(None, Some(page[1].id), 5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (names(&page), more),
+        (vec!["bob".into(), "carol".into()], false)
+    );
+    // Case-insensitive, over username and display name; `%` is literal.
+    let (page, _) = store.list_users(list(Some("ARO"), None, 5)).await.unwrap();
+    assert_eq!(names(&page), ["carol"]);
+    let (page, _) = store.list_users(list(Some("oo"), None, 5)).await.unwrap();
+    assert_eq!(names(&page), ["root"]);
+    assert!(
+        store
+            .list_users(list(Some("%"), None, 5))
+            .await
+            .unwrap()
+            .0
+            .is_empty()
+    );
+    assert!(matches!(
+        store.list_users(list(None, None, 0)).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    // Disable: devices revoked, new logins refused; enable lets logins in
+    // again but the old devices stay revoked.
+    let (record, revoked) = store.set_user_disabled(bob.0, true, 50).await.unwrap();
+    assert_eq!(record.disabled_at_ms, Some(50));
+    assert_eq!(revoked, [bob.1]);
+    assert!(store.revoked_devices().await.unwrap().contains(&bob.1));
+    assert!(matches!(
+        store.create_device(bob.0, "again".into(), 51).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    let (record, revoked) = store.set_user_disabled(bob.0, true, 52).await.unwrap();
+    assert_eq!(
+        (record.disabled_at_ms, revoked.len()),
+        (Some(50), 0),
+        "idempotent"
+    );
+    let (record, revoked) = store.set_user_disabled(bob.0, false, 53).await.unwrap();
+    assert!(record.disabled_at_ms.is_none() && revoked.is_empty());
+    let bob_again = store
+        .create_device(bob.0, "again".into(), 54)
+        .await
+        .unwrap()
+        .id;
+    assert!(store.revoked_devices().await.unwrap().contains(&bob.1));
+
+    // Password reset: the new hash, every device revoked.
+    let revoked = store
+        .set_password(carol.0, "$argon2id$new".into(), 60)
+        .await
+        .unwrap();
+    assert_eq!(revoked, [carol.1]);
+    assert_eq!(
+        store
+            .user_by_id(carol.0)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash,
+        "$argon2id$new"
+    );
+
+    // Erasure.
+    let (direct, _) = store.get_or_create_direct(alice.0, bob.0, 1).await.unwrap();
+    let canary = "quokka-canary-93be1";
+    store
+        .append_message(text(
+            direct.id,
+            (bob.0, bob_again),
+            "b1",
+            &format!("bob says {canary}"),
+        ))
+        .await
+        .unwrap();
+    store
+        .append_message(edit(
+            direct.id,
+            (bob.0, bob_again),
+            "b2",
+            1,
+            &format!("{canary} edited"),
+        ))
+        .await
+        .unwrap();
+    store
+        .append_message(text(direct.id, alice, "a1", "alice stays"))
+        .await
+        .unwrap();
+    store.set_block(alice.0, carol.0, true, 70).await.unwrap();
+    store.set_block(bob.0, carol.0, true, 70).await.unwrap();
+    store.set_block(carol.0, bob.0, true, 70).await.unwrap();
+    store
+        .set_conversation_settings(
+            bob.0,
+            direct.id,
+            SettingsChange {
+                pinned: Some(true),
+                ..SettingsChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    let revoked = store.erase_user(bob.0, 80).await.unwrap();
+    assert_eq!(revoked, [bob_again]);
+    assert!(
+        store.user_by_username("bob").await.unwrap().is_none(),
+        "name freed"
+    );
+    let gone = store.user_by_id(bob.0).await.unwrap().unwrap();
+    assert_eq!(gone.erased_at_ms, Some(80));
+    assert!(gone.disabled_at_ms.is_some() && !gone.is_admin);
+    assert!(gone.password_hash.is_empty() && gone.avatar_media_id.is_none());
+    assert_ne!(gone.display_name, "BOB");
+    assert!(store.devices(bob.0).await.unwrap().is_empty());
+    assert!(store.blocks(bob.0).await.unwrap().is_empty());
+    assert!(store.blocks(carol.0).await.unwrap().is_empty());
+    assert_eq!(store.blocks(alice.0).await.unwrap(), [carol.0]);
+    let page = history(store, direct.id, alice.0).await;
+    assert!(at(&page, 1).deleted && at(&page, 1).text.is_none());
+    assert_eq!(at(&page, 3).text.as_deref(), Some("alice stays"));
+    assert!(search(store, alice.0, canary, None).await.is_empty());
+    let list = store.conversations_for(bob.0).await.unwrap();
+    assert!(list.iter().all(|c| !c.settings.pinned));
+    assert!(matches!(
+        store.erase_user(bob.0, 81).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.set_user_disabled(bob.0, false, 81).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.set_password(UserId(999_999), "x".into(), 81).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        store.create_device(bob.0, "x".into(), 82).await,
+        Err(StoreError::Forbidden(_))
+    ));
+    // The name can be registered again, by someone else.
+    let new_bob = user(store, "bob").await;
+    assert_ne!(new_bob, bob.0);
+
+    let stats = store.stats().await.unwrap();
+    assert_eq!(
+        stats,
+        StoreStats {
+            users: 4,
+            disabled_users: 0,
+            devices: 1,
+            conversations: 1,
+            messages: 2,
+        }
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -886,4 +1083,5 @@ conformance!(
     settings_left_and_blocks,
     delete_purges_storage,
     mixed_batches_keep_order,
+    administration,
 );

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use parley_server::Config;
+use parley_server::config::LogFormat;
 
 #[derive(Parser)]
 #[command(
@@ -70,13 +71,27 @@ fn main() -> ExitCode {
         Command::Bench(_) => "info",
         _ => "warn",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // `serve` reads its configuration first: `log_format` is part of it.
+    let serve_config = match &cli.command {
+        Command::Serve(args) => match serve_config(args) {
+            Ok(config) => Some(config),
+            Err(err) => {
+                eprintln!("Error: {err:?}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    let log_format = match &serve_config {
+        Some(config) => config.log_format,
+        // The other commands log only warnings; the environment still
+        // chooses the format.
+        None => match std::env::var("PARLEY_LOG_FORMAT").as_deref() {
+            Ok("json") => LogFormat::Json,
+            _ => LogFormat::Text,
+        },
+    };
+    init_logging(default_log, log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -89,7 +104,10 @@ fn main() -> ExitCode {
     };
     let profile = cli.profile.as_deref();
     let outcome = match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args)),
+        Command::Serve(_) => match serve_config {
+            Some(config) => runtime.block_on(serve(config)),
+            None => unreachable!("serve's configuration was read above"),
+        },
         #[cfg(feature = "bench")]
         Command::Bench(args) => runtime.block_on(parley_bench::run(args)),
         Command::Client(command) => {
@@ -155,18 +173,40 @@ fn usage_error(err: clap::Error) -> ExitCode {
     ExitCode::from(parley::cli::error::exit::USAGE)
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+/// Logs to stderr, filtered by `PARLEY_LOG` (else `default_level`), as
+/// text or as one JSON object per line.
+fn init_logging(default_level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PARLEY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+    }
+}
+
+/// `serve`'s configuration: file, environment, then flags.
+fn serve_config(args: &ServeArgs) -> anyhow::Result<Config> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
-    if let Some(data_dir) = args.data_dir {
-        config.data_dir = data_dir;
+    if let Some(data_dir) = &args.data_dir {
+        config.data_dir = data_dir.clone();
     }
-    if let Some(database) = args.database {
-        config.database = Some(database);
+    if let Some(database) = &args.database {
+        config.database = Some(database.clone());
     }
-    let config = config.check()?;
+    Ok(config.check()?)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = bind(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;

@@ -600,3 +600,146 @@ async fn listen_survives_server_restarts_without_loss_or_duplicates() {
         "cursors increase: {messages:?}"
     );
 }
+
+/// `--data-dir` (and `--database` on PostgreSQL): where `parley admin
+/// create-user` and `backup` find the test server's store.
+fn store_args(server: &TestServer) -> Vec<String> {
+    let mut args = vec![
+        "--data-dir".to_owned(),
+        server.config.data_dir.display().to_string(),
+    ];
+    if let Some(url) = &server.config.database {
+        args.extend(["--database".to_owned(), url.clone()]);
+    }
+    args
+}
+
+#[tokio::test]
+async fn admin_commands_manage_accounts() {
+    let mut config = test_config();
+    config.registration_open = false;
+    let server = TestServer::start_with(config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let admin_home = dir.path().join("admin");
+    let alice_home = dir.path().join("alice");
+    let store = store_args(&server);
+    let create = |name: &'static str, admin: bool| {
+        let mut args = vec!["admin", "create-user", name, "--password-stdin"];
+        if admin {
+            args.push("--admin");
+        }
+        args.extend(store.iter().map(String::as_str));
+        args
+    };
+
+    // The first administrator, on the server host, while it runs.
+    let made = run(
+        &admin_home,
+        &create("root", true),
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .await;
+    assert_exit(&made, 0);
+    let made: Vec<parley_proto::api::AdminUserView> = json_lines(&made);
+    assert!(made[0].is_admin && made[0].username == "root");
+    let alice = run(
+        &admin_home,
+        &create("alice", false),
+        Some(&format!("{PASSWORD}\n")),
+    )
+    .await;
+    assert_exit(&alice, 0);
+    assert_failure(
+        &run(
+            &admin_home,
+            &create("alice", false),
+            Some(&format!("{PASSWORD}\n")),
+        )
+        .await,
+        1,
+        "conflict",
+    );
+    assert_failure(
+        &run(&admin_home, &create("alice", false), Some("short\n")).await,
+        1,
+        "bad_request",
+    );
+
+    cli_login(&base(&server), &admin_home, "root", None).await;
+    cli_login(&base(&server), &alice_home, "alice", None).await;
+
+    let users = run(&admin_home, &["admin", "users"], None).await;
+    assert_exit(&users, 0);
+    let users: Vec<parley_proto::api::AdminUserView> = json_lines(&users);
+    let names: Vec<&str> = users.iter().map(|u| u.username.as_str()).collect();
+    assert_eq!(names, ["root", "alice"]);
+    let found = run(&admin_home, &["admin", "users", "--search", "LIC"], None).await;
+    assert_exit(&found, 0);
+    assert_eq!(
+        json_lines::<parley_proto::api::AdminUserView>(&found).len(),
+        1
+    );
+
+    // Not an administrator: 5; not logged in: 3; a wrong command line: 2.
+    for args in [
+        &["admin", "users"][..],
+        &["admin", "stats"],
+        &["admin", "disable", "root"],
+        &["admin", "delete", "nobody", "--yes"],
+    ] {
+        assert_failure(&run(&alice_home, args, None).await, 5, "forbidden");
+    }
+    assert_failure(
+        &run(&dir.path().join("nobody"), &["admin", "stats"], None).await,
+        3,
+        "unauthorized",
+    );
+    assert_failure(
+        &run(&admin_home, &["admin", "delete", "alice"], None).await,
+        2,
+        "usage",
+    );
+    assert_failure(
+        &run(&admin_home, &["admin", "disable", "nobody"], None).await,
+        4,
+        "not_found",
+    );
+
+    let disabled = run(&admin_home, &["admin", "disable", "alice"], None).await;
+    assert_exit(&disabled, 0);
+    assert!(json_lines::<parley_proto::api::AdminUserView>(&disabled)[0].disabled);
+    assert_failure(
+        &run(&alice_home, &["whoami"], None).await,
+        3,
+        "unauthorized",
+    );
+    assert_exit(
+        &run(&admin_home, &["admin", "enable", "alice"], None).await,
+        0,
+    );
+    let reset = run(
+        &admin_home,
+        &["admin", "reset-password", "alice", "--password-stdin"],
+        Some("a new long password\n"),
+    )
+    .await;
+    assert_exit(&reset, 0);
+    server
+        .client
+        .login("alice", "a new long password")
+        .await
+        .expect("the new password works");
+
+    let stats = run(&admin_home, &["admin", "stats"], None).await;
+    assert_exit(&stats, 0);
+    let stats: Vec<parley_proto::api::AdminStats> = json_lines(&stats);
+    assert_eq!(stats[0].users, 2);
+
+    assert_exit(
+        &run(&admin_home, &["admin", "delete", "alice", "--yes"], None).await,
+        0,
+    );
+    let users = run(&admin_home, &["admin", "users", "--search", "alice"], None).await;
+    assert_exit(&users, 0);
+    assert!(stdout(&users).is_empty(), "alice's name is gone");
+}

@@ -5,7 +5,8 @@
 //! a Redis outage delays cross-node delivery but loses nothing; a
 //! PostgreSQL outage is answered `unavailable` and retries store once; a
 //! rolling restart and a reconnect storm behind haproxy lose nothing; a
-//! subscriber cut by Redis's output limit, killed, or wedged is recovered.
+//! subscriber cut by Redis's output limit, killed, or wedged is recovered;
+//! an administrator disabling a user closes its sockets on every node.
 
 mod cluster_support;
 mod common;
@@ -195,6 +196,60 @@ impl Trio {
             _services: (database, redis, dir),
         })
     }
+}
+
+/// An administrator disabling a user on one node closes the user's
+/// sockets on every node at once and its tokens are refused everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_user_closes_its_sockets_on_every_node() {
+    let Some((database, redis)) = dependencies().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let (n1, n2) = two_nodes(dir.path(), &database.url, &redis.url()).await;
+    // The first administrator, made against the shared database.
+    let config = parley_server::Config {
+        database: Some(database.url.clone()),
+        data_dir: dir.path().join("admin-cli"),
+        ..common::test_config()
+    };
+    parley_server::admin::create_user(
+        config,
+        parley_server::accounts::NewAccount {
+            username: "root".into(),
+            password: PASSWORD.into(),
+            display_name: None,
+            is_admin: true,
+        },
+    )
+    .await
+    .expect("create the first administrator");
+    let admin = login(&n1, "root").await;
+
+    let bob_on_n2 = account(&n2, "bob").await;
+    let bob_on_n1 = login(&n1, "bob").await;
+    let mut remote = bob_on_n2.connect(None).await.expect("bob on n2");
+    let mut local = bob_on_n1.connect(None).await.expect("bob on n1");
+    admin
+        .admin_disable(uid(&bob_on_n2))
+        .await
+        .expect("disable via n1");
+    expect_close(&mut remote, close_code::UNAUTHORIZED).await;
+    expect_close(&mut local, close_code::UNAUTHORIZED).await;
+    for (node, client) in [(&n1, &bob_on_n2), (&n2, &bob_on_n1), (&n2, &bob_on_n2)] {
+        let via = Client::new(node.base.clone()).with_token(client.token().unwrap());
+        assert_eq!(
+            via.me().await.expect_err("refused").code(),
+            Some(parley_proto::ErrorCode::Unauthorized),
+            "on {}",
+            node.name
+        );
+    }
+    let refused = Client::new(n2.base.clone())
+        .login("bob", PASSWORD)
+        .await
+        .expect_err("a disabled user cannot log in");
+    assert_eq!(refused.code(), Some(parley_proto::ErrorCode::Forbidden));
 }
 
 /// Reads message frames into `got` until `want` cursors arrived (or panics

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{PASSWORD, ServerProcess};
+use common::{PASSWORD, ServerProcess, history_all};
 use parley_client::Client;
 use parley_proto::{ConversationId, ServerFrame};
 
@@ -108,19 +108,7 @@ async fn acked_messages_survive_kill_9() {
 }
 
 async fn verify(client: &Client, conversation: ConversationId, acked: &HashMap<String, u64>) {
-    let mut stored: Vec<parley_proto::Message> = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = client
-            .history(conversation, None, Some(after), Some(100))
-            .await
-            .expect("history");
-        after = page.messages.last().map(|m| m.seq).unwrap_or(after);
-        stored.extend(page.messages);
-        if !page.has_more {
-            break;
-        }
-    }
+    let stored = history_all(client, conversation).await;
     for (i, message) in stored.iter().enumerate() {
         assert_eq!(message.seq, i as u64 + 1, "seqs are gapless from 1");
     }

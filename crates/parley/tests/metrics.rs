@@ -5,7 +5,7 @@
 mod common;
 
 use common::{TestServer, WAIT, direct, expect_message, test_config};
-use parley_client::{ClientError, Method};
+use parley_client::ClientError;
 use parley_proto::{ClientFrame, MessageKind};
 use parley_server::Config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,13 +23,7 @@ fn value(text: &str, name: &str) -> f64 {
 }
 
 async fn scrape(server: &TestServer) -> String {
-    let (status, body) = server
-        .client
-        .raw(Method::GET, "/metrics", None)
-        .await
-        .expect("metrics");
-    assert_eq!(status, 200);
-    body.as_str().expect("text").to_owned()
+    common::scrape_metrics(server).await
 }
 
 /// What `names` moved by since `before`.

@@ -74,6 +74,14 @@ pub enum Item {
         /// The device.
         device: DeviceId,
     },
+    /// An administrator disabled, reset or erased a user: refuse the
+    /// tokens of `devices` and close every socket of `user`.
+    Disable {
+        /// The user.
+        user: UserId,
+        /// Its devices revoked just now.
+        devices: Vec<DeviceId>,
+    },
     /// Re-check every socket's cursor against the store (a node could not
     /// publish something).
     Resync,

@@ -217,6 +217,13 @@ impl Cluster {
         self.enqueue(RouteItem::Broadcast(Item::Revoke { user, device }));
     }
 
+    /// An administrator ended every session of `user` here (disable,
+    /// password reset, erasure): every node refuses the devices' tokens
+    /// and closes the user's sockets.
+    pub fn broadcast_disable(&self, user: UserId, devices: Vec<DeviceId>) {
+        self.enqueue(RouteItem::Broadcast(Item::Disable { user, devices }));
+    }
+
     /// `user` changed its presence visibility: every node's subscribers
     /// hear of it, and every node's cache learns it.
     pub fn broadcast_visibility(

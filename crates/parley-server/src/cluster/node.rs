@@ -485,6 +485,15 @@ fn receive(state: &Arc<AppState>, payload: &[u8], links: &mut HashMap<(String, u
                     .hub
                     .close_device(user, device, close_code::UNAUTHORIZED);
             }
+            Item::Disable { user, devices } => {
+                if own {
+                    continue;
+                }
+                for device in devices {
+                    state.auth.revoke(device);
+                }
+                state.hub.close_user(user, close_code::UNAUTHORIZED);
+            }
             Item::Resync => {
                 if !own {
                     resync_all(state, "peer");

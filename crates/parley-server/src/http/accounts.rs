@@ -13,34 +13,17 @@ use parley_proto::api::{
     DeviceView, LoginRequest, LoginResponse, MeResponse, ProfileRequest, RegisterRequest,
     SettingsRequest, SettingsResponse, UserView,
 };
-use parley_proto::{DeviceId, ErrorCode, UserId, close_code, limits, now_ms};
-use parley_store::{NewUser, ProfileChange, UserRecord};
+use parley_proto::{DeviceId, UserId, close_code, now_ms};
+use parley_store::{ProfileChange, UserRecord};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Auth};
+use crate::accounts::{MAX_NAME_CHARS, create_account};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
-/// Longest display name and device name, in characters.
-const MAX_NAME_CHARS: usize = 64;
-
 /// Longest password even looked at on login, in bytes.
 const MAX_LOGIN_PASSWORD_BYTES: usize = 1024;
-
-fn validate_username(username: &str) -> ApiResult<()> {
-    let ok_len =
-        (limits::USERNAME_MIN_CHARS..=limits::USERNAME_MAX_CHARS).contains(&username.len());
-    let ok_chars = username
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.');
-    if ok_len && ok_chars {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "username must be 3 to 32 of a-z, 0-9, _ and .",
-        ))
-    }
-}
 
 pub(super) fn user_view(record: &UserRecord) -> UserView {
     UserView {
@@ -79,42 +62,7 @@ pub(super) async fn register(
     if !state.config.registration_open {
         return Err(ApiError::forbidden("registration is closed on this server"));
     }
-    validate_username(&body.username)?;
-    let password_len = body.password.chars().count();
-    if !(limits::PASSWORD_MIN_CHARS..=limits::PASSWORD_MAX_CHARS).contains(&password_len) {
-        return Err(ApiError::bad_request(
-            "password must be 8 to 256 characters",
-        ));
-    }
-    let display_name = match body.display_name.as_deref().map(str::trim) {
-        Some(name) if !name.is_empty() => {
-            if name.chars().count() > MAX_NAME_CHARS {
-                return Err(ApiError::bad_request(
-                    "display_name must be at most 64 characters",
-                ));
-            }
-            name.to_owned()
-        }
-        _ => body.username.clone(),
-    };
-    if state
-        .store
-        .user_by_username(&body.username)
-        .await?
-        .is_some()
-    {
-        return Err(ApiError::new(ErrorCode::Conflict, "username is taken"));
-    }
-    let password_hash = state.auth.hash_password(body.password).await?;
-    let record = state
-        .store
-        .create_user(NewUser {
-            username: body.username,
-            display_name,
-            password_hash,
-            now_ms: now_ms(),
-        })
-        .await?;
+    let record = create_account(&*state.store, state.auth.passwords(), body.into()).await?;
     Ok((StatusCode::CREATED, Json(user_view(&record))).into_response())
 }
 
@@ -140,7 +88,13 @@ pub(super) async fn login(
     if body.password.len() > MAX_LOGIN_PASSWORD_BYTES {
         return Err(bad());
     }
-    let Some(user) = state.store.user_by_username(&body.username).await? else {
+    // An erased account has no password; it answers like an unknown name.
+    let user = state
+        .store
+        .user_by_username(&body.username)
+        .await?
+        .filter(|user| user.erased_at_ms.is_none());
+    let Some(user) = user else {
         state.auth.dummy_verify(body.password).await;
         return Err(bad());
     };
@@ -150,6 +104,11 @@ pub(super) async fn login(
         .await?
     {
         return Err(bad());
+    }
+    // Told only to whoever knows the password. The store checks again
+    // when it makes the device, so a login racing a disable cannot win.
+    if user.disabled_at_ms.is_some() {
+        return Err(ApiError::forbidden("this account is disabled"));
     }
     let device_name = body
         .device_name
@@ -223,6 +182,7 @@ pub(super) async fn me(
         avatar_media_id: user.avatar_media_id,
         read_receipts: user.read_receipts,
         push_previews: user.push_previews,
+        is_admin: user.is_admin,
         devices: devices
             .into_iter()
             .map(|d| DeviceView {

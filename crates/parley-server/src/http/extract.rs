@@ -1,7 +1,8 @@
 //! Extractors that turn every malformed input into the protocol's JSON
 //! error (never axum's plain-text defaults): [`ApiJson`] for bodies,
 //! [`ApiPath`] for path parameters (ids among them), [`ApiQuery`] for the
-//! query string, and [`Auth`] for the bearer token.
+//! query string, [`Auth`] for the bearer token and [`Admin`] for a server
+//! administrator's.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,6 +93,27 @@ impl FromRequestParts<Arc<AppState>> for Auth {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(&parts.headers)?;
         Ok(Auth(state.auth.verify(token, now_ms())?))
+    }
+}
+
+/// A server administrator (protocol §14), from the bearer token: 401 like
+/// [`Auth`] without a valid token, 403 for anyone who is not an enabled
+/// administrator. Read from the store on every request, so taking the
+/// role away takes effect at once.
+pub struct Admin(pub Identity);
+
+impl FromRequestParts<Arc<AppState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let Auth(identity) = Auth::from_request_parts(parts, state).await?;
+        match state.store.user_by_id(identity.user).await? {
+            Some(user) if user.is_admin && user.disabled_at_ms.is_none() => Ok(Admin(identity)),
+            _ => Err(ApiError::forbidden("server administrators only")),
+        }
     }
 }
 

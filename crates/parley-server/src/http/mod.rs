@@ -4,6 +4,7 @@
 //! - [`extract`]: the extractors every handler uses (JSON body, path, query,
 //!   bearer token), each rejecting with the protocol's JSON error.
 //! - `accounts`: users, sessions, devices, settings, profiles.
+//! - `admin`: the administrators' API (§14), behind [`extract::Admin`].
 //! - `blocks`: the caller's blocks.
 //! - `conversations`: listing, direct conversations, details.
 //! - `messages`: history and sending.
@@ -16,6 +17,7 @@
 //! `GET /v1/ws` is routed here and handled by [`crate::ws`].
 
 mod accounts;
+mod admin;
 mod blocks;
 mod conversations;
 pub mod extract;
@@ -83,6 +85,18 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v1/groups/{id}/members/{user_id}/role",
             put(groups::set_role),
         )
+        .route(
+            "/v1/admin/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route("/v1/admin/users/{user_id}", delete(admin::erase))
+        .route("/v1/admin/users/{user_id}/disable", post(admin::disable))
+        .route("/v1/admin/users/{user_id}/enable", post(admin::enable))
+        .route(
+            "/v1/admin/users/{user_id}/password",
+            post(admin::reset_password),
+        )
+        .route("/v1/admin/stats", get(admin::stats))
         .route("/v1/ws", get(crate::ws::upgrade))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(ready::readyz))

@@ -19,7 +19,9 @@
 //! - [`search`]: search queries and their paging.
 //! - [`receipts`]: cursor arithmetic and who hears about a receipt.
 //! - [`rows`]: engine-neutral rows and their decoding into records.
+//! - [`admin`]: the administrators' user list and what erasure keeps.
 
+pub(crate) mod admin;
 pub(crate) mod events;
 pub(crate) mod groups;
 pub(crate) mod inbox;
@@ -50,6 +52,20 @@ pub(crate) use rows::{
 /// A stored integer as an unsigned count; negatives (never written) read as 0.
 pub(crate) fn to_u64(v: i64) -> u64 {
     v.max(0) as u64
+}
+
+/// Rows to read for a page of `limit`: one more, to learn whether there
+/// is more.
+pub(crate) fn page_fetch(limit: usize) -> i64 {
+    limit as i64 + 1
+}
+
+/// The page of `limit` from rows read with [`page_fetch`], and whether more
+/// lie beyond it.
+pub(crate) fn page_finish<T>(mut rows: Vec<T>, limit: usize) -> (Vec<T>, bool) {
+    let more = rows.len() > limit;
+    rows.truncate(limit);
+    (rows, more)
 }
 
 /// An unsigned count as a stored integer, saturating.
@@ -90,6 +106,9 @@ pub(crate) fn created_user(id: UserId, new: NewUser) -> UserRecord {
         avatar_media_id: None,
         read_receipts: true,
         push_previews: false,
+        is_admin: new.is_admin,
+        disabled_at_ms: None,
+        erased_at_ms: None,
     }
 }
 
@@ -136,6 +155,7 @@ mod tests {
             display_name: "Alice".into(),
             password_hash: "h".into(),
             now_ms: 42,
+            is_admin: false,
         };
         let record = created_user(UserId(1), new);
         assert_eq!(record.presence_visibility, PresenceVisibility::Everyone);

@@ -17,7 +17,8 @@ pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, s
 
 /// The columns a [`UserRow`] is read from, in order.
 pub(crate) const USER_COLUMNS: &str = "id, username, display_name, password_hash, presence_visibility, last_seen_ms, \
-                                       created_at_ms, avatar_media_id, read_receipts, push_previews";
+                                       created_at_ms, avatar_media_id, read_receipts, push_previews, is_admin, \
+                                       disabled_at_ms, erased_at_ms";
 
 /// The columns a [`ConversationRow`] is read from, in order.
 pub(crate) const CONVERSATION_COLUMNS: &str =
@@ -94,6 +95,9 @@ pub(crate) struct UserRow {
     pub(crate) avatar_media_id: Option<String>,
     pub(crate) read_receipts: bool,
     pub(crate) push_previews: bool,
+    pub(crate) is_admin: bool,
+    pub(crate) disabled_at_ms: Option<i64>,
+    pub(crate) erased_at_ms: Option<i64>,
 }
 
 impl UserRow {
@@ -110,6 +114,9 @@ impl UserRow {
             avatar_media_id: self.avatar_media_id,
             read_receipts: self.read_receipts,
             push_previews: self.push_previews,
+            is_admin: self.is_admin,
+            disabled_at_ms: self.disabled_at_ms,
+            erased_at_ms: self.erased_at_ms,
         }
     }
 }
@@ -229,8 +236,12 @@ mod tests {
             avatar_media_id: None,
             read_receipts: true,
             push_previews: false,
+            is_admin: true,
+            disabled_at_ms: Some(5),
+            erased_at_ms: None,
         }
         .into_record();
+        assert!(user.is_admin && user.disabled_at_ms == Some(5));
         assert_eq!(
             user.presence_visibility,
             PresenceVisibility::parse("nobody")

@@ -39,6 +39,21 @@ pub(crate) struct SearchPlan {
     pub(crate) before_seq: i64,
 }
 
+/// A `LIKE` pattern matching any text that contains `text`, with `\`
+/// escaping `%`, `_` and `\` (use `ESCAPE '\\'`).
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let mut like = String::with_capacity(text.len() + 2);
+    like.push('%');
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            like.push('\\');
+        }
+        like.push(c);
+    }
+    like.push('%');
+    like
+}
+
 impl SearchPlan {
     /// Checks `query`: text of 1–256 characters, limit 1–50,
     /// `before_seq` only with a conversation.
@@ -62,19 +77,10 @@ impl SearchPlan {
                 "before_seq needs conversation_id; page across conversations with before_id".into(),
             ));
         }
-        let mut like = String::with_capacity(query.text.len() + 2);
-        like.push('%');
-        for c in query.text.chars() {
-            if matches!(c, '%' | '_' | '\\') {
-                like.push('\\');
-            }
-            like.push(c);
-        }
-        like.push('%');
         Ok(SearchPlan {
             limit: query.limit,
             indexed: chars >= INDEXED_MIN_CHARS,
-            like,
+            like: contains_pattern(&query.text),
             phrase: format!("\"{}\"", query.text.replace('"', "\"\"")),
             before_id: query.before_id.unwrap_or(i64::MAX),
             before_seq: query
@@ -86,14 +92,12 @@ impl SearchPlan {
 
     /// Rows to read: one more than the page, to learn whether there is more.
     pub(crate) fn fetch(&self) -> i64 {
-        self.limit as i64 + 1
+        super::page_fetch(self.limit)
     }
 
     /// The page (newest first) and whether more lie beyond it.
-    pub(crate) fn finish<T>(&self, mut rows: Vec<T>) -> (Vec<T>, bool) {
-        let more = rows.len() > self.limit;
-        rows.truncate(self.limit);
-        (rows, more)
+    pub(crate) fn finish<T>(&self, rows: Vec<T>) -> (Vec<T>, bool) {
+        super::page_finish(rows, self.limit)
     }
 }
 

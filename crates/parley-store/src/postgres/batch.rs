@@ -26,6 +26,9 @@ pub(super) enum WriteOp {
     Append(NewMessage),
     Receipt(ReceiptRequest),
     Prune(i64),
+    SetDisabled(UserId, bool, i64),
+    SetPassword(UserId, String, i64),
+    EraseUser(UserId, i64),
 }
 
 impl WriteOp {
@@ -40,9 +43,10 @@ impl WriteOp {
     }
 
     /// Runs in a transaction of its own: pruning locks many user rows and
-    /// must take them before anything else to keep the global lock order.
+    /// must take them before anything else to keep the global lock order;
+    /// erasure locks a user row and then every message it wrote.
     pub(super) fn is_exclusive(&self) -> bool {
-        matches!(self, WriteOp::Prune(_))
+        matches!(self, WriteOp::Prune(_) | WriteOp::EraseUser(..))
     }
 }
 
@@ -57,6 +61,8 @@ pub(super) enum Output {
     Appended(Appended),
     Receipt(ReceiptChange),
     Count(u64),
+    Disabled(UserRecord, Vec<DeviceId>),
+    Devices(Vec<DeviceId>),
 }
 
 /// A queued op and where its result goes.

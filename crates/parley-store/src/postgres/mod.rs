@@ -74,9 +74,11 @@
 //!   quotes), `messages` (appends, the insert, history), `search`,
 //!   `receipts`, `groups`, `inbox` (cursor hand-out, replay, pruning): the
 //!   operations, each in its own SQL; the rules are the shared `domain`.
+//! - `admin`: the user list, disabling, password resets, erasure, stats.
 //! - `writer` is the group-commit task; this module is [`PostgresStore`]
 //!   and its [`Store`] implementation.
 
+mod admin;
 mod batch;
 mod conversations;
 mod errors;
@@ -488,6 +490,48 @@ impl Store for PostgresStore {
 
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64> {
         expect_output!(self.write(WriteOp::Prune(before_ms)).await?, Count(count))
+    }
+
+    async fn list_users(&self, query: UserListQuery) -> StoreResult<(Vec<UserRecord>, bool)> {
+        let plan = crate::domain::admin::UserListPlan::of(&query)?;
+        read!(self, |conn| admin::list_users(conn, &plan))
+    }
+
+    async fn set_user_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+        now_ms: i64,
+    ) -> StoreResult<(UserRecord, Vec<DeviceId>)> {
+        expect_output!(
+            self.write(WriteOp::SetDisabled(user, disabled, now_ms))
+                .await?,
+            Disabled(record, revoked)
+        )
+    }
+
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: String,
+        now_ms: i64,
+    ) -> StoreResult<Vec<DeviceId>> {
+        expect_output!(
+            self.write(WriteOp::SetPassword(user, password_hash, now_ms))
+                .await?,
+            Devices(revoked)
+        )
+    }
+
+    async fn erase_user(&self, user: UserId, now_ms: i64) -> StoreResult<Vec<DeviceId>> {
+        expect_output!(
+            self.write(WriteOp::EraseUser(user, now_ms)).await?,
+            Devices(revoked)
+        )
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        read!(self, |conn| admin::stats(conn))
     }
 
     async fn shutdown(&self) {

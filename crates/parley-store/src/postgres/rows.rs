@@ -50,6 +50,9 @@ pub(super) fn user_from_row(row: &Row) -> OpResult<UserRecord> {
         avatar_media_id: row.try_get(7)?,
         read_receipts: row.try_get(8)?,
         push_previews: row.try_get(9)?,
+        is_admin: row.try_get(10)?,
+        disabled_at_ms: row.try_get(11)?,
+        erased_at_ms: row.try_get(12)?,
     }
     .into_record())
 }

@@ -148,6 +148,14 @@ CREATE TABLE blocks(
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 CREATE INDEX messages_text_trgm ON messages USING gin (text gin_trgm_ops) WHERE kind = 'text' AND NOT deleted;
 "#,
+    // v4: administration (§14), as in SQLite: server administrators,
+    // disabled and erased accounts, and the index erasure finds a user's
+    // messages by.
+    r#"
+ALTER TABLE users ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT FALSE,
+    ADD COLUMN disabled_at_ms BIGINT, ADD COLUMN erased_at_ms BIGINT;
+CREATE INDEX messages_by_sender ON messages(sender_id);
+"#,
 ];
 
 /// Serializes schema migrations between processes that start together.

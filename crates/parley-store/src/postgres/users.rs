@@ -79,8 +79,15 @@ pub(super) async fn create_user(conn: &ClientWrapper, new: &NewUser) -> OpResult
     }
     let row = query_one(
         conn,
-        "INSERT INTO users(username, display_name, password_hash, created_at_ms) VALUES($1, $2, $3, $4) RETURNING id",
-        &[&new.username, &new.display_name, &new.password_hash, &new.now_ms],
+        "INSERT INTO users(username, display_name, password_hash, created_at_ms, is_admin)
+         VALUES($1, $2, $3, $4, $5) RETURNING id",
+        &[
+            &new.username,
+            &new.display_name,
+            &new.password_hash,
+            &new.now_ms,
+            &new.is_admin,
+        ],
     )
     .await?;
     Ok(domain::created_user(UserId(row.try_get(0)?), new.clone()))
@@ -120,9 +127,15 @@ pub(super) async fn create_device(
     name: &str,
     now: i64,
 ) -> OpResult<DeviceRecord> {
-    if !user_exists(conn, user).await? {
-        return Err(StoreError::NotFound("user").into());
-    }
+    let disabled = query_opt(
+        conn,
+        "SELECT disabled_at_ms FROM users WHERE id=$1",
+        &[&user.0],
+    )
+    .await?
+    .map(|r| r.try_get::<_, Option<i64>>(0))
+    .transpose()?;
+    domain::admin::check_may_log_in(disabled)?;
     let row = query_one(
         conn,
         "INSERT INTO devices(user_id, name, created_at_ms) VALUES($1, $2, $3) RETURNING id",
@@ -187,6 +200,21 @@ pub(super) async fn revoked_devices(conn: &ClientWrapper) -> OpResult<Vec<Device
         conn,
         "SELECT id FROM devices WHERE revoked_at_ms IS NOT NULL",
         &[],
+    )
+    .await?;
+    rows.iter().map(|r| Ok(DeviceId(r.try_get(0)?))).collect()
+}
+
+/// Revokes every device of `user` that is not yet revoked; returns them.
+pub(super) async fn revoke_all_devices(
+    conn: &ClientWrapper,
+    user: UserId,
+    now: i64,
+) -> OpResult<Vec<DeviceId>> {
+    let rows = query(
+        conn,
+        "UPDATE devices SET revoked_at_ms=$2 WHERE user_id=$1 AND revoked_at_ms IS NULL RETURNING id",
+        &[&user.0, &now],
     )
     .await?;
     rows.iter().map(|r| Ok(DeviceId(r.try_get(0)?))).collect()

@@ -15,7 +15,7 @@ use super::batch::{Batch, Job, Output, UserUpdate, WriteOp};
 use super::errors::{
     BatchFailure, OpError, OpResult, PgClass, classify, describe, pool_error, query,
 };
-use super::{conversations, groups, inbox, messages, receipts, users};
+use super::{admin, conversations, groups, inbox, messages, receipts, users};
 use crate::CommitSender;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Committed, NewMessage};
@@ -294,6 +294,16 @@ async fn apply(conn: &ClientWrapper, op: &WriteOp, batch: &mut Batch) -> OpResul
             Output::Receipt(receipts::advance_receipt(conn, batch, request).await?)
         }
         WriteOp::Prune(before_ms) => Output::Count(inbox::prune(conn, *before_ms).await?),
+        WriteOp::SetDisabled(user, disabled, now) => {
+            let (record, revoked) = admin::set_disabled(conn, *user, *disabled, *now).await?;
+            Output::Disabled(record, revoked)
+        }
+        WriteOp::SetPassword(user, hash, now) => {
+            Output::Devices(admin::set_password(conn, *user, hash, *now).await?)
+        }
+        WriteOp::EraseUser(user, now) => {
+            Output::Devices(admin::erase_user(conn, *user, *now).await?)
+        }
     })
 }
 

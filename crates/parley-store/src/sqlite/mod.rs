@@ -27,9 +27,11 @@
 //!   entries, reply quotes), `messages` (the send hot path, the general
 //!   insert, history), `search`, then `receipts` and `groups`, each in its
 //!   own SQL; the rules are the shared `domain`.
+//! - `admin`: the user list, disabling, password resets, erasure, stats.
 //! - `writer` is the group-commit thread; this module is [`SqliteStore`]
 //!   and its [`Store`] implementation.
 
+mod admin;
 mod connection;
 mod conversations;
 mod events;
@@ -186,6 +188,33 @@ impl SqliteStore {
     {
         self.readers.clone().run(f).await
     }
+}
+
+/// Writes a consistent copy of the SQLite database at `path` to `dest`
+/// (which must not exist yet), while the server may be writing to it:
+/// `VACUUM INTO` reads one snapshot in one read transaction, so the copy
+/// holds exactly the transactions committed before it began, and never
+/// blocks the writer (WAL). A plain file copy would not be consistent.
+pub fn backup(path: &Path, dest: &Path) -> StoreResult<()> {
+    if !path.is_file() {
+        return Err(StoreError::NotFound("database file"));
+    }
+    let dest_text = dest
+        .to_str()
+        .ok_or_else(|| StoreError::Invalid("the backup path is not UTF-8".into()))?;
+    // Without SQLITE_OPEN_CREATE: never make an empty database by mistake.
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))?;
+    conn.execute("VACUUM INTO ?1", [dest_text])?;
+    drop(conn);
+    // VACUUM INTO does not sync the file it writes.
+    std::fs::File::open(dest)
+        .and_then(|file| file.sync_all())
+        .map_err(|e| StoreError::Internal(format!("cannot sync the backup: {e}")))?;
+    Ok(())
 }
 
 #[async_trait]
@@ -381,6 +410,42 @@ impl Store for SqliteStore {
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64> {
         self.write_invalidating(move |conn, _| inbox_runs::prune_segments(conn, before_ms))
             .await
+    }
+
+    async fn list_users(&self, query: UserListQuery) -> StoreResult<(Vec<UserRecord>, bool)> {
+        let plan = crate::domain::admin::UserListPlan::of(&query)?;
+        self.read(move |conn| admin::list_users(conn, &plan)).await
+    }
+
+    async fn set_user_disabled(
+        &self,
+        user: UserId,
+        disabled: bool,
+        now_ms: i64,
+    ) -> StoreResult<(UserRecord, Vec<DeviceId>)> {
+        self.write(move |conn, _| admin::set_disabled(conn, user, disabled, now_ms))
+            .await
+    }
+
+    async fn set_password(
+        &self,
+        user: UserId,
+        password_hash: String,
+        now_ms: i64,
+    ) -> StoreResult<Vec<DeviceId>> {
+        self.write(move |conn, _| admin::set_password(conn, user, &password_hash, now_ms))
+            .await
+    }
+
+    async fn erase_user(&self, user: UserId, now_ms: i64) -> StoreResult<Vec<DeviceId>> {
+        // Erasure drops blocks, which the writer cache holds for direct
+        // conversations.
+        self.write_invalidating(move |conn, _| admin::erase_user(conn, user, now_ms))
+            .await
+    }
+
+    async fn stats(&self) -> StoreResult<StoreStats> {
+        self.read(admin::stats).await
     }
 
     async fn shutdown(&self) {

@@ -48,6 +48,9 @@ pub(super) fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<UserRec
         avatar_media_id: row.get(7)?,
         read_receipts: row.get::<_, i64>(8)? != 0,
         push_previews: row.get::<_, i64>(9)? != 0,
+        is_admin: row.get::<_, i64>(10)? != 0,
+        disabled_at_ms: row.get(11)?,
+        erased_at_ms: row.get(12)?,
     }
     .into_record())
 }

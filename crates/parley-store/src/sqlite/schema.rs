@@ -145,6 +145,16 @@ CREATE VIRTUAL TABLE message_fts USING fts5(text, content='', contentless_delete
 INSERT INTO message_fts(message_fts, rank) VALUES('secure-delete', 1);
 INSERT INTO message_fts(rowid, text) SELECT id, text FROM messages WHERE kind='text' AND text IS NOT NULL;
 "#,
+    // v4: administration (§14): server administrators, disabled and erased
+    // accounts. Erasure finds a user's messages through `messages_by_sender`
+    // (one index entry per message written; without it an erasure would
+    // scan every message inside the writer's transaction).
+    r#"
+ALTER TABLE users ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE users ADD COLUMN disabled_at_ms INTEGER;
+ALTER TABLE users ADD COLUMN erased_at_ms INTEGER;
+CREATE INDEX messages_by_sender ON messages(sender_id);
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a

@@ -39,10 +39,17 @@ pub(super) fn create_user(conn: &Connection, new: NewUser) -> StoreResult<UserRe
     }
     let id: i64 = conn
         .prepare_cached(
-            "INSERT INTO users(username, display_name, password_hash, created_at_ms) VALUES(?1, ?2, ?3, ?4) RETURNING id",
+            "INSERT INTO users(username, display_name, password_hash, created_at_ms, is_admin)
+             VALUES(?1, ?2, ?3, ?4, ?5) RETURNING id",
         )?
         .query_row(
-            params![new.username, new.display_name, new.password_hash, new.now_ms],
+            params![
+                new.username,
+                new.display_name,
+                new.password_hash,
+                new.now_ms,
+                new.is_admin
+            ],
             |r| r.get(0),
         )?;
     Ok(domain::created_user(UserId(id), new))
@@ -91,9 +98,11 @@ pub(super) fn create_device(
     name: String,
     now_ms: i64,
 ) -> StoreResult<DeviceRecord> {
-    if !user_exists(conn, user)? {
-        return Err(StoreError::NotFound("user"));
-    }
+    let disabled: Option<Option<i64>> = conn
+        .prepare_cached("SELECT disabled_at_ms FROM users WHERE id=?1")?
+        .query_row([user.0], |r| r.get(0))
+        .optional()?;
+    domain::admin::check_may_log_in(disabled)?;
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO devices(user_id, name, created_at_ms) VALUES(?1, ?2, ?3) RETURNING id",
@@ -148,6 +157,21 @@ pub(super) fn revoked_devices(conn: &Connection) -> StoreResult<Vec<DeviceId>> {
     let mut stmt = conn.prepare_cached("SELECT id FROM devices WHERE revoked_at_ms IS NOT NULL")?;
     let ids = stmt
         .query_map([], |r| Ok(DeviceId(r.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
+/// Revokes every device of `user` that is not yet revoked; returns them.
+pub(super) fn revoke_all_devices(
+    conn: &Connection,
+    user: UserId,
+    now_ms: i64,
+) -> StoreResult<Vec<DeviceId>> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE devices SET revoked_at_ms=?2 WHERE user_id=?1 AND revoked_at_ms IS NULL RETURNING id",
+    )?;
+    let ids = stmt
+        .query_map(params![user.0, now_ms], |r| Ok(DeviceId(r.get(0)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(ids)
 }

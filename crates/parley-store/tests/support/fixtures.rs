@@ -33,6 +33,7 @@ pub(crate) async fn user(store: &dyn Store, name: &str) -> UserId {
             display_name: name.to_uppercase(),
             password_hash: "$argon2id$fake".into(),
             now_ms: 1_000,
+            is_admin: false,
         })
         .await
         .expect("create user")

@@ -92,7 +92,7 @@ fn server_url(url: &str) -> CliResult<String> {
     }
 }
 
-fn read_password(from_stdin: bool) -> CliResult<String> {
+pub(crate) fn read_password(from_stdin: bool) -> CliResult<String> {
     if from_stdin {
         let mut line = String::new();
         std::io::stdin()

@@ -1,6 +1,6 @@
 //! The scriptable client commands of the `parley` binary (`login`,
 //! `logout`, `whoami`, `send`, `listen`, `history`, `conversations`,
-//! `groups`), built on `parley-client`. Output is JSON lines on stdout;
+//! `groups`, `admin`), built on `parley-client`. Output is JSON lines on stdout;
 //! errors are one line on stderr, `parley: CODE: MESSAGE`, with the exit
 //! codes in [`error::exit`] (documented in `docs/cli.md`).
 //!
@@ -10,9 +10,12 @@
 //! - [`json`]: the one module here that writes and reads JSON.
 //! - [`target`]: `@alice`, `c12`, a group name → ids.
 //! - [`commands`]: the one-shot commands.
+//! - [`admin`]: `parley admin` (server administration; two of its
+//!   subcommands work on the server host without a login).
 //! - [`listen`]: `parley listen` (reconnect delays from
 //!   `parley_client::reconnect::Backoff`).
 
+pub mod admin;
 pub mod commands;
 pub mod error;
 pub mod json;
@@ -47,6 +50,12 @@ pub enum ClientCommand {
         #[command(subcommand)]
         command: commands::GroupsCommand,
     },
+    /// Server administration: accounts, stats, backups.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::AdminCommand,
+    },
 }
 
 /// Runs a client command for `profile` (None: the default profile).
@@ -61,5 +70,6 @@ pub async fn run(command: ClientCommand, profile: Option<&str>) -> CliResult<()>
         ClientCommand::History(args) => commands::history(&profile, args).await,
         ClientCommand::Conversations(args) => commands::conversations(&profile, args).await,
         ClientCommand::Groups { command } => commands::groups(&profile, command).await,
+        ClientCommand::Admin { command } => admin::run(&profile, command).await,
     }
 }

@@ -252,6 +252,38 @@ pub async fn expect_close(socket: &mut Socket, code: u16) {
     }
 }
 
+/// Every message of a conversation as `client` sees it, paging the
+/// history forward from the start.
+pub async fn history_all(
+    client: &Client,
+    conversation: ConversationId,
+) -> Vec<parley_proto::Message> {
+    let mut stored = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = client
+            .history(conversation, None, Some(after), Some(100))
+            .await
+            .expect("history");
+        after = page.messages.last().map(|m| m.seq).unwrap_or(after);
+        stored.extend(page.messages);
+        if !page.has_more {
+            return stored;
+        }
+    }
+}
+
+/// `GET /metrics` of `server`, as text.
+pub async fn scrape_metrics(server: &TestServer) -> String {
+    let (status, body) = server
+        .client
+        .raw(parley_client::Method::GET, "/metrics", None)
+        .await
+        .expect("metrics");
+    assert_eq!(status, 200);
+    body.as_str().expect("text").to_owned()
+}
+
 /// A direct conversation between two logged-in users.
 pub async fn direct(a: &Client, b: &Client) -> ConversationId {
     a.direct(uid(b)).await.expect("direct").0.conversation_id
