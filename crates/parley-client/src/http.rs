@@ -154,6 +154,36 @@ impl Client {
         Ok(self.call(Method::PATCH, "/v1/me", Some(body)).await?.1)
     }
 
+    /// `GET /v1/push/vapid`: the server's VAPID public key (§12).
+    pub async fn vapid_key(&self) -> ClientResult<parley_proto::push::VapidKey> {
+        Ok(self
+            .call::<(), _>(Method::GET, "/v1/push/vapid", None)
+            .await?
+            .1)
+    }
+
+    /// `PUT /v1/me/devices/current/push`: where this device's pushes go
+    /// (replaces any earlier registration).
+    pub async fn register_push(
+        &self,
+        registration: &parley_proto::push::PushRegistration,
+    ) -> ClientResult<()> {
+        self.call::<_, IgnoredAny>(
+            Method::PUT,
+            "/v1/me/devices/current/push",
+            Some(registration),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DELETE /v1/me/devices/current/push`.
+    pub async fn unregister_push(&self) -> ClientResult<()> {
+        self.call::<(), IgnoredAny>(Method::DELETE, "/v1/me/devices/current/push", None)
+            .await
+            .map(|_| ())
+    }
+
     /// `PUT /v1/me/blocks/{user}`.
     pub async fn block(&self, user: UserId) -> ClientResult<()> {
         self.call::<(), IgnoredAny>(Method::PUT, &format!("/v1/me/blocks/{user}"), None)

@@ -8,6 +8,8 @@
 //! - [`decode`]: the one strict decoder for everything clients send
 //!   (objects only, valid UTF-8 throughout).
 //! - [`error`]: the stable error codes of §1 of the protocol.
+//! - [`push`]: push registrations, the wake-up payload, and the JSON sent
+//!   to push providers (§12).
 //! - [`close_code`]: WebSocket close codes, and [`limits`]: the limits
 //!   fixed by the protocol (configurable ones live in the server's config).
 //!
@@ -23,6 +25,7 @@ pub mod frames;
 pub mod ids;
 pub mod limits;
 pub mod message;
+pub mod push;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use frames::{ClientFrame, EncodedMessage, ReceiptStatus, ServerFrame};

@@ -1,12 +1,14 @@
 //! Background work, started and stopped in one place.
 //!
-//! Three tasks run beside the request and socket tasks:
+//! These tasks run beside the request and socket tasks:
 //! - the dispatcher ([`crate::dispatch`]): the store's commit stream →
 //!   socket queues, in commit order;
 //! - the inbox pruner: hourly, drops inbox entries older than
 //!   `inbox_retention_days`;
 //! - the presence leave timers ([`Presence::run_leave_timers`]): announce a
-//!   user offline when its grace period ends.
+//!   user offline when its grace period ends;
+//! - the push trigger and delivery worker ([`crate::push`]), the worker
+//!   only when `push_concurrency` is above 0.
 //!
 //! [`Background::start`] spawns them; [`Background::stop`] ends them in the
 //! order shutdown needs (see there).
@@ -31,6 +33,8 @@ pub struct Background {
     dispatcher: JoinHandle<()>,
     inbox_pruner: JoinHandle<()>,
     leave_timers: JoinHandle<()>,
+    push_trigger: Option<JoinHandle<()>>,
+    push_worker: Option<JoinHandle<()>>,
 }
 
 impl Background {
@@ -47,6 +51,12 @@ impl Background {
                 state.presence.clone(),
                 leave_timers,
             )),
+            push_trigger: state
+                .push
+                .take_trigger_rx()
+                .map(|jobs| tokio::spawn(crate::push::trigger::run(state.clone(), jobs))),
+            push_worker: (state.config.push_concurrency > 0)
+                .then(|| tokio::spawn(crate::push::worker::run(state.clone()))),
         }
     }
 
@@ -57,6 +67,11 @@ impl Background {
     /// bounded time to route what was committed.
     pub async fn stop(self, state: &AppState) {
         self.inbox_pruner.abort();
+        // A push being delivered now stays claimed in the store until its
+        // lease ends; then this or another node delivers it.
+        if let Some(worker) = &self.push_worker {
+            worker.abort();
+        }
         self.leave_timers.abort();
         let _ = self.leave_timers.await;
         state.presence.record_all_last_seen().await;
@@ -67,6 +82,11 @@ impl Background {
             .is_err()
         {
             tracing::warn!("the dispatcher did not finish routing within the shutdown bound");
+        }
+        // Messages committed in the last moments may lose their push: the
+        // store no longer takes the trigger's writes (docs/push.md).
+        if let Some(trigger) = self.push_trigger {
+            trigger.abort();
         }
     }
 }

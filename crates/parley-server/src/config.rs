@@ -159,6 +159,72 @@ pub struct Config {
     /// JSON object per line, for journald and log shippers). The level
     /// filter is `PARLEY_LOG`. Env `PARLEY_LOG_FORMAT`. Default `text`.
     pub log_format: LogFormat,
+
+    /// Push (§12): the VAPID `sub` claim, a contact for push services
+    /// (`mailto:` or `https:`). Default `mailto:admin@localhost`; set a
+    /// real one in production.
+    pub push_vapid_subject: String,
+    /// Push: a message's push waits this long so a burst coalesces into
+    /// one push per device (the first message's time counts). Default 2,000.
+    pub push_delay_ms: u64,
+    /// Push: accept `http` endpoints and loopback or private addresses
+    /// (tests, a push service on the local network). Off by default: an
+    /// endpoint must be https and resolve to public addresses only, so the
+    /// server cannot be used to reach internal hosts. Default false.
+    pub push_allow_insecure_endpoints: bool,
+    /// Push: the `TTL` header, and how long a push that keeps failing is
+    /// retried before it is dropped. Default 86,400 (24 h).
+    pub push_ttl_secs: u64,
+    /// Push: deliveries in flight at once per node; 0 runs no delivery
+    /// worker on this node (it still queues pushes for other nodes).
+    /// Default 32.
+    pub push_concurrency: usize,
+    /// Push: one request to a push service (connect included) fails as
+    /// retryable after this long. Default 10,000.
+    pub push_request_timeout_ms: u64,
+    /// Push: the first retry waits this long, doubling up to
+    /// `push_retry_max_ms`; a longer `Retry-After` wins. Default 1,000.
+    pub push_retry_initial_ms: u64,
+    /// Push: the longest wait between retries. Default 3,600,000 (1 h).
+    pub push_retry_max_ms: u64,
+    /// Push: a node that claimed a push and did not finish it within this
+    /// long (it died) leaves it to another node. Default 60,000.
+    pub push_lease_ms: u64,
+    /// Push: how often the worker looks for due pushes it was not told
+    /// about (queued by another node, or before a restart). Default 1,000.
+    pub push_poll_ms: u64,
+    /// Push: committed messages waiting for the push trigger; past this
+    /// the trigger is behind and new ones are dropped (counted in
+    /// `parley_push_trigger_dropped_total`), never slowing delivery.
+    /// Default 65,536.
+    pub push_trigger_queue: usize,
+    /// Push: the most characters of message text in a preview (users who
+    /// opted into previews). Default 200.
+    pub push_preview_chars: usize,
+    /// Push, FCM: the Firebase project id; FCM registrations are refused
+    /// while unset. Env `PARLEY_PUSH_FCM_PROJECT`.
+    pub push_fcm_project: Option<String>,
+    /// Push, FCM: the service account's email (the OAuth assertion's `iss`).
+    pub push_fcm_client_email: Option<String>,
+    /// Push, FCM: a PEM file with the service account's RSA private key.
+    pub push_fcm_key_file: Option<PathBuf>,
+    /// Push, FCM: the API's base URL. Default `https://fcm.googleapis.com`.
+    pub push_fcm_base_url: String,
+    /// Push, FCM: the OAuth 2 token URL. Default
+    /// `https://oauth2.googleapis.com/token`.
+    pub push_fcm_token_url: String,
+    /// Push, APNs: the team id; APNs registrations are refused while unset.
+    pub push_apns_team_id: Option<String>,
+    /// Push, APNs: the signing key's id.
+    pub push_apns_key_id: Option<String>,
+    /// Push, APNs: a PEM (PKCS#8) file with the P-256 signing key (`.p8`).
+    pub push_apns_key_file: Option<PathBuf>,
+    /// Push, APNs: the production base URL. Default
+    /// `https://api.push.apple.com`.
+    pub push_apns_base_url: String,
+    /// Push, APNs: the sandbox base URL (tokens registered with
+    /// `sandbox: true`). Default `https://api.sandbox.push.apple.com`.
+    pub push_apns_sandbox_url: String,
 }
 
 /// The format of log lines (`log_format`).
@@ -223,6 +289,28 @@ impl Default for Config {
             node_id: None,
             node_lease_ms: 10_000,
             log_format: LogFormat::Text,
+            push_vapid_subject: "mailto:admin@localhost".into(),
+            push_delay_ms: 2_000,
+            push_allow_insecure_endpoints: false,
+            push_ttl_secs: 86_400,
+            push_concurrency: 32,
+            push_request_timeout_ms: 10_000,
+            push_retry_initial_ms: 1_000,
+            push_retry_max_ms: 3_600_000,
+            push_lease_ms: 60_000,
+            push_poll_ms: 1_000,
+            push_trigger_queue: 65_536,
+            push_preview_chars: 200,
+            push_fcm_project: None,
+            push_fcm_client_email: None,
+            push_fcm_key_file: None,
+            push_fcm_base_url: "https://fcm.googleapis.com".into(),
+            push_fcm_token_url: "https://oauth2.googleapis.com/token".into(),
+            push_apns_team_id: None,
+            push_apns_key_id: None,
+            push_apns_key_file: None,
+            push_apns_base_url: "https://api.push.apple.com".into(),
+            push_apns_sandbox_url: "https://api.sandbox.push.apple.com".into(),
         }
     }
 }
@@ -278,6 +366,28 @@ impl Config {
         {
             self.database = None;
         }
+        if !(self.push_vapid_subject.starts_with("mailto:")
+            || self.push_vapid_subject.starts_with("https:"))
+        {
+            return Err(ConfigError(
+                "push_vapid_subject must be a mailto: or https: URL".into(),
+            ));
+        }
+        if self.push_ttl_secs > 86_400 {
+            // A VAPID JWT may not outlive 24 h (RFC 8292), and neither
+            // should a wake-up.
+            return Err(ConfigError("push_ttl_secs is at most 86,400".into()));
+        }
+        for field in [
+            &mut self.push_fcm_project,
+            &mut self.push_fcm_client_email,
+            &mut self.push_apns_team_id,
+            &mut self.push_apns_key_id,
+        ] {
+            if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                *field = None;
+            }
+        }
         for field in [&mut self.redis_url, &mut self.token_key, &mut self.node_id] {
             if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *field = None;
@@ -317,6 +427,13 @@ impl Config {
             ("argon2_memory_kib", self.argon2_memory_kib as u64),
             ("argon2_iterations", self.argon2_iterations as u64),
             ("node_lease_ms", self.node_lease_ms),
+            ("push_ttl_secs", self.push_ttl_secs),
+            ("push_request_timeout_ms", self.push_request_timeout_ms),
+            ("push_retry_initial_ms", self.push_retry_initial_ms),
+            ("push_retry_max_ms", self.push_retry_max_ms),
+            ("push_lease_ms", self.push_lease_ms),
+            ("push_poll_ms", self.push_poll_ms),
+            ("push_trigger_queue", self.push_trigger_queue as u64),
         ];
         for (name, value) in positive {
             if value == 0 {

@@ -39,6 +39,8 @@ pub async fn run(state: Arc<AppState>, mut commits: CommitReceiver) {
                     };
                     state.hub.send_to_user(recipient.user_id, &item, None);
                 }
+                // Push is decided off this path: a bounded hand-off.
+                state.push.observe(&message, &recipients, &state.hub);
                 if let Some(cluster) = &state.cluster {
                     cluster.route_message(message, recipients);
                 }

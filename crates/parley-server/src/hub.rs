@@ -5,7 +5,7 @@
 //! close, and the client catches up from its cursor when it reconnects.
 //! That keeps one slow consumer from ever delaying anyone else.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -213,6 +213,20 @@ impl Hub {
     /// Whether the user has at least one live socket.
     pub fn is_connected(&self, user: UserId) -> bool {
         self.sockets.get(&user).is_some_and(|s| !s.is_empty())
+    }
+
+    /// Adds the devices of `user` with a live socket here to `out`.
+    pub fn live_devices(&self, user: UserId, out: &mut HashSet<DeviceId>) {
+        if let Some(sockets) = self.sockets.get(&user) {
+            out.extend(sockets.iter().map(|s| s.device));
+        }
+    }
+
+    /// Whether `device` of `user` has at least one live socket here.
+    pub fn device_connected(&self, user: UserId, device: DeviceId) -> bool {
+        self.sockets
+            .get(&user)
+            .is_some_and(|s| s.iter().any(|s| s.device == device))
     }
 
     /// Queues `item` on every socket of `user` except those of `except`.

@@ -17,6 +17,8 @@
 //! - [`members`]: the membership cache for routing typing frames, and its
 //!   one invalidation rule.
 //! - [`presence`]: online / last seen for subscribed sockets.
+//! - [`push`]: push notifications for devices without a live socket: the
+//!   trigger, the delivery worker, the providers (Web Push, FCM, APNs).
 //! - [`blocks`]: who blocks whom, cached for presence and typing.
 //! - [`catalog`]: every exported metric with its help text, registered at
 //!   start.
@@ -56,6 +58,7 @@ pub mod http;
 pub mod hub;
 pub mod members;
 pub mod presence;
+pub mod push;
 pub mod ratelimit;
 pub mod send;
 pub mod sessions;
@@ -100,6 +103,10 @@ pub enum ServerError {
     /// Cluster mode could not start.
     #[error(transparent)]
     Cluster(#[from] cluster::ClusterError),
+    /// Push notifications could not start (the VAPID key, a provider's
+    /// credentials).
+    #[error("push: {0}")]
+    Push(String),
     /// The data dir or the listener failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
@@ -116,13 +123,22 @@ fn metrics_handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
+                // Push latency includes `push_delay_ms` (seconds, not ms).
                 .set_buckets_for_metric(
-                    Matcher::Suffix("_seconds".into()),
+                    Matcher::Full("parley_push_latency_seconds".into()),
                     &[
-                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                        0.25, 0.5, 1.0,
+                        0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 3.0, 5.0, 10.0, 30.0, 60.0, 300.0,
                     ],
                 )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Suffix("_seconds".into()),
+                        &[
+                            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                            0.25, 0.5, 1.0,
+                        ],
+                    )
+                })
                 .and_then(|b| {
                     b.set_buckets_for_metric(
                         Matcher::Suffix("_batch_size".into()),
@@ -185,6 +201,11 @@ pub async fn run(
         config.argon2_iterations,
     )?;
     auth.revoke_all(store.revoked_devices().await?);
+    let push = Arc::new(
+        push::Push::open(&config, &store)
+            .await
+            .map_err(ServerError::Push)?,
+    );
     let hub = Arc::new(Hub::new(config.socket_queue_frames));
     let (presence, leave_timers) = Presence::new(
         hub.clone(),
@@ -228,6 +249,7 @@ pub async fn run(
         hub,
         presence: Arc::new(presence),
         cluster,
+        push,
     });
     let background = Background::start(&state, commits, leave_timers);
     let cluster_tasks = cluster::start(&state);

@@ -44,4 +44,6 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// Push notifications (§12): VAPID identity, providers, trigger queue.
+    pub push: Arc<crate::push::Push>,
 }

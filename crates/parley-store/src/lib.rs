@@ -27,7 +27,8 @@
 //!   classifies engine errors (retry the batch, retry the op, unavailable).
 //! - Both engines are split by concern under the same module names:
 //!   `schema`, `rows`, `users`, `conversations`, `messages`, `receipts`,
-//!   `groups`, `inbox`, `writer`.
+//!   `groups`, `inbox`, `push` (server secrets, push registrations and
+//!   pending pushes), `writer`.
 //! - [`error`]: [`StoreError`], mapped to protocol codes by the server.
 //!
 //! **Architecture invariant:** every committed change that someone must hear
@@ -206,6 +207,66 @@ pub trait Store: Send + Sync + 'static {
     async fn erase_user(&self, user: UserId, now_ms: i64) -> StoreResult<Vec<DeviceId>>;
     /// Counts for `GET /v1/admin/stats`.
     async fn stats(&self) -> StoreResult<StoreStats>;
+    /// The secret stored under `name`, storing `candidate` first when there
+    /// is none: every process sharing the storage gets the same value, even
+    /// when several start at once (the VAPID key of §12).
+    async fn server_secret(
+        &self,
+        name: &str,
+        candidate: Vec<u8>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<u8>>;
+    /// Sets the push registration of `device`, replacing any (§12);
+    /// `NotFound` when the device is not `user`'s or is revoked.
+    async fn set_push_target(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        target: PushTarget,
+        now_ms: i64,
+    ) -> StoreResult<()>;
+    /// Removes the device's registration and its pending push; nothing
+    /// when it has none. Revoking a device does the same.
+    async fn delete_push_target(&self, device: DeviceId) -> StoreResult<()>;
+    /// The device's registration.
+    async fn push_target(&self, device: DeviceId) -> StoreResult<Option<PushTarget>>;
+    /// The registered devices of `users` that a message from `sender` in
+    /// `conversation` may wake: their owner has not muted the conversation
+    /// and does not block the sender. Liveness is the caller's part.
+    async fn push_candidates(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+        users: Vec<UserId>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<PushCandidate>>;
+    /// Queues pushes; one for a device that already has one pending
+    /// coalesces with it (one pending push per device, the earliest due
+    /// time kept unless it is waiting for a retry). Devices without a
+    /// registration are skipped.
+    async fn queue_pushes(&self, pushes: Vec<NewPendingPush>) -> StoreResult<()>;
+    /// Claims up to `limit` pushes due at `now_ms`, each until
+    /// `lease_until_ms` (then another process may claim it again), with
+    /// their registrations.
+    async fn claim_pushes(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PendingPush>>;
+    /// The claimed push of `generation` is done (sent or given up): it is
+    /// deleted, unless messages were queued since the claim, which stay
+    /// pending with `sent_unread` fewer unread.
+    async fn finish_push(
+        &self,
+        device: DeviceId,
+        generation: i64,
+        sent_unread: u64,
+    ) -> StoreResult<()>;
+    /// A claimed push failed for now: one more attempt, due at `due_at_ms`.
+    async fn retry_push(&self, device: DeviceId, due_at_ms: i64) -> StoreResult<()>;
+    /// When the next pending push is due, if any.
+    async fn next_push_due(&self) -> StoreResult<Option<i64>>;
 
     /// Waits until everything acknowledged so far is on disk and stops
     /// accepting writes.

@@ -383,3 +383,94 @@ pub struct StoreStats {
     /// messages or events.
     pub messages: u64,
 }
+
+/// Where a device's push notifications go (protocol §12), one per device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushTarget {
+    /// Web Push (RFC 8030/8291/8292); UnifiedPush uses the same protocol.
+    WebPush {
+        /// `true` when registered as `unifiedpush`.
+        unified: bool,
+        /// The push service URL messages are POSTed to.
+        endpoint: String,
+        /// The subscription's P-256 public key (base64url, uncompressed).
+        p256dh: String,
+        /// The subscription's 16-byte auth secret (base64url).
+        auth: String,
+    },
+    /// Firebase Cloud Messaging (HTTP v1), by registration token.
+    Fcm {
+        /// The registration token.
+        token: String,
+    },
+    /// Apple Push Notification service, by device token.
+    Apns {
+        /// The device token (hex).
+        token: String,
+        /// The app's bundle id (`apns-topic`).
+        topic: String,
+        /// Whether the token belongs to the sandbox environment.
+        sandbox: bool,
+    },
+}
+
+/// A device that may be woken for a message: it has a registration, and
+/// the engine read what the trigger rule needs (`domain::push`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushCandidate {
+    /// The device.
+    pub device_id: DeviceId,
+    /// Its owner, a recipient of the message.
+    pub user_id: UserId,
+    /// Whether the owner opted into message previews.
+    pub previews: bool,
+    /// Whether the conversation is direct (pushed with high urgency).
+    pub direct: bool,
+}
+
+/// A push to queue for a device; queuing again before it is sent
+/// coalesces (one pending push per device).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPendingPush {
+    /// The device to wake.
+    pub device_id: DeviceId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// The conversation of the newest message it announces.
+    pub conversation_id: ConversationId,
+    /// High urgency (direct messages); a coalesced push keeps the highest.
+    pub urgent: bool,
+    /// The preview (`sender_id`, text) when the owner opted in.
+    pub preview: Option<(UserId, String)>,
+    /// Send no later than this (ms); coalescing keeps the earliest.
+    pub due_at_ms: i64,
+    /// When it was queued.
+    pub now_ms: i64,
+}
+
+/// A pending push claimed for delivery, with its device's registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPush {
+    /// The device to wake.
+    pub device_id: DeviceId,
+    /// Its owner.
+    pub user_id: UserId,
+    /// The conversation of the newest message it announces.
+    pub conversation_id: ConversationId,
+    /// Messages coalesced into it.
+    pub unread: u64,
+    /// High urgency.
+    pub urgent: bool,
+    /// The preview (`sender_id`, text) when the owner opted in.
+    pub preview: Option<(UserId, String)>,
+    /// When the first of its messages was queued (ms); it expires
+    /// `push_ttl_secs` later.
+    pub created_at_ms: i64,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// Bumped by each coalesced message; finishing the push deletes it
+    /// only if no message came in since it was claimed.
+    pub generation: i64,
+    /// Where it goes.
+    pub target: PushTarget,
+}

@@ -1,7 +1,8 @@
 //! Conformance of protocol part 2 on both engines: message events (edit,
 //! delete, reaction; windows, admin delete, purge, aggregated state,
 //! idempotency), replies and their quotes, search visibility, per-user
-//! conversation settings, left conversations, blocks and profiles.
+//! conversation settings, left conversations, blocks and profiles; push
+//! registrations, the VAPID secret and pending pushes (§12).
 //!
 //! Like `conformance.rs`, every check runs on SQLite and on PostgreSQL (a
 //! fresh database per test; skipped when unreachable unless `CI=true`).
@@ -1050,6 +1051,290 @@ async fn administration(backend: &Backend) {
     );
 }
 
+fn web_push(endpoint: &str) -> PushTarget {
+    PushTarget::WebPush {
+        unified: false,
+        endpoint: endpoint.into(),
+        p256dh: "BKey".into(),
+        auth: "secret".into(),
+    }
+}
+
+fn pending(device: (UserId, DeviceId), conversation: ConversationId, due: i64) -> NewPendingPush {
+    NewPendingPush {
+        device_id: device.1,
+        user_id: device.0,
+        conversation_id: conversation,
+        urgent: false,
+        preview: None,
+        due_at_ms: due,
+        now_ms: 10,
+    }
+}
+
+/// The VAPID key (a server secret) is written once: processes starting
+/// together with different candidates all end up with the same value, and
+/// it survives a restart.
+async fn server_secret_is_created_once(backend: &Backend) {
+    let (first, _e1) = backend.open().await;
+    let (second, _e2) = backend.open().await;
+    let mut tries = Vec::new();
+    for i in 0..6u8 {
+        let store = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        tries.push(tokio::spawn(async move {
+            store.server_secret("vapid", vec![i; 4], 1).await.unwrap()
+        }));
+    }
+    let mut values = Vec::new();
+    for t in tries {
+        values.push(t.await.unwrap());
+    }
+    assert!(values.windows(2).all(|w| w[0] == w[1]), "{values:?}");
+    first.shutdown().await;
+    second.shutdown().await;
+    let (store, _events) = backend.open().await;
+    assert_eq!(
+        store.server_secret("vapid", vec![9], 2).await.unwrap(),
+        values[0]
+    );
+    assert_eq!(
+        store.server_secret("other", vec![7], 2).await.unwrap(),
+        vec![7]
+    );
+}
+
+/// Registrations: one per device, replaced on re-register, only for the
+/// caller's live devices, removed with the device.
+async fn push_registrations(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let phone = device(store, alice).await;
+    let bob_phone = device(store, bob).await;
+    store
+        .set_push_target(alice, phone, web_push("https://a.example/1"), 5)
+        .await
+        .unwrap();
+    store
+        .set_push_target(alice, phone, web_push("https://a.example/2"), 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.push_target(phone).await.unwrap(),
+        Some(web_push("https://a.example/2"))
+    );
+    for (who, which) in [(alice, bob_phone), (alice, DeviceId(987_654))] {
+        assert!(matches!(
+            store
+                .set_push_target(who, which, web_push("https://x"), 7)
+                .await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
+    let apns = PushTarget::Apns {
+        token: "ab01".into(),
+        topic: "org.parley.app".into(),
+        sandbox: true,
+    };
+    store
+        .set_push_target(bob, bob_phone, apns.clone(), 8)
+        .await
+        .unwrap();
+    assert_eq!(store.push_target(bob_phone).await.unwrap(), Some(apns));
+    store.delete_push_target(bob_phone).await.unwrap();
+    store.delete_push_target(bob_phone).await.unwrap();
+    assert_eq!(store.push_target(bob_phone).await.unwrap(), None);
+
+    let (direct, _) = store.get_or_create_direct(alice, bob, 1).await.unwrap();
+    store
+        .queue_pushes(vec![pending((alice, phone), direct.id, 100)])
+        .await
+        .unwrap();
+    store.revoke_device(alice, phone, 9).await.unwrap();
+    assert_eq!(store.push_target(phone).await.unwrap(), None);
+    assert_eq!(
+        store.next_push_due().await.unwrap(),
+        None,
+        "pending push gone too"
+    );
+    assert!(matches!(
+        store
+            .set_push_target(alice, phone, web_push("https://x"), 10)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Who is woken: registered recipients that neither muted the
+/// conversation nor block the sender.
+async fn push_candidates_follow_mute_and_blocks(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let carol = user(store, "carol").await;
+    let bob_phone = device(store, bob).await;
+    let bob_laptop = device(store, bob).await;
+    let carol_phone = device(store, carol).await;
+    let (direct, _) = store.get_or_create_direct(alice, bob, 1).await.unwrap();
+    for (u, d) in [(bob, bob_phone), (carol, carol_phone)] {
+        store
+            .set_push_target(u, d, web_push("https://p.example/x"), 2)
+            .await
+            .unwrap();
+    }
+    store
+        .update_profile(
+            bob,
+            ProfileChange {
+                push_previews: Some(true),
+                ..ProfileChange::default()
+            },
+        )
+        .await
+        .unwrap();
+    let woken = |now| store.push_candidates(direct.id, alice, vec![bob, carol], now);
+    assert_eq!(
+        woken(10).await.unwrap(),
+        vec![PushCandidate {
+            device_id: bob_phone,
+            user_id: bob,
+            previews: true,
+            direct: true,
+        }],
+        "only registered devices (not the laptop) of members (not carol)"
+    );
+    let _ = bob_laptop;
+    let mute = |until| SettingsChange {
+        muted_until_ms: Some(until),
+        ..SettingsChange::default()
+    };
+    store
+        .set_conversation_settings(bob, direct.id, mute(1_000))
+        .await
+        .unwrap();
+    assert!(
+        woken(10).await.unwrap().iter().all(|c| c.user_id != bob),
+        "muted until later"
+    );
+    assert!(
+        woken(2_000).await.unwrap().iter().any(|c| c.user_id == bob),
+        "mute over"
+    );
+    store
+        .set_conversation_settings(bob, direct.id, mute(-1))
+        .await
+        .unwrap();
+    assert!(
+        woken(2_000).await.unwrap().iter().all(|c| c.user_id != bob),
+        "muted forever"
+    );
+    store
+        .set_conversation_settings(bob, direct.id, mute(0))
+        .await
+        .unwrap();
+    store.set_block(bob, alice, true, 3).await.unwrap();
+    assert!(
+        woken(10).await.unwrap().iter().all(|c| c.user_id != bob),
+        "blocks the sender"
+    );
+    store.set_block(bob, alice, false, 4).await.unwrap();
+    assert!(woken(10).await.unwrap().iter().any(|c| c.user_id == bob));
+}
+
+/// One pending push per device: a burst coalesces (earliest due time,
+/// unread counted); a message during delivery stays pending; retries keep
+/// their due time; pending pushes survive a restart.
+async fn pending_pushes_coalesce_and_survive(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let phone = device(&*store, bob).await;
+    let unregistered = device(&*store, alice).await;
+    let (direct, _) = store.get_or_create_direct(alice, bob, 1).await.unwrap();
+    store
+        .set_push_target(bob, phone, web_push("https://p.example/b"), 2)
+        .await
+        .unwrap();
+    let mut burst: Vec<NewPendingPush> = [100, 150, 50]
+        .iter()
+        .map(|&due| pending((bob, phone), direct.id, due))
+        .collect();
+    burst[1].urgent = true;
+    burst[2].preview = Some((alice, "hi".into()));
+    burst.push(pending((alice, unregistered), direct.id, 10));
+    store.queue_pushes(burst).await.unwrap();
+    assert_eq!(
+        store.next_push_due().await.unwrap(),
+        Some(50),
+        "unregistered skipped"
+    );
+    assert!(store.claim_pushes(40, 1_000, 10).await.unwrap().is_empty());
+
+    // Restart before it is due: it is still there.
+    store.shutdown().await;
+    drop(store);
+    let (store, _events) = backend.open().await;
+    let claimed = store.claim_pushes(60, 1_000, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let push = &claimed[0];
+    assert_eq!((push.device_id, push.user_id, push.unread), (phone, bob, 3));
+    assert!(push.urgent, "the highest urgency is kept");
+    assert_eq!(
+        push.preview,
+        Some((alice, "hi".to_string())),
+        "the newest preview"
+    );
+    assert_eq!(push.target, web_push("https://p.example/b"));
+    assert!(
+        store.claim_pushes(60, 1_000, 10).await.unwrap().is_empty(),
+        "claimed until the lease ends"
+    );
+
+    // A message arrives while it is being delivered: it stays pending.
+    store
+        .queue_pushes(vec![pending((bob, phone), direct.id, 200)])
+        .await
+        .unwrap();
+    store
+        .finish_push(phone, push.generation, push.unread)
+        .await
+        .unwrap();
+    let again = store.claim_pushes(200, 1_000, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].unread, 1,
+        "only the message that came during delivery"
+    );
+    // Delivery fails: retried at the given time, not earlier.
+    store.retry_push(phone, 500).await.unwrap();
+    store
+        .queue_pushes(vec![pending((bob, phone), direct.id, 250)])
+        .await
+        .unwrap();
+    assert!(store.claim_pushes(400, 1_000, 10).await.unwrap().is_empty());
+    let retried = store.claim_pushes(500, 1_000, 10).await.unwrap();
+    assert_eq!(retried.len(), 1);
+    assert_eq!(retried[0].attempts, 1);
+    store
+        .finish_push(phone, retried[0].generation, retried[0].unread)
+        .await
+        .unwrap();
+    assert_eq!(store.next_push_due().await.unwrap(), None);
+    // A lease that ends lets another worker claim it again.
+    store
+        .queue_pushes(vec![pending((bob, phone), direct.id, 600)])
+        .await
+        .unwrap();
+    assert_eq!(store.claim_pushes(600, 700, 10).await.unwrap().len(), 1);
+    assert_eq!(store.claim_pushes(700, 800, 10).await.unwrap().len(), 1);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -1084,4 +1369,8 @@ conformance!(
     delete_purges_storage,
     mixed_batches_keep_order,
     administration,
+    server_secret_is_created_once,
+    push_registrations,
+    push_candidates_follow_mute_and_blocks,
+    pending_pushes_coalesce_and_survive,
 );

@@ -426,6 +426,37 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Whether `user` has a live socket on another node (a live registry
+    /// entry of a node other than this one); `None` when Redis does not
+    /// answer. The push worker asks this: the registry is per user and
+    /// node, not per device.
+    pub async fn online_elsewhere(&self, user: UserId) -> Option<bool> {
+        let mut conn = self.conn.clone();
+        let result = tokio::time::timeout(
+            REDIS_TIMEOUT,
+            redis::cmd("HGETALL")
+                .arg(Self::reg_key(user))
+                .query_async::<Vec<(String, u64)>>(&mut conn),
+        )
+        .await;
+        match result {
+            Ok(Ok(entries)) => {
+                let now = parley_proto::now_ms();
+                Some(
+                    entries.iter().any(|(node, epoch)| {
+                        *node != self.node && self.maybe_alive(node, *epoch, now)
+                    }),
+                )
+            }
+            _ => {
+                metrics::counter!("parley_redis_errors_total", "op" => "push").increment(1);
+                None
+            }
+        }
+    }
+}
+
 /// Starts cluster mode's tasks for `state` (which holds the cluster).
 pub fn start(state: &Arc<AppState>) -> Option<node::ClusterTasks> {
     state.cluster.as_ref().map(|_| node::start(state))

@@ -11,6 +11,7 @@
 //! - `groups`: group creation and administration.
 //! - `presence`: one user's presence.
 //! - `search`: message search.
+//! - `push`: push registrations and the VAPID key (§12).
 //! - `health`: `/healthz` and `/metrics`.
 //! - `ready`: `/readyz` (every dependency reachable).
 //!
@@ -25,6 +26,7 @@ mod groups;
 mod health;
 mod messages;
 mod presence;
+mod push;
 mod ready;
 mod search;
 
@@ -50,6 +52,11 @@ pub fn router() -> Router<Arc<AppState>> {
         .route("/v1/sessions/current", delete(accounts::logout))
         .route("/v1/me", get(accounts::me).patch(accounts::update_me))
         .route("/v1/me/blocks", get(blocks::list))
+        .route("/v1/push/vapid", get(push::vapid))
+        .route(
+            "/v1/me/devices/current/push",
+            put(push::register).delete(push::unregister),
+        )
         .route(
             "/v1/me/blocks/{user_id}",
             put(blocks::block).delete(blocks::unblock),

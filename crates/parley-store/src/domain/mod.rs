@@ -17,6 +17,7 @@
 //! - [`settings`]: display names, per-user conversation settings and the
 //!   order of a user's conversation list.
 //! - [`search`]: search queries and their paging.
+//! - [`push`]: push registrations as rows, and who is woken (§12).
 //! - [`receipts`]: cursor arithmetic and who hears about a receipt.
 //! - [`rows`]: engine-neutral rows and their decoding into records.
 //! - [`admin`]: the administrators' user list and what erasure keeps.
@@ -26,6 +27,7 @@ pub(crate) mod events;
 pub(crate) mod groups;
 pub(crate) mod inbox;
 pub(crate) mod messages;
+pub(crate) mod push;
 pub(crate) mod receipts;
 pub(crate) mod rows;
 pub(crate) mod search;

@@ -86,6 +86,7 @@ mod events;
 mod groups;
 mod inbox;
 mod messages;
+mod push;
 mod receipts;
 mod rows;
 mod schema;
@@ -532,6 +533,96 @@ impl Store for PostgresStore {
 
     async fn stats(&self) -> StoreResult<StoreStats> {
         read!(self, |conn| admin::stats(conn))
+    }
+
+    async fn server_secret(
+        &self,
+        name: &str,
+        candidate: Vec<u8>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<u8>> {
+        read!(self, |conn| push::server_secret(
+            conn, name, &candidate, now_ms
+        ))
+    }
+
+    async fn set_push_target(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        target: PushTarget,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        read!(self, |conn| push::set_target(
+            conn, user, device, &target, now_ms
+        ))
+    }
+
+    async fn delete_push_target(&self, device: DeviceId) -> StoreResult<()> {
+        read!(self, |conn| push::delete_target(conn, device))
+    }
+
+    async fn push_target(&self, device: DeviceId) -> StoreResult<Option<PushTarget>> {
+        read!(self, |conn| push::target(conn, device))
+    }
+
+    async fn push_candidates(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+        users: Vec<UserId>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<PushCandidate>> {
+        read!(self, |conn| push::candidates(
+            conn,
+            conversation,
+            sender,
+            &users,
+            now_ms
+        ))
+    }
+
+    async fn queue_pushes(&self, pushes: Vec<NewPendingPush>) -> StoreResult<()> {
+        if pushes.is_empty() {
+            return Ok(());
+        }
+        read!(self, |conn| push::queue(conn, &pushes))
+    }
+
+    async fn claim_pushes(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PendingPush>> {
+        read!(self, |conn| push::claim(
+            conn,
+            now_ms,
+            lease_until_ms,
+            limit
+        ))
+    }
+
+    async fn finish_push(
+        &self,
+        device: DeviceId,
+        generation: i64,
+        sent_unread: u64,
+    ) -> StoreResult<()> {
+        read!(self, |conn| push::finish(
+            conn,
+            device,
+            generation,
+            sent_unread
+        ))
+    }
+
+    async fn retry_push(&self, device: DeviceId, due_at_ms: i64) -> StoreResult<()> {
+        read!(self, |conn| push::retry(conn, device, due_at_ms))
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        read!(self, |conn| push::next_due(conn))
     }
 
     async fn shutdown(&self) {

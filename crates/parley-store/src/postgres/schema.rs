@@ -156,6 +156,44 @@ ALTER TABLE users ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT FALSE,
     ADD COLUMN disabled_at_ms BIGINT, ADD COLUMN erased_at_ms BIGINT;
 CREATE INDEX messages_by_sender ON messages(sender_id);
 "#,
+    // v5: push notifications (§12), as in SQLite: `server_secrets` (the
+    // VAPID key, written once with ON CONFLICT DO NOTHING so processes
+    // starting together agree), one registration and at most one pending
+    // push per device (bursts coalesce into the row; `generation` tells a
+    // claimed push from newer messages; claims use SKIP LOCKED).
+    r#"
+CREATE TABLE server_secrets(
+    name TEXT PRIMARY KEY,
+    value BYTEA NOT NULL,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE TABLE push_registrations(
+    device_id BIGINT PRIMARY KEY,
+    user_id BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    address TEXT NOT NULL,
+    p256dh TEXT,
+    auth TEXT,
+    topic TEXT,
+    sandbox BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at_ms BIGINT NOT NULL
+);
+CREATE INDEX push_registrations_by_user ON push_registrations(user_id);
+CREATE TABLE push_pending(
+    device_id BIGINT PRIMARY KEY,
+    user_id BIGINT NOT NULL,
+    conversation_id BIGINT NOT NULL,
+    unread BIGINT NOT NULL,
+    urgent BOOLEAN NOT NULL,
+    preview_sender BIGINT,
+    preview_text TEXT,
+    due_at_ms BIGINT NOT NULL,
+    created_at_ms BIGINT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    generation BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX push_pending_by_due ON push_pending(due_at_ms);
+"#,
 ];
 
 /// Serializes schema migrations between processes that start together.

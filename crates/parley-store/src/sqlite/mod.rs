@@ -39,6 +39,7 @@ mod groups;
 mod inbox;
 mod inbox_runs;
 mod messages;
+mod push;
 mod receipts;
 mod rows;
 mod schema;
@@ -287,8 +288,12 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_device(&self, user: UserId, device: DeviceId, now_ms: i64) -> StoreResult<()> {
-        self.write(move |conn, _| users::revoke_device(conn, user, device, now_ms))
-            .await
+        // The device's push registration goes with it (§12).
+        self.write(move |conn, _| {
+            users::revoke_device(conn, user, device, now_ms)?;
+            push::delete_target(conn, device)
+        })
+        .await
     }
 
     async fn revoked_devices(&self) -> StoreResult<Vec<DeviceId>> {
@@ -446,6 +451,84 @@ impl Store for SqliteStore {
 
     async fn stats(&self) -> StoreResult<StoreStats> {
         self.read(admin::stats).await
+    }
+
+    async fn server_secret(
+        &self,
+        name: &str,
+        candidate: Vec<u8>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<u8>> {
+        let name = name.to_owned();
+        self.write(move |conn, _| push::server_secret(conn, &name, &candidate, now_ms))
+            .await
+    }
+
+    async fn set_push_target(
+        &self,
+        user: UserId,
+        device: DeviceId,
+        target: PushTarget,
+        now_ms: i64,
+    ) -> StoreResult<()> {
+        self.write(move |conn, _| push::set_target(conn, user, device, &target, now_ms))
+            .await
+    }
+
+    async fn delete_push_target(&self, device: DeviceId) -> StoreResult<()> {
+        self.write(move |conn, _| push::delete_target(conn, device))
+            .await
+    }
+
+    async fn push_target(&self, device: DeviceId) -> StoreResult<Option<PushTarget>> {
+        self.read(move |conn| push::target(conn, device)).await
+    }
+
+    async fn push_candidates(
+        &self,
+        conversation: ConversationId,
+        sender: UserId,
+        users: Vec<UserId>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<PushCandidate>> {
+        self.read(move |conn| push::candidates(conn, conversation, sender, &users, now_ms))
+            .await
+    }
+
+    async fn queue_pushes(&self, pushes: Vec<NewPendingPush>) -> StoreResult<()> {
+        if pushes.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn, _| push::queue(conn, &pushes)).await
+    }
+
+    async fn claim_pushes(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<PendingPush>> {
+        self.write(move |conn, _| push::claim(conn, now_ms, lease_until_ms, limit))
+            .await
+    }
+
+    async fn finish_push(
+        &self,
+        device: DeviceId,
+        generation: i64,
+        sent_unread: u64,
+    ) -> StoreResult<()> {
+        self.write(move |conn, _| push::finish(conn, device, generation, sent_unread))
+            .await
+    }
+
+    async fn retry_push(&self, device: DeviceId, due_at_ms: i64) -> StoreResult<()> {
+        self.write(move |conn, _| push::retry(conn, device, due_at_ms))
+            .await
+    }
+
+    async fn next_push_due(&self) -> StoreResult<Option<i64>> {
+        self.read(push::next_due).await
     }
 
     async fn shutdown(&self) {

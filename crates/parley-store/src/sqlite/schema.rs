@@ -155,6 +155,45 @@ ALTER TABLE users ADD COLUMN disabled_at_ms INTEGER;
 ALTER TABLE users ADD COLUMN erased_at_ms INTEGER;
 CREATE INDEX messages_by_sender ON messages(sender_id);
 "#,
+    // v5: push notifications (§12). `server_secrets` keeps values every
+    // process sharing the database must agree on (the VAPID key), written
+    // once with INSERT OR IGNORE. One registration and at most one pending
+    // push per device: a burst of messages coalesces into that row
+    // (`unread` counts them, `generation` tells a claimed push from newer
+    // messages). Pending pushes are rows, so they survive a restart.
+    r#"
+CREATE TABLE server_secrets(
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE TABLE push_registrations(
+    device_id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    address TEXT NOT NULL,
+    p256dh TEXT,
+    auth TEXT,
+    topic TEXT,
+    sandbox INTEGER NOT NULL DEFAULT 0,
+    created_at_ms INTEGER NOT NULL
+);
+CREATE INDEX push_registrations_by_user ON push_registrations(user_id);
+CREATE TABLE push_pending(
+    device_id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL,
+    conversation_id INTEGER NOT NULL,
+    unread INTEGER NOT NULL,
+    urgent INTEGER NOT NULL,
+    preview_sender INTEGER,
+    preview_text TEXT,
+    due_at_ms INTEGER NOT NULL,
+    created_at_ms INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    generation INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX push_pending_by_due ON push_pending(due_at_ms);
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a
