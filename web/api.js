@@ -194,12 +194,79 @@ export class Api {
     return this.request('GET', `/conversations/${encodeURIComponent(id)}/messages${qs ? `?${qs}` : ''}`);
   }
 
-  /** @returns {Promise<{message: Message}>} */
-  sendMessage(id, clientMsgId, text) {
+  /**
+   * A text message (a reply with `replyToSeq`).
+   * @param {string} id @param {string} clientMsgId @param {string} text @param {number} [replyToSeq]
+   * @returns {Promise<{message: Message}>}
+   */
+  sendMessage(id, clientMsgId, text, replyToSeq) {
+    /** @type {Record<string, unknown>} */
+    const body = { client_msg_id: clientMsgId, kind: 'text', text };
+    if (replyToSeq) body.reply_to_seq = replyToSeq;
+    return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, body);
+  }
+
+  /** A forwarded copy of a text (§8). @param {string} id @param {string} clientMsgId @param {string} text */
+  forwardMessage(id, clientMsgId, text) {
     return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, {
-      client_msg_id: clientMsgId, kind: 'text', text,
+      client_msg_id: clientMsgId, kind: 'text', text, forwarded: true,
     });
   }
+
+  /**
+   * An event on the message at `targetSeq` (§8): `edit` with `text`,
+   * `delete`, or `reaction` with `emoji` ('' removes mine).
+   * @param {string} id @param {string} clientMsgId @param {'edit'|'delete'|'reaction'} kind
+   * @param {number} targetSeq @param {{text?: string, emoji?: string}} [fields]
+   * @returns {Promise<{message: Message}>}
+   */
+  sendEvent(id, clientMsgId, kind, targetSeq, fields = {}) {
+    /** @type {Record<string, unknown>} */
+    const body = { client_msg_id: clientMsgId, kind, target_seq: targetSeq };
+    if (kind === 'edit') body.text = fields.text || '';
+    if (kind === 'reaction') body.emoji = fields.emoji || '';
+    return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, body);
+  }
+
+  // --- search (§10) -----------------------------------------------------
+
+  /**
+   * Messages whose current text contains `q`, newest first.
+   * @param {string} q @param {{limit?: number, before_id?: string}} [opts]
+   * @returns {Promise<{results: Message[], has_more: boolean}>}
+   */
+  search(q, opts = {}) {
+    const params = new URLSearchParams({ q });
+    for (const [k, v] of Object.entries(opts)) if (v !== undefined && v !== null) params.set(k, String(v));
+    return this.request('GET', `/search?${params}`);
+  }
+
+  // --- my settings, blocks, devices (§11) --------------------------------
+
+  /**
+   * Mute (`muted_until_ms`: -1 forever, 0 off), pin or archive a conversation for me.
+   * @param {string} id @param {{muted_until_ms?: number, pinned?: boolean, archived?: boolean}} settings
+   */
+  conversationSettings(id, settings) {
+    return this.request('PUT', `/conversations/${encodeURIComponent(id)}/settings`, settings);
+  }
+
+  /** @returns {Promise<{user_ids: string[]}>} */
+  blocks() { return this.request('GET', '/me/blocks'); }
+
+  /** @param {string} userId @param {boolean} on */
+  setBlocked(userId, on) {
+    return this.request(on ? 'PUT' : 'DELETE', `/me/blocks/${encodeURIComponent(userId)}`);
+  }
+
+  /** @param {{display_name?: string}} fields @returns {Promise<User>} */
+  updateProfile(fields) { return this.request('PATCH', '/me', fields); }
+
+  /** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean}} settings */
+  updateSettings(settings) { return this.request('PUT', '/me/settings', settings); }
+
+  /** Log another of my devices out. @param {string} deviceId */
+  revokeDevice(deviceId) { return this.request('DELETE', `/me/devices/${encodeURIComponent(deviceId)}`); }
 }
 
 function deviceName() {

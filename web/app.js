@@ -8,12 +8,17 @@
 // - `format.js`, `store.js`  pure helpers; localStorage
 // - `api.js`, `connection.js`  REST under /v1; the WebSocket with backoff
 // - `session.js`, `link.js`  the signed-in session and its REST client; the live socket
+// - `server-limits.js`, `events.js`  the server's limits from `ready`; message events applied to their targets
 // - `users.js`, `model.js`  user cache; conversations and messages
-// - `outbox.js`, `receipts.js`, `typing.js`, `presence.js`, `history.js`  one concern each
+// - `outbox.js`, `receipts.js`, `typing.js`, `presence.js`, `history.js`,
+//   `message-actions.js`, `chat-settings.js`, `profile.js`, `search.js`  one concern each
 // - `dispatch.js`  every incoming server frame, and the inbox cursor
 // - `ui/*`  the screen: `refresh.js` (render schedule, below the state
-//   modules), `dom.js`, `toast.js`, `confirm.js`, `message-parts.js`, `login.js`,
-//   `sidebar.js`, `chat.js`, `messages.js`, `group-panel.js`, `render.js`
+//   modules), `dom.js`, `toast.js`, `confirm.js`, `dialog.js`, `menu.js`, `theme.js`,
+//   `message-parts.js`, `bubble.js`, `login.js`, `sidebar.js`, `search.js`, `settings.js`,
+//   `chat.js`, `chat-options.js`, `reply.js`, `messages.js`, `message-menu.js`, `edit-inline.js`,
+//   `delete-dialog.js`, `react-picker.js`, `forward-dialog.js`, `message-info.js`,
+//   `group-panel.js`, `render.js`
 
 import * as session from './session.js';
 import * as link from './link.js';
@@ -34,6 +39,17 @@ import { setupChat, closeChat, clearDrafts, loadDrafts, chatIdFromUrl, openConve
 import { clearMessages, checkRead } from './ui/messages.js';
 import { closeGroupPanel } from './ui/group-panel.js';
 import { setupConfirm } from './ui/confirm.js';
+import * as limits from './server-limits.js';
+import { loadHidden, resetHidden } from './message-actions.js';
+import { loadBlocks, resetBlocks } from './chat-settings.js';
+import { loadProfile, resetProfile } from './profile.js';
+import { applyTheme, currentTheme } from './ui/theme.js';
+import { closeMenu } from './ui/menu.js';
+import { setupDeleteDialog } from './ui/delete-dialog.js';
+import { setupReactPicker } from './ui/react-picker.js';
+import { setupForwardDialog } from './ui/forward-dialog.js';
+import { setupMessageInfo } from './ui/message-info.js';
+import { setupSettings } from './ui/settings.js';
 
 /** The session's intervals, cleared when it ends. */
 let timers = /** @type {any[]} */ ([]);
@@ -59,6 +75,8 @@ function enterApp(s) {
   session.begin(s);
   outbox.load(s.user_id);
   loadDrafts();
+  loadHidden();
+  loadBlocks();
   users.rememberUser({ user_id: s.user_id, username: s.username });
   showApp(s.username);
   link.start({
@@ -77,8 +95,8 @@ function enterApp(s) {
   timers.push(setInterval(() => outbox.checkAcks(), 3000));
   timers.push(setInterval(() => renderHeader(), 30000));
   timers.push(setInterval(() => { if (link.state() === 'offline') renderBanner(); }, 1000));
-  // Make sure the stored token still works (a reload after a revoke).
-  session.api.me().then((u) => { if (u && u.username) users.rememberUser(u); }).catch(() => {});
+  // Make sure the stored token still works (a reload after a revoke); my display name.
+  loadProfile().catch(() => {});
   scheduleRender();
   focusNewChatOnWideScreens();
 }
@@ -88,6 +106,8 @@ function enterApp(s) {
  * screen follows). `forget` (log out) also drops what is stored for the user.
  */
 function leaveApp(forget = false) {
+  closeMenu(false);
+  for (const d of document.querySelectorAll('dialog[open]')) /** @type {HTMLDialogElement} */ (d).close();
   closeChat();
   clearDrafts(forget);
   link.stop();
@@ -100,6 +120,10 @@ function leaveApp(forget = false) {
   presence.reset();
   typing.clearAll();
   receipts.reset();
+  limits.reset();
+  resetHidden();
+  resetBlocks();
+  resetProfile();
   clearList();
   clearMessages();
   closeGroupPanel();
@@ -118,6 +142,7 @@ async function logout() {
 }
 
 function boot() {
+  applyTheme(currentTheme());
   installPainters();
   session.setUnauthorizedHandler(onUnauthorized);
   model.setOwnMessageListener((clientMsgId) => outbox.remove(clientMsgId));
@@ -126,6 +151,11 @@ function boot() {
   setupSidebar({ onLogout: () => logout() });
   setupChat();
   setupConfirm();
+  setupDeleteDialog();
+  setupReactPicker();
+  setupForwardDialog();
+  setupMessageInfo();
+  setupSettings();
   const stored = session.storedSession();
   if (stored) enterApp(stored); else showLogin();
 }

@@ -8,7 +8,8 @@
 import * as store from './store.js';
 import { isControlFrameRef } from './protocol.js';
 import { currentSession, me } from './session.js';
-import { convs, ensureConv, addMessage, fetchDetails, maxLoadedSeq } from './model.js';
+import { convs, ensureConv, addMessage, fetchDetails, maxLoadedSeq, applySettings } from './model.js';
+import * as limits from './server-limits.js';
 import * as outbox from './outbox.js';
 import * as receipts from './receipts.js';
 import * as typing from './typing.js';
@@ -55,6 +56,10 @@ export function onFrame(f) {
         scheduleRender();
       }
       break;
+    case 'conversation_settings':
+      // Mute, pin or archive changed on one of my devices (this one included).
+      if (f.conversation_id) applySettings(f.conversation_id, f);
+      break;
     case 'error': onErrorFrame(f); break;
     default: break; // unknown frames from a newer server are ignored
   }
@@ -63,6 +68,7 @@ export function onFrame(f) {
 /** @param {{cursor: number, user_id: string}} f */
 function onReady(f) {
   readyCursor = typeof f.cursor === 'number' ? f.cursor : null;
+  limits.applyReady(f);
   // With no stored cursor there is no replay: we start from the head and
   // read the state over HTTP below.
   if (store.loadCursor(me()) === null && readyCursor !== null) store.saveCursor(me(), readyCursor);
@@ -97,7 +103,7 @@ function onSentFrame(f) {
   addMessage({
     conversation_id: f.conversation_id || item.conversation_id, seq: f.seq, message_id: f.message_id,
     sender_id: me(), client_msg_id: f.client_msg_id, sent_at_ms: f.sent_at_ms || Date.now(),
-    kind: 'text', text: item.text,
+    kind: 'text', text: item.text, reply_to_seq: item.reply_to_seq ?? null,
   });
   outbox.remove(f.client_msg_id);
   scheduleRender();

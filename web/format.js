@@ -19,10 +19,12 @@ export function errorText(code, opts = {}) {
     case 'forbidden':
       if (context === 'register') return 'Registration is closed on this server.';
       if (context === 'send') return 'You can’t send messages in this chat any more.';
+      if (context === 'event') return 'That message can’t be changed any more.';
       if (context === 'group') return 'Only group admins can do that.';
       return 'You’re not allowed to do that.';
     case 'not_found':
       if (context === 'user') return subject ? `There’s no user called “${subject}”.` : 'There’s no such user.';
+      if (context === 'event') return 'That message is no longer there.';
       return 'That chat or user no longer exists.';
     case 'conflict':
       if (context === 'register') return 'That username is already taken. Try another one.';

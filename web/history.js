@@ -89,13 +89,13 @@ export async function loadHistory(c, { reset = false } = {}) {
   try {
     const res = await api.messages(c.id, { limit: HISTORY_DEFAULT_LIMIT });
     if (reset) c.messages.clear();
-    for (const m of res.messages || []) addMessage(m);
+    mergePage(res.messages);
     c.hasMoreOlder = !!res.has_more;
     // The chat opens at its first unread message: load back to it (a few
     // pages at most; beyond that the view starts at the oldest loaded one).
     for (let i = 0; i < UNREAD_PAGES_MAX && c.unread > 0 && c.hasMoreOlder && minLoadedSeq(c) > c.readUpTo + 1; i++) {
       const older = await api.messages(c.id, { before_seq: minLoadedSeq(c), limit: HISTORY_MAX_LIMIT });
-      for (const m of older.messages || []) addMessage(m);
+      mergePage(older.messages);
       c.hasMoreOlder = !!older.has_more && (older.messages || []).length > 0;
     }
     c.historyLoaded = true;
@@ -126,7 +126,7 @@ export async function loadOlder(c, view) {
   try {
     const res = await api.messages(c.id, { before_seq: before, limit: HISTORY_MAX_LIMIT });
     view.keepScroll(c, () => {
-      for (const m of res.messages || []) addMessage(m);
+      mergePage(res.messages);
       c.hasMoreOlder = !!res.has_more && (res.messages || []).length > 0;
     });
   } catch (e) {
@@ -137,6 +137,39 @@ export async function loadOlder(c, view) {
   }
 }
 
+/**
+ * Merge a page of history. Each message shows its state as of when the page
+ * was read, which was at least its newest seq (events up to there are in it).
+ * @param {import('./api.js').Message[]|undefined} messages
+ */
+function mergePage(messages) {
+  const list = messages || [];
+  const asOf = list.reduce((max, m) => Math.max(max, Number(m.seq) || 0), 0);
+  for (const m of list) addMessage(m, { asOf });
+}
+
+/** Pages loaded at most to reach a message far back (a quote or a search result). */
+const JUMP_PAGES_MAX = 100;
+
+/**
+ * Load history back to `seq` (older pages, so what is loaded stays one run
+ * without holes). Resolves whether `seq` is loaded.
+ * @param {Conv} c @param {number} seq
+ */
+export async function loadBackTo(c, seq) {
+  if (!c.historyLoaded) await loadHistory(c);
+  try {
+    for (let i = 0; i < JUMP_PAGES_MAX && !c.messages.has(seq) && c.hasMoreOlder && minLoadedSeq(c) > seq; i++) {
+      const res = await api.messages(c.id, { before_seq: minLoadedSeq(c), limit: HISTORY_MAX_LIMIT });
+      mergePage(res.messages);
+      c.hasMoreOlder = !!res.has_more && (res.messages || []).length > 0;
+    }
+  } catch (e) {
+    if (e instanceof ApiError && e.code !== 'network') toast(errorText(e.code));
+  }
+  return c.messages.has(seq);
+}
+
 /** Fetch everything after the newest loaded message (gap filling). @param {Conv} c */
 export async function catchUp(c) {
   if (!c.historyLoaded || c.catchingUp) return;
@@ -145,7 +178,7 @@ export async function catchUp(c) {
     for (let i = 0; i < 50; i++) {
       const after = maxLoadedSeq(c);
       const res = await api.messages(c.id, { after_seq: after, limit: HISTORY_MAX_LIMIT });
-      for (const m of res.messages || []) addMessage(m);
+      mergePage(res.messages);
       if (!res.has_more || !(res.messages || []).length) break;
     }
   } catch { /* retried on the next reconnect */ }

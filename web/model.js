@@ -4,11 +4,14 @@
 //
 // Invariant: messages of a conversation are keyed by `seq`; a message is
 // stored once however many ways it arrives (HTTP history, replay, live push,
-// `sent`).
+// `sent`). Events (edit, delete, reaction) are stored by their seq too (so
+// gaps are noticed) and applied to the message they target when they are
+// newer than the state the target was loaded with (`_asOf`).
 
 import { ApiError } from './api.js';
 import { api, me } from './session.js';
-import { username } from './users.js';
+import { displayName } from './users.js';
+import { isEvent, applyEvent } from './events.js';
 import { scheduleRender } from './ui/refresh.js';
 
 /** @typedef {import('./api.js').Message} Message */
@@ -37,6 +40,9 @@ import { scheduleRender } from './ui/refresh.js';
  * @property {boolean} [catchingUp]                     a gap fill is running
  * @property {boolean} left                             I am no longer a member
  * @property {boolean} detailsLoaded
+ * @property {number} mutedUntilMs                      -1 forever, 0 not muted, else until then
+ * @property {boolean} pinned
+ * @property {boolean} archived
  */
 
 /** @type {Map<string, Conv>} */
@@ -81,7 +87,7 @@ export function ensureConv(id) {
       id, kind: 'direct', name: undefined, memberIds: [], roles: new Map(), cursors: new Map(),
       deliveredAll: 0, readAll: 0, lastSeq: 0, lastMessage: null, unread: 0, readUpTo: 0,
       activityMs: 0, messages: new Map(), historyLoaded: false, hasMoreOlder: false,
-      loadingOlder: false, left: false, detailsLoaded: false,
+      loadingOlder: false, left: false, detailsLoaded: false, mutedUntilMs: 0, pinned: false, archived: false,
     };
     convs.set(id, c);
   }
@@ -97,21 +103,41 @@ export function otherMember(c) {
 export function convTitle(c) {
   if (c.kind === 'group') return c.name || 'Group';
   const other = otherMember(c);
-  return other ? username(other) : (c.name || 'Chat');
+  return other ? displayName(other) : (c.name || 'Chat');
+}
+
+/** Whether notifications of `c` are muted now. @param {Conv} c */
+export function isMuted(c) {
+  return c.mutedUntilMs === -1 || c.mutedUntilMs > Date.now();
+}
+
+/**
+ * Take my settings of a conversation (from the list, a
+ * `conversation_settings` frame or a settings request's answer).
+ * @param {string} id @param {{muted_until_ms?: number, pinned?: boolean, archived?: boolean}} s
+ */
+export function applySettings(id, s) {
+  const c = convs.get(id);
+  if (!c) return;
+  if (typeof s.muted_until_ms === 'number') c.mutedUntilMs = s.muted_until_ms;
+  if (typeof s.pinned === 'boolean') c.pinned = s.pinned;
+  if (typeof s.archived === 'boolean') c.archived = s.archived;
+  scheduleRender();
 }
 
 /** @param {Conv} c */
 export function isAdmin(c) { return c.roles.get(me()) === 'admin'; }
 
 /**
- * Conversations by latest activity, newest first. `pendingMs` gives, per
- * conversation, when its newest unsent message was typed (it counts as activity).
+ * Conversations, pinned first, then by latest activity, newest first.
+ * `pendingMs` gives, per conversation, when its newest unsent message was
+ * typed (it counts as activity).
  * @param {Map<string, number>} pendingMs
  */
 export function sortedConvs(pendingMs) {
   return [...convs.values()]
     .map((c) => ({ c, t: Math.max(c.activityMs, pendingMs.get(c.id) || 0) }))
-    .sort((a, b) => b.t - a.t || b.c.lastSeq - a.c.lastSeq)
+    .sort((a, b) => Number(b.c.pinned) - Number(a.c.pinned) || b.t - a.t || b.c.lastSeq - a.c.lastSeq)
     .map((x) => x.c);
 }
 
@@ -128,6 +154,11 @@ export function mergeSummary(s) {
     c.unread = Number(s.unread_count) || 0;
   }
   c.readUpTo = Math.max(c.readUpTo, Number(s.read_up_to) || 0);
+  const anySummary = /** @type {any} */ (s);
+  c.left = !!anySummary.left;
+  c.mutedUntilMs = Number(anySummary.muted_until_ms) || 0;
+  c.pinned = !!anySummary.pinned;
+  c.archived = !!anySummary.archived;
   // Extension some servers add: the minimum cursors over all members. A safe
   // lower bound for the ticks of my messages until details are fetched.
   const anyS = /** @type {any} */ (s);
@@ -148,7 +179,7 @@ export function mergeSummary(s) {
     }
   }
   if (c.lastMessage) c.activityMs = Math.max(c.activityMs, c.lastMessage.sent_at_ms || 0);
-  if (c.kind === 'direct') for (const id of c.memberIds) if (id !== me()) username(id);
+  if (c.kind === 'direct') for (const id of c.memberIds) if (id !== me()) displayName(id);
 }
 
 /** Merge `GET /v1/conversations/{id}` (receipt snapshot). @param {ConversationDetails} d */
@@ -164,7 +195,7 @@ export function mergeDetails(d) {
       cur.read = Math.max(cur.read, Number(m.read_up_to) || 0);
       cur.delivered = Math.max(cur.delivered, Number(m.delivered_up_to) || 0, cur.read);
       c.cursors.set(m.user_id, cur);
-      if (m.user_id !== me()) username(m.user_id);
+      if (m.user_id !== me()) displayName(m.user_id);
     }
     const mine = d.members.find((m) => m.user_id === me());
     if (mine) {
@@ -215,34 +246,75 @@ export function minLoadedSeq(c) {
 /**
  * Insert a message into its conversation (deduplicated by seq and, for own
  * messages, by client_msg_id against the outbox). Returns true if it was new.
+ * `asOf`: the message comes from history read when the conversation was at
+ * least at that seq, so it already shows every event up to there (a copy
+ * with a newer state replaces the stored one).
  * @param {Message} m
- * @param {{live?: boolean}} [opts]
+ * @param {{live?: boolean, asOf?: number}} [opts]
  */
 export function addMessage(m, opts = {}) {
   if (!m || !m.conversation_id || typeof m.seq !== 'number') return false;
   const c = ensureConv(m.conversation_id);
   const mine = m.sender_id === me();
   if (mine && m.client_msg_id) onOwnMessage(m.client_msg_id);
-  if (c.messages.has(m.seq)) return false;
+  const asOf = Math.max(m.seq, opts.asOf || 0);
+  const known = /** @type {any} */ (c.messages.get(m.seq));
+  if (known) {
+    if (asOf > (known._asOf || 0) && !isEvent(m)) {
+      c.messages.set(m.seq, Object.assign(m, { _asOf: asOf }));
+      if (c.lastMessage && c.lastMessage.seq === m.seq) c.lastMessage = m;
+    }
+    return false;
+  }
+  /** @type {any} */ (m)._asOf = asOf;
   const wasNewest = m.seq > c.lastSeq;
   c.messages.set(m.seq, m);
+  if (isEvent(m)) {
+    if (m.seq > c.lastSeq) c.lastSeq = m.seq;
+    applyToTarget(c, m);
+    if (mine) advanceOwnCursors(c, m.seq);
+    return true;
+  }
   if (m.seq >= c.lastSeq) {
     c.lastSeq = m.seq;
     c.lastMessage = m;
   }
   c.activityMs = Math.max(c.activityMs, m.sent_at_ms || 0);
   if (mine) {
-    // A member's own sends advance its own cursors.
-    c.readUpTo = Math.max(c.readUpTo, m.seq);
-    const cur = c.cursors.get(me()) || { delivered: 0, read: 0 };
-    cur.delivered = Math.max(cur.delivered, m.seq);
-    cur.read = Math.max(cur.read, m.seq);
-    c.cursors.set(me(), cur);
+    advanceOwnCursors(c, m.seq);
   } else if (opts.live && wasNewest && m.seq > c.readUpTo) {
     c.unread += 1;
   }
   if (m.kind === 'system') onSystemMessage(c, m, !!opts.live);
   return true;
+}
+
+/** A member's own sends (events included) advance its own cursors. @param {Conv} c @param {number} seq */
+function advanceOwnCursors(c, seq) {
+  c.readUpTo = Math.max(c.readUpTo, seq);
+  const cur = c.cursors.get(me()) || { delivered: 0, read: 0 };
+  cur.delivered = Math.max(cur.delivered, seq);
+  cur.read = Math.max(cur.read, seq);
+  c.cursors.set(me(), cur);
+}
+
+/**
+ * Apply an event to its target when the target's state is older than the
+ * event (the list's last message too, which may be a copy).
+ * @param {Conv} c @param {Message} e
+ */
+function applyToTarget(c, e) {
+  const seq = Number(/** @type {any} */ (e).target_seq) || 0;
+  const t = /** @type {any} */ (c.messages.get(seq));
+  if (t && e.seq > (t._asOf || 0)) {
+    applyEvent(t, e);
+    t._asOf = e.seq;
+  }
+  const last = /** @type {any} */ (c.lastMessage);
+  if (last && last !== t && last.seq === seq && e.seq > (last._asOf || 0)) {
+    applyEvent(last, e);
+    last._asOf = e.seq;
+  }
 }
 
 /** Membership changes: update what we know; refetch details. @param {Conv} c @param {Message} m @param {boolean} live */

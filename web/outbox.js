@@ -79,10 +79,15 @@ export function remove(clientMsgId) {
   if (next && !attempts.has(next.client_msg_id)) trySend(next);
 }
 
-/** Queue a text typed by the user and send it when its turn comes. @param {string} convId @param {string} text */
-export function sendText(convId, text) {
+/**
+ * Queue a text typed by the user (a reply to `replyToSeq` when given) and
+ * send it when its turn comes.
+ * @param {string} convId @param {string} text @param {number} [replyToSeq]
+ */
+export function sendText(convId, text, replyToSeq) {
   /** @type {OutboxItem} */
   const item = { client_msg_id: newClientMsgId(), conversation_id: convId, text, created_ms: Date.now() };
+  if (replyToSeq) item.reply_to_seq = replyToSeq;
   items.push(item);
   persist();
   const c = ensureConv(convId);
@@ -116,7 +121,7 @@ async function sendOverHttp(item) {
   if (attempts.get(item.client_msg_id) === -1) return; // in flight
   attempts.set(item.client_msg_id, -1);
   try {
-    const res = await api.sendMessage(item.conversation_id, item.client_msg_id, item.text);
+    const res = await api.sendMessage(item.conversation_id, item.client_msg_id, item.text, item.reply_to_seq);
     const m = res && res.message ? res.message : res;
     addMessage({ ...m, sender_id: m.sender_id || me(), text: m.text ?? item.text, client_msg_id: item.client_msg_id });
     remove(item.client_msg_id);

@@ -76,15 +76,30 @@ export function pingFrame(nonce) {
 }
 
 /**
- * A text message. Resends use the same `client_msg_id`, which makes them idempotent.
- * @param {{client_msg_id: string, conversation_id: string, text: string}} item
+ * A text message, a reply when `reply_to_seq` is set. Resends use the same
+ * `client_msg_id`, which makes them idempotent.
+ * @param {{client_msg_id: string, conversation_id: string, text: string, reply_to_seq?: number}} item
  */
 export function sendTextFrame(item) {
-  return {
+  /** @type {{type: 'send', client_msg_id: string, conversation_id: string, kind: 'text', text: string, reply_to_seq?: number}} */
+  const frame = {
     type: 'send', client_msg_id: item.client_msg_id, conversation_id: item.conversation_id,
     kind: 'text', text: item.text,
   };
+  if (typeof item.reply_to_seq === 'number' && item.reply_to_seq > 0) frame.reply_to_seq = item.reply_to_seq;
+  return frame;
 }
+
+/** Message kinds that are events on an earlier message (§8), never bubbles of their own. */
+export const EVENT_KINDS = ['edit', 'delete', 'reaction'];
+
+/** Whether a message is an event (edit, delete, reaction) on `target_seq`. @param {{kind?: string}} m */
+export function isEventKind(m) {
+  return EVENT_KINDS.includes(String(m && m.kind));
+}
+
+/** The quick reactions offered first (the picker has more). */
+export const QUICK_REACTIONS = ['👍', '❤️', '😂', '😮', '😢', '🙏'];
 
 /** Everything up to `upToSeq` arrived on this device. @param {string} conversationId @param {number} upToSeq */
 export function deliveredReceiptFrame(conversationId, upToSeq) {

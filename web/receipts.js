@@ -6,6 +6,7 @@ import * as link from './link.js';
 import { deliveredReceiptFrame, readReceiptFrame } from './protocol.js';
 import { me } from './session.js';
 import { convs, otherMember } from './model.js';
+import { isEvent } from './events.js';
 import { scheduleRender } from './ui/refresh.js';
 
 /** @typedef {import('./model.js').Conv} Conv */
@@ -73,7 +74,7 @@ function recountUnread(c) {
   for (let s = c.readUpTo + 1; s <= c.lastSeq; s++) {
     const m = c.messages.get(s);
     if (!m) { complete = false; break; }
-    if (m.sender_id !== me()) n++;
+    if (m.sender_id !== me() && !isEvent(m)) n++;
   }
   if (complete) c.unread = n;
 }

@@ -1,22 +1,26 @@
 // Client-side persistence in localStorage: the session, the per-user inbox
-// cursor, the per-user outbox, the per-user drafts and a small cache of usernames.
+// cursor, the per-user outbox, the per-user drafts, the messages the user
+// deleted for themself, the theme and a small cache of usernames.
 //
 // Everything is best effort: a browser that refuses storage (private mode,
 // quota) still works, it just forgets on reload.
 
 /** @typedef {{token: string, user_id: string, device_id: string, username: string}} StoredSession */
 /**
- * A message typed by the user that the server has not acknowledged yet.
- * `failed` holds an error code when the server refused it for good.
+ * A message typed by the user that the server has not acknowledged yet
+ * (a reply when `reply_to_seq` is set). `failed` holds an error code when
+ * the server refused it for good.
  * @typedef {{client_msg_id: string, conversation_id: string, text: string,
- *   created_ms: number, failed?: string}} OutboxItem
+ *   created_ms: number, reply_to_seq?: number, failed?: string}} OutboxItem
  */
 
 const KEY_SESSION = 'parley.session';
 const keyCursor = (/** @type {string} */ uid) => `parley.cursor.${uid}`;
 const keyOutbox = (/** @type {string} */ uid) => `parley.outbox.${uid}`;
 const keyDrafts = (/** @type {string} */ uid) => `parley.drafts.${uid}`;
+const keyHidden = (/** @type {string} */ uid) => `parley.hidden.${uid}`;
 const KEY_USERS = 'parley.users';
+const KEY_THEME = 'parley.theme';
 
 /** @param {string} key */
 function read(key) {
@@ -64,8 +68,8 @@ export function loadOutbox(uid) {
 
 /** @param {string} uid @param {OutboxItem[]} items */
 export function saveOutbox(uid, items) {
-  write(keyOutbox(uid), items.length ? items.map(({ client_msg_id, conversation_id, text, created_ms, failed }) => (
-    { client_msg_id, conversation_id, text, created_ms, failed })) : null);
+  write(keyOutbox(uid), items.length ? items.map(({ client_msg_id, conversation_id, text, created_ms, reply_to_seq, failed }) => (
+    { client_msg_id, conversation_id, text, created_ms, reply_to_seq, failed })) : null);
 }
 
 /** @returns {Record<string, {user_id: string, username: string, display_name?: string}>} */
@@ -91,3 +95,24 @@ export function loadDrafts(uid) {
 export function saveDrafts(uid, drafts) {
   write(keyDrafts(uid), drafts && Object.keys(drafts).length ? drafts : null);
 }
+
+/** Messages deleted "for me": `<conversation_id>:<seq>` keys. @param {string} uid @returns {string[]} */
+export function loadHidden(uid) {
+  const h = read(keyHidden(uid));
+  return Array.isArray(h) ? h.filter((x) => typeof x === 'string') : [];
+}
+
+/** @param {string} uid @param {string[]} keys */
+export function saveHidden(uid, keys) {
+  // The newest 5,000 are plenty; older ones are long out of view.
+  write(keyHidden(uid), keys.length ? keys.slice(-5000) : null);
+}
+
+/** The chosen theme (this browser, whoever is signed in). @returns {'system'|'light'|'dark'} */
+export function loadTheme() {
+  const t = read(KEY_THEME);
+  return t === 'light' || t === 'dark' ? t : 'system';
+}
+
+/** @param {'system'|'light'|'dark'} theme */
+export function saveTheme(theme) { write(KEY_THEME, theme === 'system' ? null : theme); }

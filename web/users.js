@@ -1,5 +1,5 @@
-// Users: the cache of id → username (kept in localStorage across visits),
-// fetching unknown users once, and looking usernames up.
+// Users: the cache of id → username and display name (kept in localStorage
+// across visits), fetching unknown users once, and looking usernames up.
 
 import { ApiError } from './api.js';
 import * as store from './store.js';
@@ -30,7 +30,9 @@ export function loadCachedUsers() {
 export function rememberUser(u) {
   if (!u || !u.user_id) return;
   staleUsers.delete(u.user_id);
-  users.set(u.user_id, { user_id: u.user_id, username: u.username, display_name: u.display_name });
+  const before = users.get(u.user_id);
+  const displayName = u.display_name ?? (before && before.username === u.username ? before.display_name : undefined);
+  users.set(u.user_id, { user_id: u.user_id, username: u.username, display_name: displayName });
   store.saveUserCache(Object.fromEntries(users));
 }
 
@@ -44,6 +46,16 @@ export function username(id) {
   if (u) return u.username;
   fetchUser(id);
   return '…';
+}
+
+/**
+ * The name to show for a user: the display name they chose, else the
+ * username; fetches (once) and re-renders when unknown. @param {string} id
+ */
+export function displayName(id) {
+  const name = username(id);
+  const u = users.get(id);
+  return (u && u.display_name) || name;
 }
 
 /** @param {string} id */

@@ -1,6 +1,7 @@
 // Keyboard and screen readers: axe-core finds 0 violations on the log-in
-// screen, the list, a direct chat, a group with its panel open and a
-// confirmation dialog, in light and dark; one h1; the chat list is one Tab
+// screen, the list, a direct chat, a group with its panel open, a
+// confirmation dialog, the message menu, the react and delete dialogs and
+// the settings dialog, in light and dark; one h1; the chat list is one Tab
 // stop with arrow keys inside; focus moves into panels and dialogs and back.
 // Confirmations (leave, remove, log out) name their action and "Cancel".
 
@@ -105,6 +106,33 @@ test('axe finds nothing; one h1; keyboard focus goes where it should', { timeout
   await waitText(page.locator('.chat-header'), '3 members');
   await page.getByRole('button', { name: 'Close group details' }).click();
   assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Group info', 'focus back on Group info');
+
+  // The message menu and the dialogs it opens, and the settings dialog.
+  await page.getByRole('listitem', { name: bobName }).click();
+  const msg = page.locator('#message-items .msg.own').last();
+  await msg.hover();
+  await msg.getByRole('button', { name: 'Message actions' }).click();
+  await waitVisible(page.getByRole('menu'));
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('role')), 'menuitem', 'focus in the menu');
+  found.push(...await violations(page, 'message-menu'));
+  await page.keyboard.press('Escape');
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Message actions', 'focus back on the button');
+  await msg.getByRole('button', { name: 'Message actions' }).click();
+  await page.getByRole('menuitem', { name: 'React' }).click();
+  await waitVisible(page.getByRole('dialog', { name: 'React' }));
+  found.push(...await violations(page, 'react'));
+  await page.keyboard.press('Escape');
+  await msg.getByRole('button', { name: 'Message actions' }).click();
+  await page.getByRole('menuitem', { name: 'Delete' }).click();
+  await waitVisible(page.getByRole('dialog', { name: 'Delete message?' }));
+  found.push(...await violations(page, 'delete'));
+  await page.keyboard.press('Escape');
+  await page.getByRole('button', { name: 'Settings' }).click();
+  const settings = page.getByRole('dialog', { name: 'Settings' });
+  await waitVisible(settings.getByRole('list', { name: 'Linked devices' }));
+  found.push(...await violations(page, 'settings'));
+  await settings.getByRole('button', { name: 'Close settings' }).click();
+  assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), 'Settings', 'focus back on Settings');
 
   await page.getByRole('button', { name: 'Log out' }).click();
   await waitVisible(dialog.getByRole('button', { name: 'Log out' }));

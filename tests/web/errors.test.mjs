@@ -1,5 +1,6 @@
 // Errors the server can send are shown as human sentences, and the client
 // recovers: rate-limited sends are retried in order, a too-long message is
+// kept in the composer (the server's limit) or, refused by the server,
 // marked as not sent (and can be discarded), unknown usernames are named.
 
 import { test, before, after } from 'node:test';
@@ -50,10 +51,27 @@ test('rate limits, too-long messages and unknown users get clear messages', { ti
   await until(async () => (await bubbleTexts(bob.page)).length === 8, 'bob has all eight');
   assert.deepEqual(await bubbleTexts(bob.page), texts);
 
-  // Over max_text_bytes: not sent, explained, and can be discarded.
+  // Over max_text_bytes (200 here; the composer has it from the server's
+  // `ready`): kept in the composer with how far over it is, not sent.
   const long = 'x'.repeat(300);
-  await sendMessage(page, long);
+  const box = page.getByRole('textbox', { name: 'Message' });
+  await box.fill(long);
+  await waitText(page.getByRole('status').filter({ hasText: 'Too long' }), '100 bytes over the limit of 200');
+  await box.press('Enter');
+  assert.equal(await box.inputValue(), long, 'kept, not sent');
+  await box.fill('');
+  // One that reaches the server anyway (queued in the stored outbox, e.g.
+  // before the limit was lowered) is refused: marked, explained, discardable.
+  await page.evaluate((text) => {
+    const s = JSON.parse(localStorage.getItem('parley.session') || '{}');
+    const conversationId = decodeURIComponent(location.hash.replace('#/c/', ''));
+    localStorage.setItem(`parley.outbox.${s.user_id}`, JSON.stringify([
+      { client_msg_id: 'web-too-long', conversation_id: conversationId, text, created_ms: Date.now() },
+    ]));
+  }, long);
+  await page.reload();
   await waitVisible(page.getByRole('img', { name: 'Failed to send' }));
+  sockets = 0; // the reload's own socket
   await waitText(page.locator('.failed-note'), 'too long');
   await waitVisible(page.getByRole('alert').getByText('That message is too long to send'));
   await shot(page, 'errors-too-long');

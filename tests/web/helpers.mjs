@@ -206,3 +206,18 @@ export async function waitTickAtLeast(page, text, label, timeout = WAIT_MS) {
 export async function shot(page, name) {
   await page.screenshot({ path: path.join(artifactsDir, `${name}.png`) });
 }
+
+/**
+ * A JSON request to `server`'s REST API (seeding data without the UI);
+ * fails the test on an error status. Resolves the body (null for 204).
+ * @param {Server} server @param {string} method @param {string} p path below /v1
+ * @param {unknown} [body] @param {string} [token]
+ */
+export async function apiRequest(server, method, p, body, token) {
+  const res = await fetch(`${server.url}/v1${p}`, {
+    method, body: body === undefined ? undefined : JSON.stringify(body),
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+  });
+  if (!res.ok) throw new Error(`${method} ${p} -> ${res.status}`);
+  return res.status === 204 ? null : res.json();
+}

@@ -22,6 +22,13 @@ test('each client frame is built with its type and fields, and nothing else', ()
     { type: 'send', client_msg_id: 'web-1', conversation_id: 'c1', kind: 'text', text: 'hi' },
     'outbox bookkeeping stays out of the frame',
   );
+  assert.deepEqual(
+    protocol.sendTextFrame({ client_msg_id: 'web-2', conversation_id: 'c1', text: 're', reply_to_seq: 4 }),
+    { type: 'send', client_msg_id: 'web-2', conversation_id: 'c1', kind: 'text', text: 're', reply_to_seq: 4 },
+    'a reply names the message it answers',
+  );
+  assert.ok(protocol.isEventKind({ kind: 'reaction' }) && !protocol.isEventKind({ kind: 'text' }));
+  assert.ok(protocol.QUICK_REACTIONS.length >= 6);
   assert.deepEqual(protocol.deliveredReceiptFrame('c1', 9),
     { type: 'receipt', conversation_id: 'c1', status: 'delivered', up_to_seq: 9 });
   assert.deepEqual(protocol.readReceiptFrame('c1', 9),

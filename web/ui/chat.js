@@ -11,9 +11,10 @@ import * as outbox from '../outbox.js';
 import { loadHistory } from '../history.js';
 import * as typing from '../typing.js';
 import * as presence from '../presence.js';
-import { username } from '../users.js';
+import { displayName } from '../users.js';
 import { presenceText, byteLength } from '../format.js';
-import { DEFAULT_MAX_TEXT_BYTES } from '../protocol.js';
+import { maxTextBytes } from '../server-limits.js';
+import { isBlocked, setBlocked } from '../chat-settings.js';
 import { $, autoGrow, paintAvatar, showSidebar } from './dom.js';
 import { scheduleRender, renderNow } from './refresh.js';
 import { toast } from './toast.js';
@@ -22,6 +23,8 @@ import {
   throttledCheckRead,
 } from './messages.js';
 import { setupGroupPanel, closeGroupPanel, isGroupPanelOpen } from './group-panel.js';
+import { setupReply, renderReplyBar, replyTarget, cancelReply } from './reply.js';
+import { setupChatOptions, renderChatOptions } from './chat-options.js';
 
 /** Unsent text per conversation, kept while switching chats and (in storage) across reloads. */
 const drafts = /** @type {Map<string, string>} */ (new Map());
@@ -107,6 +110,7 @@ export function openConversation(id) {
     const previous = openConvId();
     if (previous) setDraft(previous, input.value);
     setOpenConvId(id);
+    cancelReply();
     clearMessages();
     prepareOpen(c);
     input.value = drafts.get(id) || '';
@@ -145,14 +149,11 @@ export function clearDrafts(forget = false) {
   drafts.clear();
 }
 
-/** The server's limit on a message's text, in UTF-8 bytes. */
-const maxTextBytes = DEFAULT_MAX_TEXT_BYTES;
-
-/** How many bytes the composer's text is over the limit (0 when it fits). @param {string} text */
+/** How many bytes the composer's text is over the server's limit (0 when it fits). @param {string} text */
 function bytesOver(text) {
   // A UTF-8 character takes at most 4 bytes (3 per UTF-16 unit): short texts always fit.
-  if (text.length * 3 <= maxTextBytes) return 0;
-  return Math.max(0, byteLength(text) - maxTextBytes);
+  if (text.length * 3 <= maxTextBytes()) return 0;
+  return Math.max(0, byteLength(text) - maxTextBytes());
 }
 
 /** Say how far over the limit the text is (and keep it: nothing is cleared). */
@@ -161,7 +162,7 @@ function renderLimit() {
   const el = $('composer-limit');
   const over = bytesOver(input.value);
   const fmt = new Intl.NumberFormat();
-  const text = over ? `Too long to send: ${fmt.format(over)} bytes over the limit of ${fmt.format(maxTextBytes)}. Shorten it or split it into several messages.` : '';
+  const text = over ? `Too long to send: ${fmt.format(over)} bytes over the limit of ${fmt.format(maxTextBytes())}. Shorten it or split it into several messages.` : '';
   if (el.textContent !== text) el.textContent = text;
   el.hidden = !over;
   /** @type {HTMLButtonElement} */ ($('send-button')).disabled = over > 0;
@@ -200,7 +201,8 @@ export function setupChat() {
     input.value = '';
     setDraft(c.id, '');
     autoGrow(input);
-    outbox.sendText(c.id, text);
+    outbox.sendText(c.id, text, replyTarget(c.id) || undefined);
+    cancelReply();
     renderLimit();
     input.focus();
   });
@@ -237,13 +239,20 @@ export function setupChat() {
     /** @type {HTMLElement} */ ($('composer-input')).focus({ preventScroll: true });
   });
   $('jump-unread-button').addEventListener('click', () => jumpToFirstUnread());
+  $('composer-unblock').addEventListener('click', () => {
+    const c = openConv();
+    const other = c && c.kind === 'direct' ? otherMember(c) : null;
+    if (other) setBlocked(other, false);
+  });
   setupMessages();
   setupGroupPanel();
+  setupReply();
+  setupChatOptions();
 }
 
 /** "alice is typing…", "alice and bob are typing…", "alice, bob and 2 others are typing…". @param {string[]} ids */
 export function typingText(ids) {
-  const names = ids.map((id) => username(id));
+  const names = ids.map((id) => displayName(id));
   if (!names.length) return '';
   if (names.length === 1) return `${names[0]} is typing…`;
   if (names.length === 2) return `${names[0]} and ${names[1]} are typing…`;
@@ -292,12 +301,22 @@ export function renderComposer() {
   if (!c) return;
   const notice = $('composer-notice');
   const form = $('composer');
+  const other = c.kind === 'direct' ? otherMember(c) : null;
+  const blocked = !!other && isBlocked(other);
   if (c.left) {
     notice.hidden = false;
-    notice.textContent = 'You can’t send messages to this group because you’re no longer a member.';
+    $('composer-notice-text').textContent = 'You can’t send messages to this group because you’re no longer a member. Its history up to then stays here.';
+    form.hidden = true;
+  } else if (blocked && other) {
+    notice.hidden = false;
+    $('composer-notice-text').textContent = `You blocked ${displayName(other)}. Unblock to send messages.`;
     form.hidden = true;
   } else {
     notice.hidden = true;
     form.hidden = false;
   }
+  $('composer-unblock').hidden = !blocked || c.left;
+  renderReplyBar();
+  renderLimit();
+  renderChatOptions();
 }

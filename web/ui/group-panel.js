@@ -6,7 +6,7 @@ import { ApiError } from '../api.js';
 import { api, me } from '../session.js';
 import { openConv, fetchDetails, isAdmin, convTitle } from '../model.js';
 import { catchUp } from '../history.js';
-import { username, resolveUsernames } from '../users.js';
+import { displayName, resolveUsernames } from '../users.js';
 import { errorText, parseUsernames, presenceText } from '../format.js';
 import * as link from '../link.js';
 import { presenceOf } from '../presence.js';
@@ -76,8 +76,8 @@ export function setupGroupPanel() {
     if (!btn || !c) return;
     const uid = /** @type {HTMLElement} */ (btn).dataset.remove || '';
     const ok = await confirmAction({
-      title: `Remove ${username(uid)}?`,
-      text: `${username(uid)} will no longer get the messages of “${convTitle(c)}”.`,
+      title: `Remove ${displayName(uid)}?`,
+      text: `${displayName(uid)} will no longer get the messages of “${convTitle(c)}”.`,
       action: 'Remove',
     });
     if (!ok || openConv() !== c) return;
@@ -155,13 +155,13 @@ export function renderGroupPanel() {
   const admin = isAdmin(c) && !c.left;
   for (const el of document.querySelectorAll('#group-panel .admin-only')) /** @type {HTMLElement} */ (el).hidden = !admin;
   $('leave-group-button').hidden = c.left;
-  const ids = [...c.memberIds].sort((a, b) => (a === me() ? -1 : b === me() ? 1 : username(a).localeCompare(username(b))));
+  const ids = [...c.memberIds].sort((a, b) => (a === me() ? -1 : b === me() ? 1 : displayName(a).localeCompare(displayName(b))));
   $('member-count').textContent = `${ids.length} member${ids.length === 1 ? '' : 's'}`;
   const rows = $('member-rows');
   rows.replaceChildren();
   for (const id of ids) {
     const row = h('div', 'member-row');
-    const name = username(id);
+    const name = displayName(id);
     const av = h('span', 'avatar small');
     av.setAttribute('aria-hidden', 'true');
     paintAvatar(av, name);

@@ -3,7 +3,7 @@
 // describes a system message.
 
 import { me } from '../session.js';
-import { username } from '../users.js';
+import { displayName } from '../users.js';
 import { h } from './dom.js';
 
 /** @typedef {import('../api.js').Message} Message */
@@ -71,9 +71,9 @@ function isSuccession(m, c) {
  * @param {Message} m @param {{messages: Map<number, Message>, memberIds: string[]}} [c]
  */
 export function systemText(m, c) {
-  const who = (/** @type {string} */ id) => (id === me() ? 'You' : username(id));
+  const who = (/** @type {string} */ id) => (id === me() ? 'You' : displayName(id));
   const whom = (/** @type {string[]} */ ids) => {
-    const names = ids.map((id) => (id === me() ? 'you' : username(id)));
+    const names = ids.map((id) => (id === me() ? 'you' : displayName(id)));
     return names.length <= 1 ? (names[0] || 'someone')
       : `${names.slice(0, -1).join(', ')} and ${names[names.length - 1]}`;
   };

@@ -10,15 +10,22 @@
 
 import { me } from '../session.js';
 import * as link from '../link.js';
-import { openConv, openConvId } from '../model.js';
+import { openConv, openConvId, maxLoadedSeq } from '../model.js';
 import * as outbox from '../outbox.js';
-import { loadOlder } from '../history.js';
+import { loadOlder, loadBackTo } from '../history.js';
 import { markRead, tickState } from '../receipts.js';
-import { username } from '../users.js';
+import { displayName } from '../users.js';
 import { errorText, clockTime, dayLabel, dayKey, hueFor } from '../format.js';
 import { $, h } from './dom.js';
-import { tickEl, richText, systemText } from './message-parts.js';
-import { scheduleRender } from './refresh.js';
+import { tickEl, systemText } from './message-parts.js';
+import { bodyKey, fillBody, fillReactions } from './bubble.js';
+import { isEvent } from '../events.js';
+import { isHidden } from '../message-actions.js';
+import { scheduleRender, cancelStickToBottom } from './refresh.js';
+import { toast } from './toast.js';
+import { openMessageMenu, attachMenuGestures } from './message-menu.js';
+import { react } from '../message-actions.js';
+import { reactionOf } from '../events.js';
 
 /** @typedef {import('../api.js').Message} Message */
 /** @typedef {import('../store.js').OutboxItem} OutboxItem */
@@ -41,8 +48,10 @@ const EDGE_PX = 600;
 const win = { latest: true, lo: 0 };
 /** Where the open chat's unread messages began when it was opened (the separator). */
 let unreadMark = /** @type {{convId: string, afterSeq: number, count: number}|null} */ (null);
-/** A scroll the next render owes the user: to the unread separator, or to the newest message. */
-let pendingScroll = /** @type {'unread'|'bottom'|null} */ (null);
+/** A scroll the next render owes the user: to the unread separator, the newest message, or `targetSeq`. */
+let pendingScroll = /** @type {'unread'|'bottom'|'target'|null} */ (null);
+/** The message a jump (a quote, a search result) brings into view. */
+let targetSeq = 0;
 /** Messages entering the view may be read: the observer asks `checkRead`. */
 let observer = /** @type {IntersectionObserver|null} */ (null);
 
@@ -69,9 +78,16 @@ export function prepareOpen(c) {
   if (unreadMark) windowAround(c, unreadMark.afterSeq + 1);
 }
 
-/** The seqs of `c`'s loaded messages, ascending. @param {Conv} c */
+/**
+ * The seqs of `c`'s loaded messages that show as bubbles, ascending: events
+ * (edits, deletes, reactions) change other bubbles, and messages deleted
+ * "for me" are not shown.
+ * @param {Conv} c
+ */
 function sortedSeqs(c) {
-  return [...c.messages.keys()].sort((a, b) => a - b);
+  const out = [];
+  for (const [seq, m] of c.messages) if (!isEvent(m) && !isHidden(c.id, seq)) out.push(seq);
+  return out.sort((a, b) => a - b);
 }
 
 /** Index of the first element of `arr` that is ≥ `x`. @param {number[]} arr @param {number} x */
@@ -166,13 +182,69 @@ export function jumpToFirstUnread() {
   renderJumpButton();
 }
 
-/** Wire the list's own controls (the Discard button of a failed send). */
+/**
+ * Bring message `seq` of the open chat into view (loading older history
+ * back to it when needed) and flash it.
+ * @param {number} seq
+ */
+export async function jumpToMessage(seq) {
+  const c = openConv();
+  if (!c) return false;
+  const found = await loadBackTo(c, seq);
+  if (openConv() !== c) return false;
+  if (!found) { toast('That message isn’t available any more.', 'info'); return false; }
+  windowAround(c, seq);
+  targetSeq = seq;
+  pendingScroll = 'target';
+  cancelStickToBottom();
+  renderMessages({ keepScroll: true });
+  return true;
+}
+
+/** The message element of `seq` in the open chat, if rendered. @param {number} seq */
+export function messageElement(seq) {
+  return msgEls.get(`s:${seq}`) || null;
+}
+
+/** The loaded message a click inside the list belongs to. @param {HTMLElement} el */
+function messageAt(el) {
+  const c = openConv();
+  const row = /** @type {HTMLElement|null} */ (el.closest('.msg[data-seq]'));
+  const m = c && row ? c.messages.get(Number(row.dataset.seq)) : null;
+  return c && m && row ? { c, m, row } : null;
+}
+
+/** Wire the list's own controls: Discard of a failed send, quotes, reactions, the message menu. */
 export function setupMessages() {
-  $('message-items').addEventListener('click', (e) => {
-    const btn = /** @type {HTMLElement} */ (e.target).closest('[data-discard]');
-    if (!btn) return;
-    outbox.remove(/** @type {HTMLElement} */ (btn).dataset.discard || '');
-    scheduleRender();
+  const items = $('message-items');
+  items.addEventListener('click', (e) => {
+    const target = /** @type {HTMLElement} */ (e.target);
+    const discard = target.closest('[data-discard]');
+    if (discard) {
+      outbox.remove(/** @type {HTMLElement} */ (discard).dataset.discard || '');
+      scheduleRender();
+      return;
+    }
+    const quote = /** @type {HTMLElement|null} */ (target.closest('[data-jump]'));
+    if (quote) { jumpToMessage(Number(quote.dataset.jump)); return; }
+    const at = messageAt(target);
+    if (!at) return;
+    const reaction = /** @type {HTMLElement|null} */ (target.closest('.reaction'));
+    if (reaction) {
+      // Pressing my own reaction takes it back; another one makes it mine.
+      const emoji = reaction.dataset.emoji || '';
+      react(at.c, at.m.seq, reactionOf(at.m, me()) === emoji ? '' : emoji);
+      return;
+    }
+    const menuBtn = /** @type {HTMLElement|null} */ (target.closest('.msg-actions-btn'));
+    if (menuBtn) openMessageMenu(menuBtn, at.c, at.m);
+  });
+  // Right-click and a long press open the same menu.
+  attachMenuGestures(items, (el, point) => {
+    const at = messageAt(el);
+    if (!at) return false;
+    openMessageMenu(/** @type {HTMLElement} */ (at.row.querySelector('.msg-actions-btn')), at.c, at.m, point);
+    return true;
   });
 }
 
@@ -263,26 +335,54 @@ export function renderMessages(opts = {}) {
       const own = sender === me();
       if (!el) {
         el = h('div', `msg ${own ? 'own' : 'other'}`);
+        const row = h('div', 'bubble-row');
         const bubble = h('div', 'bubble');
         if (!own && c.kind === 'group') bubble.append(h('div', 'sender'));
-        bubble.append(richText(m ? (m.kind === 'text' ? (m.text || '') : `[${m.kind}]`) : (o ? o.text : '')));
+        bubble.append(h('div', 'body'));
         const meta = h('div', 'meta');
         meta.append(h('time'));
         bubble.append(meta);
-        el.append(bubble);
-        if (m) { el.dataset.seq = String(m.seq); observe(el); }
+        row.append(bubble);
+        el.append(row);
+        if (m) {
+          el.dataset.seq = String(m.seq);
+          const actions = h('button', 'msg-actions-btn');
+          /** @type {HTMLButtonElement} */ (actions).type = 'button';
+          actions.setAttribute('aria-label', 'Message actions');
+          actions.setAttribute('aria-haspopup', 'menu');
+          actions.title = 'Message actions';
+          actions.innerHTML = '<svg viewBox="0 0 24 24" aria-hidden="true"><circle cx="6" cy="12" r="1.7" fill="currentColor"/><circle cx="12" cy="12" r="1.7" fill="currentColor"/><circle cx="18" cy="12" r="1.7" fill="currentColor"/></svg>';
+          row.append(actions);
+          const reactions = h('div', 'reactions');
+          reactions.hidden = true;
+          el.append(reactions);
+          observe(el);
+        }
         msgEls.set(it.key, el);
+      }
+      const shown = m || o;
+      const key = bodyKey(shown, c);
+      if (/** @type {any} */ (el)._key !== key && !el.classList.contains('editing')) {
+        /** @type {any} */ (el)._key = key;
+        fillBody(/** @type {HTMLElement} */ (el.querySelector('.body')), shown, c);
+        const reactions = /** @type {HTMLElement|null} */ (el.querySelector('.reactions'));
+        if (reactions) fillReactions(reactions, shown);
+        el.classList.toggle('deleted', !!(m && /** @type {any} */ (m).deleted));
       }
       const cont = prevSender === sender && it.ms - prevMs < 5 * 60000;
       el.classList.toggle('cont', cont);
       const senderEl = /** @type {HTMLElement|null} */ (el.querySelector('.sender'));
       if (senderEl) {
-        const n = username(sender);
+        const n = displayName(sender);
         senderEl.textContent = n;
         senderEl.style.setProperty('--hue', String(hueFor(n)));
         senderEl.hidden = cont;
       }
       const meta = /** @type {HTMLElement} */ (el.querySelector('.meta'));
+      const edited = !!(m && /** @type {any} */ (m).edited_at_ms && !/** @type {any} */ (m).deleted);
+      let editedEl = /** @type {HTMLElement|null} */ (meta.querySelector('.edited'));
+      if (edited && !editedEl) { editedEl = h('span', 'edited', 'edited'); meta.prepend(editedEl); }
+      if (!edited && editedEl) editedEl.remove();
       const time = /** @type {HTMLElement} */ (meta.querySelector('time'));
       time.textContent = clockTime(it.ms);
       time.setAttribute('datetime', new Date(it.ms).toISOString());
@@ -317,7 +417,16 @@ export function renderMessages(opts = {}) {
   });
   renderHistoryStatus(c, range.lo === 0);
   const sep = msgEls.get('u:');
-  if (pendingScroll === 'unread' && c.historyLoaded) {
+  const target = pendingScroll === 'target' ? msgEls.get(`s:${targetSeq}`) : null;
+  if (pendingScroll === 'target') {
+    if (target) {
+      target.scrollIntoView({ block: 'center' });
+      target.classList.remove('flash');
+      void target.offsetWidth; // restart the animation
+      target.classList.add('flash');
+    }
+    pendingScroll = null;
+  } else if (pendingScroll === 'unread' && c.historyLoaded) {
     // Open at the first unread message, its separator at the top.
     if (sep) box.scrollTop += sep.getBoundingClientRect().top - box.getBoundingClientRect().top - 8;
     else box.scrollTop = box.scrollHeight;
@@ -401,6 +510,9 @@ export function checkRead() {
     if (r.bottom <= top) break;
   }
   if (!maxVisible) return;
+  // The newest bubble seen: the events after it (reactions, edits) are read too.
+  const seqs = sortedSeqs(c);
+  if (maxVisible === seqs[seqs.length - 1]) maxVisible = Math.max(maxVisible, maxLoadedSeq(c));
   markRead(c, maxVisible);
 }
 

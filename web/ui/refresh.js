@@ -38,6 +38,9 @@ export function scheduleRender(opts = {}) {
   setTimeout(run, 100);
 }
 
+/** Forget a queued request to scroll to the newest message (a jump to an older one came after it). */
+export function cancelStickToBottom() { stickRequested = false; }
+
 /** Repaint everything now (a chat just opened: no frame's delay). @param {{stickToBottom?: boolean}} [opts] */
 export function renderNow(opts = {}) { painters.all(opts); }
 

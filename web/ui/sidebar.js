@@ -1,20 +1,24 @@
 // The sidebar: the conversation list (one element per chat, updated in
-// place), unread counts in the tab title, the connection banner, the
-// "New chat" and "New group" forms, and the log-out button (confirmed first).
+// place; pinned first, archived ones only in the "Archived" view, filtered
+// by the searchbox), unread counts in the tab title, the connection banner,
+// the "New chat" and "New group" forms, and the log-out button (confirmed first).
 
 import { ApiError } from '../api.js';
 import { api, currentSession, me } from '../session.js';
 import * as link from '../link.js';
-import { ensureConv, convs, openConvId, sortedConvs, convTitle, isListLoaded } from '../model.js';
+import { ensureConv, convs, openConvId, sortedConvs, convTitle, isListLoaded, isMuted } from '../model.js';
 import * as outbox from '../outbox.js';
 import { tickState } from '../receipts.js';
-import { username, lookupUsername, resolveUsernames } from '../users.js';
+import { displayName, lookupUsername, resolveUsernames } from '../users.js';
 import { errorText, listTime, parseUsernames, normalizeUsername } from '../format.js';
 import { $, h, busy, paintAvatar, showSidebar } from './dom.js';
 import { tickEl, systemText } from './message-parts.js';
 import { openConversation, draftOf } from './chat.js';
 import { confirmAction } from './confirm.js';
 import { attachSuggestions } from './suggest.js';
+import { setupSearch, searchQuery, clearSearch } from './search.js';
+import { DELETED_TEXT } from './bubble.js';
+import { openSettings } from './settings.js';
 
 /** @typedef {import('../model.js').Conv} Conv */
 
@@ -24,6 +28,26 @@ const listEls = /** @type {Map<string, HTMLLIElement>} */ (new Map());
 let listElSerial = 0;
 /** When the offline banner's countdown ends. */
 let bannerRetryAt = 0;
+/** Whether the list shows the archived chats instead of the others. */
+let archivedView = false;
+
+/** The chats the list shows now, in order. */
+function visibleConvs() {
+  const q = searchQuery().toLowerCase();
+  const all = sortedConvs(outbox.pendingTimes());
+  // A search looks through every chat, archived ones included.
+  if (q) return all.filter((c) => convTitle(c).toLowerCase().includes(q));
+  return all.filter((c) => c.archived === archivedView);
+}
+
+/** Show the archived chats, or the others. @param {boolean} on */
+function setArchivedView(on) {
+  archivedView = on;
+  const btn = $('archived-button');
+  btn.setAttribute('aria-pressed', String(on));
+  $('list-heading').hidden = !on;
+  renderList();
+}
 
 /** Leave the log-in screen for the messenger, signed in as `name`. @param {string} name */
 export function showApp(name) {
@@ -46,6 +70,8 @@ export function focusNewChatOnWideScreens() {
 export function clearList() {
   listEls.clear();
   $('conversation-list').replaceChildren();
+  clearSearch();
+  setArchivedView(false);
 }
 
 /** @param {{onLogout: () => void}} handlers */
@@ -67,6 +93,9 @@ export function setupSidebar(handlers) {
     showSidebar();
     /** @type {HTMLInputElement} */ ($('new-group-name')).focus();
   });
+  setupSearch();
+  $('archived-button').addEventListener('click', () => setArchivedView(!archivedView));
+  $('settings-button').addEventListener('click', () => openSettings());
   attachSuggestions(/** @type {HTMLInputElement} */ ($('new-chat-username')));
   attachSuggestions(/** @type {HTMLInputElement} */ ($('new-group-members')), { multi: true });
   // Closing a form puts focus back on the button that opened it.
@@ -171,14 +200,19 @@ function previewOf(c) {
   const m = c.lastMessage;
   if (!m) return { text: c.kind === 'group' ? 'Group created' : 'No messages yet', status: null, prefix: '' };
   if (m.kind === 'system') return { text: systemText(m, c), status: null, prefix: '' };
-  const text = m.kind === 'text' ? (m.text || '') : `[${m.kind}]`;
+  const text = /** @type {any} */ (m).deleted ? DELETED_TEXT : m.kind === 'text' ? (m.text || '') : `[${m.kind}]`;
   if (m.sender_id === me()) return { text, status: tickState(c, m.seq), prefix: '' };
-  return { text, status: null, prefix: c.kind === 'group' ? `${username(m.sender_id)}: ` : '' };
+  return { text, status: null, prefix: c.kind === 'group' ? `${displayName(m.sender_id)}: ` : '' };
 }
 
 export function renderList() {
   const ul = $('conversation-list');
-  const list = sortedConvs(outbox.pendingTimes());
+  const myName = me() ? displayName(me()) : '';
+  if (myName && $('me-name').textContent !== myName) {
+    $('me-name').textContent = myName;
+    paintAvatar($('me-avatar'), myName);
+  }
+  const list = visibleConvs();
   const keep = new Set(list.map((c) => c.id));
   for (const [id, li] of listEls) if (!keep.has(id)) { li.remove(); listEls.delete(id); }
   list.forEach((c, i) => {
@@ -188,7 +222,7 @@ export function renderList() {
       li.dataset.id = c.id;
       // The row's action is a real button (announced as one); the list is one
       // Tab stop, arrow keys move between rows (roving tabindex).
-      li.innerHTML = '<button type="button" class="conv-open" tabindex="-1"><span class="avatar" aria-hidden="true"></span><span class="conv-main"><span class="conv-top"><span class="conv-title" dir="auto"></span><time class="conv-time"></time></span><span class="conv-bottom"><span class="conv-preview" dir="auto"></span><span class="badge"></span></span></span></button>';
+      li.innerHTML = '<button type="button" class="conv-open" tabindex="-1"><span class="avatar" aria-hidden="true"></span><span class="conv-main"><span class="conv-top"><span class="conv-title" dir="auto"></span><time class="conv-time"></time></span><span class="conv-bottom"><span class="conv-preview" dir="auto"></span><span class="conv-marks"></span><span class="badge"></span></span></span></button>';
       const id = c.id;
       // Name = the title (the contract); the preview, time and unread count describe it.
       const n = ++listElSerial;
@@ -232,10 +266,35 @@ export function renderList() {
     badge.textContent = unread > 0 ? (unread > 99 ? '99+' : String(unread)) : '';
     badge.hidden = !(unread > 0);
     li.classList.toggle('unread', unread > 0);
+    li.classList.toggle('muted', isMuted(c));
+    paintMarks(/** @type {HTMLElement} */ (li.querySelector('.conv-marks')), c);
     if (ul.children[i] !== li) ul.insertBefore(li, ul.children[i] || null);
   });
-  $('conversation-empty').hidden = !isListLoaded() || list.length > 0;
+  const empty = $('conversation-empty');
+  empty.hidden = !isListLoaded() || list.length > 0;
+  empty.textContent = searchQuery() ? 'No chats match.' : archivedView ? 'No archived chats.' : 'No chats yet. Start one with the buttons above.';
   updateRoving();
+}
+
+const MARK_SVG = {
+  Pinned: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M9 3h6l-1 6 4 4H6l4-4zM12 13v8" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linejoin="round" stroke-linecap="round"/></svg>',
+  Muted: '<svg viewBox="0 0 24 24" aria-hidden="true"><path d="M6 16h12l-1.6-2.2V10a4.4 4.4 0 0 0-8.8 0v3.8z" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linejoin="round"/><path d="M4 4l16 16" stroke="currentColor" stroke-width="1.8" stroke-linecap="round"/></svg>',
+};
+
+/** The pinned and muted marks of a row (images named "Pinned", "Muted"). @param {HTMLElement} el @param {Conv} c */
+function paintMarks(el, c) {
+  const want = [c.pinned ? 'Pinned' : '', isMuted(c) ? 'Muted' : ''].filter(Boolean);
+  if (el.dataset.marks === want.join(',')) return;
+  el.dataset.marks = want.join(',');
+  el.replaceChildren();
+  for (const name of want) {
+    const m = h('span', `conv-mark mark-${name.toLowerCase()}`);
+    m.setAttribute('role', 'img');
+    m.setAttribute('aria-label', name);
+    m.title = name;
+    m.innerHTML = MARK_SVG[/** @type {'Pinned'|'Muted'} */ (name)];
+    el.append(m);
+  }
 }
 
 /** The row that takes the list's one Tab stop (the last focused, else the open chat, else the first). */

@@ -94,6 +94,7 @@ impl Socket {
                 device_id,
                 cursor,
                 heartbeat_ms,
+                ..
             } => {
                 let ready = Ready {
                     user_id,

@@ -157,6 +157,18 @@ pub enum ServerFrame {
         cursor: u64,
         /// Send something at least this often.
         heartbeat_ms: u64,
+        /// The server's `max_text_bytes`: the longest text (UTF-8 bytes) a
+        /// send or an edit may carry, so a client can say so before sending.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_text_bytes: Option<u64>,
+        /// The server's `edit_window_secs` (§8), so a client offers "Edit"
+        /// only while the server would accept it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        edit_window_secs: Option<u64>,
+        /// The server's `delete_window_secs` (§8), likewise for "Delete for
+        /// everyone".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        delete_window_secs: Option<u64>,
     },
     /// Replay after `since` is complete.
     Synced {
@@ -329,6 +341,40 @@ mod tests {
             name: None,
             role: None,
             ..Message::default()
+        }
+    }
+
+    #[test]
+    fn ready_carries_the_limits_and_parses_without_them() {
+        let ready = ServerFrame::Ready {
+            user_id: UserId(1),
+            device_id: DeviceId(2),
+            cursor: 3,
+            heartbeat_ms: 25_000,
+            max_text_bytes: Some(65_536),
+            edit_window_secs: Some(900),
+            delete_window_secs: Some(172_800),
+        };
+        let json = ready.to_json();
+        assert!(json.contains(r#""max_text_bytes":65536"#), "{json}");
+        assert!(json.contains(r#""edit_window_secs":900"#), "{json}");
+        assert_eq!(ServerFrame::parse(&json).expect("parses"), ready);
+        // An older server's `ready` has none of them.
+        let old =
+            r#"{"type":"ready","user_id":"u1","device_id":"d2","cursor":3,"heartbeat_ms":25000}"#;
+        match ServerFrame::parse(old).expect("parses") {
+            ServerFrame::Ready {
+                max_text_bytes,
+                edit_window_secs,
+                delete_window_secs,
+                ..
+            } => {
+                assert_eq!(
+                    (max_text_bytes, edit_window_secs, delete_window_secs),
+                    (None, None, None)
+                );
+            }
+            other => panic!("not ready: {other:?}"),
         }
     }
 

@@ -426,6 +426,9 @@ impl Session {
             device_id: self.identity.device,
             cursor: head,
             heartbeat_ms: state.config.heartbeat_ms,
+            max_text_bytes: Some(state.config.max_text_bytes as u64),
+            edit_window_secs: Some(state.config.edit_window_secs),
+            delete_window_secs: Some(state.config.delete_window_secs),
         };
         if !self.send_frame(ready).await {
             return false;
