@@ -26,6 +26,11 @@
 //! - `chaos`: the `chaos` scenario (kill -9 under load).
 //! - `cluster`: the `cluster` scenario (same-node against cross-node
 //!   delivery on several nodes sharing PostgreSQL and Redis).
+//! - `fill`: a pipelined sender of varied, searchable text, optionally
+//!   mixing in edits and reactions.
+//! - `search`: the `search` scenario (search latency over a filled store)
+//!   and the `events` scenario (what edits and reactions cost on the send
+//!   path).
 //!
 //! Every run is bounded in time and count, stops by itself, and only
 //! talks to 127.0.0.0/8.
@@ -34,9 +39,11 @@ mod chaos;
 mod cluster;
 mod connections;
 mod direct;
+mod fill;
 mod lean;
 mod reconnect;
 mod report;
+mod search;
 mod setup;
 mod stats;
 mod target;
@@ -77,6 +84,10 @@ pub(crate) enum Scenario {
     /// Several cluster nodes: same-node against cross-node delivery,
     /// Redis commands and bytes, messages per envelope, CPU per message.
     Cluster,
+    /// One user in C conversations holding M messages; search latency.
+    Search,
+    /// Pairs sending with a share of edits and reactions mixed in.
+    Events,
     /// Internal: a `connections` worker process.
     #[value(hide = true)]
     Worker,
@@ -147,6 +158,18 @@ pub struct BenchArgs {
     /// and would make every `parley` command line value larger).
     #[command(flatten)]
     pub(crate) cluster: Box<ClusterArgs>,
+    /// search: conversations of the busy user.
+    #[arg(long, default_value_t = 200)]
+    pub(crate) conversations: usize,
+    /// search, events: messages to send in total.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub(crate) messages: usize,
+    /// search: searches to run (spread over five kinds of query).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) queries: usize,
+    /// events: percent of sends that are edits and reactions.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(0..=100))]
+    pub(crate) events_percent: u32,
     /// Bytes of text per message.
     #[arg(long, default_value_t = 64)]
     pub(crate) text_bytes: usize,
@@ -222,6 +245,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Reconnect => reconnect::run(&args).await?,
         Scenario::Chaos => chaos::run(&args).await?,
         Scenario::Cluster => cluster::run(&args).await?,
+        Scenario::Search => search::search(&args).await?,
+        Scenario::Events => search::events(&args).await?,
         Scenario::Worker => unreachable!("handled above"),
     };
     report.set("command", std::env::args().collect::<Vec<_>>());
