@@ -9,7 +9,7 @@
 //! Outside CI a missing `redis-server`, `haproxy` or PostgreSQL skips the
 //! test with a message; with `CI=true` it fails.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
