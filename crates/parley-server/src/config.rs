@@ -159,6 +159,13 @@ pub struct Config {
     /// JSON object per line, for journald and log shippers). The level
     /// filter is `PARLEY_LOG`. Env `PARLEY_LOG_FORMAT`. Default `text`.
     pub log_format: LogFormat,
+    /// PEM certificate chain: with `tls_key`, the server speaks HTTPS and
+    /// WSS itself (rustls); reloaded on SIGHUP. Unset (the default): plain
+    /// HTTP, for a reverse proxy in front. Env `PARLEY_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). Env
+    /// `PARLEY_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The format of log lines (`log_format`).
@@ -223,6 +230,8 @@ impl Default for Config {
             node_id: None,
             node_lease_ms: 10_000,
             log_format: LogFormat::Text,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -360,6 +369,18 @@ impl Config {
         }
         if let Some(key) = &self.token_key {
             self.token_key_bytes_of(key)?;
+        }
+        for field in [&mut self.tls_cert, &mut self.tls_key] {
+            if field.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *field = None;
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert and tls_key (PARLEY_TLS_CERT, PARLEY_TLS_KEY) go together: set both \
+                 for HTTPS, or neither for plain HTTP"
+                    .into(),
+            ));
         }
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
