@@ -321,6 +321,11 @@ async fn delete_erases_the_account() {
         code(admin.admin_delete(uid(&bob)).await),
         ErrorCode::NotFound
     );
+    let presence = alice.presence(uid(&bob)).await.unwrap();
+    assert!(
+        !presence.online && presence.last_seen_ms.is_none(),
+        "{presence:?}"
+    );
     let history = alice.history(conversation, None, None, None).await.unwrap();
     let first = history.messages.iter().find(|m| m.seq == 1).unwrap();
     assert!(first.deleted && first.text.is_none(), "{first:?}");

@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_proto::api::{
     AdminCreateUserRequest, AdminStats, AdminUserList, AdminUserView, PasswordResetRequest,
+    PresenceVisibility,
 };
 use parley_proto::{UserId, now_ms};
 use parley_store::UserListQuery;
@@ -142,6 +143,12 @@ pub(super) async fn erase(
     not_oneself(&admin, user, "delete")?;
     let revoked = state.store.erase_user(user, now_ms()).await?;
     end_sessions(&state, user, &revoked);
+    // The store now hides its presence from everyone; so must the cached
+    // profiles here and (cluster mode) on the other nodes.
+    state
+        .presence
+        .visibility_changed(user, PresenceVisibility::Nobody)
+        .await;
     tracing::info!(admin = %admin.0.user, %user, "account erased");
     Ok(StatusCode::NO_CONTENT)
 }
