@@ -225,6 +225,13 @@ pub struct Config {
     /// Push, APNs: the sandbox base URL (tokens registered with
     /// `sandbox: true`). Default `https://api.sandbox.push.apple.com`.
     pub push_apns_sandbox_url: String,
+    /// PEM certificate chain: with `tls_key`, the server speaks HTTPS and
+    /// WSS itself (rustls); reloaded on SIGHUP. Unset (the default): plain
+    /// HTTP, for a reverse proxy in front. Env `PARLEY_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). Env
+    /// `PARLEY_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The format of log lines (`log_format`).
@@ -311,6 +318,8 @@ impl Default for Config {
             push_apns_key_file: None,
             push_apns_base_url: "https://api.push.apple.com".into(),
             push_apns_sandbox_url: "https://api.sandbox.push.apple.com".into(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -477,6 +486,18 @@ impl Config {
         }
         if let Some(key) = &self.token_key {
             self.token_key_bytes_of(key)?;
+        }
+        for field in [&mut self.tls_cert, &mut self.tls_key] {
+            if field.as_ref().is_some_and(|p| p.as_os_str().is_empty()) {
+                *field = None;
+            }
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert and tls_key (PARLEY_TLS_CERT, PARLEY_TLS_KEY) go together: set both \
+                 for HTTPS, or neither for plain HTTP"
+                    .into(),
+            ));
         }
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {

@@ -32,6 +32,7 @@
 //!   the listener, answers those over it 503; and the per-source cap.
 //! - [`transport`]: the accept loop over hyper: header and body timeouts,
 //!   and a shutdown bounded whatever clients do.
+//! - [`tls`]: built-in TLS (optional): the acceptor, reloaded on SIGHUP.
 //! - [`auth`]: argon2id passwords, signed tokens, revocation.
 //! - [`ratelimit`]: token buckets; [`abuse`]: the HTTP abuse limits
 //!   (sign-ups, groups, member additions, requests per token).
@@ -63,6 +64,7 @@ pub mod ratelimit;
 pub mod send;
 pub mod sessions;
 pub mod state;
+pub mod tls;
 pub mod transport;
 mod web;
 pub mod ws;
@@ -190,6 +192,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let config = config.check()?;
+    // Read before anything starts, so a bad certificate stops the server
+    // at once.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
     std::fs::create_dir_all(&config.data_dir)?;
     let (store, commits) = parley_store::open(&store_config(&config)).await?;
     let token_key = config.token_key_bytes()?;
@@ -275,7 +283,13 @@ pub async fn run(
         header: Duration::from_millis(state.config.http_header_timeout_ms),
         body: Duration::from_millis(state.config.http_body_timeout_ms),
     };
-    let open = transport::serve_until(listener, app, timeouts, shutdown).await;
+    #[cfg(unix)]
+    let reloader = tls.clone().map(|tls| tokio::spawn(tls.reload_on_sighup()));
+    let open = transport::serve_until(listener, app, timeouts, tls, shutdown).await;
+    #[cfg(unix)]
+    if let Some(reloader) = reloader {
+        reloader.abort();
+    }
     // Sockets and HTTP connections get the same grace, side by side; after
     // it, whatever is still open is closed, so shutdown is bounded.
     let grace = Duration::from_millis(state.config.shutdown_grace_ms);

@@ -13,6 +13,9 @@
 //!   are closed whatever their client is doing
 //!   ([`OpenConnections::close`]).
 //!
+//! - With TLS on ([`crate::tls`]), each connection's handshake runs in its
+//!   own task, bounded by the header timeout, before hyper sees it.
+//!
 //! Connection counting and the per-source cap are in
 //! [`crate::connections`]; WebSockets leave this module at the upgrade and
 //! are [`crate::ws`]'s from then on.
@@ -21,6 +24,7 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,18 +37,20 @@ use hyper::Request;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, Sleep};
 use tower::ServiceExt;
 
 use crate::connections::{ConnectionSlot, LimitedListener};
+use crate::tls::Tls;
 
 /// The transport's time limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// For a request's headers (and between keep-alive requests).
+    /// For a request's headers (and between keep-alive requests); also for
+    /// the TLS handshake when TLS is on.
     pub header: Duration,
     /// For a request's body, from its headers on.
     pub body: Duration,
@@ -63,6 +69,7 @@ pub async fn serve_until(
     mut listener: LimitedListener,
     app: Router,
     timeouts: Timeouts,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) -> OpenConnections {
     let mut http = http1::Builder::new();
@@ -78,14 +85,33 @@ pub async fn serve_until(
             // Reap finished connections so the set only holds open ones.
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             (stream, accepted) = Listener::accept(&mut listener) => {
-                connections.spawn(serve_connection(
-                    stream,
-                    accepted.into_slot(),
-                    app.clone(),
-                    http.clone(),
-                    timeouts.body,
-                    stopping.clone(),
-                ));
+                let slot = accepted.into_slot();
+                let (app, http, stopping) = (app.clone(), http.clone(), stopping.clone());
+                match &tls {
+                    None => {
+                        connections.spawn(serve_connection(
+                            stream, slot, app, http, timeouts.body, stopping,
+                        ));
+                    }
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        connections.spawn(async move {
+                            // A handshake is bounded like a request's headers.
+                            let handshake =
+                                tokio::time::timeout(timeouts.header, acceptor.accept(stream));
+                            match handshake.await {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(
+                                        stream, slot, app, http, timeouts.body, stopping,
+                                    )
+                                    .await
+                                }
+                                Ok(Err(err)) => tracing::debug!(%err, "TLS handshake failed"),
+                                Err(_) => tracing::debug!("TLS handshake timed out"),
+                            }
+                        });
+                    }
+                }
             }
         }
     }
@@ -114,14 +140,16 @@ impl OpenConnections {
 
 /// Serves one connection until it closes, or until shutdown asks it to
 /// finish (the caller bounds how long that may take).
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     slot: ConnectionSlot,
     app: Router,
     http: http1::Builder,
     body_timeout: Duration,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
         // The slot rides with every request (as axum's `ConnectInfo`), for
         // the connection limit's middleware and the WebSocket upgrade.

@@ -207,6 +207,11 @@ fn serve_config(args: &ServeArgs) -> anyhow::Result<Config> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    // A certificate that cannot be used stops the server before it says
+    // it listens (the server reads the files again when it starts).
+    if let (Some(cert), Some(key)) = (&config.tls_cert, &config.tls_key) {
+        parley_server::tls::Tls::load(cert, key)?;
+    }
     let listener = bind(config.listen, config.listen_backlog)
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr()?;

@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use parley_client::{Client, ClientError, Method};
 use parley_proto::api::AdminCreateUserRequest;
-use parley_proto::{ErrorCode, UserId, close_code};
+use parley_proto::{ErrorCode, Role, UserId, close_code};
 use parley_server::accounts::NewAccount;
 use parley_store::HistoryQuery;
 
@@ -276,6 +276,12 @@ async fn delete_erases_the_account() {
     let alice = server.user("alice").await;
     let bob = server.user("bob").await;
     let conversation = direct(&alice, &bob).await;
+    // A group bob administers alone.
+    let group = bob
+        .create_group("bob's", &[uid(&alice)])
+        .await
+        .expect("group")
+        .conversation_id;
     let canary = "wombat-canary-2c71f";
     bob.send(conversation, "b1", &format!("bob writes {canary}"))
         .await
@@ -304,7 +310,7 @@ async fn delete_erases_the_account() {
             stats.conversations,
             stats.messages
         ),
-        (3, 3, 1, 2)
+        (3, 3, 2, 2)
     );
     let mut socket = bob.connect(None).await.expect("connect");
     let stats = admin.admin_stats().await.unwrap();
@@ -320,6 +326,19 @@ async fn delete_erases_the_account() {
     assert_eq!(
         code(admin.admin_delete(uid(&bob)).await),
         ErrorCode::NotFound
+    );
+    // Bob left his group; alice, the longest-standing member, is its admin.
+    let details = alice.conversation(group).await.unwrap();
+    let members: Vec<(UserId, Role)> = details
+        .members
+        .iter()
+        .map(|m| (m.user_id, m.role))
+        .collect();
+    assert_eq!(members, [(uid(&alice), Role::Admin)]);
+    let presence = alice.presence(uid(&bob)).await.unwrap();
+    assert!(
+        !presence.online && presence.last_seen_ms.is_none(),
+        "{presence:?}"
     );
     let history = alice.history(conversation, None, None, None).await.unwrap();
     let first = history.messages.iter().find(|m| m.seq == 1).unwrap();

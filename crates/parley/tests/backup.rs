@@ -75,7 +75,7 @@ async fn a_backup_under_load_restores_every_acknowledged_message() {
         ))
     });
     // Let the load get going, then note what is acknowledged so far.
-    while acked.lock().unwrap().len() < 200 {
+    while acked.lock().unwrap().len() < 1_000 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let before: Vec<String> = acked.lock().unwrap().clone();
@@ -105,6 +105,11 @@ async fn a_backup_under_load_restores_every_acknowledged_message() {
         total > before.len(),
         "sends continued while the backup ran ({} before, {during} after it, {total} in all)",
         before.len()
+    );
+    eprintln!(
+        "backup under load: {} sends acknowledged before it began, {} when it ended, {total} in all",
+        before.len(),
+        during
     );
     let report = String::from_utf8_lossy(&output.stdout);
     assert!(report.contains(r#""media_files":1"#), "{report}");

@@ -16,10 +16,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use parley_proto::api::{
-    AdminCreateUserRequest, AdminStats, AdminUserList, AdminUserView, PasswordResetRequest,
+    AdminCreateUserRequest, AdminStats, AdminUserList, AdminUserView, ConversationKind,
+    PasswordResetRequest, PresenceVisibility,
 };
 use parley_proto::{UserId, now_ms};
-use parley_store::UserListQuery;
+use parley_store::{GroupChange, GroupChangeKind, UserListQuery};
 
 use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
 use super::messages::parse_seq;
@@ -140,8 +141,33 @@ pub(super) async fn erase(
     ApiPath(user): ApiPath<UserId>,
 ) -> ApiResult<StatusCode> {
     not_oneself(&admin, user, "delete")?;
+    // It leaves its groups first, as if it left itself: the others see it
+    // go (`member_left`), and a group it was the last admin of gets the
+    // longest-standing member as admin (the groups rule), instead of
+    // keeping an admin nobody can log in as.
+    for summary in state.store.conversations_for(user).await? {
+        let group = &summary.conversation;
+        if group.kind == ConversationKind::Group && group.member(user).is_some() {
+            state
+                .store
+                .change_group(GroupChange {
+                    conversation: group.id,
+                    actor: user,
+                    kind: GroupChangeKind::Remove { user },
+                    max_members: state.config.max_group_members,
+                    now_ms: now_ms(),
+                })
+                .await?;
+        }
+    }
     let revoked = state.store.erase_user(user, now_ms()).await?;
     end_sessions(&state, user, &revoked);
+    // The store now hides its presence from everyone; so must the cached
+    // profiles here and (cluster mode) on the other nodes.
+    state
+        .presence
+        .visibility_changed(user, PresenceVisibility::Nobody)
+        .await;
     tracing::info!(admin = %admin.0.user, %user, "account erased");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -429,6 +429,17 @@ impl ServerProcess {
     /// Starts `parley serve` on `data_dir` (and on `database` when given,
     /// else SQLite) and waits for its listen line.
     pub fn spawn(data_dir: &Path, database: Option<&str>) -> ServerProcess {
+        ServerProcess::spawn_with(data_dir, database, &[])
+            .unwrap_or_else(|stderr| panic!("parley serve did not start: {stderr}"))
+    }
+
+    /// Like [`ServerProcess::spawn`], with more environment; `Err` with
+    /// what it printed on stderr when it exits instead of listening.
+    pub fn spawn_with(
+        data_dir: &Path,
+        database: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Result<ServerProcess, String> {
         let config = test_config();
         let mut command = Command::new(env!("CARGO_BIN_EXE_parley"));
         command
@@ -446,26 +457,34 @@ impl ServerProcess {
             .env("PARLEY_SEND_RATE_PER_SEC", "100000")
             .env("PARLEY_SEND_BURST", "100000")
             .env("PARLEY_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         if let Some(url) = database {
             command.env("PARLEY_DATABASE_URL", url);
         }
         let mut child = command.spawn().expect("spawn parley");
         let stdout = child.stdout.take().expect("stdout");
+        let mut stderr = child.stderr.take().expect("stderr");
         let mut line = String::new();
         BufReader::new(stdout)
             .read_line(&mut line)
             .expect("read listen line");
-        let addr = line
-            .trim()
-            .strip_prefix("parley listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        ServerProcess {
+        let Some(addr) = line.trim().strip_prefix("parley listening on ") else {
+            let _ = child.wait();
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+            return Err(format!("first line {line:?}; stderr: {text}"));
+        };
+        let addr = addr.to_owned();
+        // Pass the server's log through, as before.
+        std::thread::spawn(move || {
+            let _ = std::io::copy(&mut stderr, &mut std::io::stderr());
+        });
+        Ok(ServerProcess {
             child,
             base: format!("http://{addr}"),
-        }
+        })
     }
 
     /// SIGKILL: no shutdown code runs at all.
