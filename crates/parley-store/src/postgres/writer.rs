@@ -55,7 +55,12 @@ pub(super) async fn writer_loop(
         let batch_len = batch.len();
         let (ops, replies): (Vec<WriteOp>, Vec<_>) =
             batch.into_iter().map(|job| (job.op, job.reply)).unzip();
-        match commit_batch(&pool, &options, &ops).await {
+        let outcome = commit_batch(&pool, &options, &ops).await;
+        // Recorded before anyone hears of the batch: whoever reads
+        // /metrics after an ack sees the commit counted.
+        metrics::histogram!("parley_commit_batch_size").record(batch_len as f64);
+        metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
+        match outcome {
             Ok((results, events)) => {
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -71,8 +76,6 @@ pub(super) async fn writer_loop(
                 }
             }
         }
-        metrics::histogram!("parley_commit_batch_size").record(batch_len as f64);
-        metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
     }
     tracing::info!("PostgreSQL writer stopped");
 }

@@ -161,6 +161,10 @@ pub(super) fn writer_loop(
             cache.trim();
         }
         let committed = outcome.is_ok();
+        // Recorded before anyone hears of the batch: whoever reads
+        // /metrics after an ack sees the commit counted.
+        metrics::histogram!("parley_commit_batch_size").record(batch_len as f64);
+        metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
         for complete in completions {
             complete(outcome.clone());
         }
@@ -170,8 +174,6 @@ pub(super) fn writer_loop(
                 let _ = events_tx.send(event);
             }
         }
-        metrics::histogram!("parley_commit_batch_size").record(batch_len as f64);
-        metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
     }
     tracing::info!("SQLite writer stopped");
 }
