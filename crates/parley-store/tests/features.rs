@@ -1335,6 +1335,32 @@ async fn pending_pushes_coalesce_and_survive(backend: &Backend) {
     assert_eq!(store.claim_pushes(700, 800, 10).await.unwrap().len(), 1);
 }
 
+/// Disabling a user, resetting its password or erasing it revokes every
+/// device, and with them their push registrations (§12, §14).
+async fn revoking_every_device_drops_push_registrations(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = user(store, "alice").await;
+    let bob = user(store, "bob").await;
+    let phone = device(store, alice).await;
+    let bob_phone = device(store, bob).await;
+    for (who, which) in [(alice, phone), (bob, bob_phone)] {
+        store
+            .set_push_target(who, which, web_push("https://a.example/1"), 5)
+            .await
+            .unwrap();
+    }
+    store.set_user_disabled(alice, true, 10).await.unwrap();
+    assert_eq!(store.push_target(phone).await.unwrap(), None);
+    assert_eq!(
+        store.push_target(bob_phone).await.unwrap(),
+        Some(web_push("https://a.example/1")),
+        "other users keep theirs"
+    );
+    store.erase_user(bob, 20).await.unwrap();
+    assert_eq!(store.push_target(bob_phone).await.unwrap(), None);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -1373,4 +1399,5 @@ conformance!(
     push_registrations,
     push_candidates_follow_mute_and_blocks,
     pending_pushes_coalesce_and_survive,
+    revoking_every_device_drops_push_registrations,
 );

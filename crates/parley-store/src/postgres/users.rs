@@ -217,5 +217,15 @@ pub(super) async fn revoke_all_devices(
         &[&user.0, &now],
     )
     .await?;
+    // A revoked device is woken no more (§12): its registration and any
+    // pending push go in the same transaction.
+    for table in ["push_registrations", "push_pending"] {
+        query(
+            conn,
+            &format!("DELETE FROM {table} WHERE user_id=$1"),
+            &[&user.0],
+        )
+        .await?;
+    }
     rows.iter().map(|r| Ok(DeviceId(r.try_get(0)?))).collect()
 }

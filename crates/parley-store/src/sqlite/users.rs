@@ -173,5 +173,11 @@ pub(super) fn revoke_all_devices(
     let ids = stmt
         .query_map(params![user.0, now_ms], |r| Ok(DeviceId(r.get(0)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    // A revoked device is woken no more (§12): its registration and any
+    // pending push go in the same transaction.
+    conn.prepare_cached("DELETE FROM push_registrations WHERE user_id=?1")?
+        .execute([user.0])?;
+    conn.prepare_cached("DELETE FROM push_pending WHERE user_id=?1")?
+        .execute([user.0])?;
     Ok(ids)
 }
