@@ -15,8 +15,9 @@
 //! loss, duplicates and gaps). Around each run the scenario reads Redis's
 //! `INFO commandstats` and `INFO stats` (commands and network bytes per
 //! delivered message), each node's `/metrics` (envelopes published and
-//! messages in them: messages per envelope) and, for spawned nodes, each
-//! node's CPU time from `/proc` (CPU per message).
+//! messages in them: messages per envelope; and how often a socket had to
+//! wait out a missing cursor and read the store: gap waits) and, for
+//! spawned nodes, each node's CPU time from `/proc` (CPU per message).
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -236,13 +237,15 @@ async fn wait_ready(base: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The sum of the samples of `name` in Prometheus text.
-fn metric_sum(body: &str, name: &str) -> f64 {
+/// The sum of the samples of `name` in Prometheus text whose labels
+/// contain `labels` (`""`: all).
+fn metric_sum(body: &str, name: &str, labels: &str) -> f64 {
     body.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {
             let (key, value) = line.rsplit_once(' ')?;
-            (key.split('{').next()? == name).then(|| value.parse::<f64>().ok())?
+            (key.split('{').next()? == name && key.contains(labels))
+                .then(|| value.parse::<f64>().ok())?
         })
         .sum()
 }
@@ -257,6 +260,9 @@ struct Counters {
     /// Envelopes and messages the routers published (every node).
     envelopes: f64,
     routed: f64,
+    /// Store reads of sockets that waited for a missing cursor
+    /// (`parley_cursor_checks_total{cause="gap"}`, every node).
+    gap_checks: f64,
     /// CPU seconds of the spawned nodes.
     cpu: Option<f64>,
 }
@@ -302,17 +308,19 @@ async fn read_counters(
             .unwrap_or(0)
     };
     let net_bytes = field("total_net_input_bytes") + field("total_net_output_bytes");
-    let (mut envelopes, mut routed) = (0.0, 0.0);
+    let (mut envelopes, mut routed, mut gap_checks) = (0.0, 0.0, 0.0);
     for base in &cluster.bases {
         let (_, body) = http_get(base, "/metrics").await?;
-        envelopes += metric_sum(&body, "parley_router_envelopes_total");
-        routed += metric_sum(&body, "parley_router_messages_total");
+        envelopes += metric_sum(&body, "parley_router_envelopes_total", "");
+        routed += metric_sum(&body, "parley_router_messages_total", "");
+        gap_checks += metric_sum(&body, "parley_cursor_checks_total", "cause=\"gap\"");
     }
     Ok(Counters {
         commands,
         net_bytes,
         envelopes,
         routed,
+        gap_checks,
         cpu: cluster.cpu(),
     })
 }
@@ -332,6 +340,9 @@ struct RunResult {
     redis_commands: BTreeMap<String, u64>,
     redis_bytes_per_message: f64,
     messages_per_envelope: Option<f64>,
+    /// Sockets' store reads after a cursor stayed missing for the gap
+    /// wait, per 1,000 delivered messages.
+    gap_checks_per_1000: f64,
     node_cpu_us_per_message: Option<f64>,
     clean: bool,
     verification: String,
@@ -382,7 +393,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             report.row(
                 format!("{placement} {} msg/s", fmt_rate(rate)),
                 format!(
-                    "send→deliver p50 {:.2} ms p99 {:.2} ms; {:.2} Redis cmds ({}), {:.0} Redis bytes per msg; {} msgs/envelope; node CPU {} per msg; {} delivered; {}",
+                    "send→deliver p50 {:.2} ms p99 {:.2} ms; {:.2} Redis cmds ({}), {:.0} Redis bytes per msg; {} msgs/envelope; {:.1} gap waits per 1,000 msgs; node CPU {} per msg; {} delivered; {}",
                     result.deliver_p50_ms,
                     result.deliver_p99_ms,
                     result.redis_commands_per_message,
@@ -391,6 +402,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
                     result
                         .messages_per_envelope
                         .map_or("-".to_owned(), |m| format!("{m:.1}")),
+                    result.gap_checks_per_1000,
                     result
                         .node_cpu_us_per_message
                         .map_or("?".to_owned(), |us| format!("{us:.0} µs")),
@@ -502,6 +514,7 @@ async fn one_run(
         redis_bytes_per_message: per_message(
             after.net_bytes.saturating_sub(before.net_bytes) as f64
         ),
+        gap_checks_per_1000: per_message(after.gap_checks - before.gap_checks) * 1000.0,
         messages_per_envelope: (envelopes > 0.0)
             .then(|| (after.routed - before.routed) / envelopes),
         node_cpu_us_per_message: match (before.cpu, after.cpu) {

@@ -920,7 +920,7 @@ async fn a_cut_or_wedged_redis_subscriber_is_detected_and_loses_nothing() {
         "CONFIG",
         "SET",
         "client-output-buffer-limit",
-        "pubsub 64kb 0 0",
+        "pubsub 8kb 0 0",
     ]);
     let before = resyncs("subscribe").await;
     let mut b = bulk.connect(None).await.unwrap();
