@@ -24,13 +24,14 @@ const CONNECT_TIMEOUT_MS = 6000;
 
 /**
  * Delay before reconnect attempt number `attempt` (0-based): exponential,
- * capped, with "equal jitter" so a crowd of clients does not come back in
- * lockstep after a server restart.
+ * capped, with "full jitter" (uniform in [0, cap]) so a crowd of clients
+ * dropped by the same node spreads over the whole window instead of
+ * arriving in waves (the same rule as parley-client's `Backoff`).
  * @param {number} attempt
  */
 export function backoffDelay(attempt) {
   const exp = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
-  return Math.round(exp / 2 + Math.random() * (exp / 2));
+  return Math.round(Math.random() * exp);
 }
 
 export class Connection {
