@@ -843,3 +843,99 @@ async fn apns_adapter_signs_provider_tokens_and_drops_unregistered_tokens() {
     })
     .await;
 }
+
+/// `PUSH_BENCH_DEVICES=300 cargo test -p parley --test push -- --ignored
+/// push_bench --nocapture`: commit → push service latency (p50/p99, one
+/// message at a time, `push_delay_ms` 0) and the pushes per second the
+/// worker sustains against the local push service (every device's push
+/// queued while no worker runs, then a restart with one). Numbers in
+/// BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn push_bench() {
+    let Some(push) = PushService::start() else {
+        return;
+    };
+    let devices: usize = std::env::var("PUSH_BENCH_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let concurrency: usize = std::env::var("PUSH_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let mut server = TestServer::start_with(Config {
+        push_delay_ms: 0,
+        push_concurrency: concurrency,
+        http_requests_per_token_per_sec: 100_000.0,
+        ..push_config()
+    })
+    .await;
+    let alice = server.user("alice").await;
+    let mut targets = Vec::with_capacity(devices);
+    for i in 0..devices {
+        let (bob, sub) = registered(&push, &server, &format!("bob{i}")).await;
+        targets.push((direct(&alice, &bob).await, sub));
+    }
+    // Latency: one message at a time, each to a device with nothing pending.
+    let mut latencies = Vec::new();
+    for (i, (chat, sub)) in targets.iter().enumerate().take(200) {
+        let (message, _) = alice.send(*chat, &format!("l{i}"), "x").await.unwrap();
+        let attempts = push.wait_for(sub, 1).await;
+        latencies.push(attempts[0].received_at_ms - message.sent_at_ms);
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "commit -> push service: n={} p50={} ms p99={} ms max={} ms",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+
+    // Throughput: queue one push per device with no worker, then start one.
+    server.shutdown().await;
+    server.config.push_concurrency = 0;
+    let server = server.restart().await;
+    // A restart listens on a new port.
+    let alice = server.client.with_token(alice.token().unwrap());
+    for (i, (chat, _)) in targets.iter().enumerate() {
+        alice.send(*chat, &format!("t{i}"), "x").await.unwrap();
+    }
+    let store = peek(&server).await;
+    wait_until("every push is queued", || async {
+        let (_, metrics) = server
+            .client
+            .raw(Method::GET, "/metrics", None)
+            .await
+            .unwrap();
+        let text = metrics.as_str().unwrap_or_default().to_owned();
+        let queued = text
+            .lines()
+            .find(|l| l.starts_with("parley_push_queued_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        queued as usize >= devices + devices.min(200)
+    })
+    .await;
+    store.shutdown().await;
+    let mut server = server;
+    server.config.push_concurrency = concurrency;
+    let started = parley_proto::now_ms();
+    let _server = server.restart().await;
+    let (mut first, mut last) = (i64::MAX, 0);
+    for (i, (_, sub)) in targets.iter().enumerate() {
+        let attempts = push.wait_for(sub, if i < 200 { 2 } else { 1 }).await;
+        let at = attempts.last().unwrap().received_at_ms;
+        (first, last) = (first.min(at), last.max(at));
+    }
+    let secs = (last - first) as f64 / 1000.0;
+    println!(
+        "worker: {devices} pushes, first to last received {secs:.2} s = {:.0} pushes/s \
+         ({:.2} s from the restart), concurrency {concurrency}",
+        (devices - 1) as f64 / secs,
+        (last - started) as f64 / 1000.0
+    );
+}
