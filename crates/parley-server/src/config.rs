@@ -362,6 +362,12 @@ impl Config {
                 "push_vapid_subject must be a mailto: or https: URL".into(),
             ));
         }
+        if self.push_lease_ms <= self.push_request_timeout_ms {
+            // A push still being sent must not be claimed again elsewhere.
+            return Err(ConfigError(
+                "push_lease_ms must be longer than push_request_timeout_ms".into(),
+            ));
+        }
         if self.push_ttl_secs > 86_400 {
             // A VAPID JWT may not outlive 24 h (RFC 8292), and neither
             // should a wake-up.

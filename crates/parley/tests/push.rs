@@ -557,6 +557,16 @@ async fn registrations_are_checked_replaced_and_removed_with_the_device() {
         }
         other => panic!("{other:?}"),
     }
+    bob.register_push(&PushRegistration::UnifiedPush {
+        endpoint: "https://8.8.8.8/up".into(),
+        keys: keys.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.push_target(device).await.unwrap(),
+        Some(parley_store::PushTarget::WebPush { unified: true, .. })
+    ));
     bob.unregister_push().await.unwrap();
     assert_eq!(store.push_target(device).await.unwrap(), None);
     bob.register_push(&web("https://8.8.8.8/three"))
