@@ -15,6 +15,7 @@
 //! commit order and a device's pushes coalesce into one pending push whose
 //! `unread` counts them.
 
+mod cluster_support;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -947,5 +948,117 @@ async fn push_bench() {
          ({:.2} s from the restart), concurrency {concurrency}",
         (devices - 1) as f64 / secs,
         (last - started) as f64 / 1000.0
+    );
+}
+
+/// The sum of a counter's series in a node's `/metrics`.
+async fn counter(node: &cluster_support::Node, name: &str) -> f64 {
+    let (_, text) = Client::new(node.base.clone())
+        .raw(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    text.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two nodes on one database and Redis: they share the VAPID key; a push
+/// is queued by the node that committed the message and delivered by
+/// either; while the user has a socket on any node, its other device is
+/// not woken (the registry is per user, docs/push.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_share_the_key_and_skip_users_online_elsewhere() {
+    let Some(push) = PushService::start() else {
+        return;
+    };
+    let Some((database, redis)) = cluster_support::dependencies().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PARLEY_PUSH_ALLOW_INSECURE_ENDPOINTS", "true"),
+        ("PARLEY_PUSH_DELAY_MS", "200"),
+        ("PARLEY_PUSH_POLL_MS", "100"),
+    ];
+    let spawn = |name: &str| {
+        cluster_support::Node::spawn_with(
+            name,
+            dir.path(),
+            &database.url,
+            &redis.url(),
+            "127.0.0.1:0",
+            &env,
+        )
+    };
+    let (n1, n2) = (spawn("n1"), spawn("n2"));
+    n1.wait_ready().await;
+    n2.wait_ready().await;
+    let key = |node: &cluster_support::Node| {
+        let client = Client::new(node.base.clone());
+        async move { client.vapid_key().await.unwrap().public_key }
+    };
+    assert_eq!(key(&n1).await, key(&n2).await, "one VAPID key per cluster");
+
+    let on = |node: &cluster_support::Node| Client::new(node.base.clone());
+    on(&n1).register("alice", common::PASSWORD).await.unwrap();
+    on(&n1).register("bob", common::PASSWORD).await.unwrap();
+    let alice = on(&n1).login("alice", common::PASSWORD).await.unwrap();
+    let phone = on(&n1).login("bob", common::PASSWORD).await.unwrap();
+    let laptop = on(&n2).login("bob", common::PASSWORD).await.unwrap();
+    let vapid = phone.vapid_key().await.unwrap();
+    let sub = push
+        .post("/_subscribe", json!({"vapid_key": vapid.public_key}))
+        .await;
+    let registration = PushRegistration::WebPush {
+        endpoint: sub["endpoint"].as_str().unwrap().into(),
+        keys: PushKeys {
+            p256dh: sub["p256dh"].as_str().unwrap().into(),
+            auth: sub["auth"].as_str().unwrap().into(),
+        },
+    };
+    let sub = Subscription {
+        id: sub["id"].as_str().unwrap().into(),
+        registration,
+    };
+    phone.register_push(&sub.registration).await.unwrap();
+    let chat = direct(&alice, &phone).await;
+    let store = parley_store::open(&parley_store::StoreConfig::Postgres {
+        url: database.url.clone(),
+        options: Default::default(),
+    })
+    .await
+    .unwrap()
+    .0;
+
+    // Bob's laptop is online on n2: alice's message on n1 wakes nobody.
+    let mut socket = laptop.connect(None).await.unwrap();
+    alice.send(chat, "k1", "laptop is open").await.unwrap();
+    common::expect_message(&mut socket).await;
+    wait_until("a node skipped the push (bob is online)", || async {
+        counter(&n1, "parley_push_skipped_total").await
+            + counter(&n2, "parley_push_skipped_total").await
+            >= 1.0
+    })
+    .await;
+    assert_eq!(
+        store.next_push_due().await.unwrap(),
+        None,
+        "nothing pending"
+    );
+    drop(socket);
+    let bob = uid(&phone);
+    wait_until("bob is offline everywhere", || async {
+        !alice.presence(bob).await.unwrap().online
+    })
+    .await;
+    alice.send(chat, "k2", "laptop is closed").await.unwrap();
+    let attempts = push.wait_for(&sub, 1).await;
+    assert_eq!(
+        wake(&attempts[0]),
+        &PushPayload::wake(chat, 1),
+        "only the message sent while bob was offline"
     );
 }

@@ -8,7 +8,8 @@
 //! the dispatcher routed the message (a device that got it on its socket
 //! is not woken, even if it left since). In
 //! cluster mode the other nodes' sockets are checked by the worker at
-//! delivery time (the registry is per user and node, see docs/push.md).
+//! delivery time, per user (the registry is per user and node, see
+//! docs/push.md).
 //! Each woken device gets one pending push in the store, due after
 //! `push_delay_ms`; further messages coalesce into it.
 

@@ -137,6 +137,18 @@ impl Node {
         redis: &str,
         listen: &str,
     ) -> Node {
+        Self::spawn_with(name, data_dir, database, redis, listen, &[])
+    }
+
+    /// Starts a node listening on `listen` with extra `PARLEY_*` settings.
+    pub fn spawn_with(
+        name: &str,
+        data_dir: &Path,
+        database: &str,
+        redis: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Node {
         let config = test_config();
         let dir = data_dir.join(name);
         std::fs::create_dir_all(&dir).expect("node dir");
@@ -165,6 +177,7 @@ impl Node {
                 "PARLEY_LOG",
                 std::env::var("PARLEY_TEST_NODE_LOG").unwrap_or_else(|_| "warn".into()),
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
