@@ -57,8 +57,11 @@ pub async fn run(state: Arc<AppState>) {
             }
         }
         if claimed_all {
-            // More may be due: claim again once a delivery finishes.
-            in_flight.join_next().await;
+            // More may be due: claim again once half the slots are free, so
+            // a backlog is claimed in batches (each claim is a store write),
+            // not one push per write.
+            let half = (limit / 2).max(1);
+            while permits.available_permits() < half && in_flight.join_next().await.is_some() {}
             continue;
         }
         let wait = match state.store.next_push_due().await {
