@@ -529,6 +529,14 @@ async fn registrations_are_checked_replaced_and_removed_with_the_device() {
                 auth: keys.auth.clone(),
             },
         },
+        PushRegistration::WebPush {
+            endpoint: "https://8.8.8.8/x".into(),
+            keys: PushKeys {
+                // The right length and prefix, but not a point on the curve.
+                p256dh: format!("BA{}", "A".repeat(85)),
+                auth: keys.auth.clone(),
+            },
+        },
         PushRegistration::Fcm { token: "t".into() },
     ] {
         let err = bob.register_push(&bad).await.unwrap_err();

@@ -245,7 +245,7 @@ async fn web_target(
     )
     .await?;
     webpush::decode_key(&keys.p256dh)
-        .filter(|k| k.len() == 65 && k[0] == 4)
+        .filter(|k| webpush::is_p256_point(k))
         .ok_or("keys.p256dh must be a base64url uncompressed P-256 point")?;
     webpush::decode_key(&keys.auth)
         .filter(|k| k.len() == 16)
