@@ -317,6 +317,17 @@ async fn a_burst_to_an_offline_device_is_one_content_free_wake_up() {
     })
     .await;
     assert_eq!(push.attempts(&sub).await.len(), 1);
+    let (_, metrics) = server
+        .client
+        .raw(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("parley_push_sent_total{provider=\"webpush\"}"));
+    assert!(
+        metrics.contains("parley_push_latency_seconds_bucket{provider=\"webpush\",le=\"300\"}"),
+        "push latency has buckets in seconds up to minutes:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
