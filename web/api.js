@@ -149,6 +149,16 @@ export class Api {
     return this.request('GET', `/users/${encodeURIComponent(userId)}/presence`, undefined, { notifyUnauthorized: false });
   }
 
+  // --- push (§12) -------------------------------------------------------
+
+  /** @returns {Promise<{public_key: string}>} */
+  pushVapidKey() { return this.request('GET', '/push/vapid', undefined, { auth: false }); }
+
+  /** @param {{kind: 'webpush', endpoint: string, keys: {p256dh: string, auth: string}}} registration */
+  registerPush(registration) { return this.request('PUT', '/me/devices/current/push', registration); }
+
+  unregisterPush() { return this.request('DELETE', '/me/devices/current/push'); }
+
   // --- conversations ----------------------------------------------------
 
   /** @returns {Promise<{conversations: ConversationSummary[]}>} */

@@ -99,6 +99,28 @@ function enterApp(s) {
   loadProfile().catch(() => {});
   scheduleRender();
   focusNewChatOnWideScreens();
+  setupPush();
+}
+
+/**
+ * Registers the service worker (`sw.js`) and, when the user has already
+ * allowed notifications, this device's push subscription (§12). Never asks
+ * for permission itself: that belongs to a user action in the settings.
+ */
+async function setupPush() {
+  if (!('serviceWorker' in navigator) || !('PushManager' in window)) return;
+  try {
+    const reg = await navigator.serviceWorker.register('/sw.js');
+    if (Notification.permission !== 'granted') return;
+    const { public_key: key } = await session.api.pushVapidKey();
+    const raw = atob(key.replace(/-/g, '+').replace(/_/g, '/'));
+    const applicationServerKey = Uint8Array.from(raw, (ch) => ch.charCodeAt(0));
+    const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey });
+    const { endpoint, keys } = sub.toJSON();
+    if (endpoint && keys) await session.api.registerPush({ kind: 'webpush', endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } });
+  } catch {
+    // Push is a nicety: without it, messages still arrive when the app is open.
+  }
 }
 
 /**

@@ -10,6 +10,7 @@ use parley_proto::api::{
     SettingsRequest,
 };
 use parley_proto::decode::object_from_slice;
+use parley_proto::push::PushRegistration;
 use serde::de::DeserializeOwned;
 
 fn check<T: DeserializeOwned>(data: &[u8]) {
@@ -34,4 +35,5 @@ fuzz_target!(|data: &[u8]| {
     check::<SendRequest>(data);
     check::<ProfileRequest>(data);
     check::<ConversationSettingsRequest>(data);
+    check::<PushRegistration>(data);
 });

@@ -198,6 +198,10 @@ pub struct Config {
     /// `parley_push_trigger_dropped_total`), never slowing delivery.
     /// Default 65,536.
     pub push_trigger_queue: usize,
+    /// Push: how often a node reloads which users have push registrations
+    /// (it learns of its own at once; registrations made on other nodes of
+    /// a cluster count from the next reload). Default 10,000.
+    pub push_registry_refresh_ms: u64,
     /// Push: the most characters of message text in a preview (users who
     /// opted into previews). Default 200.
     pub push_preview_chars: usize,
@@ -307,6 +311,7 @@ impl Default for Config {
             push_lease_ms: 60_000,
             push_poll_ms: 1_000,
             push_trigger_queue: 65_536,
+            push_registry_refresh_ms: 10_000,
             push_preview_chars: 200,
             push_fcm_project: None,
             push_fcm_client_email: None,
@@ -382,6 +387,12 @@ impl Config {
                 "push_vapid_subject must be a mailto: or https: URL".into(),
             ));
         }
+        if self.push_lease_ms <= self.push_request_timeout_ms {
+            // A push still being sent must not be claimed again elsewhere.
+            return Err(ConfigError(
+                "push_lease_ms must be longer than push_request_timeout_ms".into(),
+            ));
+        }
         if self.push_ttl_secs > 86_400 {
             // A VAPID JWT may not outlive 24 h (RFC 8292), and neither
             // should a wake-up.
@@ -443,6 +454,7 @@ impl Config {
             ("push_lease_ms", self.push_lease_ms),
             ("push_poll_ms", self.push_poll_ms),
             ("push_trigger_queue", self.push_trigger_queue as u64),
+            ("push_registry_refresh_ms", self.push_registry_refresh_ms),
         ];
         for (name, value) in positive {
             if value == 0 {

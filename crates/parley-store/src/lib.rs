@@ -230,6 +230,9 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_push_target(&self, device: DeviceId) -> StoreResult<()>;
     /// The device's registration.
     async fn push_target(&self, device: DeviceId) -> StoreResult<Option<PushTarget>>;
+    /// Every user with at least one push registration (the server keeps
+    /// this in memory so messages to others cost the trigger nothing).
+    async fn push_users(&self) -> StoreResult<Vec<UserId>>;
     /// The registered devices of `users` that a message from `sender` in
     /// `conversation` may wake: their owner has not muted the conversation
     /// and does not block the sender. Liveness is the caller's part.

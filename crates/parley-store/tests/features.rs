@@ -1146,6 +1146,7 @@ async fn push_registrations(backend: &Backend) {
         .await
         .unwrap();
     assert_eq!(store.push_target(bob_phone).await.unwrap(), Some(apns));
+    assert_eq!(store.push_users().await.unwrap(), vec![alice, bob]);
     store.delete_push_target(bob_phone).await.unwrap();
     store.delete_push_target(bob_phone).await.unwrap();
     assert_eq!(store.push_target(bob_phone).await.unwrap(), None);

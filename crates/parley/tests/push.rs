@@ -15,6 +15,7 @@
 //! commit order and a device's pushes coalesce into one pending push whose
 //! `unread` counts them.
 
+mod cluster_support;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -316,6 +317,17 @@ async fn a_burst_to_an_offline_device_is_one_content_free_wake_up() {
     })
     .await;
     assert_eq!(push.attempts(&sub).await.len(), 1);
+    let (_, metrics) = server
+        .client
+        .raw(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    assert!(metrics.contains("parley_push_sent_total{provider=\"webpush\"}"));
+    assert!(
+        metrics.contains("parley_push_latency_seconds_bucket{provider=\"webpush\",le=\"300\"}"),
+        "push latency has buckets in seconds up to minutes:\n{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -528,6 +540,14 @@ async fn registrations_are_checked_replaced_and_removed_with_the_device() {
                 auth: keys.auth.clone(),
             },
         },
+        PushRegistration::WebPush {
+            endpoint: "https://8.8.8.8/x".into(),
+            keys: PushKeys {
+                // The right length and prefix, but not a point on the curve.
+                p256dh: format!("BA{}", "A".repeat(85)),
+                auth: keys.auth.clone(),
+            },
+        },
         PushRegistration::Fcm { token: "t".into() },
     ] {
         let err = bob.register_push(&bad).await.unwrap_err();
@@ -557,6 +577,16 @@ async fn registrations_are_checked_replaced_and_removed_with_the_device() {
         }
         other => panic!("{other:?}"),
     }
+    bob.register_push(&PushRegistration::UnifiedPush {
+        endpoint: "https://8.8.8.8/up".into(),
+        keys: keys.clone(),
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        store.push_target(device).await.unwrap(),
+        Some(parley_store::PushTarget::WebPush { unified: true, .. })
+    ));
     bob.unregister_push().await.unwrap();
     assert_eq!(store.push_target(device).await.unwrap(), None);
     bob.register_push(&web("https://8.8.8.8/three"))
@@ -842,4 +872,212 @@ async fn apns_adapter_signs_provider_tokens_and_drops_unregistered_tokens() {
         store.push_target(device).await.unwrap().is_none()
     })
     .await;
+}
+
+/// `PUSH_BENCH_DEVICES=300 cargo test -p parley --test push -- --ignored
+/// push_bench --nocapture`: commit → push service latency (p50/p99, one
+/// message at a time, `push_delay_ms` 0) and the pushes per second the
+/// worker sustains against the local push service (every device's push
+/// queued while no worker runs, then a restart with one). Numbers in
+/// BENCHMARKS.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a test"]
+async fn push_bench() {
+    let Some(push) = PushService::start() else {
+        return;
+    };
+    let devices: usize = std::env::var("PUSH_BENCH_DEVICES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let concurrency: usize = std::env::var("PUSH_BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(32);
+    let mut server = TestServer::start_with(Config {
+        push_delay_ms: 0,
+        push_concurrency: concurrency,
+        http_requests_per_token_per_sec: 100_000.0,
+        ..push_config()
+    })
+    .await;
+    let alice = server.user("alice").await;
+    let mut targets = Vec::with_capacity(devices);
+    for i in 0..devices {
+        let (bob, sub) = registered(&push, &server, &format!("bob{i}")).await;
+        targets.push((direct(&alice, &bob).await, sub));
+    }
+    // Latency: one message at a time, each to a device with nothing pending.
+    let mut latencies = Vec::new();
+    for (i, (chat, sub)) in targets.iter().enumerate().take(200) {
+        let (message, _) = alice.send(*chat, &format!("l{i}"), "x").await.unwrap();
+        let attempts = push.wait_for(sub, 1).await;
+        latencies.push(attempts[0].received_at_ms - message.sent_at_ms);
+    }
+    latencies.sort_unstable();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "commit -> push service: n={} p50={} ms p99={} ms max={} ms",
+        latencies.len(),
+        at(0.5),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
+
+    // Throughput: queue one push per device with no worker, then start one.
+    server.shutdown().await;
+    server.config.push_concurrency = 0;
+    let server = server.restart().await;
+    // A restart listens on a new port.
+    let alice = server.client.with_token(alice.token().unwrap());
+    for (i, (chat, _)) in targets.iter().enumerate() {
+        alice.send(*chat, &format!("t{i}"), "x").await.unwrap();
+    }
+    let store = peek(&server).await;
+    wait_until("every push is queued", || async {
+        let (_, metrics) = server
+            .client
+            .raw(Method::GET, "/metrics", None)
+            .await
+            .unwrap();
+        let text = metrics.as_str().unwrap_or_default().to_owned();
+        let queued = text
+            .lines()
+            .find(|l| l.starts_with("parley_push_queued_total"))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        queued as usize >= devices + devices.min(200)
+    })
+    .await;
+    store.shutdown().await;
+    let mut server = server;
+    server.config.push_concurrency = concurrency;
+    let started = parley_proto::now_ms();
+    let _server = server.restart().await;
+    let (mut first, mut last) = (i64::MAX, 0);
+    for (i, (_, sub)) in targets.iter().enumerate() {
+        let attempts = push.wait_for(sub, if i < 200 { 2 } else { 1 }).await;
+        let at = attempts.last().unwrap().received_at_ms;
+        (first, last) = (first.min(at), last.max(at));
+    }
+    let secs = (last - first) as f64 / 1000.0;
+    println!(
+        "worker: {devices} pushes, first to last received {secs:.2} s = {:.0} pushes/s \
+         ({:.2} s from the restart), concurrency {concurrency}",
+        (devices - 1) as f64 / secs,
+        (last - started) as f64 / 1000.0
+    );
+}
+
+/// The sum of a counter's series in a node's `/metrics`.
+async fn counter(node: &cluster_support::Node, name: &str) -> f64 {
+    let (_, text) = Client::new(node.base.clone())
+        .raw(Method::GET, "/metrics", None)
+        .await
+        .unwrap();
+    text.as_str()
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Two nodes on one database and Redis: they share the VAPID key; a push
+/// is queued by the node that committed the message and delivered by
+/// either; while the user has a socket on any node, its other device is
+/// not woken (the registry is per user, docs/push.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_share_the_key_and_skip_users_online_elsewhere() {
+    let Some(push) = PushService::start() else {
+        return;
+    };
+    let Some((database, redis)) = cluster_support::dependencies().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("PARLEY_PUSH_ALLOW_INSECURE_ENDPOINTS", "true"),
+        ("PARLEY_PUSH_DELAY_MS", "200"),
+        ("PARLEY_PUSH_POLL_MS", "100"),
+    ];
+    let spawn = |name: &str| {
+        cluster_support::Node::spawn_with(
+            name,
+            dir.path(),
+            &database.url,
+            &redis.url(),
+            "127.0.0.1:0",
+            &env,
+        )
+    };
+    let (n1, n2) = (spawn("n1"), spawn("n2"));
+    n1.wait_ready().await;
+    n2.wait_ready().await;
+    let key = |node: &cluster_support::Node| {
+        let client = Client::new(node.base.clone());
+        async move { client.vapid_key().await.unwrap().public_key }
+    };
+    assert_eq!(key(&n1).await, key(&n2).await, "one VAPID key per cluster");
+
+    let on = |node: &cluster_support::Node| Client::new(node.base.clone());
+    on(&n1).register("alice", common::PASSWORD).await.unwrap();
+    on(&n1).register("bob", common::PASSWORD).await.unwrap();
+    let alice = on(&n1).login("alice", common::PASSWORD).await.unwrap();
+    let phone = on(&n1).login("bob", common::PASSWORD).await.unwrap();
+    let laptop = on(&n2).login("bob", common::PASSWORD).await.unwrap();
+    let vapid = phone.vapid_key().await.unwrap();
+    let sub = push
+        .post("/_subscribe", json!({"vapid_key": vapid.public_key}))
+        .await;
+    let registration = PushRegistration::WebPush {
+        endpoint: sub["endpoint"].as_str().unwrap().into(),
+        keys: PushKeys {
+            p256dh: sub["p256dh"].as_str().unwrap().into(),
+            auth: sub["auth"].as_str().unwrap().into(),
+        },
+    };
+    let sub = Subscription {
+        id: sub["id"].as_str().unwrap().into(),
+        registration,
+    };
+    phone.register_push(&sub.registration).await.unwrap();
+    let chat = direct(&alice, &phone).await;
+    let store = parley_store::open(&parley_store::StoreConfig::Postgres {
+        url: database.url.clone(),
+        options: Default::default(),
+    })
+    .await
+    .unwrap()
+    .0;
+
+    // Bob's laptop is online on n2: alice's message on n1 wakes nobody.
+    let mut socket = laptop.connect(None).await.unwrap();
+    alice.send(chat, "k1", "laptop is open").await.unwrap();
+    common::expect_message(&mut socket).await;
+    wait_until("a node skipped the push (bob is online)", || async {
+        counter(&n1, "parley_push_skipped_total").await
+            + counter(&n2, "parley_push_skipped_total").await
+            >= 1.0
+    })
+    .await;
+    assert_eq!(
+        store.next_push_due().await.unwrap(),
+        None,
+        "nothing pending"
+    );
+    drop(socket);
+    let bob = uid(&phone);
+    wait_until("bob is offline everywhere", || async {
+        !alice.presence(bob).await.unwrap().online
+    })
+    .await;
+    alice.send(chat, "k2", "laptop is closed").await.unwrap();
+    let attempts = push.wait_for(&sub, 1).await;
+    assert_eq!(
+        wake(&attempts[0]),
+        &PushPayload::wake(chat, 1),
+        "only the message sent while bob was offline"
+    );
 }

@@ -38,6 +38,7 @@ pub(super) async fn register(
         .store
         .set_push_target(me.user, me.device, target, now_ms())
         .await?;
+    state.push.note_registered(me.user);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -48,7 +48,7 @@ const VAPID_SECRET: &str = "vapid_p256_pkcs8";
 pub struct TriggerJob {
     /// The message.
     pub message: Arc<Message>,
-    /// Everyone who gets it.
+    /// Its recipients that may have a registration (the sender excluded).
     pub recipients: Vec<UserId>,
     /// The recipients' devices that had a socket on this node when the
     /// message was dispatched: they got it there, so they are not woken.
@@ -64,6 +64,12 @@ pub struct Push {
     apns: Option<apns::ApnsProvider>,
     trigger_tx: mpsc::Sender<TriggerJob>,
     trigger_rx: std::sync::Mutex<Option<mpsc::Receiver<TriggerJob>>>,
+    /// Users with a push registration, so a message to anyone else costs
+    /// the dispatcher one lookup and the trigger nothing. Refreshed from
+    /// the store every `push_registry_refresh_ms` (registrations made on
+    /// other nodes), added to at once by this node's registrations. A std
+    /// lock: held only to read or replace, never across an await.
+    registered: std::sync::RwLock<HashSet<UserId>>,
     /// Tells the worker a push was queued (it re-reads the next due time).
     pub(crate) wake: Notify,
 }
@@ -81,6 +87,10 @@ impl Push {
             &pkcs8,
             config.push_vapid_subject.clone(),
         )?);
+        let registered = store
+            .push_users()
+            .await
+            .map_err(|e| format!("could not load push registrations: {e}"))?;
         let http = http_client(config, false)?;
         let (trigger_tx, trigger_rx) = mpsc::channel(config.push_trigger_queue);
         Ok(Push {
@@ -95,6 +105,7 @@ impl Push {
             vapid,
             trigger_tx,
             trigger_rx: std::sync::Mutex::new(Some(trigger_rx)),
+            registered: std::sync::RwLock::new(registered.into_iter().collect()),
             wake: Notify::new(),
         })
     }
@@ -111,17 +122,50 @@ impl Push {
         if !wakes_devices(message.kind) {
             return;
         }
+        let users: Vec<UserId> = {
+            let registered = self.registered.read().unwrap_or_else(|p| p.into_inner());
+            if registered.is_empty() {
+                return;
+            }
+            recipients
+                .iter()
+                .map(|r| r.user_id)
+                .filter(|&u| u != message.sender_id && registered.contains(&u))
+                .collect()
+        };
+        if users.is_empty() {
+            return;
+        }
         let mut live = HashSet::new();
-        for r in recipients.iter().filter(|r| r.user_id != message.sender_id) {
-            hub.live_devices(r.user_id, &mut live);
+        for &user in &users {
+            hub.live_devices(user, &mut live);
         }
         let job = TriggerJob {
             message: message.clone(),
-            recipients: recipients.iter().map(|r| r.user_id).collect(),
+            recipients: users,
             live,
         };
         if self.trigger_tx.try_send(job).is_err() {
             metrics::counter!("parley_push_trigger_dropped_total").increment(1);
+        }
+    }
+
+    /// A registration of `user` was just stored on this node.
+    pub fn note_registered(&self, user: UserId) {
+        self.registered
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(user);
+    }
+
+    /// Reloads who has registrations (the trigger does, periodically).
+    pub async fn refresh_registered(&self, store: &dyn Store) {
+        match store.push_users().await {
+            Ok(users) => {
+                *self.registered.write().unwrap_or_else(|p| p.into_inner()) =
+                    users.into_iter().collect();
+            }
+            Err(err) => tracing::warn!(%err, "could not reload push registrations"),
         }
     }
 
@@ -201,7 +245,7 @@ async fn web_target(
     )
     .await?;
     webpush::decode_key(&keys.p256dh)
-        .filter(|k| k.len() == 65 && k[0] == 4)
+        .filter(|k| webpush::is_p256_point(k))
         .ok_or("keys.p256dh must be a base64url uncompressed P-256 point")?;
     webpush::decode_key(&keys.auth)
         .filter(|k| k.len() == 16)

@@ -8,11 +8,13 @@
 //! the dispatcher routed the message (a device that got it on its socket
 //! is not woken, even if it left since). In
 //! cluster mode the other nodes' sockets are checked by the worker at
-//! delivery time (the registry is per user and node, see docs/push.md).
+//! delivery time, per user (the registry is per user and node, see
+//! docs/push.md).
 //! Each woken device gets one pending push in the store, due after
 //! `push_delay_ms`; further messages coalesce into it.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use parley_store::NewPendingPush;
 use tokio::sync::mpsc;
@@ -20,27 +22,29 @@ use tokio::sync::mpsc;
 use super::TriggerJob;
 use crate::state::AppState;
 
-/// Runs until the dispatcher's side of the queue is gone.
+/// Runs until the dispatcher's side of the queue is gone; also reloads
+/// who has registrations every `push_registry_refresh_ms`.
 pub async fn run(state: Arc<AppState>, mut jobs: mpsc::Receiver<TriggerJob>) {
-    while let Some(job) = jobs.recv().await {
-        if let Err(err) = queue_for(&state, &job).await {
-            metrics::counter!("parley_push_trigger_errors_total").increment(1);
-            tracing::warn!(%err, "push trigger could not queue pushes");
+    let mut refresh =
+        tokio::time::interval(Duration::from_millis(state.config.push_registry_refresh_ms));
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            job = jobs.recv() => {
+                let Some(job) = job else { return };
+                if let Err(err) = queue_for(&state, &job).await {
+                    metrics::counter!("parley_push_trigger_errors_total").increment(1);
+                    tracing::warn!(%err, "push trigger could not queue pushes");
+                }
+            }
+            _ = refresh.tick() => state.push.refresh_registered(&*state.store).await,
         }
     }
 }
 
 async fn queue_for(state: &AppState, job: &TriggerJob) -> Result<(), parley_store::StoreError> {
     let message = &job.message;
-    let users: Vec<_> = job
-        .recipients
-        .iter()
-        .copied()
-        .filter(|&u| u != message.sender_id)
-        .collect();
-    if users.is_empty() {
-        return Ok(());
-    }
+    let users = job.recipients.clone();
     let now = parley_proto::now_ms();
     let candidates = state
         .store

@@ -120,6 +120,18 @@ pub fn decode_key(text: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok()
 }
 
+/// Whether `key` is an uncompressed point on P-256 (a subscription's
+/// `p256dh`): ring checks it in an ECDH agreement with a throwaway key.
+pub fn is_p256_point(key: &[u8]) -> bool {
+    if key.len() != 65 || key[0] != 4 {
+        return false;
+    }
+    let Ok(ephemeral) = EphemeralPrivateKey::generate(&ECDH_P256, &SystemRandom::new()) else {
+        return false;
+    };
+    agreement::agree_ephemeral(ephemeral, &UnparsedPublicKey::new(&ECDH_P256, key), |_| ()).is_ok()
+}
+
 /// Output length for ring's HKDF.
 struct Len(usize);
 

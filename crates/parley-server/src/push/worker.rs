@@ -57,8 +57,11 @@ pub async fn run(state: Arc<AppState>) {
             }
         }
         if claimed_all {
-            // More may be due: claim again once a delivery finishes.
-            in_flight.join_next().await;
+            // More may be due: claim again once half the slots are free, so
+            // a backlog is claimed in batches (each claim is a store write),
+            // not one push per write.
+            let half = (limit / 2).max(1);
+            while permits.available_permits() < half && in_flight.join_next().await.is_some() {}
             continue;
         }
         let wait = match state.store.next_push_due().await {
@@ -81,8 +84,8 @@ async fn deliver(state: &AppState, push: PendingPush) {
     let finish = || store.finish_push(push.device_id, push.generation, push.unread);
     if still_live(state, &push).await {
         // It reconnected meanwhile and got the messages on its socket.
-        metrics::counter!("parley_push_skipped_total", "reason" => "live").increment(1);
         log_store(finish().await);
+        metrics::counter!("parley_push_skipped_total", "reason" => "live").increment(1);
         return;
     }
     if now - push.created_at_ms > config.push_ttl_secs as i64 * 1000 {
@@ -145,15 +148,20 @@ async fn deliver(state: &AppState, push: PendingPush) {
     }
 }
 
-/// Whether the device has a live socket: on this node, or (cluster) its
-/// user has one on another node, which the per-user registry cannot tell
-/// apart from this device's.
+/// Whether the device is taken for live. One node: it has a socket here.
+/// Cluster: its user has a socket on any node, because the registry is
+/// per user and node and cannot tell this device's socket from another's;
+/// judging every node by that same coarse rule keeps the answer the same
+/// whichever node's worker delivers.
 async fn still_live(state: &AppState, push: &PendingPush) -> bool {
     if state.hub.device_connected(push.user_id, push.device_id) {
         return true;
     }
     match &state.cluster {
-        Some(cluster) => cluster.online_elsewhere(push.user_id).await == Some(true),
+        Some(cluster) => {
+            state.hub.is_connected(push.user_id)
+                || cluster.online_elsewhere(push.user_id).await == Some(true)
+        }
         None => false,
     }
 }

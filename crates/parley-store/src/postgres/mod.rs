@@ -566,6 +566,10 @@ impl Store for PostgresStore {
         read!(self, |conn| push::target(conn, device))
     }
 
+    async fn push_users(&self) -> StoreResult<Vec<UserId>> {
+        read!(self, |conn| push::users(conn))
+    }
+
     async fn push_candidates(
         &self,
         conversation: ConversationId,

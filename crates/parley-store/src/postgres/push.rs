@@ -106,6 +106,16 @@ pub(super) async fn target(conn: &ClientWrapper, device: DeviceId) -> OpResult<O
     }
 }
 
+pub(super) async fn users(conn: &ClientWrapper) -> OpResult<Vec<UserId>> {
+    let rows = query(
+        conn,
+        "SELECT DISTINCT user_id FROM push_registrations ORDER BY user_id",
+        &[],
+    )
+    .await?;
+    rows.iter().map(|r| Ok(UserId(r.try_get(0)?))).collect()
+}
+
 pub(super) async fn candidates(
     conn: &ClientWrapper,
     conversation: ConversationId,

@@ -484,6 +484,10 @@ impl Store for SqliteStore {
         self.read(move |conn| push::target(conn, device)).await
     }
 
+    async fn push_users(&self) -> StoreResult<Vec<UserId>> {
+        self.read(push::users).await
+    }
+
     async fn push_candidates(
         &self,
         conversation: ConversationId,

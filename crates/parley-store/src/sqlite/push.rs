@@ -90,6 +90,15 @@ pub(super) fn target(conn: &Connection, device: DeviceId) -> StoreResult<Option<
     .transpose()
 }
 
+pub(super) fn users(conn: &Connection) -> StoreResult<Vec<UserId>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT DISTINCT user_id FROM push_registrations ORDER BY user_id")?;
+    let ids = stmt
+        .query_map([], |r| Ok(UserId(r.get(0)?)))?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(ids)
+}
+
 pub(super) fn candidates(
     conn: &Connection,
     conversation: ConversationId,
