@@ -58,6 +58,24 @@ export function displayName(id) {
   return (u && u.display_name) || name;
 }
 
+/** When each user was last re-read on purpose (`revalidate`). */
+const revalidated = /** @type {Map<string, number>} */ (new Map());
+/** Re-read a user's profile at most this often (a burst of chat switches costs one read). */
+const REVALIDATE_MS = 1000;
+
+/**
+ * Re-read a user we show (a chat with them opened): a display name changed
+ * elsewhere shows without a reload. At most every REVALIDATE_MS per user.
+ * @param {string} id
+ */
+export function revalidate(id) {
+  const now = Date.now();
+  if (!id || !currentSession() || now - (revalidated.get(id) || 0) < REVALIDATE_MS) return;
+  revalidated.set(id, now);
+  if (userFetches.has(id) && users.has(id)) userFetches.delete(id);
+  fetchUser(id);
+}
+
 /** @param {string} id */
 function fetchUser(id) {
   if (!id || userFetches.has(id)) return userFetches.get(id);

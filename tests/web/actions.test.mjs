@@ -1,7 +1,8 @@
 // The message menu end to end in two browsers: reply (quote, jump to the
 // original), inline edit ("edited"), delete for everyone and for me,
 // reactions (quick row, picker, counts, who, toggling), forward to several
-// chats, copy, and per-member info in a group; right-click opens the menu.
+// chats, copy, and per-member info in a group; right-click and a long press
+// open the menu too.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -67,6 +68,14 @@ test('reply, edit, delete, react, forward, copy and info', { timeout: 180000 }, 
   await waitVisible(page.getByRole('menu'));
   assert.deepEqual(await page.getByRole('menu').getByRole('menuitem').allTextContents(), ['Reply', 'Delete', 'React', 'Forward', 'Copy', 'Info']);
   await page.keyboard.press('Escape');
+  // A long press on touch opens it too (a touch pointer held still).
+  await bubble(page, 'By the fountain').locator('.bubble').evaluate((el) => {
+    const r = el.getBoundingClientRect();
+    el.dispatchEvent(new PointerEvent('pointerdown', { bubbles: true, pointerType: 'touch', clientX: r.x + 5, clientY: r.y + 5 }));
+  });
+  await waitVisible(page.getByRole('menu'));
+  await page.keyboard.press('Escape');
+  await waitCount(page.getByRole('menu'), 0);
 
   // Reply: the bar above the composer, cancel, reply again and send.
   await act(page, 'By the fountain', 'Reply');

@@ -36,21 +36,21 @@ test('display name, last seen, read receipts, theme, linked devices', { timeout:
   // Display name: bob sees it in the list and the header.
   await page.getByRole('button', { name: 'Settings' }).click();
   const dialog = page.getByRole('dialog', { name: 'Settings' });
-  const nameBox = dialog.getByRole('textbox', { name: 'Display name' });
+  const nameBox = dialog.getByRole('textbox', { name: 'Display name', exact: true });
   await waitVisible(nameBox);
   assert.equal(await nameBox.inputValue(), aliceName);
   await nameBox.fill('Alice Liddell');
   await dialog.getByRole('button', { name: 'Save' }).click();
   await waitText(dialog.getByRole('status'), 'Saved');
   await shot(page, 'settings-dialog');
-  await bob.page.reload();
-  await waitVisible(bob.page.getByRole('listitem', { name: 'Alice Liddell' }));
-  await bob.page.getByRole('listitem', { name: 'Alice Liddell' }).click();
+  // No reload: opening the chat re-reads the name.
+  await bob.page.getByRole('listitem', { name: aliceName }).click();
   await waitText(bob.page.locator('#chat-title'), 'Alice Liddell');
+  await waitVisible(bob.page.getByRole('listitem', { name: 'Alice Liddell' }));
 
   // Last seen: Nobody hides presence from bob.
   await waitVisible(bob.page.locator('.chat-header').getByText('online', { exact: true }));
-  const lastSeen = dialog.getByRole('radiogroup', { name: 'Last seen' });
+  const lastSeen = dialog.getByRole('radiogroup', { name: 'Last seen', exact: true });
   assert.equal(await lastSeen.getByRole('radio', { name: 'Everyone' }).isChecked(), true);
   await lastSeen.getByRole('radio', { name: 'Nobody' }).check();
   await until(async () => (await bob.page.locator('.chat-header').getByText('online', { exact: true }).count()) === 0, 'alice hidden');
@@ -58,7 +58,7 @@ test('display name, last seen, read receipts, theme, linked devices', { timeout:
   await waitVisible(bob.page.locator('.chat-header').getByText('online', { exact: true }));
 
   // Read receipts off: bob reading alice's message leaves it at Delivered.
-  const receipts = dialog.getByRole('checkbox', { name: 'Read receipts' });
+  const receipts = dialog.getByRole('checkbox', { name: 'Read receipts', exact: true });
   assert.equal(await receipts.isChecked(), true);
   await receipts.uncheck();
   await until(async () => {
@@ -70,7 +70,7 @@ test('display name, last seen, read receipts, theme, linked devices', { timeout:
   }, 'read receipts off on the server');
 
   // Theme: dark and light are real, and kept across reloads.
-  const theme = dialog.getByRole('radiogroup', { name: 'Theme' });
+  const theme = dialog.getByRole('radiogroup', { name: 'Theme', exact: true });
   assert.equal(await theme.getByRole('radio', { name: 'System' }).isChecked(), true);
   const bg = () => page.evaluate(() => getComputedStyle(document.documentElement).backgroundColor);
   await theme.getByRole('radio', { name: 'Dark' }).check();

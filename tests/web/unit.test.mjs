@@ -6,6 +6,7 @@ import {
   errorText, presenceText, parseUsernames, normalizeUsername, byteLength, newClientMsgId, initials, listTime,
 } from '../../web/format.js';
 import { backoffDelay } from '../../web/connection.js';
+import { applyEvent, withReaction, reactionOf, isEvent } from '../../web/events.js';
 
 test('every error code of the spec has its own human sentence', () => {
   const codes = ['bad_request', 'unauthorized', 'forbidden', 'not_found', 'conflict', 'payload_too_large',
@@ -63,4 +64,28 @@ test('reconnect backoff grows exponentially, is capped, and is fully jittered', 
   }
   const samples = new Set(Array.from({ length: 50 }, () => backoffDelay(6)));
   assert.ok(samples.size > 10, 'jitter spreads clients out');
+});
+
+test('message events change their target as the server does (§8)', () => {
+  /** @type {any} */
+  const m = { seq: 3, kind: 'text', text: 'helo', sender_id: 'u1', sent_at_ms: 1 };
+  applyEvent(m, { seq: 4, kind: 'edit', target_seq: 3, text: 'hello', sender_id: 'u1', sent_at_ms: 50 });
+  assert.equal(m.text, 'hello');
+  assert.equal(m.edited_at_ms, 50);
+  applyEvent(m, { seq: 5, kind: 'reaction', target_seq: 3, emoji: '👍', sender_id: 'u2' });
+  applyEvent(m, { seq: 6, kind: 'reaction', target_seq: 3, emoji: '❤️', sender_id: 'u3' });
+  applyEvent(m, { seq: 7, kind: 'reaction', target_seq: 3, emoji: '👍', sender_id: 'u3' });
+  assert.deepEqual(m.reactions, [{ emoji: '👍', user_ids: ['u2', 'u3'] }], 'one reaction per user; emptied emoji go');
+  assert.equal(reactionOf(m, 'u3'), '👍');
+  applyEvent(m, { seq: 8, kind: 'reaction', target_seq: 3, emoji: '', sender_id: 'u2' });
+  assert.deepEqual(m.reactions, [{ emoji: '👍', user_ids: ['u3'] }], "'' removes mine");
+  // Applying the same events again in order gives the same state.
+  const again = { ...m, reactions: withReaction(m.reactions, 'u3', '👍') };
+  assert.deepEqual(again.reactions, m.reactions);
+  applyEvent(m, { seq: 9, kind: 'delete', target_seq: 3, sender_id: 'u1' });
+  assert.deepEqual({ deleted: m.deleted, text: m.text, reactions: m.reactions, edited: m.edited_at_ms },
+    { deleted: true, text: undefined, reactions: undefined, edited: undefined });
+  applyEvent(m, { seq: 10, kind: 'edit', target_seq: 3, text: 'back?', sender_id: 'u1' });
+  assert.equal(m.text, undefined, 'a deleted message stays deleted');
+  assert.ok(isEvent({ kind: 'edit' }) && isEvent({ kind: 'delete' }) && !isEvent({ kind: 'system' }));
 });

@@ -11,7 +11,7 @@ import * as outbox from '../outbox.js';
 import { loadHistory } from '../history.js';
 import * as typing from '../typing.js';
 import * as presence from '../presence.js';
-import { displayName } from '../users.js';
+import { displayName, revalidate } from '../users.js';
 import { presenceText, byteLength } from '../format.js';
 import { maxTextBytes } from '../server-limits.js';
 import { isBlocked, setBlocked } from '../chat-settings.js';
@@ -123,6 +123,8 @@ export function openConversation(id) {
   $('app-view').classList.add('chat-open');
   if (!c.historyLoaded) loadHistory(c);
   fetchDetails(c);
+  // Names changed elsewhere (there is no push for them) show when the chat opens.
+  if (c.memberIds.length <= 50) for (const uid of c.memberIds) if (uid !== me()) revalidate(uid);
   presence.syncSubscription();
   renderNow({ stickToBottom: true });
   /** @type {HTMLTextAreaElement} */ ($('composer-input')).focus({ preventScroll: true });

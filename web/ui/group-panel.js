@@ -6,7 +6,7 @@ import { ApiError } from '../api.js';
 import { api, me } from '../session.js';
 import { openConv, fetchDetails, isAdmin, convTitle } from '../model.js';
 import { catchUp } from '../history.js';
-import { displayName, resolveUsernames } from '../users.js';
+import { displayName, resolveUsernames, knownUser } from '../users.js';
 import { errorText, parseUsernames, presenceText } from '../format.js';
 import * as link from '../link.js';
 import { presenceOf } from '../presence.js';
@@ -167,6 +167,9 @@ export function renderGroupPanel() {
     paintAvatar(av, name);
     const info = h('div', 'member-info');
     info.append(h('span', 'member-name', id === me() ? `${name} (you)` : name));
+    // A chosen display name: the username says who it is.
+    const known = knownUser(id);
+    if (known && known.username && known.username !== name) info.append(h('span', 'member-username', `@${known.username}`));
     const isAdminMember = c.roles.get(id) === 'admin';
     if (isAdminMember) info.append(h('span', 'role-badge', 'admin'));
     const seen = id === me() ? (link.state() === 'open' ? 'online' : '') : presenceText(presenceOf(id));

@@ -52,7 +52,9 @@ function radioGroup(name, options, current, onPick) {
 
 /** A checkbox with its label and a line saying what it does. @param {string} name @param {string} hint @param {boolean} checked @param {(on: boolean, el: HTMLInputElement) => void} onChange */
 function checkbox(name, hint, checked, onChange) {
-  const row = h('label', 'settings-choice settings-check');
+  const row = h('div', 'settings-check');
+  // The label holds only the name (its accessible name); the hint describes it.
+  const label = h('label', 'settings-choice');
   const input = /** @type {HTMLInputElement} */ (h('input'));
   input.type = 'checkbox';
   input.checked = checked;
@@ -60,9 +62,8 @@ function checkbox(name, hint, checked, onChange) {
   hintEl.id = `settings-hint-${++serial}`;
   input.setAttribute('aria-describedby', hintEl.id);
   input.addEventListener('change', () => onChange(input.checked, input));
-  const text = h('span', 'settings-check-text');
-  text.append(h('span', '', name), hintEl);
-  row.append(input, text);
+  label.append(input, h('span', '', name));
+  row.append(label, hintEl);
   return row;
 }
 
