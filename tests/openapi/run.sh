@@ -55,6 +55,22 @@ token="$(curl -fsS -X POST "$base/v1/sessions" -H 'content-type: application/jso
   -d '{"username":"fuzzer","password":"fuzzer-password"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
+# Something to list: a second user, a direct conversation with a message
+# (a reply) and a group, so responses carry conversations and messages.
+post() {
+  curl -fsS -X POST "$base$1" -H 'content-type: application/json' \
+    -H "Authorization: Bearer $token" -d "$2"
+}
+other="$(curl -fsS -X POST "$base/v1/users" -H 'content-type: application/json' \
+  -d '{"username":"other","password":"other-password"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["user_id"])')"
+direct="$(post /v1/conversations/direct "{\"user_id\":\"$other\"}" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["conversation_id"])')"
+post "/v1/conversations/$direct/messages" '{"client_msg_id":"a","kind":"text","text":"hello"}' >/dev/null
+post "/v1/conversations/$direct/messages" \
+  '{"client_msg_id":"b","kind":"text","text":"again","reply_to_seq":1}' >/dev/null
+post /v1/groups "{\"name\":\"fuzzers\",\"member_ids\":[\"$other\"]}" >/dev/null
+
 # Logging out (the current device, or it by id) would end the token for
 # every later request, so those two operations are left out.
 status=0
