@@ -8,7 +8,7 @@
 # ~/.cache/parley-schemathesis (made once; delete it to upgrade). The server
 # is the debug build (or PARLEY_BIN) on a free port of 127.0.0.1 with a temp
 # data dir, stopped by PID. PARLEY_OPENAPI_EXAMPLES bounds the examples per
-# operation (default 100: about a minute on two cores).
+# operation (default 100: about a minute and a half on two cores).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
