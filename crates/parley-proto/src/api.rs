@@ -11,6 +11,7 @@ fn is_false(value: &bool) -> bool {
 
 /// `POST /v1/users`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// 3–32 of `[a-z0-9_.]`.
     pub username: String,
@@ -23,6 +24,7 @@ pub struct RegisterRequest {
 
 /// A user as others see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserView {
     /// The user's id.
     pub user_id: UserId,
@@ -37,6 +39,7 @@ pub struct UserView {
 
 /// `PATCH /v1/me`: change the caller's profile (§11).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProfileRequest {
     /// 1–64 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,6 +51,7 @@ pub struct ProfileRequest {
 
 /// `POST /v1/sessions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// Login name.
     pub username: String,
@@ -60,6 +64,7 @@ pub struct LoginRequest {
 
 /// Response of `POST /v1/sessions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginResponse {
     /// Bearer token for HTTP and the WebSocket `auth` frame.
     pub token: String,
@@ -73,6 +78,7 @@ pub struct LoginResponse {
 
 /// One device in `GET /v1/me`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeviceView {
     /// The device.
     pub device_id: DeviceId,
@@ -84,6 +90,7 @@ pub struct DeviceView {
 
 /// `GET /v1/me`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MeResponse {
     /// The caller.
     pub user_id: UserId,
@@ -116,6 +123,7 @@ fn default_true() -> bool {
 /// Who may see a user's presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PresenceVisibility {
     /// Everyone sees online and last seen.
     Everyone,
@@ -144,6 +152,7 @@ impl PresenceVisibility {
 
 /// `PUT /v1/me/settings`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettingsRequest {
     /// New presence visibility.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,6 +167,7 @@ pub struct SettingsRequest {
 
 /// Answer to `PUT /v1/me/settings`: the settings as they now are.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SettingsResponse {
     /// Who may see the user's presence.
     pub presence_visibility: PresenceVisibility,
@@ -172,6 +182,7 @@ pub struct SettingsResponse {
 /// `PUT /v1/conversations/{id}/settings`: the caller's own settings of a
 /// conversation (§11). Absent fields keep their value.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationSettingsRequest {
     /// Muted until then (ms); `-1` forever, `0` not muted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -186,6 +197,7 @@ pub struct ConversationSettingsRequest {
 
 /// A user's own settings of a conversation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationSettings {
     /// Muted until then (ms); `-1` forever, `0` not muted.
     pub muted_until_ms: i64,
@@ -197,6 +209,7 @@ pub struct ConversationSettings {
 
 /// `GET /v1/me/blocks`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BlockList {
     /// Users the caller blocks.
     pub user_ids: Vec<UserId>,
@@ -204,6 +217,7 @@ pub struct BlockList {
 
 /// `GET /v1/search`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SearchResults {
     /// Matching messages, newest first.
     pub results: Vec<Message>,
@@ -215,6 +229,7 @@ pub struct SearchResults {
 
 /// `POST /v1/conversations/direct`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DirectRequest {
     /// The other user.
     pub user_id: UserId,
@@ -222,6 +237,7 @@ pub struct DirectRequest {
 
 /// `POST /v1/groups`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateGroupRequest {
     /// The group's name.
     pub name: String,
@@ -232,6 +248,7 @@ pub struct CreateGroupRequest {
 
 /// `POST /v1/groups/{id}/members`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AddMembersRequest {
     /// Users to add.
     pub user_ids: Vec<UserId>,
@@ -239,6 +256,7 @@ pub struct AddMembersRequest {
 
 /// `PATCH /v1/groups/{id}`: any of the fields.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RenameRequest {
     /// The new name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -250,6 +268,7 @@ pub struct RenameRequest {
 
 /// `PUT /v1/groups/{id}/members/{user_id}/role`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RoleRequest {
     /// The new role.
     pub role: Role,
@@ -257,6 +276,7 @@ pub struct RoleRequest {
 
 /// A member with its role.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberRole {
     /// The member.
     pub user_id: UserId,
@@ -266,6 +286,7 @@ pub struct MemberRole {
 
 /// Response of conversation creation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationCreated {
     /// The conversation.
     pub conversation_id: ConversationId,
@@ -284,6 +305,7 @@ pub struct ConversationCreated {
 /// Direct or group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ConversationKind {
     /// Exactly two users.
     Direct,
@@ -312,6 +334,7 @@ impl ConversationKind {
 
 /// One entry of `GET /v1/conversations`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationSummary {
     /// The conversation.
     pub conversation_id: ConversationId,
@@ -356,6 +379,7 @@ pub struct ConversationSummary {
 
 /// `GET /v1/conversations`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationList {
     /// Most recent activity first.
     pub conversations: Vec<ConversationSummary>,
@@ -363,6 +387,7 @@ pub struct ConversationList {
 
 /// A member with its cursors, in `GET /v1/conversations/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberState {
     /// The member.
     pub user_id: UserId,
@@ -376,6 +401,7 @@ pub struct MemberState {
 
 /// `GET /v1/conversations/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ConversationDetails {
     /// The conversation.
     pub conversation_id: ConversationId,
@@ -399,6 +425,7 @@ pub struct ConversationDetails {
 
 /// `POST /v1/conversations/{id}/messages`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendRequest {
     /// Idempotency key.
     pub client_msg_id: String,
@@ -487,6 +514,7 @@ impl SendRequest {
 
 /// Response of `POST /v1/conversations/{id}/messages`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendResponse {
     /// The stored message.
     pub message: Message,
@@ -494,6 +522,7 @@ pub struct SendResponse {
 
 /// `GET /v1/conversations/{id}/messages`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct HistoryPage {
     /// Ascending seq.
     pub messages: Vec<Message>,
@@ -503,6 +532,7 @@ pub struct HistoryPage {
 
 /// `GET /v1/users/{user_id}/presence`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PresenceView {
     /// Whose.
     pub user_id: UserId,
@@ -515,6 +545,7 @@ pub struct PresenceView {
 
 /// A user as server administrators see it (§14).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminUserView {
     /// The user's id.
     pub user_id: UserId,
@@ -537,6 +568,7 @@ pub struct AdminUserView {
 
 /// `GET /v1/admin/users?q=&after=&limit=`: a page of users by id.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminUserList {
     /// The page, by ascending id.
     pub users: Vec<AdminUserView>,
@@ -547,6 +579,7 @@ pub struct AdminUserList {
 
 /// `POST /v1/admin/users`: make an account (registration need not be open).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminCreateUserRequest {
     /// 3–32 of `[a-z0-9_.]`.
     pub username: String,
@@ -563,6 +596,7 @@ pub struct AdminCreateUserRequest {
 /// `POST /v1/admin/users/{id}/password`: set a new password (every device
 /// of the user is logged out).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordResetRequest {
     /// 8–256 characters.
     pub password: String,
@@ -570,6 +604,7 @@ pub struct PasswordResetRequest {
 
 /// `GET /v1/admin/stats`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminStats {
     /// Accounts not erased.
     pub users: u64,

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Every error a client can see carries one of these codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ErrorCode {
     /// Malformed JSON, a missing or invalid field, an unknown frame type.
     BadRequest,
@@ -74,6 +75,7 @@ impl std::fmt::Display for ErrorCode {
 
 /// The HTTP error body: `{"error":{"code":"...","message":"..."}}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     /// The error itself.
     pub error: ErrorDetail,
@@ -81,6 +83,7 @@ pub struct ErrorBody {
 
 /// Code and human message of an HTTP error.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorDetail {
     /// Stable machine-readable code.
     pub code: ErrorCode,

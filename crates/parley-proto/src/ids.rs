@@ -68,6 +68,22 @@ macro_rules! typed_id {
             }
         }
 
+        // A string such as `u12`, as `Serialize` above writes it. Requests
+        // may carry any string (it reads as `UNKNOWN`), so no pattern.
+        #[cfg(feature = "openapi")]
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some(concat!("A ", $kind, " id: `", $prefix, "` and digits, opaque to clients.")))
+                    .examples([concat!($prefix, "12")])
+                    .into()
+            }
+        }
+
+        #[cfg(feature = "openapi")]
+        impl utoipa::ToSchema for $name {}
+
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let s = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;

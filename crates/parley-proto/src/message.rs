@@ -7,6 +7,7 @@ use crate::ids::{ConversationId, DeviceId, MessageId, UserId};
 /// What a message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum MessageKind {
     /// Plain text written by a user.
     #[default]
@@ -61,6 +62,7 @@ impl MessageKind {
 /// The membership change a `system` message records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum SystemEvent {
     /// The group was created (with its initial members).
     Created,
@@ -106,6 +108,7 @@ impl SystemEvent {
 /// A member's role in a group. Direct conversations have only `member`s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// May administer the group.
     Admin,
@@ -135,6 +138,7 @@ impl Role {
 /// One emoji on a message and who chose it (§8): each member has at most
 /// one reaction per message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Reaction {
     /// The emoji (one grapheme cluster).
     pub emoji: String,
@@ -157,6 +161,7 @@ impl Reaction {
 /// The quote of the message a reply answers, filled by the server as the
 /// viewer may see it (§8).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReplyQuote {
     /// The quoted message.
     pub seq: u64,
@@ -186,6 +191,7 @@ fn is_false(value: &bool) -> bool {
 /// The fields after `role` are optional on the wire and left out when
 /// empty, so a plain text message costs no more bytes than before.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Message {
     /// The conversation it belongs to.
     pub conversation_id: ConversationId,

@@ -16,6 +16,7 @@ pub const TOKEN_MAX_BYTES: usize = 4_096;
 /// `PUT /v1/me/devices/current/push`: where this device's pushes go.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum PushRegistration {
     /// A browser's `PushSubscription` (RFC 8030/8291/8292).
     #[serde(rename = "webpush")]
@@ -54,6 +55,7 @@ pub enum PushRegistration {
 
 /// A Web Push subscription's keys, base64url as browsers give them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PushKeys {
     /// The P-256 public key (uncompressed point).
     pub p256dh: String,
@@ -64,6 +66,7 @@ pub struct PushKeys {
 /// `GET /v1/push/vapid`: the server's VAPID public key (the browser's
 /// `applicationServerKey`), base64url of the uncompressed P-256 point.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VapidKey {
     /// The key.
     pub public_key: String,

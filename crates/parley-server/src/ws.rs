@@ -69,6 +69,16 @@ const GAP_WAIT: Duration = Duration::from_millis(50);
 const WRITE_BATCH: usize = 64;
 
 /// `GET /v1/ws`.
+#[utoipa::path(
+    get,
+    path = "/v1/ws",
+    tag = "websocket",
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol (§5); the `auth` frame carries the token."),
+        (status = 400, description = "Not a WebSocket upgrade.", body = parley_proto::ErrorBody),
+        (status = 503, description = "The server is shutting down.", body = parley_proto::ErrorBody),
+    ),
+)]
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     ConnectInfo(slot): ConnectInfo<ConnectionSlot>,

@@ -35,6 +35,17 @@ pub(super) fn user_view(record: &UserRecord) -> UserView {
 }
 
 /// `PATCH /v1/me`: display name and avatar.
+#[utoipa::path(
+    patch,
+    path = "/v1/me",
+    tag = "accounts",
+    request_body = parley_proto::api::ProfileRequest,
+    responses(
+        (status = 200, description = "The caller's profile as it now is.", body = parley_proto::api::UserView),
+        (status = 404, description = "No such media.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn update_me(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -55,6 +66,17 @@ pub(super) async fn update_me(
 }
 
 /// `POST /v1/users`.
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "accounts",
+    request_body = parley_proto::api::RegisterRequest,
+    responses(
+        (status = 201, description = "The new account.", body = parley_proto::api::UserView),
+        (status = 403, description = "Registration is closed on this server.", body = parley_proto::ErrorBody),
+        (status = 409, description = "Username taken.", body = parley_proto::ErrorBody),
+    ),
+)]
 pub(super) async fn register(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<RegisterRequest>,
@@ -67,6 +89,18 @@ pub(super) async fn register(
 }
 
 /// `POST /v1/sessions`.
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "accounts",
+    request_body = parley_proto::api::LoginRequest,
+    responses(
+        (status = 201, description = "A new device and its token.", body = parley_proto::api::LoginResponse),
+        (status = 401, description = "Wrong username or password.", body = parley_proto::ErrorBody),
+        (status = 403, description = "The account is disabled.", body = parley_proto::ErrorBody),
+        (status = 429, description = "Over a rate limit.", body = parley_proto::ErrorBody),
+    ),
+)]
 pub(super) async fn login(
     State(state): State<Arc<AppState>>,
     ApiJson(body): ApiJson<LoginRequest>,
@@ -145,6 +179,15 @@ async fn end_device(state: &AppState, user: UserId, device: DeviceId) -> ApiResu
 }
 
 /// `DELETE /v1/sessions/current`.
+#[utoipa::path(
+    delete,
+    path = "/v1/sessions/current",
+    tag = "accounts",
+    responses(
+        (status = 204, description = "The caller's device is logged out."),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn logout(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -154,6 +197,19 @@ pub(super) async fn logout(
 }
 
 /// `DELETE /v1/me/devices/{device_id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/me/devices/{device_id}",
+    tag = "accounts",
+    params(
+        ("device_id" = parley_proto::DeviceId, Path, description = "One of the caller's devices."),
+    ),
+    responses(
+        (status = 204, description = "The device is logged out."),
+        (status = 404, description = "No such device.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn revoke_device(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -164,6 +220,15 @@ pub(super) async fn revoke_device(
 }
 
 /// `GET /v1/me`.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "accounts",
+    responses(
+        (status = 200, description = "The caller's account and devices.", body = parley_proto::api::MeResponse),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn me(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -195,6 +260,16 @@ pub(super) async fn me(
 }
 
 /// `PUT /v1/me/settings`.
+#[utoipa::path(
+    put,
+    path = "/v1/me/settings",
+    tag = "accounts",
+    request_body = parley_proto::api::SettingsRequest,
+    responses(
+        (status = 200, description = "The settings as they now are.", body = parley_proto::api::SettingsResponse),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn update_settings(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -234,6 +309,19 @@ pub(super) async fn update_settings(
 }
 
 /// `GET /v1/users/{user_id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}",
+    tag = "accounts",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 200, description = "The user.", body = parley_proto::api::UserView),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn get_user(
     State(state): State<Arc<AppState>>,
     Auth(_): Auth,
@@ -248,6 +336,19 @@ pub(super) async fn get_user(
 }
 
 /// `GET /v1/users?username=NAME`.
+#[utoipa::path(
+    get,
+    path = "/v1/users",
+    tag = "accounts",
+    params(
+        ("username" = String, Query, description = "The login name to look up."),
+    ),
+    responses(
+        (status = 200, description = "The user.", body = parley_proto::api::UserView),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn find_user(
     State(state): State<Arc<AppState>>,
     Auth(_): Auth,

@@ -45,6 +45,21 @@ fn not_oneself(Admin(me): &Admin, user: UserId, what: &str) -> ApiResult<()> {
 }
 
 /// `GET /v1/admin/users?q=&after=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users",
+    tag = "admin",
+    params(
+        ("q" = Option<String>, Query, description = "Part of a username or display name."),
+        ("after" = Option<String>, Query, description = "Page on after this user id."),
+        ("limit" = Option<u64>, Query, description = "1 to 200."),
+    ),
+    responses(
+        (status = 200, description = "A page of users by ascending id.", body = parley_proto::api::AdminUserList),
+        (status = 403, description = "Server administrators only.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn list_users(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -82,6 +97,18 @@ pub(super) async fn list_users(
 }
 
 /// `POST /v1/admin/users`: works whether or not registration is open.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users",
+    tag = "admin",
+    request_body = parley_proto::api::AdminCreateUserRequest,
+    responses(
+        (status = 201, description = "The new account.", body = parley_proto::api::AdminUserView),
+        (status = 403, description = "Server administrators only.", body = parley_proto::ErrorBody),
+        (status = 409, description = "Username taken.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn create_user(
     State(state): State<Arc<AppState>>,
     _admin: Admin,
@@ -92,6 +119,20 @@ pub(super) async fn create_user(
 }
 
 /// `POST /v1/admin/users/{id}/disable`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{user_id}/disable",
+    tag = "admin",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 200, description = "The user as it now is.", body = parley_proto::api::AdminUserView),
+        (status = 403, description = "Server administrators only.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn disable(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -105,6 +146,20 @@ pub(super) async fn disable(
 }
 
 /// `POST /v1/admin/users/{id}/enable`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{user_id}/enable",
+    tag = "admin",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 200, description = "The user as it now is.", body = parley_proto::api::AdminUserView),
+        (status = 403, description = "Server administrators only.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn enable(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -116,6 +171,21 @@ pub(super) async fn enable(
 }
 
 /// `POST /v1/admin/users/{id}/password`: every device is logged out.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{user_id}/password",
+    tag = "admin",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    request_body = parley_proto::api::PasswordResetRequest,
+    responses(
+        (status = 204, description = "The password is set; every device of the user is logged out."),
+        (status = 403, description = "Server administrators only.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn reset_password(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -135,6 +205,20 @@ pub(super) async fn reset_password(
 }
 
 /// `DELETE /v1/admin/users/{id}`: erasure (see `parley_store::Store::erase_user`).
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/users/{user_id}",
+    tag = "admin",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 204, description = "The user is erased."),
+        (status = 403, description = "Server administrators only.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn erase(
     State(state): State<Arc<AppState>>,
     admin: Admin,
@@ -173,6 +257,16 @@ pub(super) async fn erase(
 }
 
 /// `GET /v1/admin/stats`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/stats",
+    tag = "admin",
+    responses(
+        (status = 200, description = "Counts for the whole server.", body = parley_proto::api::AdminStats),
+        (status = 403, description = "Server administrators only.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn stats(
     State(state): State<Arc<AppState>>,
     _admin: Admin,

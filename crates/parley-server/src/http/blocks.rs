@@ -24,6 +24,19 @@ async fn set_block(state: &AppState, user: UserId, other: UserId, blocked: bool)
 }
 
 /// `PUT /v1/me/blocks/{user_id}`.
+#[utoipa::path(
+    put,
+    path = "/v1/me/blocks/{user_id}",
+    tag = "blocks",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 204, description = "The user is blocked."),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn block(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -34,6 +47,19 @@ pub(super) async fn block(
 }
 
 /// `DELETE /v1/me/blocks/{user_id}`.
+#[utoipa::path(
+    delete,
+    path = "/v1/me/blocks/{user_id}",
+    tag = "blocks",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 204, description = "The user is not blocked."),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn unblock(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -44,6 +70,15 @@ pub(super) async fn unblock(
 }
 
 /// `GET /v1/me/blocks`.
+#[utoipa::path(
+    get,
+    path = "/v1/me/blocks",
+    tag = "blocks",
+    responses(
+        (status = 200, description = "Users the caller blocks.", body = parley_proto::api::BlockList),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn list(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,

@@ -63,6 +63,19 @@ fn details(record: &ConversationRecord) -> ConversationDetails {
 }
 
 /// `POST /v1/conversations/direct`.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/direct",
+    tag = "conversations",
+    request_body = parley_proto::api::DirectRequest,
+    responses(
+        (status = 200, description = "The existing direct conversation.", body = parley_proto::api::ConversationCreated),
+        (status = 201, description = "A new direct conversation.", body = parley_proto::api::ConversationCreated),
+        (status = 403, description = "Blocked.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn open_direct(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -81,6 +94,15 @@ pub(super) async fn open_direct(
 }
 
 /// `GET /v1/conversations`.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations",
+    tag = "conversations",
+    responses(
+        (status = 200, description = "The caller's conversations, most recent activity first.", body = parley_proto::api::ConversationList),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn list_conversations(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -136,6 +158,20 @@ async fn member_conversation(
 }
 
 /// `GET /v1/conversations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}",
+    tag = "conversations",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A conversation id."),
+    ),
+    responses(
+        (status = 200, description = "Members and their cursors.", body = parley_proto::api::ConversationDetails),
+        (status = 403, description = "Not a member.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such conversation.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn get_conversation(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -165,6 +201,21 @@ async fn read_receipts_hidden(state: &AppState, record: &ConversationRecord) -> 
 
 /// `PUT /v1/conversations/{id}/settings`: the caller's own mute, pin and
 /// archive; every device of the caller hears of it live.
+#[utoipa::path(
+    put,
+    path = "/v1/conversations/{id}/settings",
+    tag = "conversations",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A conversation id."),
+    ),
+    request_body = parley_proto::api::ConversationSettingsRequest,
+    responses(
+        (status = 200, description = "The caller's settings of the conversation as they now are.", body = parley_proto::api::ConversationSettings),
+        (status = 403, description = "Not a member.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such conversation.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn update_settings(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,

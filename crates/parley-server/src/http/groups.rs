@@ -21,6 +21,18 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// `POST /v1/groups`.
+#[utoipa::path(
+    post,
+    path = "/v1/groups",
+    tag = "groups",
+    request_body = parley_proto::api::CreateGroupRequest,
+    responses(
+        (status = 201, description = "The new group.", body = parley_proto::api::ConversationCreated),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+        (status = 413, description = "Over a size limit.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn create_group(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -71,6 +83,21 @@ async fn change_group(
 }
 
 /// `PATCH /v1/groups/{id}`: rename and/or set the avatar (admins).
+#[utoipa::path(
+    patch,
+    path = "/v1/groups/{id}",
+    tag = "groups",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A group's conversation id."),
+    ),
+    request_body = parley_proto::api::RenameRequest,
+    responses(
+        (status = 200, description = "The group as it now is.", body = parley_proto::api::ConversationCreated),
+        (status = 403, description = "Not a group admin.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such group.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn rename_group(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -93,6 +120,22 @@ pub(super) async fn rename_group(
 }
 
 /// `POST /v1/groups/{id}/members`.
+#[utoipa::path(
+    post,
+    path = "/v1/groups/{id}/members",
+    tag = "groups",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A group's conversation id."),
+    ),
+    request_body = parley_proto::api::AddMembersRequest,
+    responses(
+        (status = 200, description = "The group as it now is.", body = parley_proto::api::ConversationCreated),
+        (status = 403, description = "Not a group admin.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such group or user.", body = parley_proto::ErrorBody),
+        (status = 413, description = "Over a size limit.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn add_members(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -107,6 +150,21 @@ pub(super) async fn add_members(
 }
 
 /// `DELETE /v1/groups/{id}/members/{user_id}`: remove a member, or leave.
+#[utoipa::path(
+    delete,
+    path = "/v1/groups/{id}/members/{user_id}",
+    tag = "groups",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A group's conversation id."),
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 204, description = "The member is removed (or left)."),
+        (status = 403, description = "Not a group admin.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such group or member.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn remove_member(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -117,6 +175,22 @@ pub(super) async fn remove_member(
 }
 
 /// `PUT /v1/groups/{id}/members/{user_id}/role`.
+#[utoipa::path(
+    put,
+    path = "/v1/groups/{id}/members/{user_id}/role",
+    tag = "groups",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A group's conversation id."),
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    request_body = parley_proto::api::RoleRequest,
+    responses(
+        (status = 200, description = "The group as it now is.", body = parley_proto::api::ConversationCreated),
+        (status = 403, description = "Not a group admin.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such group or member.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn set_role(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,

@@ -11,6 +11,15 @@ use axum::response::{IntoResponse, Response};
 use crate::state::AppState;
 
 /// `GET /healthz`.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Serving.", body = String, content_type = "text/plain"),
+        (status = 503, description = "Draining.", body = String, content_type = "text/plain"),
+    ),
+)]
 pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if state.draining.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
@@ -19,6 +28,14 @@ pub(super) async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text format.", body = String, content_type = "text/plain"),
+    ),
+)]
 pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],

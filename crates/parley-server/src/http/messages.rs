@@ -34,6 +34,23 @@ pub(super) fn parse_seq(query: &HashMap<String, String>, key: &str) -> ApiResult
 }
 
 /// `GET /v1/conversations/{id}/messages?before_seq=&after_seq=&limit=`.
+#[utoipa::path(
+    get,
+    path = "/v1/conversations/{id}/messages",
+    tag = "messages",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A conversation id."),
+        ("before_seq" = Option<u64>, Query, description = "Messages below this seq."),
+        ("after_seq" = Option<u64>, Query, description = "Messages above this seq."),
+        ("limit" = Option<u64>, Query, description = "1 to 100."),
+    ),
+    responses(
+        (status = 200, description = "A page of history, ascending seq.", body = parley_proto::api::HistoryPage),
+        (status = 403, description = "Not a member.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such conversation.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn history(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -60,6 +77,24 @@ pub(super) async fn history(
 
 /// `POST /v1/conversations/{id}/messages`: 201 when stored now, 200 for a
 /// repeat of a `client_msg_id` already stored.
+#[utoipa::path(
+    post,
+    path = "/v1/conversations/{id}/messages",
+    tag = "messages",
+    params(
+        ("id" = parley_proto::ConversationId, Path, description = "A conversation id."),
+    ),
+    request_body = parley_proto::api::SendRequest,
+    responses(
+        (status = 200, description = "Already stored under this client_msg_id.", body = parley_proto::api::SendResponse),
+        (status = 201, description = "Stored.", body = parley_proto::api::SendResponse),
+        (status = 403, description = "Not a member, or blocked.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such conversation or message.", body = parley_proto::ErrorBody),
+        (status = 413, description = "Over a size limit.", body = parley_proto::ErrorBody),
+        (status = 429, description = "Over a rate limit.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn send_message(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,

@@ -14,6 +14,9 @@
 //! - `push`: push registrations and the VAPID key (§12).
 //! - `health`: `/healthz` and `/metrics`.
 //! - `ready`: `/readyz` (every dependency reachable).
+//! - `openapi`: the OpenAPI 3.1 document, `GET /v1/openapi.json`, generated
+//!   from the handlers' annotations; [`router`] is built from the same
+//!   annotations, so every route is in it.
 //!
 //! `GET /v1/ws` is routed here and handled by [`crate::ws`].
 
@@ -25,6 +28,7 @@ pub mod extract;
 mod groups;
 mod health;
 mod messages;
+mod openapi;
 mod presence;
 mod push;
 mod ready;
@@ -34,81 +38,64 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, patch, post, put};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
+/// The `/v1` API, health and metrics, with the OpenAPI document of exactly
+/// these routes (each handler's `#[utoipa::path]` names its path and
+/// method; handlers sharing a path go in one `routes!`).
+fn routes() -> OpenApiRouter<Arc<AppState>> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(accounts::register, accounts::find_user))
+        .routes(routes!(accounts::get_user))
+        .routes(routes!(presence::get_presence))
+        .routes(routes!(accounts::login))
+        .routes(routes!(accounts::logout))
+        .routes(routes!(accounts::me, accounts::update_me))
+        .routes(routes!(blocks::list))
+        .routes(routes!(push::vapid))
+        .routes(routes!(push::register, push::unregister))
+        .routes(routes!(blocks::block, blocks::unblock))
+        .routes(routes!(search::search))
+        .routes(routes!(accounts::update_settings))
+        .routes(routes!(accounts::revoke_device))
+        .routes(routes!(conversations::list_conversations))
+        .routes(routes!(conversations::open_direct))
+        .routes(routes!(conversations::get_conversation))
+        .routes(routes!(conversations::update_settings))
+        .routes(routes!(messages::history, messages::send_message))
+        .routes(routes!(groups::create_group))
+        .routes(routes!(groups::rename_group))
+        .routes(routes!(groups::add_members))
+        .routes(routes!(groups::remove_member))
+        .routes(routes!(groups::set_role))
+        .routes(routes!(admin::list_users, admin::create_user))
+        .routes(routes!(admin::erase))
+        .routes(routes!(admin::disable))
+        .routes(routes!(admin::enable))
+        .routes(routes!(admin::reset_password))
+        .routes(routes!(admin::stats))
+        .routes(routes!(crate::ws::upgrade))
+        .routes(routes!(openapi::document))
+        .routes(routes!(health::healthz))
+        .routes(routes!(ready::readyz))
+        .routes(routes!(health::metrics))
+}
+
 /// The `/v1` API, health and metrics.
 pub fn router() -> Router<Arc<AppState>> {
-    Router::new()
-        .route(
-            "/v1/users",
-            post(accounts::register).get(accounts::find_user),
-        )
-        .route("/v1/users/{user_id}", get(accounts::get_user))
-        .route("/v1/users/{user_id}/presence", get(presence::get_presence))
-        .route("/v1/sessions", post(accounts::login))
-        .route("/v1/sessions/current", delete(accounts::logout))
-        .route("/v1/me", get(accounts::me).patch(accounts::update_me))
-        .route("/v1/me/blocks", get(blocks::list))
-        .route("/v1/push/vapid", get(push::vapid))
-        .route(
-            "/v1/me/devices/current/push",
-            put(push::register).delete(push::unregister),
-        )
-        .route(
-            "/v1/me/blocks/{user_id}",
-            put(blocks::block).delete(blocks::unblock),
-        )
-        .route("/v1/search", get(search::search))
-        .route("/v1/me/settings", put(accounts::update_settings))
-        .route(
-            "/v1/me/devices/{device_id}",
-            delete(accounts::revoke_device),
-        )
-        .route("/v1/conversations", get(conversations::list_conversations))
-        .route("/v1/conversations/direct", post(conversations::open_direct))
-        .route(
-            "/v1/conversations/{id}",
-            get(conversations::get_conversation),
-        )
-        .route(
-            "/v1/conversations/{id}/settings",
-            put(conversations::update_settings),
-        )
-        .route(
-            "/v1/conversations/{id}/messages",
-            get(messages::history).post(messages::send_message),
-        )
-        .route("/v1/groups", post(groups::create_group))
-        .route("/v1/groups/{id}", patch(groups::rename_group))
-        .route("/v1/groups/{id}/members", post(groups::add_members))
-        .route(
-            "/v1/groups/{id}/members/{user_id}",
-            delete(groups::remove_member),
-        )
-        .route(
-            "/v1/groups/{id}/members/{user_id}/role",
-            put(groups::set_role),
-        )
-        .route(
-            "/v1/admin/users",
-            get(admin::list_users).post(admin::create_user),
-        )
-        .route("/v1/admin/users/{user_id}", delete(admin::erase))
-        .route("/v1/admin/users/{user_id}/disable", post(admin::disable))
-        .route("/v1/admin/users/{user_id}/enable", post(admin::enable))
-        .route(
-            "/v1/admin/users/{user_id}/password",
-            post(admin::reset_password),
-        )
-        .route("/v1/admin/stats", get(admin::stats))
-        .route("/v1/ws", get(crate::ws::upgrade))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(ready::readyz))
-        .route("/metrics", get(health::metrics))
-        .method_not_allowed_fallback(method_not_allowed)
+    let (router, _) = routes().split_for_parts();
+    router.method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The OpenAPI document of [`router`] (served at `GET /v1/openapi.json`).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, api) = routes().split_for_parts();
+    openapi::finish(api)
 }
 
 async fn method_not_allowed() -> Response {

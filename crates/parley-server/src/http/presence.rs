@@ -13,6 +13,19 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// `GET /v1/users/{user_id}/presence`.
+#[utoipa::path(
+    get,
+    path = "/v1/users/{user_id}/presence",
+    tag = "presence",
+    params(
+        ("user_id" = parley_proto::UserId, Path, description = "A user id."),
+    ),
+    responses(
+        (status = 200, description = "The user's presence.", body = parley_proto::api::PresenceView),
+        (status = 404, description = "No such user.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn get_presence(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,

@@ -16,6 +16,14 @@ use crate::state::AppState;
 
 /// `GET /v1/push/vapid`: the key browsers subscribe with. Public: it is a
 /// public key, and a page may ask before it logs in.
+#[utoipa::path(
+    get,
+    path = "/v1/push/vapid",
+    tag = "push",
+    responses(
+        (status = 200, description = "The server's VAPID public key.", body = parley_proto::push::VapidKey),
+    ),
+)]
 pub(super) async fn vapid(State(state): State<Arc<AppState>>) -> Json<VapidKey> {
     Json(VapidKey {
         public_key: state.push.vapid.public_key().to_owned(),
@@ -24,6 +32,16 @@ pub(super) async fn vapid(State(state): State<Arc<AppState>>) -> Json<VapidKey> 
 
 /// `PUT /v1/me/devices/current/push`: sets (replaces) the calling device's
 /// registration.
+#[utoipa::path(
+    put,
+    path = "/v1/me/devices/current/push",
+    tag = "push",
+    request_body = parley_proto::push::PushRegistration,
+    responses(
+        (status = 204, description = "The caller's device is registered for push."),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn register(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -43,6 +61,15 @@ pub(super) async fn register(
 }
 
 /// `DELETE /v1/me/devices/current/push`.
+#[utoipa::path(
+    delete,
+    path = "/v1/me/devices/current/push",
+    tag = "push",
+    responses(
+        (status = 204, description = "The caller's device gets no more pushes."),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn unregister(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,

@@ -16,6 +16,15 @@ use crate::state::AppState;
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /readyz`.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Every dependency reachable.", body = String, content_type = "text/plain"),
+        (status = 503, description = "A dependency is not reachable.", body = String, content_type = "text/plain"),
+    ),
+)]
 pub(super) async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut down = Vec::new();
     // Any read goes to the database; user 0 does not exist.

@@ -15,6 +15,24 @@ use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
 /// `GET /v1/search`.
+#[utoipa::path(
+    get,
+    path = "/v1/search",
+    tag = "messages",
+    params(
+        ("q" = String, Query, description = "The text to find."),
+        ("conversation_id" = Option<String>, Query, description = "Search only this conversation."),
+        ("before_id" = Option<String>, Query, description = "Page on: matches older than this message id."),
+        ("before_seq" = Option<u64>, Query, description = "Page on within one conversation."),
+        ("limit" = Option<u64>, Query, description = "1 to 50."),
+    ),
+    responses(
+        (status = 200, description = "Matching messages, newest first.", body = parley_proto::api::SearchResults),
+        (status = 403, description = "Not a member of the conversation.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such conversation.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn search(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
