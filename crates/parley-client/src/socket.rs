@@ -159,6 +159,7 @@ impl Socket {
             target_seq: body.target_seq,
             emoji: body.emoji,
             forwarded: body.forwarded,
+            media: body.media,
         })
         .await
     }
@@ -217,6 +218,7 @@ impl SocketWriter {
             target_seq: None,
             emoji: None,
             forwarded: false,
+            media: Vec::new(),
         })
         .await
     }

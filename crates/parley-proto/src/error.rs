@@ -28,6 +28,9 @@ pub enum ErrorCode {
     Internal,
     /// A dependency (the database) is not reachable right now.
     Unavailable,
+    /// An upload whose type is not allowed, or whose bytes are not the
+    /// type it declared (§9).
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -45,6 +48,7 @@ impl ErrorCode {
             ErrorCode::ResyncRequired => 410,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::UnsupportedMediaType => 415,
         }
     }
 
@@ -62,6 +66,7 @@ impl ErrorCode {
             ErrorCode::ResyncRequired => "resync_required",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 }

@@ -6,7 +6,10 @@
 //! - the inbox pruner: hourly, drops inbox entries older than
 //!   `inbox_retention_days`;
 //! - the presence leave timers ([`Presence::run_leave_timers`]): announce a
-//!   user offline when its grace period ends.
+//!   user offline when its grace period ends;
+//! - the media garbage collector: every `media_gc_interval_secs`, deletes
+//!   media unreferenced (or never completed) for `media_orphan_grace_secs`
+//!   ([`crate::media::Media::collect_garbage`]).
 //!
 //! [`Background::start`] spawns them; [`Background::stop`] ends them in the
 //! order shutdown needs (see there).
@@ -31,6 +34,7 @@ pub struct Background {
     dispatcher: JoinHandle<()>,
     inbox_pruner: JoinHandle<()>,
     leave_timers: JoinHandle<()>,
+    media_gc: JoinHandle<()>,
 }
 
 impl Background {
@@ -47,6 +51,7 @@ impl Background {
                 state.presence.clone(),
                 leave_timers,
             )),
+            media_gc: tokio::spawn(collect_media_periodically(state.clone())),
         }
     }
 
@@ -57,6 +62,8 @@ impl Background {
     /// bounded time to route what was committed.
     pub async fn stop(self, state: &AppState) {
         self.inbox_pruner.abort();
+        // A round cut short is finished by the next run (see there).
+        self.media_gc.abort();
         self.leave_timers.abort();
         let _ = self.leave_timers.await;
         state.presence.record_all_last_seen().await;
@@ -81,6 +88,27 @@ async fn prune_inbox_periodically(state: Arc<AppState>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(entries = n, "pruned inbox entries past retention"),
             Err(err) => tracing::warn!(%err, "inbox pruning failed"),
+        }
+    }
+}
+
+/// Runs the media garbage collector every `media_gc_interval_secs`.
+async fn collect_media_periodically(state: Arc<AppState>) {
+    let mut interval =
+        tokio::time::interval(Duration::from_secs(state.config.media_gc_interval_secs));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let grace_ms = (state
+            .config
+            .media_orphan_grace_secs
+            .min(i64::MAX as u64 / 1000) as i64)
+            .saturating_mul(1000);
+        let before = parley_proto::now_ms().saturating_sub(grace_ms);
+        match state.media.collect_garbage(&*state.store, before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(media = n, "collected unreferenced media"),
+            Err(err) => tracing::warn!(%err, "media garbage collection failed"),
         }
     }
 }

@@ -12,6 +12,9 @@
 //! - [`hub`]: live sockets and their bounded queues.
 //! - [`members`]: the membership cache for routing typing frames, and its
 //!   one invalidation rule.
+//! - [`media`]: uploads (slots, the `local` upload URL, verification at
+//!   `complete`, thumbnails), downloads, capability URLs, garbage
+//!   collection, over `object_store`.
 //! - [`presence`]: online / last seen for subscribed sockets.
 //! - [`blocks`]: who blocks whom, cached for presence and typing.
 //! - [`sessions`]: counts live socket tasks, for shutdown and the
@@ -45,6 +48,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod members;
 pub mod presence;
 pub mod ratelimit;
@@ -94,6 +98,9 @@ pub enum ServerError {
     /// The data dir or the listener failed.
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    /// The media store could not be opened.
+    #[error(transparent)]
+    Media(#[from] media::MediaSetupError),
 }
 
 /// The process-wide Prometheus recorder (a recorder can be installed once;
@@ -172,6 +179,7 @@ pub async fn run(
         config.argon2_iterations,
     )?;
     auth.revoke_all(store.revoked_devices().await?);
+    let media = media::Media::open(&config, auth.derive_key("parley media urls v1"))?;
     let hub = Arc::new(Hub::new(config.socket_queue_frames));
     let (presence, leave_timers) = Presence::new(
         hub.clone(),
@@ -205,6 +213,7 @@ pub async fn run(
         sessions: Default::default(),
         metrics: metrics_handle(),
         abuse: abuse::Limits::new(&config),
+        media: Arc::new(media),
         config,
         store,
         auth,

@@ -7,6 +7,8 @@
 //! - `blocks`: the caller's blocks.
 //! - `conversations`: listing, direct conversations, details.
 //! - `messages`: history and sending.
+//! - `media`: upload slots, uploads (`local`), completion, downloads,
+//!   thumbnails, capability URLs.
 //! - `groups`: group creation and administration.
 //! - `presence`: one user's presence.
 //! - `search`: message search.
@@ -21,6 +23,7 @@ mod conversations;
 pub mod extract;
 mod groups;
 mod health;
+mod media;
 mod messages;
 mod presence;
 mod ready;
@@ -72,6 +75,13 @@ pub fn router() -> Router<Arc<AppState>> {
             "/v1/conversations/{id}/messages",
             get(messages::history).post(messages::send_message),
         )
+        .route("/v1/media", post(media::create))
+        .route("/v1/media/{id}", get(media::download))
+        .route("/v1/media/{id}/blob", put(media::upload))
+        .route("/v1/media/{id}/complete", post(media::complete))
+        .route("/v1/media/{id}/thumbnail", get(media::thumbnail))
+        .route("/v1/media/{id}/url", get(media::capability))
+        .route("/v1/media/{id}/content", get(media::content))
         .route("/v1/groups", post(groups::create_group))
         .route("/v1/groups/{id}", patch(groups::rename_group))
         .route("/v1/groups/{id}/members", post(groups::add_members))

@@ -17,12 +17,15 @@
 //! - [`settings`]: display names, per-user conversation settings and the
 //!   order of a user's conversation list.
 //! - [`search`]: search queries and their paging.
+//! - [`media`]: the shape of media messages, what a message may reference,
+//!   media rows.
 //! - [`receipts`]: cursor arithmetic and who hears about a receipt.
 //! - [`rows`]: engine-neutral rows and their decoding into records.
 
 pub(crate) mod events;
 pub(crate) mod groups;
 pub(crate) mod inbox;
+pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod receipts;
 pub(crate) mod rows;
