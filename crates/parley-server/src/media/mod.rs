@@ -18,6 +18,7 @@ pub(crate) mod urls;
 pub(crate) mod verify;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -25,8 +26,12 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use futures_util::StreamExt;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use object_store::signer::{HeaderName, Method, SignedUrlOptions, Signer};
+use object_store::{
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, WriteMultipart,
+};
 use parley_proto::api::{
     MediaUploadRequest, MediaUploadSlot, MediaUrl, MediaView, ThumbnailSize, UploadTarget,
 };
@@ -46,10 +51,18 @@ const MAX_FILENAME_BYTES: usize = 255;
 /// How many media the collector takes per round.
 const GC_BATCH: usize = 100;
 
+/// Where the objects are.
+enum Backend {
+    /// A directory; Parley receives and serves the bytes.
+    Local,
+    /// A bucket; clients upload and download with presigned URLs.
+    S3(Arc<AmazonS3>),
+}
+
 /// The media service.
 pub struct Media {
     blobs: Arc<dyn ObjectStore>,
-    backend: MediaBackend,
+    backend: Backend,
     urls: UrlSigner,
     /// Image decodes running at once (`media_thumbnail_workers`).
     decodes: Semaphore,
@@ -58,6 +71,7 @@ pub struct Media {
     quota_bytes: u64,
     upload_url_ms: i64,
     url_ms: i64,
+    redirect: Duration,
     max_image_bytes: u64,
     image_limits: ImageLimits,
 }
@@ -86,25 +100,34 @@ fn secs_to_ms(secs: u64) -> i64 {
 impl Media {
     /// Opens the configured backend; `url_key` signs Parley's own URLs.
     pub fn open(config: &Config, url_key: ring::hmac::Key) -> Result<Media, MediaSetupError> {
-        let blobs: Arc<dyn ObjectStore> = match config.media_backend {
+        let (blobs, backend): (Arc<dyn ObjectStore>, Backend) = match config.media_backend {
             MediaBackend::Local => {
                 let dir = config.media_dir();
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| MediaSetupError(format!("{}: {e}", dir.display())))?;
-                Arc::new(
-                    object_store::local::LocalFileSystem::new_with_prefix(&dir)
-                        .map_err(|e| MediaSetupError(e.to_string()))?,
-                )
+                let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+                    .map_err(|e| MediaSetupError(e.to_string()))?;
+                (Arc::new(local), Backend::Local)
             }
             MediaBackend::S3 => {
-                return Err(MediaSetupError(
-                    "media_backend = \"s3\" is not available in this build".into(),
-                ));
+                // `check()` made sure every field is set.
+                let field = |v: &Option<String>| v.clone().unwrap_or_default();
+                let s3 = AmazonS3Builder::new()
+                    .with_endpoint(field(&config.s3_endpoint))
+                    .with_region(&config.s3_region)
+                    .with_bucket_name(field(&config.s3_bucket))
+                    .with_access_key_id(field(&config.s3_access_key_id))
+                    .with_secret_access_key(field(&config.s3_secret_access_key))
+                    .with_allow_http(true)
+                    .build()
+                    .map_err(|e| MediaSetupError(e.to_string()))?;
+                let s3 = Arc::new(s3);
+                (s3.clone(), Backend::S3(s3))
             }
         };
         Ok(Media {
             blobs,
-            backend: config.media_backend,
+            backend,
             urls: UrlSigner::new(url_key),
             decodes: Semaphore::new(config.media_thumbnail_workers.max(1)),
             max_upload_bytes: config.max_upload_bytes,
@@ -112,6 +135,7 @@ impl Media {
             quota_bytes: config.media_quota_bytes,
             upload_url_ms: secs_to_ms(config.media_upload_url_secs),
             url_ms: secs_to_ms(config.media_url_secs),
+            redirect: Duration::from_secs(config.media_redirect_secs),
             max_image_bytes: config.media_max_image_bytes,
             image_limits: ImageLimits {
                 max_side: config.media_max_image_side,
@@ -171,7 +195,7 @@ impl Media {
                 quota_bytes: self.quota_bytes,
             })
             .await?;
-        let upload = self.upload_target(&record, expires_at_ms);
+        let upload = self.upload_target(&record, expires_at_ms).await?;
         Ok(MediaUploadSlot {
             media_id: record.id,
             upload,
@@ -179,19 +203,74 @@ impl Media {
         })
     }
 
-    fn upload_target(&self, record: &MediaRecord, expires_at_ms: i64) -> UploadTarget {
-        let declared = declared(record);
-        let signature = self.urls.upload(record.id, expires_at_ms, &declared);
+    /// Where the client sends the bytes: Parley's own signed URL, or a
+    /// presigned `PUT` of the bucket binding the content type and the
+    /// SHA-256 (so the bucket refuses other types and other bytes).
+    async fn upload_target(
+        &self,
+        record: &MediaRecord,
+        expires_at_ms: i64,
+    ) -> ApiResult<UploadTarget> {
         let mut headers = std::collections::BTreeMap::new();
         headers.insert("content-type".to_owned(), record.content_type.clone());
-        UploadTarget {
+        let url = match &self.backend {
+            Backend::Local => {
+                let signature = self
+                    .urls
+                    .upload(record.id, expires_at_ms, &declared(record));
+                format!(
+                    "/v1/media/{}/blob?e={expires_at_ms}&s={signature}",
+                    record.id
+                )
+            }
+            Backend::S3(s3) => {
+                headers.insert("x-amz-checksum-sha256".to_owned(), record.sha256.clone());
+                let mut options = SignedUrlOptions::new();
+                for (name, value) in &headers {
+                    let (Ok(name), Ok(value)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(value),
+                    ) else {
+                        return Err(ApiError::bad_request("a declared value is not a header"));
+                    };
+                    options = options.with_signed_header(name, value);
+                }
+                let ttl = Duration::from_millis(self.upload_url_ms.max(1000) as u64);
+                s3.signed_url_opts(Method::PUT, &staging(record.id), ttl, &options)
+                    .await
+                    .map_err(blob_error)?
+                    .to_string()
+            }
+        };
+        Ok(UploadTarget {
             method: "PUT".into(),
-            url: format!(
-                "/v1/media/{}/blob?e={expires_at_ms}&s={signature}",
-                record.id
-            ),
+            url,
             headers,
-        }
+        })
+    }
+
+    /// Stores `bytes` at `path`; on S3 with their content type, which the
+    /// bucket then serves.
+    async fn put_typed(
+        &self,
+        path: &ObjectPath,
+        bytes: Vec<u8>,
+        content_type: &str,
+    ) -> ApiResult<()> {
+        let payload = PutPayload::from(bytes);
+        let result = match self.backend {
+            Backend::Local => self.blobs.put(path, payload).await,
+            Backend::S3(_) => {
+                let attributes =
+                    Attributes::from_iter([(Attribute::ContentType, content_type.to_owned())]);
+                let options = PutOptions {
+                    attributes,
+                    ..PutOptions::default()
+                };
+                self.blobs.put_opts(path, payload, options).await
+            }
+        };
+        result.map(|_| ()).map_err(blob_error)
     }
 
     /// The `local` backend's `PUT` of the bytes: the URL's signature and
@@ -205,7 +284,7 @@ impl Media {
         headers: &HeaderMap,
         body: Body,
     ) -> ApiResult<()> {
-        if self.backend != MediaBackend::Local {
+        if !matches!(self.backend, Backend::Local) {
             return Err(ApiError::not_found("uploads go to the bucket"));
         }
         let record = store
@@ -368,23 +447,25 @@ impl Media {
             found.width = Some(processed.width);
             found.height = Some(processed.height);
             for (bytes, thumb) in processed.thumbnails {
-                self.blobs
-                    .put(&thumbnail(id, thumb.size), bytes.into())
+                let kind = infer::get(&bytes).map_or("image/jpeg", |k| k.mime_type());
+                self.put_typed(&thumbnail(id, thumb.size), bytes, kind)
                     .await
-                    .map_err(|e| Verdict::Trouble(blob_error(e)))?;
+                    .map_err(Verdict::Trouble)?;
                 found.thumbnails.push(thumb);
             }
             display = processed.display;
         }
-        let stored = match display {
+        match display {
             Some(bytes) => self
-                .blobs
-                .put(&verified(id), bytes.into())
+                .put_typed(&verified(id), bytes, &record.content_type)
                 .await
-                .map(|_| ()),
-            None => self.blobs.copy(&staging(id), &verified(id)).await,
-        };
-        stored.map_err(|e| Verdict::Trouble(blob_error(e)))?;
+                .map_err(Verdict::Trouble)?,
+            None => self
+                .blobs
+                .copy(&staging(id), &verified(id))
+                .await
+                .map_err(|e| Verdict::Trouble(blob_error(e)))?,
+        }
         Ok(found)
     }
 
@@ -486,6 +567,10 @@ impl Media {
                 (thumbnail(record.id, size), String::new())
             }
         };
+        let disposition = disposition(record, size.is_some());
+        if let Backend::S3(s3) = &self.backend {
+            return self.redirect(s3, &path, &content_type, &disposition).await;
+        }
         let got = self.blobs.get(&path).await.map_err(blob_error)?;
         let length = got.meta.size;
         let (body, content_type) = if content_type.is_empty() {
@@ -516,10 +601,38 @@ impl Media {
             header::CACHE_CONTROL,
             HeaderValue::from_static("private, max-age=600"),
         );
-        let disposition = disposition(record, size.is_some());
         if let Ok(value) = HeaderValue::from_str(&disposition) {
             headers.insert(header::CONTENT_DISPOSITION, value);
         }
+        Ok(response)
+    }
+
+    /// S3: a 307 to a presigned `GET` valid `media_redirect_secs`, asking
+    /// the bucket to answer with the verified type (thumbnails carry
+    /// their own) and the disposition.
+    async fn redirect(
+        &self,
+        s3: &AmazonS3,
+        path: &ObjectPath,
+        content_type: &str,
+        disposition: &str,
+    ) -> ApiResult<Response> {
+        let mut query = vec![("response-content-disposition", disposition.to_owned())];
+        if !content_type.is_empty() {
+            query.push(("response-content-type", content_type.to_owned()));
+        }
+        let options = SignedUrlOptions::new().with_query(query);
+        let url = s3
+            .signed_url_opts(Method::GET, path, self.redirect, &options)
+            .await
+            .map_err(blob_error)?;
+        let mut response = StatusCode::TEMPORARY_REDIRECT.into_response();
+        let location = HeaderValue::from_str(url.as_str()).map_err(ApiError::internal)?;
+        response.headers_mut().insert(header::LOCATION, location);
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
         Ok(response)
     }
 
