@@ -239,6 +239,53 @@ async fn a_photo_goes_from_upload_to_the_other_side() {
 }
 
 #[tokio::test]
+async fn media_messages_travel_over_the_websocket_too() {
+    for (backend, config, _s3) in backends() {
+        let server = TestServer::start_with(config).await;
+        let alice = server.user("alice").await;
+        let bob = server.user("bob").await;
+        let conversation = direct(&alice, &bob).await;
+        let view = alice
+            .upload_media(
+                b"%PDF-1.4 a small document",
+                "application/pdf",
+                Some("a.pdf"),
+            )
+            .await
+            .unwrap();
+        let mut alice_socket = alice.connect(None).await.unwrap();
+        let mut bob_socket = bob.connect(None).await.unwrap();
+        alice_socket
+            .send_message(
+                conversation,
+                SendRequest::media("ws1", MessageKind::File, view.media_id, ""),
+            )
+            .await
+            .unwrap();
+        common::expect_sent(&mut alice_socket, "ws1").await;
+        let (_, message) = common::expect_message(&mut bob_socket).await;
+        assert_eq!(message.kind, MessageKind::File, "{backend}");
+        assert_eq!(message.media[0].filename.as_deref(), Some("a.pdf"));
+        assert_eq!(message.media[0].content_type, "application/pdf");
+        let file = bob.download_media(view.media_id).await.unwrap();
+        assert!(file.disposition.starts_with("attachment"), "{backend}");
+        // A media kind without media is refused over the socket as well.
+        alice_socket
+            .send_message(
+                conversation,
+                SendRequest {
+                    media: Vec::new(),
+                    ..SendRequest::media("ws2", MessageKind::Image, view.media_id, "")
+                },
+            )
+            .await
+            .unwrap();
+        let (code, _) = common::expect_error(&mut alice_socket, "ws2").await;
+        assert_eq!(code, ErrorCode::BadRequest, "{backend}");
+    }
+}
+
+#[tokio::test]
 async fn exif_orientation_is_applied_and_metadata_stripped() {
     for (backend, config, _s3) in backends() {
         let server = TestServer::start_with(config).await;
@@ -594,5 +641,114 @@ async fn the_quota_bounds_what_one_user_stores() {
         bob.upload_media(&[b'c'; 600], "text/plain", None)
             .await
             .unwrap();
+    }
+}
+
+/// The numbers in BENCHMARKS.md ("Media"): a 50 MB file up and down, 1,000
+/// small images up (with their thumbnails) and down, and the decode +
+/// thumbnail time per image, on each backend. Not a check: run it by hand,
+/// in release, `cargo test --release -p parley --test media -- --ignored
+/// --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_throughput() {
+    use std::time::Instant;
+    async fn image_seconds(client: &Client) -> (f64, f64) {
+        let (_, body) = client
+            .raw(parley_client::Method::GET, "/metrics", None)
+            .await
+            .unwrap();
+        let text = body.as_str().unwrap_or_default().to_owned();
+        let value = |name: &str| {
+            text.lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (
+            value("parley_media_image_seconds_sum"),
+            value("parley_media_image_seconds_count"),
+        )
+    }
+    for (backend, mut config, _s3) in backends() {
+        config.http_requests_per_token_per_sec = 1_000_000.0;
+        config.media_quota_bytes = 4 << 30;
+        let server = TestServer::start_with(config).await;
+        let alice = server.user("alice").await;
+
+        let big: Vec<u8> = (0..50_000_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+            .collect();
+        let started = Instant::now();
+        let view = alice
+            .upload_media(&big, "application/octet-stream", Some("big.bin"))
+            .await
+            .unwrap();
+        let up = started.elapsed().as_secs_f64();
+        let started = Instant::now();
+        let down = alice.download_media(view.media_id).await.unwrap();
+        let down_s = started.elapsed().as_secs_f64();
+        assert_eq!(down.bytes.len(), big.len());
+        println!(
+            "{backend}: 50 MB upload (slot + PUT + complete) {up:.2} s = {:.0} MB/s; download {down_s:.2} s = {:.0} MB/s",
+            50.0 / up,
+            50.0 / down_s
+        );
+
+        let small = png(64, 64);
+        let (sum0, count0) = image_seconds(&server.client).await;
+        let started = Instant::now();
+        let mut ids = Vec::with_capacity(1000);
+        for _ in 0..1000 {
+            ids.push(
+                alice
+                    .upload_media(&small, "image/png", None)
+                    .await
+                    .unwrap()
+                    .media_id,
+            );
+        }
+        let up = started.elapsed().as_secs_f64();
+        let (sum1, count1) = image_seconds(&server.client).await;
+        let started = Instant::now();
+        for &id in &ids {
+            alice.download_media(id).await.unwrap();
+        }
+        let down_s = started.elapsed().as_secs_f64();
+        println!(
+            "{backend}: 1,000 images 64x64 PNG ({} B) one after another: upload {up:.2} s = {:.0}/s; download {down_s:.2} s = {:.0}/s; decode + 3 thumbnails {:.2} ms per image",
+            small.len(),
+            1000.0 / up,
+            1000.0 / down_s,
+            (sum1 - sum0) / (count1 - count0).max(1.0) * 1000.0
+        );
+
+        let photo = {
+            let image = DynamicImage::ImageRgb8(image::RgbImage::from_fn(4000, 3000, |x, y| {
+                image::Rgb([(x / 16) as u8, (y / 12) as u8, ((x + y) / 28) as u8])
+            }));
+            let mut out = Vec::new();
+            image
+                .write_to(&mut Cursor::new(&mut out), ImageFormat::Jpeg)
+                .unwrap();
+            out
+        };
+        let (sum0, count0) = image_seconds(&server.client).await;
+        let started = Instant::now();
+        for _ in 0..5 {
+            alice
+                .upload_media(&photo, "image/jpeg", None)
+                .await
+                .unwrap();
+        }
+        let total = started.elapsed().as_secs_f64();
+        let (sum1, count1) = image_seconds(&server.client).await;
+        println!(
+            "{backend}: 5 photos 4000x3000 JPEG ({} KB): {:.0} ms per upload; decode + orient + re-encode + 3 thumbnails {:.0} ms per image",
+            photo.len() / 1000,
+            total / 5.0 * 1000.0,
+            (sum1 - sum0) / (count1 - count0).max(1.0) * 1000.0
+        );
     }
 }
