@@ -132,6 +132,7 @@ pub(crate) fn send_frame(client_msg_id: String, conversation: i64, text: &str) -
         target_seq: None,
         emoji: None,
         forwarded: false,
+        media: Vec::new(),
     };
     WsMessage::Text(frame.to_json().into())
 }
@@ -232,6 +233,7 @@ mod tests {
                 target_seq: None,
                 emoji: None,
                 forwarded: false,
+                media: Vec::new(),
             }
         );
         assert_eq!(

@@ -21,6 +21,8 @@
 //! - `transport`: the HTTP request/response plumbing, the one place this
 //!   crate turns bodies into JSON and back (through serde and the
 //!   `parley-proto` types).
+//! - [`media`]: uploads (slot, `PUT`, `complete`) and downloads
+//!   (bearer, thumbnails, capability URLs).
 //! - [`reconnect`]: full-jitter backoff, `reconnect` frames and 1013.
 //! - [`socket`]: [`Socket`], the WebSocket session: open (by URL, or over a
 //!   TCP stream the caller connected), authenticate, send and receive
@@ -28,11 +30,13 @@
 
 pub mod error;
 mod http;
+pub mod media;
 pub mod reconnect;
 pub mod socket;
 mod transport;
 
 pub use error::{ClientError, ClientResult};
 pub use http::{Client, SearchRequest};
+pub use media::{Download, sha256_base64};
 pub use reqwest::Method;
 pub use socket::{Ready, Socket, SocketReader, SocketWriter, WebSocketConfig, WsMessage, WsStream};

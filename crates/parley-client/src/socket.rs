@@ -160,6 +160,7 @@ impl Socket {
             target_seq: body.target_seq,
             emoji: body.emoji,
             forwarded: body.forwarded,
+            media: body.media,
         })
         .await
     }
@@ -218,6 +219,7 @@ impl SocketWriter {
             target_seq: None,
             emoji: None,
             forwarded: false,
+            media: Vec::new(),
         })
         .await
     }

@@ -56,16 +56,7 @@ impl Client {
         let status = response.status();
         let bytes = response.bytes().await?;
         if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(body) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: body.error.code,
-                    message: body.error.message,
-                },
-                Err(_) => {
-                    ClientError::Protocol(format!("{status}: {}", String::from_utf8_lossy(&bytes)))
-                }
-            });
+            return Err(api_error(status, &bytes));
         }
         let body = if bytes.is_empty() {
             b"null".as_slice()
@@ -75,5 +66,18 @@ impl Client {
         let value = serde_json::from_slice(body)
             .map_err(|e| ClientError::Protocol(format!("bad response body: {e}")))?;
         Ok((status, value))
+    }
+}
+
+/// The error a failed response's body describes: the protocol's error
+/// body as [`ClientError::Api`], anything else as a protocol error.
+pub(crate) fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) => ClientError::Api {
+            status: status.as_u16(),
+            code: body.error.code,
+            message: body.error.message,
+        },
+        Err(_) => ClientError::Protocol(format!("{status}: {}", String::from_utf8_lossy(bytes))),
     }
 }

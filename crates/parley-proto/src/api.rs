@@ -1,9 +1,9 @@
-//! HTTP request and response bodies (§2–§4, §6, §14 of the protocol).
+//! HTTP request and response bodies (§2–§4, §6, §9, §14 of the protocol).
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConversationId, DeviceId, UserId};
-use crate::message::{Message, MessageKind, Role};
+use crate::ids::{ConversationId, DeviceId, MediaId, UserId};
+use crate::message::{MediaRef, Message, MessageKind, Role};
 
 fn is_false(value: &bool) -> bool {
     !*value
@@ -446,6 +446,9 @@ pub struct SendRequest {
     /// Marks a `text` message as forwarded.
     #[serde(default, skip_serializing_if = "is_false")]
     pub forwarded: bool,
+    /// For `image`, `video`, `audio`, `file`: the one media item (§9).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaRef>,
 }
 
 impl SendRequest {
@@ -458,6 +461,22 @@ impl SendRequest {
             target_seq: None,
             emoji: None,
             forwarded: false,
+            media: Vec::new(),
+        }
+    }
+
+    /// A media message (`kind` is `image`, `video`, `audio` or `file`)
+    /// with an optional caption.
+    pub fn media(
+        client_msg_id: &str,
+        kind: MessageKind,
+        media_id: MediaId,
+        caption: &str,
+    ) -> SendRequest {
+        SendRequest {
+            text: caption.into(),
+            media: vec![MediaRef { media_id }],
+            ..SendRequest::new(client_msg_id, kind)
         }
     }
 
@@ -620,4 +639,135 @@ pub struct AdminStats {
     pub live_sockets: u64,
     /// Bytes of stored media (the data dir's `media` directory).
     pub media_bytes: u64,
+}
+
+/// `POST /v1/media`: ask for an upload slot (§9).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaUploadRequest {
+    /// The declared type, checked against the allow-list now and against
+    /// the bytes at `complete`.
+    pub content_type: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file, standard base64.
+    pub sha256: String,
+    /// The file's name, shown on file messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// Where and how to send the bytes of an upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadTarget {
+    /// Always `PUT`.
+    pub method: String,
+    /// Parley's own URL (`local`) or a presigned bucket URL (`s3`).
+    pub url: String,
+    /// Send exactly these headers.
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Response of `POST /v1/media` (201).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaUploadSlot {
+    /// The new media, `pending` until completed.
+    pub media_id: MediaId,
+    /// Where to send the bytes.
+    pub upload: UploadTarget,
+    /// The upload URL stops working then.
+    pub expires_at_ms: i64,
+}
+
+/// One thumbnail of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThumbnailView {
+    /// `s`, `m` or `l`.
+    pub size: ThumbnailSize,
+    /// Pixel width.
+    pub width: u32,
+    /// Pixel height.
+    pub height: u32,
+}
+
+impl ThumbnailView {
+    /// A media item's thumbnails as stored (JSON array).
+    pub fn encode_list(thumbnails: &[ThumbnailView]) -> String {
+        crate::message::encode_list(thumbnails)
+    }
+
+    /// Reads [`ThumbnailView::encode_list`]'s output; unreadable reads as
+    /// none.
+    pub fn decode_list(stored: &str) -> Vec<ThumbnailView> {
+        crate::message::decode_list(stored)
+    }
+}
+
+/// The thumbnail sizes (`GET /v1/media/{id}/thumbnail?size=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThumbnailSize {
+    /// Fits 96×96.
+    S,
+    /// Fits 320×320.
+    M,
+    /// Fits 800×800.
+    L,
+}
+
+impl ThumbnailSize {
+    /// Every size, smallest first.
+    pub const ALL: [ThumbnailSize; 3] = [ThumbnailSize::S, ThumbnailSize::M, ThumbnailSize::L];
+
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThumbnailSize::S => "s",
+            ThumbnailSize::M => "m",
+            ThumbnailSize::L => "l",
+        }
+    }
+
+    /// The longest side it fits in, in pixels.
+    pub fn max_side(self) -> u32 {
+        match self {
+            ThumbnailSize::S => 96,
+            ThumbnailSize::M => 320,
+            ThumbnailSize::L => 800,
+        }
+    }
+}
+
+/// Response of `POST /v1/media/{id}/complete`, and the media's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaView {
+    /// Which.
+    pub media_id: MediaId,
+    /// `ready` once verified.
+    pub status: String,
+    /// The verified type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Pixel width (images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Pixel height (images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Length (audio, video), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// The thumbnails made (images only).
+    #[serde(default)]
+    pub thumbnails: Vec<ThumbnailView>,
+}
+
+/// Response of `GET /v1/media/{id}/url`: a capability URL usable without
+/// a header (for `<img src>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MediaUrl {
+    /// Fetch this; it works for anyone holding it until it expires.
+    pub url: String,
+    /// When it stops working.
+    pub expires_at_ms: i64,
 }

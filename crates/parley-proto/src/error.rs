@@ -29,6 +29,9 @@ pub enum ErrorCode {
     Internal,
     /// A dependency (the database) is not reachable right now.
     Unavailable,
+    /// An upload whose type is not allowed, or whose bytes are not the
+    /// type it declared (§9).
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -46,6 +49,7 @@ impl ErrorCode {
             ErrorCode::ResyncRequired => 410,
             ErrorCode::Internal => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::UnsupportedMediaType => 415,
         }
     }
 
@@ -63,6 +67,7 @@ impl ErrorCode {
             ErrorCode::ResyncRequired => "resync_required",
             ErrorCode::Internal => "internal",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 }

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::ErrorCode;
 use crate::ids::{ConversationId, DeviceId, UserId};
-use crate::message::{Message, MessageKind};
+use crate::message::{MediaRef, Message, MessageKind};
 
 /// Which receipt cursor a `receipt` frame advances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +35,8 @@ pub enum ClientFrame {
         client_msg_id: String,
         /// Where to send it.
         conversation_id: ConversationId,
-        /// `text`, or an event: `edit`, `delete`, `reaction` (§8).
+        /// `text`, a media kind (§9), or an event: `edit`, `delete`,
+        /// `reaction` (§8).
         kind: MessageKind,
         /// The text (`text` and `edit`); empty for other kinds.
         #[serde(default)]
@@ -52,6 +53,9 @@ pub enum ClientFrame {
         /// Marks a `text` message as forwarded.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         forwarded: bool,
+        /// For `image`, `video`, `audio`, `file`: the one media item (§9).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        media: Vec<MediaRef>,
     },
     /// Advance the caller's delivered or read cursor.
     Receipt {

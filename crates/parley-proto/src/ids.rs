@@ -109,6 +109,10 @@ typed_id!(
     /// A stored message, unique across the server.
     MessageId, "m", "message"
 );
+typed_id!(
+    /// An uploaded media file (§9).
+    MediaId, "f", "media"
+);
 
 #[cfg(test)]
 mod tests {

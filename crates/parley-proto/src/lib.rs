@@ -29,8 +29,10 @@ pub mod push;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use frames::{ClientFrame, EncodedMessage, ReceiptStatus, ServerFrame};
-pub use ids::{ConversationId, DeviceId, IdParseError, MessageId, UserId};
-pub use message::{Message, MessageKind, Reaction, ReplyQuote, Role, SystemEvent};
+pub use ids::{ConversationId, DeviceId, IdParseError, MediaId, MessageId, UserId};
+pub use message::{
+    MediaInfo, MediaRef, Message, MessageKind, Reaction, ReplyQuote, Role, SystemEvent,
+};
 
 /// Milliseconds since the Unix epoch, as used in every `_ms` field.
 pub fn now_ms() -> i64 {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ConversationId, DeviceId, MessageId, UserId};
+use crate::ids::{ConversationId, DeviceId, MediaId, MessageId, UserId};
 
 /// What a message carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -21,6 +21,14 @@ pub enum MessageKind {
     /// An event setting or removing the sender's reaction on the message
     /// at `target_seq` (§8).
     Reaction,
+    /// A photo (§9): one `media` entry, the text is its caption.
+    Image,
+    /// A video (§9).
+    Video,
+    /// A voice note or other audio (§9).
+    Audio,
+    /// Any other file (§9), served as an attachment.
+    File,
 }
 
 impl MessageKind {
@@ -32,7 +40,20 @@ impl MessageKind {
             MessageKind::Edit => "edit",
             MessageKind::Delete => "delete",
             MessageKind::Reaction => "reaction",
+            MessageKind::Image => "image",
+            MessageKind::Video => "video",
+            MessageKind::Audio => "audio",
+            MessageKind::File => "file",
         }
+    }
+
+    /// Whether this kind carries media (`image`, `video`, `audio`, `file`):
+    /// exactly one `media` entry, the text being its optional caption.
+    pub fn is_media(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Image | MessageKind::Video | MessageKind::Audio | MessageKind::File
+        )
     }
 
     /// Whether this kind is an event aimed at another message
@@ -54,6 +75,10 @@ impl MessageKind {
             "edit" => Some(MessageKind::Edit),
             "delete" => Some(MessageKind::Delete),
             "reaction" => Some(MessageKind::Reaction),
+            "image" => Some(MessageKind::Image),
+            "video" => Some(MessageKind::Video),
+            "audio" => Some(MessageKind::Audio),
+            "file" => Some(MessageKind::File),
             _ => None,
         }
     }
@@ -146,15 +171,69 @@ pub struct Reaction {
     pub user_ids: Vec<UserId>,
 }
 
+/// A list as stored beside a row (a JSON array): plain data with string
+/// keys, so encoding cannot fail.
+pub(crate) fn encode_list<T: Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).expect("plain data always serializes")
+}
+
+/// Reads [`encode_list`]'s output; unreadable reads as empty.
+pub(crate) fn decode_list<T: serde::de::DeserializeOwned>(stored: &str) -> Vec<T> {
+    serde_json::from_str(stored).unwrap_or_default()
+}
+
 impl Reaction {
     /// A message's reactions as stored (the wire's JSON array).
     pub fn encode_list(reactions: &[Reaction]) -> String {
-        serde_json::to_string(reactions).expect("reactions always serialize")
+        encode_list(reactions)
     }
 
     /// Reads [`Reaction::encode_list`]'s output; unreadable reads as none.
     pub fn decode_list(stored: &str) -> Vec<Reaction> {
-        serde_json::from_str(stored).unwrap_or_default()
+        decode_list(stored)
+    }
+}
+
+/// A media item named in a send (§9): `{"media_id": "f12"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaRef {
+    /// Ready media the sender uploaded, or may see (a forward).
+    pub media_id: MediaId,
+}
+
+/// A media item as a message carries it (§9), filled by the server from
+/// the verified upload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MediaInfo {
+    /// Download with `GET /v1/media/{media_id}`.
+    pub media_id: MediaId,
+    /// The verified content type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The name the uploader gave, if any.
+    #[serde(default)]
+    pub filename: Option<String>,
+    /// Pixel width (images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    /// Pixel height (images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Length (audio and video, when known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+}
+
+impl MediaInfo {
+    /// A message's media as stored (JSON array).
+    pub fn encode_list(media: &[MediaInfo]) -> String {
+        encode_list(media)
+    }
+
+    /// Reads [`MediaInfo::encode_list`]'s output; unreadable reads as none.
+    pub fn decode_list(stored: &str) -> Vec<MediaInfo> {
+        decode_list(stored)
     }
 }
 
@@ -246,4 +325,7 @@ pub struct Message {
     /// The quote of the message at `reply_to_seq`, as the viewer may see it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<ReplyQuote>,
+    /// For `image`, `video`, `audio` and `file`: the media (§9).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<MediaInfo>,
 }

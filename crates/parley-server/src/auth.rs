@@ -165,6 +165,14 @@ impl Authenticator {
         })
     }
 
+    /// A key for another kind of signature (media URLs), derived from the
+    /// token key so that every node of a cluster derives the same one and
+    /// a media URL can never pass for a token.
+    pub fn derive_key(&self, purpose: &str) -> hmac::Key {
+        let tag = hmac::sign(&self.key, purpose.as_bytes());
+        hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref())
+    }
+
     /// A token for `identity`, and when it expires.
     pub fn issue(&self, identity: Identity, now_ms: i64) -> (String, i64) {
         let expires_at_ms = now_ms.saturating_add(self.ttl_ms);

@@ -9,6 +9,9 @@
 //!   user offline when its grace period ends;
 //! - the push trigger and delivery worker ([`crate::push`]), the worker
 //!   only when `push_concurrency` is above 0.
+//! - the media garbage collector: every `media_gc_interval_secs`, deletes
+//!   media unreferenced (or never completed) for `media_orphan_grace_secs`
+//!   ([`crate::media::Media::collect_garbage`]).
 //!
 //! [`Background::start`] spawns them; [`Background::stop`] ends them in the
 //! order shutdown needs (see there).
@@ -35,6 +38,7 @@ pub struct Background {
     leave_timers: JoinHandle<()>,
     push_trigger: Option<JoinHandle<()>>,
     push_worker: Option<JoinHandle<()>>,
+    media_gc: JoinHandle<()>,
 }
 
 impl Background {
@@ -57,6 +61,7 @@ impl Background {
                 .map(|jobs| tokio::spawn(crate::push::trigger::run(state.clone(), jobs))),
             push_worker: (state.config.push_concurrency > 0)
                 .then(|| tokio::spawn(crate::push::worker::run(state.clone()))),
+            media_gc: tokio::spawn(collect_media_periodically(state.clone())),
         }
     }
 
@@ -72,6 +77,8 @@ impl Background {
         if let Some(worker) = &self.push_worker {
             worker.abort();
         }
+        // A round cut short is finished by the next run (see there).
+        self.media_gc.abort();
         self.leave_timers.abort();
         let _ = self.leave_timers.await;
         state.presence.record_all_last_seen().await;
@@ -101,6 +108,27 @@ async fn prune_inbox_periodically(state: Arc<AppState>) {
             Ok(0) => {}
             Ok(n) => tracing::info!(entries = n, "pruned inbox entries past retention"),
             Err(err) => tracing::warn!(%err, "inbox pruning failed"),
+        }
+    }
+}
+
+/// Runs the media garbage collector every `media_gc_interval_secs`.
+async fn collect_media_periodically(state: Arc<AppState>) {
+    let mut interval =
+        tokio::time::interval(Duration::from_secs(state.config.media_gc_interval_secs));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let grace_ms = (state
+            .config
+            .media_orphan_grace_secs
+            .min(i64::MAX as u64 / 1000) as i64)
+            .saturating_mul(1000);
+        let before = parley_proto::now_ms().saturating_sub(grace_ms);
+        match state.media.collect_garbage(&*state.store, before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(media = n, "collected unreferenced media"),
+            Err(err) => tracing::warn!(%err, "media garbage collection failed"),
         }
     }
 }

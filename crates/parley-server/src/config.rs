@@ -236,6 +236,61 @@ pub struct Config {
     /// PEM private key of `tls_cert` (PKCS#8, PKCS#1 or SEC1). Env
     /// `PARLEY_TLS_KEY`.
     pub tls_key: Option<PathBuf>,
+
+    /// Where media bytes live (§9, docs/media.md): `local` (a directory,
+    /// `media_dir`) or `s3` (an S3-compatible bucket, the `s3_*` fields).
+    /// Default `local`.
+    pub media_backend: MediaBackend,
+    /// The `local` backend's directory. Default: `media` in the data dir.
+    pub media_dir: Option<PathBuf>,
+    /// Largest upload in bytes; a bigger slot request is 413. Default
+    /// 104,857,600 (100 MiB).
+    pub max_upload_bytes: u64,
+    /// Content types an upload may declare (415 `unsupported_media_type`
+    /// otherwise). Images among them get thumbnails. Default: JPEG, PNG,
+    /// GIF, WebP; MP4, WebM, QuickTime video; MPEG, Ogg, WebM, MP4, WAV
+    /// audio; PDF, ZIP, plain text and `application/octet-stream`.
+    pub media_allowed_types: Vec<String>,
+    /// Media no message references (and uploads never completed) are
+    /// deleted this long after they became unreferenced (or their upload
+    /// URL expired). Default 86,400.
+    pub media_orphan_grace_secs: u64,
+    /// How often the media garbage collector runs. Default 3,600.
+    pub media_gc_interval_secs: u64,
+    /// Bytes of media one user may hold (uploads not yet collected count).
+    /// Default 1,073,741,824 (1 GiB).
+    pub media_quota_bytes: u64,
+    /// How long an upload URL works. Default 600.
+    pub media_upload_url_secs: u64,
+    /// How long a capability URL (`GET /v1/media/{id}/url`) works; at most
+    /// 600. Default 600.
+    pub media_url_secs: u64,
+    /// `s3`: how long the presigned GET a download redirects to works; at
+    /// most 120. Default 120.
+    pub media_redirect_secs: u64,
+    /// Images larger than this many bytes are stored without thumbnails
+    /// (decoding needs the whole file in memory). Default 33,554,432.
+    pub media_max_image_bytes: u64,
+    /// Images with a side longer than this many pixels are refused at
+    /// `complete` (decompression bombs). Default 12,000.
+    pub media_max_image_side: u32,
+    /// Most memory one image decode may allocate, in bytes; a bomb that
+    /// claims more is refused before it is decoded. Default 268,435,456.
+    pub media_max_decode_bytes: u64,
+    /// Images decoded at once (on the blocking pool, off the async
+    /// workers). Default 2.
+    pub media_thumbnail_workers: usize,
+    /// `s3`: the endpoint URL, e.g. `http://127.0.0.1:9000`. Env
+    /// `PARLEY_S3_ENDPOINT`.
+    pub s3_endpoint: Option<String>,
+    /// `s3`: the region. Default `us-east-1`.
+    pub s3_region: String,
+    /// `s3`: the bucket.
+    pub s3_bucket: Option<String>,
+    /// `s3`: the access key id. Env `PARLEY_S3_ACCESS_KEY_ID`.
+    pub s3_access_key_id: Option<String>,
+    /// `s3`: the secret key. Env `PARLEY_S3_SECRET_ACCESS_KEY`.
+    pub s3_secret_access_key: Option<String>,
 }
 
 /// The format of log lines (`log_format`).
@@ -247,6 +302,17 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+/// Where media bytes live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MediaBackend {
+    /// A directory on this machine (`media_dir`).
+    Local,
+    /// An S3-compatible bucket; uploads and downloads go to it directly
+    /// through presigned URLs.
+    S3,
 }
 
 impl Default for Config {
@@ -325,6 +391,44 @@ impl Default for Config {
             push_apns_sandbox_url: "https://api.sandbox.push.apple.com".into(),
             tls_cert: None,
             tls_key: None,
+            media_backend: MediaBackend::Local,
+            media_dir: None,
+            max_upload_bytes: 104_857_600,
+            media_allowed_types: [
+                "image/jpeg",
+                "image/png",
+                "image/gif",
+                "image/webp",
+                "video/mp4",
+                "video/webm",
+                "video/quicktime",
+                "audio/mpeg",
+                "audio/ogg",
+                "audio/webm",
+                "audio/mp4",
+                "audio/wav",
+                "application/pdf",
+                "application/zip",
+                "text/plain",
+                "application/octet-stream",
+            ]
+            .map(String::from)
+            .to_vec(),
+            media_orphan_grace_secs: 86_400,
+            media_gc_interval_secs: 3_600,
+            media_quota_bytes: 1 << 30,
+            media_upload_url_secs: 600,
+            media_url_secs: 600,
+            media_redirect_secs: 120,
+            media_max_image_bytes: 32 << 20,
+            media_max_image_side: 12_000,
+            media_max_decode_bytes: 256 << 20,
+            media_thumbnail_workers: 2,
+            s3_endpoint: None,
+            s3_region: "us-east-1".into(),
+            s3_bucket: None,
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
         }
     }
 }
@@ -408,7 +512,15 @@ impl Config {
                 *field = None;
             }
         }
-        for field in [&mut self.redis_url, &mut self.token_key, &mut self.node_id] {
+        for field in [
+            &mut self.redis_url,
+            &mut self.token_key,
+            &mut self.node_id,
+            &mut self.s3_endpoint,
+            &mut self.s3_bucket,
+            &mut self.s3_access_key_id,
+            &mut self.s3_secret_access_key,
+        ] {
             if field.as_deref().is_some_and(|v| v.trim().is_empty()) {
                 *field = None;
             }
@@ -455,6 +567,17 @@ impl Config {
             ("push_poll_ms", self.push_poll_ms),
             ("push_trigger_queue", self.push_trigger_queue as u64),
             ("push_registry_refresh_ms", self.push_registry_refresh_ms),
+            ("max_upload_bytes", self.max_upload_bytes),
+            ("media_gc_interval_secs", self.media_gc_interval_secs),
+            ("media_upload_url_secs", self.media_upload_url_secs),
+            ("media_url_secs", self.media_url_secs),
+            ("media_redirect_secs", self.media_redirect_secs),
+            ("media_max_image_side", self.media_max_image_side as u64),
+            ("media_max_decode_bytes", self.media_max_decode_bytes),
+            (
+                "media_thumbnail_workers",
+                self.media_thumbnail_workers as u64,
+            ),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -511,6 +634,7 @@ impl Config {
                     .into(),
             ));
         }
+        self.check_media()?;
         if let Some(url) = &self.redis_url {
             if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
                 return Err(ConfigError(format!(
@@ -537,6 +661,50 @@ impl Config {
             }
         }
         Ok(self)
+    }
+
+    /// The media fields (§9): URL lifetimes within the protocol's bounds,
+    /// well-formed types, and everything `s3` needs.
+    fn check_media(&mut self) -> Result<(), ConfigError> {
+        if self.media_url_secs > 600 {
+            return Err(ConfigError("media_url_secs must be at most 600".into()));
+        }
+        if self.media_redirect_secs > 120 {
+            return Err(ConfigError(
+                "media_redirect_secs must be at most 120".into(),
+            ));
+        }
+        for kind in self.media_allowed_types.iter_mut() {
+            *kind = kind.trim().to_ascii_lowercase();
+            if kind.split('/').count() != 2 || kind.contains(';') {
+                return Err(ConfigError(format!(
+                    "media_allowed_types: {kind:?} is not a type/subtype"
+                )));
+            }
+        }
+        if self.media_backend == MediaBackend::S3 {
+            for (name, value) in [
+                ("s3_endpoint", &self.s3_endpoint),
+                ("s3_bucket", &self.s3_bucket),
+                ("s3_access_key_id", &self.s3_access_key_id),
+                ("s3_secret_access_key", &self.s3_secret_access_key),
+            ] {
+                if value.is_none() {
+                    return Err(ConfigError(format!(
+                        "media_backend = \"s3\" needs {name} (env PARLEY_{})",
+                        name.to_ascii_uppercase()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The `local` backend's directory.
+    pub fn media_dir(&self) -> PathBuf {
+        self.media_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("media"))
     }
 
     /// The edit and delete windows, as the store applies them.

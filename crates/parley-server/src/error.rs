@@ -73,6 +73,17 @@ impl ApiError {
         ApiError::new(ErrorCode::PayloadTooLarge, message)
     }
 
+    /// `unsupported_media_type` (415): an upload type that is not allowed,
+    /// or bytes that are not the type they were declared as.
+    pub fn unsupported_media_type(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::UnsupportedMediaType, message)
+    }
+
+    /// `conflict`.
+    pub fn conflict(message: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Conflict, message)
+    }
+
     /// `rate_limited`, retry after `retry_after_ms`.
     pub fn rate_limited(retry_after_ms: u64) -> ApiError {
         ApiError {

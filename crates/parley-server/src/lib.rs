@@ -16,6 +16,9 @@
 //! - [`hub`]: live sockets and their bounded queues.
 //! - [`members`]: the membership cache for routing typing frames, and its
 //!   one invalidation rule.
+//! - [`media`]: uploads (slots, the `local` upload URL, verification at
+//!   `complete`, thumbnails), downloads, capability URLs, garbage
+//!   collection, over `object_store`.
 //! - [`presence`]: online / last seen for subscribed sockets.
 //! - [`push`]: push notifications for devices without a live socket: the
 //!   trigger, the delivery worker, the providers (Web Push, FCM, APNs).
@@ -57,6 +60,7 @@ pub mod dispatch;
 pub mod error;
 pub mod http;
 pub mod hub;
+pub mod media;
 pub mod members;
 pub mod presence;
 pub mod push;
@@ -116,6 +120,9 @@ pub enum ServerError {
     /// password).
     #[error("{}", .0.message)]
     Refused(#[from] ApiError),
+    /// The media store could not be opened.
+    #[error(transparent)]
+    Media(#[from] media::MediaSetupError),
 }
 
 /// The process-wide Prometheus recorder (a recorder can be installed once;
@@ -214,6 +221,7 @@ pub async fn run(
             .await
             .map_err(ServerError::Push)?,
     );
+    let media = media::Media::open(&config, auth.derive_key("parley media urls v1"))?;
     let hub = Arc::new(Hub::new(config.socket_queue_frames));
     let (presence, leave_timers) = Presence::new(
         hub.clone(),
@@ -251,6 +259,7 @@ pub async fn run(
             handle
         },
         abuse: abuse::Limits::new(&config),
+        media: Arc::new(media),
         config,
         store,
         auth,

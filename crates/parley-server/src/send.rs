@@ -11,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 
-use parley_proto::{ConversationId, MessageKind, now_ms};
+use parley_proto::{ConversationId, MediaId, MessageKind, now_ms};
 use parley_store::{NewMessage, PendingAppend};
 
 use crate::auth::Identity;
@@ -39,6 +39,8 @@ pub struct Outgoing {
     pub emoji: Option<String>,
     /// Marked as forwarded.
     pub forwarded: bool,
+    /// For media kinds: the media (§9).
+    pub media: Vec<MediaId>,
 }
 
 /// Checks and enqueues a send by `sender`; the returned future resolves
@@ -72,6 +74,7 @@ fn validate(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResult
         target_seq,
         emoji,
         forwarded,
+        media,
     } = outgoing;
     if client_msg_id.is_empty() || client_msg_id.len() > MAX_CLIENT_MSG_ID_BYTES {
         return Err(ApiError::bad_request(
@@ -80,7 +83,7 @@ fn validate(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResult
     }
     if kind == MessageKind::System {
         return Err(ApiError::bad_request(
-            "kind must be text, edit, delete or reaction",
+            "kind must be text, image, video, audio, file, edit, delete or reaction",
         ));
     }
     if text.len() > state.config.max_text_bytes {
@@ -104,6 +107,7 @@ fn validate(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResult
         target_seq,
         emoji,
         forwarded,
+        media,
         windows: state.config.event_windows(),
         now_ms: now_ms(),
     })

@@ -42,6 +42,8 @@ pub struct AppState {
     /// Cluster mode (a Redis URL is set); `None` on a single node, whose
     /// paths then never touch cluster code.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Media uploads, downloads and garbage collection (§9).
+    pub media: Arc<crate::media::Media>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// Push notifications (§12): VAPID identity, providers, trigger queue.

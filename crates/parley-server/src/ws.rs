@@ -701,6 +701,7 @@ impl Session {
                 target_seq,
                 emoji,
                 forwarded,
+                media,
             } => {
                 let outgoing = Outgoing {
                     client_msg_id: client_msg_id.clone(),
@@ -711,6 +712,7 @@ impl Session {
                     target_seq,
                     emoji,
                     forwarded,
+                    media: media.into_iter().map(|m| m.media_id).collect(),
                 };
                 return match send::start(&self.state, self.identity, outgoing) {
                     Ok(pending) => {

@@ -270,6 +270,40 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_push(&self, device: DeviceId, due_at_ms: i64) -> StoreResult<()>;
     /// When the next pending push is due, if any.
     async fn next_push_due(&self) -> StoreResult<Option<i64>>;
+    /// Makes a pending upload slot, reserving its bytes in the owner's
+    /// quota (`TooLarge` when they do not fit).
+    async fn create_media(&self, new: NewMedia) -> StoreResult<MediaRecord>;
+    /// A media row, whatever its state.
+    async fn media(&self, id: parley_proto::MediaId) -> StoreResult<Option<MediaRecord>>;
+    /// Marks pending media ready with what verification found; ready media
+    /// is answered as it is; `NotFound` otherwise.
+    async fn complete_media(
+        &self,
+        id: parley_proto::MediaId,
+        verified: MediaVerified,
+    ) -> StoreResult<MediaRecord>;
+    /// Marks pending media rejected (its bytes were wrong): never usable,
+    /// collected after the grace period.
+    async fn reject_media(&self, id: parley_proto::MediaId, now_ms: i64) -> StoreResult<()>;
+    /// Whether `viewer` may read ready media: its uploader, or a user whose
+    /// membership periods include a message referencing it (the history
+    /// rule); a user's avatar is anyone's to see, a group's its members'.
+    async fn media_visible(&self, id: parley_proto::MediaId, viewer: UserId) -> StoreResult<bool>;
+    /// Garbage collection, step one: marks collectable media `deleting`
+    /// (pending or rejected past its expiry, ready and unreferenced since,
+    /// both before `before_ms`) and returns up to `limit` media in that
+    /// state, including ones an interrupted run left.
+    async fn claim_media_garbage(
+        &self,
+        before_ms: i64,
+        limit: usize,
+    ) -> StoreResult<Vec<parley_proto::MediaId>>;
+    /// Garbage collection, last step (after the objects are deleted):
+    /// deletes the claimed rows and returns their bytes to the quotas.
+    async fn forget_media(&self, ids: Vec<parley_proto::MediaId>) -> StoreResult<u64>;
+    /// The bytes counted against `user`'s quota (pending, ready and
+    /// rejected media not yet collected).
+    async fn media_usage(&self, user: UserId) -> StoreResult<u64>;
 
     /// Waits until everything acknowledged so far is on disk and stops
     /// accepting writes.

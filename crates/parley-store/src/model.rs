@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use parley_proto::api::{ConversationKind, ConversationSettings, PresenceVisibility};
-use parley_proto::{ConversationId, DeviceId, Message, MessageKind, ReceiptStatus, Role, UserId};
+use parley_proto::{
+    ConversationId, DeviceId, MediaId, Message, MessageKind, ReceiptStatus, Role, UserId,
+};
 
 /// A user to create.
 #[derive(Debug, Clone)]
@@ -266,6 +268,9 @@ pub struct NewMessage {
     pub emoji: Option<String>,
     /// Marked as forwarded.
     pub forwarded: bool,
+    /// For media kinds: the one media item (ready, and the sender's own or
+    /// visible to the sender); empty otherwise.
+    pub media: Vec<MediaId>,
     /// The edit and delete windows in force.
     pub windows: EventWindows,
     /// Send time (the store stamps commit time).
@@ -473,4 +478,125 @@ pub struct PendingPush {
     pub generation: i64,
     /// Where it goes.
     pub target: PushTarget,
+}
+
+/// Where an upload is in its life (§9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaState {
+    /// A slot was handed out; the bytes are not verified yet.
+    Pending,
+    /// Verified at `complete`: messages may reference it.
+    Ready,
+    /// `complete` found the bytes wrong; never usable, collected soon.
+    Rejected,
+    /// Claimed by garbage collection: its objects are being deleted.
+    Deleting,
+}
+
+impl MediaState {
+    /// The stored value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MediaState::Pending => "pending",
+            MediaState::Ready => "ready",
+            MediaState::Rejected => "rejected",
+            MediaState::Deleting => "deleting",
+        }
+    }
+
+    /// Parses a stored value; anything unknown is treated as being deleted.
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "pending" => MediaState::Pending,
+            "ready" => MediaState::Ready,
+            "rejected" => MediaState::Rejected,
+            _ => MediaState::Deleting,
+        }
+    }
+}
+
+/// A new upload slot.
+#[derive(Debug, Clone)]
+pub struct NewMedia {
+    /// The uploader.
+    pub owner: UserId,
+    /// The declared type.
+    pub content_type: String,
+    /// The declared size.
+    pub size: u64,
+    /// The declared SHA-256, base64.
+    pub sha256: String,
+    /// The declared file name.
+    pub filename: Option<String>,
+    /// Now.
+    pub now_ms: i64,
+    /// The slot must be completed before this, or it is collected.
+    pub expires_at_ms: i64,
+    /// The owner's storage quota: the sum of the sizes of its pending and
+    /// ready media may not pass it (`TooLarge` otherwise).
+    pub quota_bytes: u64,
+}
+
+/// What `complete` found in verified bytes.
+#[derive(Debug, Clone, Default)]
+pub struct MediaVerified {
+    /// The type the bytes were recognised as (the declared one, or the
+    /// sniffed family's canonical name when they agree).
+    pub content_type: String,
+    /// Pixel width (images).
+    pub width: Option<u32>,
+    /// Pixel height (images).
+    pub height: Option<u32>,
+    /// Length (audio, video), when known.
+    pub duration_ms: Option<u64>,
+    /// The thumbnails stored (images).
+    pub thumbnails: Vec<parley_proto::api::ThumbnailView>,
+    /// Now.
+    pub now_ms: i64,
+}
+
+/// A stored media row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MediaRecord {
+    /// Which.
+    pub id: MediaId,
+    /// The uploader.
+    pub owner: UserId,
+    /// Where it is in its life.
+    pub state: MediaState,
+    /// Declared, then verified, type.
+    pub content_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256, base64.
+    pub sha256: String,
+    /// The uploader's file name.
+    pub filename: Option<String>,
+    /// Pixel width (images).
+    pub width: Option<u32>,
+    /// Pixel height (images).
+    pub height: Option<u32>,
+    /// Length (audio, video).
+    pub duration_ms: Option<u64>,
+    /// The thumbnails stored.
+    pub thumbnails: Vec<parley_proto::api::ThumbnailView>,
+    /// When the slot was made.
+    pub created_at_ms: i64,
+    /// Pending: when the slot lapses.
+    pub expires_at_ms: i64,
+}
+
+impl MediaRecord {
+    /// The media as a message carries it.
+    pub fn info(&self) -> parley_proto::MediaInfo {
+        parley_proto::MediaInfo {
+            media_id: self.id,
+            content_type: self.content_type.clone(),
+            size: self.size,
+            filename: self.filename.clone(),
+            width: self.width,
+            height: self.height,
+            duration_ms: self.duration_ms,
+        }
+    }
 }

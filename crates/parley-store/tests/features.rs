@@ -365,6 +365,7 @@ async fn replies_quote_what_the_viewer_sees(backend: &Backend) {
         .append_message(NewMessage {
             reply_to_seq: Some(2),
             forwarded: true,
+            media: Vec::new(),
             ..text(g, bob, "re", "answer")
         })
         .await
@@ -823,6 +824,7 @@ async fn mixed_batches_keep_order(backend: &Backend) {
         store.append_message(react(c, bob, "r1", 1, "👍")),
         store.append_message(NewMessage {
             forwarded: true,
+            media: Vec::new(),
             ..text(c, alice, "t2", "passed on")
         }),
         store.append_message(NewMessage {
@@ -1362,6 +1364,172 @@ async fn revoking_every_device_drops_push_registrations(backend: &Backend) {
     assert_eq!(store.push_target(bob_phone).await.unwrap(), None);
 }
 
+/// A pending upload slot of `size` bytes for `owner`.
+fn slot(owner: UserId, content_type: &str, size: u64, quota: u64) -> NewMedia {
+    NewMedia {
+        owner,
+        content_type: content_type.into(),
+        size,
+        sha256: "c2hh".into(),
+        filename: Some("a.png".into()),
+        now_ms: 1_000,
+        expires_at_ms: 2_000,
+        quota_bytes: quota,
+    }
+}
+
+/// A media message naming `media`.
+fn media_message(
+    conversation: ConversationId,
+    who: (UserId, DeviceId),
+    key: &str,
+    kind: MessageKind,
+    media: parley_proto::MediaId,
+) -> NewMessage {
+    NewMessage {
+        kind,
+        media: vec![media],
+        ..send(conversation, who, key)
+    }
+}
+
+/// Media (§9): slots and the quota, completion, what a message may
+/// reference, who may read it, and the collector's two steps.
+async fn media_lifecycle(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let alice = person(&*store, "alice").await;
+    let bob = person(&*store, "bob").await;
+    let carol = person(&*store, "carol").await;
+    let g = group(&*store, alice.0, &[bob.0]).await.id;
+
+    // The quota: 600 + 600 > 1000.
+    let photo = store
+        .create_media(slot(alice.0, "image/png", 600, 1_000))
+        .await
+        .unwrap();
+    assert_eq!(photo.state, MediaState::Pending);
+    assert!(matches!(
+        store
+            .create_media(slot(alice.0, "image/png", 600, 1_000))
+            .await,
+        Err(StoreError::TooLarge(_))
+    ));
+    assert_eq!(store.media_usage(alice.0).await.unwrap(), 600);
+
+    // Pending media cannot be sent.
+    let err = store
+        .append_message(media_message(g, alice, "m0", MessageKind::Image, photo.id))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    let ready = store
+        .complete_media(
+            photo.id,
+            MediaVerified {
+                content_type: "image/png".into(),
+                width: Some(3),
+                height: Some(2),
+                now_ms: 1_500,
+                ..MediaVerified::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((ready.state, ready.width), (MediaState::Ready, Some(3)));
+    // Only the uploader may read it yet.
+    assert!(store.media_visible(photo.id, alice.0).await.unwrap());
+    assert!(!store.media_visible(photo.id, bob.0).await.unwrap());
+    // Kinds must fit the type; carol may not send what she cannot see.
+    assert!(
+        store
+            .append_message(media_message(g, alice, "m1", MessageKind::Audio, photo.id))
+            .await
+            .is_err()
+    );
+    let (direct, _) = store.get_or_create_direct(carol.0, bob.0, 1).await.unwrap();
+    assert!(matches!(
+        store
+            .append_message(media_message(
+                direct.id,
+                carol,
+                "c1",
+                MessageKind::Image,
+                photo.id
+            ))
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let sent = store
+        .append_message(NewMessage {
+            text: "caption".into(),
+            ..media_message(g, alice, "m2", MessageKind::Image, photo.id)
+        })
+        .await
+        .unwrap()
+        .message;
+    assert_eq!(sent.media.len(), 1);
+    assert_eq!(sent.media[0].width, Some(3));
+    assert_eq!(sent.text.as_deref(), Some("caption"));
+    assert!(store.media_visible(photo.id, bob.0).await.unwrap());
+    assert!(!store.media_visible(photo.id, carol.0).await.unwrap());
+    let (history, _) = store
+        .history(HistoryQuery {
+            conversation: g,
+            viewer: bob.0,
+            before_seq: None,
+            after_seq: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    assert_eq!(history.last().unwrap().media, sent.media);
+
+    // A forward by bob makes it carol's to read too.
+    store
+        .append_message(media_message(
+            direct.id,
+            bob,
+            "b1",
+            MessageKind::Image,
+            photo.id,
+        ))
+        .await
+        .unwrap();
+    assert!(store.media_visible(photo.id, carol.0).await.unwrap());
+
+    // The collector: a pending slot past its expiry is taken; referenced
+    // media is not, until its references are deleted.
+    let lapsed = store
+        .create_media(slot(bob.0, "text/plain", 10, 1_000))
+        .await
+        .unwrap();
+    let claimed = store.claim_media_garbage(10_000, 100).await.unwrap();
+    assert_eq!(claimed, vec![lapsed.id]);
+    // Claiming again (a crashed run) hands out the same, and forgetting
+    // twice is harmless.
+    assert_eq!(
+        store.claim_media_garbage(10_000, 100).await.unwrap(),
+        vec![lapsed.id]
+    );
+    assert_eq!(store.forget_media(claimed.clone()).await.unwrap(), 1);
+    assert_eq!(store.forget_media(claimed).await.unwrap(), 0);
+    assert_eq!(store.media_usage(bob.0).await.unwrap(), 0);
+    assert!(store.media(lapsed.id).await.unwrap().is_none());
+
+    for (conversation, who, key, target) in [(g, alice, "d1", sent.seq), (direct.id, bob, "d2", 1)]
+    {
+        store
+            .append_message(event(conversation, who, key, MessageKind::Delete, target))
+            .await
+            .unwrap();
+    }
+    let far = parley_proto::now_ms() + 1_000;
+    let claimed = store.claim_media_garbage(far, 100).await.unwrap();
+    assert_eq!(claimed, vec![photo.id]);
+    store.forget_media(claimed).await.unwrap();
+    assert_eq!(store.media_usage(alice.0).await.unwrap(), 0);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -1401,4 +1569,5 @@ conformance!(
     push_candidates_follow_mute_and_blocks,
     pending_pushes_coalesce_and_survive,
     revoking_every_device_drops_push_registrations,
+    media_lifecycle,
 );

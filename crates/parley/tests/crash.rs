@@ -42,6 +42,7 @@ async fn stream_until_kill(
                 target_seq: None,
                 emoji: None,
                 forwarded: false,
+                media: Vec::new(),
             };
             if writer.send(&frame).await.is_err() {
                 return;

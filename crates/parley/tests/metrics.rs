@@ -96,6 +96,7 @@ async fn every_metric_counts_what_its_name_says() {
             target_seq: None,
             emoji: None,
             forwarded: false,
+            media: Vec::new(),
         })
         .await
         .unwrap();

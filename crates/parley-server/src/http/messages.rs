@@ -110,6 +110,7 @@ pub(super) async fn send_message(
         target_seq: body.target_seq,
         emoji: body.emoji,
         forwarded: body.forwarded,
+        media: body.media.into_iter().map(|m| m.media_id).collect(),
     };
     let appended = send::start(&state, me, outgoing)?.await?;
     let status = if appended.duplicate {

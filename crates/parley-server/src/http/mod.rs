@@ -8,6 +8,8 @@
 //! - `blocks`: the caller's blocks.
 //! - `conversations`: listing, direct conversations, details.
 //! - `messages`: history and sending.
+//! - `media`: upload slots, uploads (`local`), completion, downloads,
+//!   thumbnails, capability URLs.
 //! - `groups`: group creation and administration.
 //! - `presence`: one user's presence.
 //! - `search`: message search.
@@ -27,6 +29,7 @@ mod conversations;
 pub mod extract;
 mod groups;
 mod health;
+mod media;
 mod messages;
 mod openapi;
 mod presence;
@@ -89,7 +92,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
 /// The `/v1` API, health and metrics.
 pub fn router() -> Router<Arc<AppState>> {
     let (router, _) = routes().split_for_parts();
-    router.method_not_allowed_fallback(method_not_allowed)
+    media_routes(router).method_not_allowed_fallback(method_not_allowed)
 }
 
 /// The OpenAPI document of [`router`] (served at `GET /v1/openapi.json`).
@@ -100,4 +103,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 async fn method_not_allowed() -> Response {
     ApiError::method_not_allowed("method not allowed on this endpoint").into_response()
+}
+
+/// The media endpoints (§9). Not yet in the OpenAPI document: their
+/// handlers have no `#[utoipa::path]` annotations yet (docs/media.md).
+fn media_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
+    use axum::routing::{get, post, put};
+    router
+        .route("/v1/media", post(media::create))
+        .route("/v1/media/{id}", get(media::download))
+        .route("/v1/media/{id}/blob", put(media::upload))
+        .route("/v1/media/{id}/complete", post(media::complete))
+        .route("/v1/media/{id}/thumbnail", get(media::thumbnail))
+        .route("/v1/media/{id}/url", get(media::capability))
+        .route("/v1/media/{id}/content", get(media::content))
 }

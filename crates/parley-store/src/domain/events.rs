@@ -20,7 +20,10 @@ pub(crate) const MAX_EMOJI_BYTES: usize = 32;
 /// Checks that a send has the fields its kind needs and no others.
 pub(crate) fn check_shape(new: &NewMessage) -> StoreResult<()> {
     let invalid = |why: &str| Err(StoreError::Invalid(why.into()));
+    super::media::check_shape(new)?;
     match new.kind {
+        // The caption may be empty; the media rules are `media`'s.
+        MessageKind::Image | MessageKind::Video | MessageKind::Audio | MessageKind::File => {}
         MessageKind::Text => {
             if new.target_seq.is_some() || new.emoji.is_some() {
                 return invalid("a text message takes no target_seq or emoji");
@@ -225,7 +228,12 @@ pub(crate) fn plan_event(
                 reactions: (!reactions.is_empty()).then(|| Reaction::encode_list(&reactions)),
             })
         }
-        MessageKind::Text | MessageKind::System => Err(StoreError::Invalid(
+        MessageKind::Text
+        | MessageKind::System
+        | MessageKind::Image
+        | MessageKind::Video
+        | MessageKind::Audio
+        | MessageKind::File => Err(StoreError::Invalid(
             "only edit, delete and reaction are events".into(),
         )),
     }

@@ -18,6 +18,8 @@
 //!   order of a user's conversation list.
 //! - [`search`]: search queries and their paging.
 //! - [`push`]: push registrations as rows, and who is woken (§12).
+//! - [`media`]: the shape of media messages, what a message may reference,
+//!   media rows.
 //! - [`receipts`]: cursor arithmetic and who hears about a receipt.
 //! - [`rows`]: engine-neutral rows and their decoding into records.
 //! - [`admin`]: the administrators' user list and what erasure keeps.
@@ -26,6 +28,7 @@ pub(crate) mod admin;
 pub(crate) mod events;
 pub(crate) mod groups;
 pub(crate) mod inbox;
+pub(crate) mod media;
 pub(crate) mod messages;
 pub(crate) mod push;
 pub(crate) mod receipts;

@@ -3,7 +3,7 @@
 
 use parley_proto::api::{ConversationKind, PresenceVisibility};
 use parley_proto::{
-    ConversationId, DeviceId, Message, MessageId, MessageKind, Role, SystemEvent, UserId,
+    ConversationId, DeviceId, MediaInfo, Message, MessageId, MessageKind, Role, SystemEvent, UserId,
 };
 
 use super::to_u64;
@@ -13,7 +13,7 @@ use crate::model::{ConversationRecord, MemberRecord, UserRecord};
 /// them alike.
 pub(crate) const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, \
                                           kind, text, reply_to_seq, event, user_ids, name, role, \
-                                          target_seq, emoji, forwarded, edited_at_ms, deleted, reactions";
+                                          target_seq, emoji, forwarded, edited_at_ms, deleted, reactions, media";
 
 /// The columns a [`UserRow`] is read from, in order.
 pub(crate) const USER_COLUMNS: &str = "id, username, display_name, password_hash, presence_visibility, last_seen_ms, \
@@ -50,6 +50,8 @@ pub(crate) struct MessageRow {
     pub(crate) deleted: bool,
     /// The stored JSON of the reactions.
     pub(crate) reactions: Option<String>,
+    /// The stored JSON of the media (media kinds).
+    pub(crate) media: Option<String>,
 }
 
 impl MessageRow {
@@ -78,6 +80,11 @@ impl MessageRow {
             edited_at_ms: self.edited_at_ms,
             deleted: self.deleted,
             reply_to: None,
+            media: self
+                .media
+                .as_deref()
+                .map(MediaInfo::decode_list)
+                .unwrap_or_default(),
         }
     }
 }

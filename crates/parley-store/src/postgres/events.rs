@@ -145,8 +145,15 @@ pub(super) async fn finish(
             execute(
                 conn,
                 "UPDATE messages SET text=NULL, reply_to_seq=NULL, forwarded=FALSE, edited_at_ms=NULL,
-                 reactions=NULL, deleted=TRUE WHERE id=$1",
+                 reactions=NULL, media=NULL, deleted=TRUE WHERE id=$1",
                 &[&target_id],
+            )
+            .await?;
+            super::media::unlink(
+                conn,
+                message.conversation_id,
+                target_seq,
+                message.sent_at_ms,
             )
             .await?;
             // Earlier edits hold earlier versions of the text.

@@ -12,6 +12,7 @@ use tokio_postgres::types::ToSql;
 use super::batch::Batch;
 use super::errors::{OpResult, execute, query, query_one, query_opt};
 use super::events;
+use super::media;
 use super::rows::message_from_row;
 use crate::domain::{self, HistoryWindow, MESSAGE_COLUMNS, to_i64, to_u64};
 use crate::error::{StoreError, StoreResult};
@@ -99,11 +100,11 @@ pub(super) async fn insert_message(
 }
 
 /// Whether `new` may take the set-based path: a plain text send (a forward
-/// included). Events read and update their target, and replies read the
-/// message they quote, so those run one at a time in their own savepoint
+/// included). Events read and update their target, replies read the
+/// message they quote, and media messages read and reference their media, so those run one at a time in their own savepoint
 /// (`append`).
 pub(super) fn is_set_based(new: &NewMessage) -> bool {
-    !new.kind.is_event() && new.reply_to_seq.is_none()
+    !new.kind.is_event() && !new.kind.is_media() && new.reply_to_seq.is_none()
 }
 
 /// Appends one message that reads another (an event or a reply; see
@@ -154,12 +155,26 @@ pub(super) async fn append(
     let now = now_ms();
     // Events and replies read their target.
     let (effect, quote) = events::prepare(conn, new, &recipients, now).await?;
+    let media = if new.kind.is_media() {
+        media::attach(conn, new).await?
+    } else {
+        Vec::new()
+    };
     // The op stays as data (the batch may be re-run), so the message gets
     // copies of its strings.
     let mut message = domain::text_message(new.clone(), seq, 0, now);
     message.reply_to = quote;
+    message.media = media;
     let message = insert_message(conn, batch, message, &recipients).await?;
     events::finish(conn, &message, effect).await?;
+    media::link(
+        conn,
+        message.message_id.0,
+        message.conversation_id,
+        message.seq,
+        &message.media,
+    )
+    .await?;
     Ok(Appended {
         message,
         duplicate: false,

@@ -70,8 +70,10 @@
 //! - `users` (and devices), `conversations` (loading, membership rows,
 //!   direct conversations, the list), `settings` (blocks, per-user
 //!   conversation settings, profiles: single-statement writes outside the
-//!   writer), `events` (edit, delete, reaction on their target, reply
-//!   quotes), `messages` (appends, the insert, history), `search`,
+//!   writer), `media` (upload slots, the quota, who may read media,
+//!   references, garbage collection: single statements outside the writer,
+//!   except references, written with their message), `events` (edit,
+//!   delete, reaction on their target, reply quotes), `messages` (appends, the insert, history), `search`,
 //!   `receipts`, `groups`, `inbox` (cursor hand-out, replay, pruning): the
 //!   operations, each in its own SQL; the rules are the shared `domain`.
 //! - `admin`: the user list, disabling, password resets, erasure, stats.
@@ -85,6 +87,7 @@ mod errors;
 mod events;
 mod groups;
 mod inbox;
+mod media;
 mod messages;
 mod push;
 mod receipts;
@@ -103,7 +106,7 @@ use deadpool_postgres::{
     ClientWrapper, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
 };
 use parley_proto::api::{ConversationSettings, PresenceVisibility};
-use parley_proto::{ConversationId, DeviceId, Message, ReceiptStatus, UserId};
+use parley_proto::{ConversationId, DeviceId, MediaId, Message, ReceiptStatus, UserId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
@@ -627,6 +630,44 @@ impl Store for PostgresStore {
 
     async fn next_push_due(&self) -> StoreResult<Option<i64>> {
         read!(self, |conn| push::next_due(conn))
+    }
+
+    async fn create_media(&self, new: NewMedia) -> StoreResult<MediaRecord> {
+        read!(self, |conn| media::create_media(conn, new.clone()))
+    }
+
+    async fn media(&self, id: MediaId) -> StoreResult<Option<MediaRecord>> {
+        read!(self, |conn| media::media(conn, id))
+    }
+
+    async fn complete_media(
+        &self,
+        id: MediaId,
+        verified: MediaVerified,
+    ) -> StoreResult<MediaRecord> {
+        read!(self, |conn| media::complete_media(conn, id, &verified))
+    }
+
+    async fn reject_media(&self, id: MediaId, now_ms: i64) -> StoreResult<()> {
+        read!(self, |conn| media::reject_media(conn, id, now_ms))
+    }
+
+    async fn media_visible(&self, id: MediaId, viewer: UserId) -> StoreResult<bool> {
+        read!(self, |conn| media::media_visible(conn, id, viewer))
+    }
+
+    async fn claim_media_garbage(&self, before_ms: i64, limit: usize) -> StoreResult<Vec<MediaId>> {
+        read!(self, |conn| media::claim_media_garbage(
+            conn, before_ms, limit
+        ))
+    }
+
+    async fn forget_media(&self, ids: Vec<MediaId>) -> StoreResult<u64> {
+        read!(self, |conn| media::forget_media(conn, &ids))
+    }
+
+    async fn media_usage(&self, user: UserId) -> StoreResult<u64> {
+        read!(self, |conn| media::media_usage(conn, user))
     }
 
     async fn shutdown(&self) {

@@ -33,6 +33,7 @@ pub(super) fn message_from_row(row: &Row, at: usize) -> OpResult<Message> {
         edited_at_ms: row.try_get(at + 17)?,
         deleted: row.try_get(at + 18)?,
         reactions: row.try_get(at + 19)?,
+        media: row.try_get(at + 20)?,
     }
     .into_message())
 }

@@ -100,9 +100,10 @@ pub(super) fn apply(
         } => {
             conn.prepare_cached(
                 "UPDATE messages SET text=NULL, reply_to_seq=NULL, forwarded=0, edited_at_ms=NULL,
-                 reactions=NULL, deleted=1 WHERE id=?1",
+                 reactions=NULL, media=NULL, deleted=1 WHERE id=?1",
             )?
             .execute([target_id])?;
+            super::media::unlink(conn, conversation, target_seq, parley_proto::now_ms())?;
             // Earlier edits hold earlier versions of the text.
             conn.prepare_cached(
                 "UPDATE messages SET text=NULL WHERE conversation_id=?1 AND target_seq=?2 AND kind='edit'",

@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use parley_proto::{ConversationId, Message, MessageId, UserId, now_ms};
+use parley_proto::{ConversationId, MediaInfo, Message, MessageId, UserId, now_ms};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::advance_last_seq;
 use super::events as message_events;
 use super::inbox::push_inbox;
+use super::media;
 use super::rows::message_from_row;
 use super::writer_cache::WriterCache;
 use crate::domain::{self, HistoryWindow, MESSAGE_COLUMNS};
@@ -104,13 +105,26 @@ pub(super) fn append_hot(
             Err(refusal) => return duplicate_or(conn, &new, refusal),
         }
     }
+    // Media messages check what they reference (reads only, so a refusal
+    // leaves nothing behind).
+    let media = if new.kind.is_media() {
+        match media::attach(conn, &new) {
+            Ok(media) => media,
+            Err(err @ (StoreError::Internal(_) | StoreError::Unavailable(_))) => {
+                return Err(Broken(err));
+            }
+            Err(refusal) => return duplicate_or(conn, &new, refusal),
+        }
+    } else {
+        Vec::new()
+    };
     // No RETURNING: it costs an ephemeral table per insert (callgrind);
     // the row count says whether the dedup index ignored it.
     let inserted: Option<i64> = conn
         .prepare_cached(
             "INSERT INTO messages(conversation_id, seq, sender_id, sender_device_id, client_msg_id, sent_at_ms, kind,
-                                  text, reply_to_seq, target_seq, emoji, forwarded)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                                  text, reply_to_seq, target_seq, emoji, forwarded, media)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT(sender_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING",
         )
         .and_then(|mut stmt| {
@@ -127,6 +141,7 @@ pub(super) fn append_hot(
                 new.target_seq.map(|s| s as i64),
                 new.emoji,
                 new.forwarded as i64,
+                (!media.is_empty()).then(|| MediaInfo::encode_list(&media)),
             ])
         })
         .map(|changed| (changed == 1).then(|| conn.last_insert_rowid()))
@@ -147,6 +162,7 @@ pub(super) fn append_hot(
         Some(effect) => message_events::apply(conn, id, effect).map_err(Broken)?,
         None => message_events::index_text(conn, message_id, &new.text).map_err(Broken)?,
     }
+    media::link(conn, id, seq, &media).map_err(Broken)?;
     let mut recipients = Vec::with_capacity(members.len());
     for &user in members.iter() {
         let cursor = cache.deliver(conn, user, id, seq, now).map_err(Broken)?;
@@ -158,6 +174,7 @@ pub(super) fn append_hot(
     cache.appended(id, new.sender_id, seq, now);
     let mut message = domain::text_message(new, seq, message_id, now);
     message.reply_to = quote;
+    message.media = media;
     events.push(Committed::Message {
         message: Arc::new(message.clone()),
         recipients,

@@ -23,8 +23,9 @@
 //! - `writer_cache` is the writer thread's memory of seqs, members and
 //!   inbox tails, which makes a send cost one insert.
 //! - `settings` (blocks, per-user conversation settings, profiles),
-//!   `events` (edit, delete, reaction on their target, the search index
-//!   entries, reply quotes), `messages` (the send hot path, the general
+//!   `media` (upload slots, the quota, who may read media, references,
+//!   garbage collection), `events` (edit, delete, reaction on their
+//!   target, the search index entries, reply quotes), `messages` (the send hot path, the general
 //!   insert, history), `search`, then `receipts` and `groups`, each in its
 //!   own SQL; the rules are the shared `domain`.
 //! - `admin`: the user list, disabling, password resets, erasure, stats.
@@ -38,6 +39,7 @@ mod events;
 mod groups;
 mod inbox;
 mod inbox_runs;
+mod media;
 mod messages;
 mod push;
 mod receipts;
@@ -56,7 +58,7 @@ use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use parley_proto::api::{ConversationSettings, PresenceVisibility};
-use parley_proto::{ConversationId, DeviceId, Message, ReceiptStatus, UserId};
+use parley_proto::{ConversationId, DeviceId, MediaId, Message, ReceiptStatus, UserId};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
@@ -533,6 +535,48 @@ impl Store for SqliteStore {
 
     async fn next_push_due(&self) -> StoreResult<Option<i64>> {
         self.read(push::next_due).await
+    }
+
+    async fn create_media(&self, new: NewMedia) -> StoreResult<MediaRecord> {
+        self.write(move |conn, _| media::create_media(conn, new))
+            .await
+    }
+
+    async fn media(&self, id: MediaId) -> StoreResult<Option<MediaRecord>> {
+        self.read(move |conn| media::media(conn, id)).await
+    }
+
+    async fn complete_media(
+        &self,
+        id: MediaId,
+        verified: MediaVerified,
+    ) -> StoreResult<MediaRecord> {
+        self.write(move |conn, _| media::complete_media(conn, id, verified))
+            .await
+    }
+
+    async fn reject_media(&self, id: MediaId, now_ms: i64) -> StoreResult<()> {
+        self.write(move |conn, _| media::reject_media(conn, id, now_ms))
+            .await
+    }
+
+    async fn media_visible(&self, id: MediaId, viewer: UserId) -> StoreResult<bool> {
+        self.read(move |conn| media::media_visible(conn, id, viewer))
+            .await
+    }
+
+    async fn claim_media_garbage(&self, before_ms: i64, limit: usize) -> StoreResult<Vec<MediaId>> {
+        self.write(move |conn, _| media::claim_media_garbage(conn, before_ms, limit))
+            .await
+    }
+
+    async fn forget_media(&self, ids: Vec<MediaId>) -> StoreResult<u64> {
+        self.write(move |conn, _| media::forget_media(conn, &ids))
+            .await
+    }
+
+    async fn media_usage(&self, user: UserId) -> StoreResult<u64> {
+        self.read(move |conn| media::media_usage(conn, user)).await
     }
 
     async fn shutdown(&self) {

@@ -31,6 +31,7 @@ pub(super) fn message_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mess
         edited_at_ms: row.get(17)?,
         deleted: row.get::<_, i64>(18)? != 0,
         reactions: row.get(19)?,
+        media: row.get(20)?,
     }
     .into_message())
 }

@@ -194,6 +194,45 @@ CREATE TABLE push_pending(
 );
 CREATE INDEX push_pending_by_due ON push_pending(due_at_ms);
 "#,
+    // v6: media (§9). `media` holds every upload from its slot to its
+    // collection; `message_media` the references garbage collection counts;
+    // `media_usage` each owner's pending and ready bytes, for the quota.
+    // `orphan_since_ms` is when a ready media last had no reference (set at
+    // completion and when a delete drops the last one; cleared by a
+    // message referencing it); the collector takes it after the grace
+    // period. A message's media (as sent) is JSON on its row, like its
+    // reactions.
+    r#"
+CREATE TABLE media(
+    id INTEGER PRIMARY KEY,
+    owner_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    filename TEXT,
+    width INTEGER,
+    height INTEGER,
+    duration_ms INTEGER,
+    thumbnails TEXT,
+    created_at_ms INTEGER NOT NULL,
+    expires_at_ms INTEGER NOT NULL,
+    orphan_since_ms INTEGER
+);
+CREATE INDEX media_by_state ON media(state, expires_at_ms);
+CREATE TABLE message_media(
+    conversation_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    media_id INTEGER NOT NULL,
+    PRIMARY KEY(conversation_id, seq, media_id)
+) WITHOUT ROWID;
+CREATE INDEX message_media_by_media ON message_media(media_id);
+CREATE TABLE media_usage(
+    user_id INTEGER PRIMARY KEY,
+    bytes INTEGER NOT NULL
+);
+ALTER TABLE messages ADD COLUMN media TEXT;
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a
