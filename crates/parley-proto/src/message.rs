@@ -196,6 +196,7 @@ impl Reaction {
 
 /// A media item named in a send (§9): `{"media_id": "f12"}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MediaRef {
     /// Ready media the sender uploaded, or may see (a forward).
     pub media_id: MediaId,
@@ -204,6 +205,7 @@ pub struct MediaRef {
 /// A media item as a message carries it (§9), filled by the server from
 /// the verified upload.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MediaInfo {
     /// Download with `GET /v1/media/{media_id}`.
     pub media_id: MediaId,
