@@ -272,7 +272,7 @@ export class Api {
   /** @param {{display_name?: string}} fields @returns {Promise<User>} */
   updateProfile(fields) { return this.request('PATCH', '/me', fields); }
 
-  /** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean}} settings */
+  /** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean, push_previews?: boolean}} settings */
   updateSettings(settings) { return this.request('PUT', '/me/settings', settings); }
 
   /** Log another of my devices out. @param {string} deviceId */

@@ -11,7 +11,7 @@
 // - `server-limits.js`, `events.js`  the server's limits from `ready`; message events applied to their targets
 // - `users.js`, `model.js`  user cache; conversations and messages
 // - `outbox.js`, `receipts.js`, `typing.js`, `presence.js`, `history.js`,
-//   `message-actions.js`, `chat-settings.js`, `profile.js`, `search.js`  one concern each
+//   `message-actions.js`, `chat-settings.js`, `profile.js`, `search.js`, `notify.js`  one concern each
 // - `dispatch.js`  every incoming server frame, and the inbox cursor
 // - `ui/*`  the screen: `refresh.js` (render schedule, below the state
 //   modules), `dom.js`, `toast.js`, `confirm.js`, `dialog.js`, `menu.js`, `theme.js`,
@@ -28,7 +28,8 @@ import * as outbox from './outbox.js';
 import * as receipts from './receipts.js';
 import * as typing from './typing.js';
 import * as presence from './presence.js';
-import { refreshConversations } from './history.js';
+import { refreshConversations, loadCachedConversations } from './history.js';
+import * as store from './store.js';
 import { onFrame, storedCursor } from './dispatch.js';
 import { errorText } from './format.js';
 import { scheduleRender, renderHeader, renderBanner } from './ui/refresh.js';
@@ -50,6 +51,7 @@ import { setupReactPicker } from './ui/react-picker.js';
 import { setupForwardDialog } from './ui/forward-dialog.js';
 import { setupMessageInfo } from './ui/message-info.js';
 import { setupSettings } from './ui/settings.js';
+import { setupPush, setupAlerts } from './notify.js';
 
 /** The session's intervals, cleared when it ends. */
 let timers = /** @type {any[]} */ ([]);
@@ -79,6 +81,7 @@ function enterApp(s) {
   loadBlocks();
   users.rememberUser({ user_id: s.user_id, username: s.username });
   showApp(s.username);
+  loadCachedConversations();
   link.start({
     token: s.token,
     getSince: storedCursor,
@@ -103,27 +106,6 @@ function enterApp(s) {
 }
 
 /**
- * Registers the service worker (`sw.js`) and, when the user has already
- * allowed notifications, this device's push subscription (§12). Never asks
- * for permission itself: that belongs to a user action in the settings.
- */
-async function setupPush() {
-  if (!('serviceWorker' in navigator) || !('PushManager' in window)) return;
-  try {
-    const reg = await navigator.serviceWorker.register('/sw.js');
-    if (Notification.permission !== 'granted') return;
-    const { public_key: key } = await session.api.pushVapidKey();
-    const raw = atob(key.replace(/-/g, '+').replace(/_/g, '/'));
-    const applicationServerKey = Uint8Array.from(raw, (ch) => ch.charCodeAt(0));
-    const sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey });
-    const { endpoint, keys } = sub.toJSON();
-    if (endpoint && keys) await session.api.registerPush({ kind: 'webpush', endpoint, keys: { p256dh: keys.p256dh, auth: keys.auth } });
-  } catch {
-    // Push is a nicety: without it, messages still arrive when the app is open.
-  }
-}
-
-/**
  * Stop the socket and timers and forget the session's state (the signed-out
  * screen follows). `forget` (log out) also drops what is stored for the user.
  */
@@ -132,6 +114,7 @@ function leaveApp(forget = false) {
   for (const d of document.querySelectorAll('dialog[open]')) /** @type {HTMLDialogElement} */ (d).close();
   closeChat();
   clearDrafts(forget);
+  if (forget && session.currentSession()) store.saveConvList(session.me(), null);
   link.stop();
   for (const t of timers) clearInterval(t);
   timers = [];
@@ -178,6 +161,7 @@ function boot() {
   setupForwardDialog();
   setupMessageInfo();
   setupSettings();
+  setupAlerts(scheduleRender);
   const stored = session.storedSession();
   if (stored) enterApp(stored); else showLogin();
 }

@@ -6,15 +6,17 @@
 // processed.
 
 import * as store from './store.js';
-import { isControlFrameRef } from './protocol.js';
+import { isControlFrameRef, isEventKind } from './protocol.js';
 import { currentSession, me } from './session.js';
-import { convs, ensureConv, addMessage, fetchDetails, maxLoadedSeq, applySettings } from './model.js';
+import { convs, ensureConv, addMessage, fetchDetails, maxLoadedSeq, applySettings, convTitle, isMuted } from './model.js';
+import { alertNewMessage } from './notify.js';
+import { profile } from './profile.js';
 import * as limits from './server-limits.js';
 import * as outbox from './outbox.js';
 import * as receipts from './receipts.js';
 import * as typing from './typing.js';
 import * as presence from './presence.js';
-import { refreshAfterConnect, catchUp } from './history.js';
+import { refreshAfterConnect, catchUp, rememberConversations } from './history.js';
 import { errorText } from './format.js';
 import { scheduleRender, renderHeader } from './ui/refresh.js';
 import { toast } from './ui/toast.js';
@@ -87,10 +89,14 @@ function onMessageFrame(f) {
   const before = maxLoadedSeq(c);
   const isNew = addMessage(m, { live: true });
   if (typeof cursor === 'number') advanceCursor(cursor);
-  if (!known) fetchDetails(c);
+  if (!known) fetchDetails(c).then(rememberConversations);
+  rememberConversations();
   if (m.sender_id !== me()) {
     typing.clearTypingOf(c.id, m.sender_id);
     receipts.queueDelivered(c, m.seq);
+    const mine = profile();
+    // Edits, reactions and system lines are not news worth a sound.
+    if (isNew && !isEventKind(m.kind) && m.kind !== 'system') alertNewMessage(m, convTitle(c), isMuted(c), !!(mine && mine.push_previews));
   }
   if (isNew && c.historyLoaded && before && m.seq > before + 1) catchUp(c);
   scheduleRender();

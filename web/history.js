@@ -5,6 +5,7 @@
 import { ApiError } from './api.js';
 import { HISTORY_DEFAULT_LIMIT, HISTORY_MAX_LIMIT } from './protocol.js';
 import { api, me } from './session.js';
+import * as store from './store.js';
 import {
   convs, openConv, openConvId, markListLoaded, mergeSummary, fetchDetails, sortedConvs, addMessage,
   maxLoadedSeq, minLoadedSeq,
@@ -43,6 +44,7 @@ export function refreshConversations() {
         }
       }
       markListLoaded();
+      rememberConversations();
       // Anything we can see in the list has arrived on this device.
       let detailFetches = 0;
       for (const c of sortedConvs(outbox.pendingTimes())) {
@@ -62,6 +64,38 @@ export function refreshConversations() {
     }
   })();
   return listLoading;
+}
+
+/** @type {ReturnType<typeof setTimeout>|null} */
+let saveTimer = null;
+
+/**
+ * Keep the conversation list in localStorage (at most once a second) so a
+ * reload without a server still shows it: after the list loads and as live
+ * messages and details change it.
+ */
+export function rememberConversations() {
+  if (saveTimer) return;
+  saveTimer = setTimeout(() => {
+    saveTimer = null;
+    if (!me()) return;
+    store.saveConvList(me(), sortedConvs(outbox.pendingTimes()).map((c) => ({
+      conversation_id: c.id, kind: c.kind, name: c.name, members: c.memberIds, last_seq: c.lastSeq,
+      last_message: c.lastMessage, unread_count: c.unread, read_up_to: c.readUpTo,
+      left: c.left, muted_until_ms: c.mutedUntilMs, pinned: c.pinned, archived: c.archived,
+    })));
+  }, 1000);
+}
+
+/**
+ * Show the list this device saw last (boot, before the server answers): a
+ * reload while the server is down still shows the chats.
+ */
+export function loadCachedConversations() {
+  const items = store.loadConvList(me());
+  for (const s of items) mergeSummary(s);
+  if (items.length) markListLoaded();
+  scheduleRender();
 }
 
 /**

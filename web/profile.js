@@ -1,5 +1,5 @@
-// My profile and account settings (§2, §6, §11): display name, who sees my
-// last seen, read receipts, and my linked devices (logging another one out).
+// My profile and account settings (§2, §6, §11, §12): display name, who sees my
+// last seen, read receipts, message previews in pushes, and my linked devices (logging another one out).
 // Read from `GET /v1/me`; every change goes to the server first.
 
 import { api, currentSession } from './session.js';
@@ -9,7 +9,7 @@ import { scheduleRender } from './ui/refresh.js';
 /**
  * @typedef {{device_id: string, device_name?: string, created_at_ms?: number}} Device
  * @typedef {{user_id: string, username: string, display_name: string,
- *   presence_visibility: 'everyone'|'nobody', read_receipts: boolean, devices: Device[]}} Me
+ *   presence_visibility: 'everyone'|'nobody', read_receipts: boolean, push_previews: boolean, devices: Device[]}} Me
  */
 
 /** What `GET /v1/me` said last, or null before it answered. */
@@ -28,6 +28,7 @@ export async function loadProfile() {
     ...u,
     presence_visibility: u.presence_visibility === 'nobody' ? 'nobody' : 'everyone',
     read_receipts: u.read_receipts !== false,
+    push_previews: u.push_previews === true,
     devices: Array.isArray(u.devices) ? u.devices : [],
   };
   if (u && u.username) rememberUser(u);
@@ -43,7 +44,7 @@ export async function setDisplayName(name) {
   scheduleRender();
 }
 
-/** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean}} change */
+/** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean, push_previews?: boolean}} change */
 export async function updateAccountSettings(change) {
   const res = await api.updateSettings(change);
   if (meInfo) Object.assign(meInfo, change, res || {});

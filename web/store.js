@@ -1,6 +1,7 @@
 // Client-side persistence in localStorage: the session, the per-user inbox
 // cursor, the per-user outbox, the per-user drafts, the messages the user
-// deleted for themself, the theme and a small cache of usernames.
+// deleted for themself, the theme, the alert switches, the last conversation
+// list (the offline shell shows it) and a small cache of usernames.
 //
 // Everything is best effort: a browser that refuses storage (private mode,
 // quota) still works, it just forgets on reload.
@@ -116,3 +117,27 @@ export function loadTheme() {
 
 /** @param {'system'|'light'|'dark'} theme */
 export function saveTheme(theme) { write(KEY_THEME, theme === 'system' ? null : theme); }
+
+const KEY_ALERTS = 'parley.alerts';
+const keyConvList = (/** @type {string} */ uid) => `parley.convs.${uid}`;
+
+/** The last `GET /v1/conversations` items (shown on a reload while offline). @param {string} uid @returns {any[]} */
+export function loadConvList(uid) {
+  const l = read(keyConvList(uid));
+  return Array.isArray(l) ? l.filter((x) => x && typeof x.conversation_id === 'string') : [];
+}
+
+/** @param {string} uid @param {any[]|null} items */
+export function saveConvList(uid, items) {
+  // The newest 200 chats are what a reload without a server shows.
+  write(keyConvList(uid), items && items.length ? items.slice(0, 200) : null);
+}
+
+/** Local alert switches (this browser): desktop notifications (off until asked) and sounds (on). @returns {{notifications: boolean, sounds: boolean}} */
+export function loadAlertPrefs() {
+  const a = read(KEY_ALERTS) || {};
+  return { notifications: a.notifications === true, sounds: a.sounds !== false };
+}
+
+/** @param {{notifications: boolean, sounds: boolean}} prefs */
+export function saveAlertPrefs(prefs) { write(KEY_ALERTS, prefs); }

@@ -1,6 +1,6 @@
 // The "Settings" dialog. Its sections are one list (SECTIONS), each building
 // its own part: Profile (display name), Privacy (last seen, read receipts),
-// Appearance (theme) and Linked devices (log another device out). A new
+// Notifications (desktop notifications, message previews, sounds), Appearance (theme) and Linked devices (log another device out). A new
 // section (notifications, say) is one more entry.
 
 import { ApiError } from '../api.js';
@@ -10,6 +10,7 @@ import { errorText } from '../format.js';
 import { $, h } from './dom.js';
 import { showDialog, setupDialog } from './dialog.js';
 import { currentTheme, applyTheme } from './theme.js';
+import { notificationsOn, setNotifications, soundsOn, setSounds } from '../notify.js';
 
 /** @typedef {import('../profile.js').Me} Me */
 /** @typedef {{id: string, title: string, build: (box: HTMLElement, me: Me) => void}} Section */
@@ -107,6 +108,27 @@ const SECTIONS = [
     },
   },
   {
+    id: 'notifications',
+    title: 'Notifications',
+    build(box, me) {
+      // Permission is asked here, when the user switches it on — never on load.
+      box.append(checkbox('Notifications',
+        'Desktop notifications for new messages while Parley is in the background (muted chats stay silent).',
+        notificationsOn(), async (on, el) => {
+          el.disabled = true;
+          const now = await setNotifications(on).catch(() => false);
+          el.checked = now;
+          el.disabled = false;
+          $('settings-error').textContent = on && !now ? 'Notifications are blocked in this browser’s site settings.' : '';
+        }));
+      box.append(checkbox('Message previews',
+        'Show the sender and text in notifications; when off they only say “New message”.',
+        me.push_previews, (on, el) => changeAccount({ push_previews: on }, () => { el.checked = !on; })));
+      box.append(checkbox('Sounds', 'A short sound for a new message while Parley is in the background.',
+        soundsOn(), (on) => setSounds(on)));
+    },
+  },
+  {
     id: 'appearance',
     title: 'Appearance',
     build(box) {
@@ -171,7 +193,7 @@ async function saveName() {
   }
 }
 
-/** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean}} change @param {() => void} [undo] */
+/** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean, push_previews?: boolean}} change @param {() => void} [undo] */
 async function changeAccount(change, undo) {
   try {
     await updateAccountSettings(change);

@@ -19,6 +19,7 @@ import { attachSuggestions } from './suggest.js';
 import { setupSearch, searchQuery, clearSearch } from './search.js';
 import { DELETED_TEXT } from './bubble.js';
 import { openSettings } from './settings.js';
+import { hiddenUnread } from '../notify.js';
 
 /** @typedef {import('../model.js').Conv} Conv */
 
@@ -320,10 +321,10 @@ export function focusListRow(id) {
   /** @type {HTMLElement} */ (li.querySelector('.conv-open')).focus();
 }
 
-/** Unread chats in the tab title: "(2) Parley". */
+/** Unread chats in the tab title: "(2) Parley"; while the tab is hidden, the messages that came since. */
 export function renderTitle() {
-  let n = 0;
-  for (const c of convs.values()) if (c.unread > 0) n++;
+  let n = hiddenUnread();
+  if (!n) for (const c of convs.values()) if (c.unread > 0) n++;
   const t = n ? `(${n}) Parley` : 'Parley';
   if (document.title !== t) document.title = t;
 }
