@@ -8,7 +8,7 @@
 //! distribution over a generated vocabulary, so that some query words
 //! are common and others rare, with a little CJK text mixed in.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -211,7 +211,7 @@ impl SenderJob {
     ) -> anyhow::Result<FillOutcome> {
         let mut outcome = FillOutcome::default();
         let mut in_flight: HashMap<String, InFlight> = HashMap::new();
-        let mut recent: Vec<u64> = Vec::with_capacity(RECENT_TARGETS);
+        let mut recent: VecDeque<u64> = VecDeque::with_capacity(RECENT_TARGETS);
         let mut next = 0;
         while next < self.count || !in_flight.is_empty() {
             while next < self.count && in_flight.len() < self.window {
@@ -244,9 +244,9 @@ impl SenderJob {
                     } else {
                         outcome.messages += 1;
                         if recent.len() == RECENT_TARGETS {
-                            recent.remove(0);
+                            recent.pop_front();
                         }
-                        recent.push(seq);
+                        recent.push_back(seq);
                     }
                     progress.inc(1);
                 }
@@ -269,7 +269,7 @@ impl SenderJob {
 
     /// The next send: an event on one of `recent` (own messages) with the
     /// configured probability, else a new message.
-    fn body(&mut self, id: &str, recent: &[u64]) -> (SendRequest, bool) {
+    fn body(&mut self, id: &str, recent: &VecDeque<u64>) -> (SendRequest, bool) {
         let event = !recent.is_empty() && (self.rng.below(100) as u32) < self.events_percent;
         if !event {
             return (SendRequest::text(id, &self.rng.message()), false);

@@ -200,11 +200,8 @@ pub(crate) async fn events(args: &BenchArgs) -> anyhow::Result<Report> {
     let progress = progress_bar("setup");
     progress.set_length(3 * pairs as u64);
     let tag = setup::run_tag();
-    let users = setup::users(&target.base, &tag, 2 * pairs, args.concurrency, &progress).await?;
-    let pair_list = (0..pairs)
-        .map(|i| (users[2 * i].clone(), users[2 * i + 1].clone()))
-        .collect();
-    let directs = setup::directs(&target.base, pair_list, args.concurrency, &progress).await?;
+    let (users, directs) =
+        setup::pairs(&target.base, &tag, pairs, args.concurrency, &progress).await?;
     progress.finish_and_clear();
     // Both members send, so every socket also receives its peer's sends.
     let senders = users

@@ -9,7 +9,7 @@
 //! Outside CI a missing `redis-server`, `haproxy` or PostgreSQL skips the
 //! test with a message; with `CI=true` it fails.
 
-#![allow(dead_code, unreachable_pub, unused_imports)]
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -27,6 +27,8 @@ pub mod wedge;
 /// (initdb and pg_ctl on a free port): included, not copied.
 #[path = "../../../parley-store/tests/support/mod.rs"]
 mod store_support;
+// Not every test crate that includes this module uses the private server.
+#[allow(unused_imports)]
 pub(crate) use store_support::PrivateServer;
 
 /// A free TCP port on 127.0.0.1 (bound and released).
