@@ -5,13 +5,18 @@
 // network failure (server unreachable) gets the client-side code `network`.
 // Request bodies are built here; WebSocket frames are built in `protocol.js`.
 
-/** @typedef {{user_id: string, username: string, display_name?: string}} User */
+/** @typedef {{user_id: string, username: string, display_name?: string, avatar_media_id?: string}} User */
 /** @typedef {{token: string, user_id: string, device_id: string, expires_at_ms: number}} Session */
 /**
  * @typedef {{conversation_id: string, seq: number, message_id: string, sender_id: string,
  *   sender_device_id?: string, client_msg_id?: string, sent_at_ms: number, kind: string,
  *   text?: string, reply_to_seq?: number|null, event?: string, user_ids?: string[],
- *   name?: string, cursor?: number}} Message
+ *   name?: string, cursor?: number, media?: MediaItem[]}} Message
+ */
+/**
+ * The media a photo, video, voice note or file message carries (§9).
+ * @typedef {{media_id: string, content_type: string, size: number, filename?: string,
+ *   width?: number, height?: number, duration_ms?: number}} MediaItem
  */
 /**
  * @typedef {{conversation_id: string, kind: 'direct'|'group', name?: string,
@@ -49,6 +54,7 @@ function codeForStatus(status) {
     case 404: return 'not_found';
     case 409: return 'conflict';
     case 413: return 'payload_too_large';
+    case 415: return 'unsupported_media_type';
     case 429: return 'rate_limited';
     case 503: return 'unavailable';
     default: return status >= 500 ? 'internal' : 'bad_request';
@@ -216,11 +222,16 @@ export class Api {
     return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, body);
   }
 
-  /** A forwarded copy of a text (§8). @param {string} id @param {string} clientMsgId @param {string} text */
-  forwardMessage(id, clientMsgId, text) {
-    return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, {
-      client_msg_id: clientMsgId, kind: 'text', text, forwarded: true,
-    });
+  /**
+   * A forwarded copy of a message (§8): its text, and for a photo, video,
+   * voice note or file the same media (§9: a forward uploads nothing).
+   * @param {string} id @param {string} clientMsgId @param {{kind?: string, text?: string, media?: {media_id: string}[]}} m
+   */
+  forwardMessage(id, clientMsgId, m) {
+    /** @type {Record<string, unknown>} */
+    const body = { client_msg_id: clientMsgId, kind: m.kind || 'text', text: m.text || '', forwarded: true };
+    if (body.kind !== 'text' && Array.isArray(m.media) && m.media[0]) body.media = [{ media_id: m.media[0].media_id }];
+    return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, body);
   }
 
   /**
@@ -236,6 +247,37 @@ export class Api {
     if (kind === 'edit') body.text = fields.text || '';
     if (kind === 'reaction') body.emoji = fields.emoji || '';
     return this.request('POST', `/conversations/${encodeURIComponent(id)}/messages`, body);
+  }
+
+  // --- media (§9) --------------------------------------------------------
+
+  /**
+   * An upload slot: where to PUT the bytes, with which headers.
+   * @param {{content_type: string, size: number, sha256: string, filename?: string}} body
+   * @returns {Promise<{media_id: string, upload: {method: string, url: string, headers: Record<string, string>}, expires_at_ms: number}>}
+   */
+  createMedia(body) { return this.request('POST', '/media', body); }
+
+  /**
+   * The server checks the uploaded bytes; the answer is the verified media.
+   * @param {string} mediaId
+   * @returns {Promise<{media_id: string, status: string, content_type: string, size: number, width?: number, height?: number, thumbnails?: {size: string}[]}>}
+   */
+  completeMedia(mediaId) { return this.request('POST', `/media/${encodeURIComponent(mediaId)}/complete`); }
+
+  /**
+   * A capability URL for the media (or its thumbnail `size`), usable in
+   * `<img src>` without a header for a few minutes.
+   * @param {string} mediaId @param {'s'|'m'|'l'} [size]
+   * @returns {Promise<{url: string, expires_at_ms: number}>}
+   */
+  mediaUrl(mediaId, size) {
+    return this.request('GET', `/media/${encodeURIComponent(mediaId)}/url${size ? `?size=${size}` : ''}`, undefined, { notifyUnauthorized: false });
+  }
+
+  /** A group's photo (`''` removes it; admins). @param {string} groupId @param {string} mediaId */
+  setGroupAvatar(groupId, mediaId) {
+    return this.request('PATCH', `/groups/${encodeURIComponent(groupId)}`, { avatar_media_id: mediaId });
   }
 
   // --- search (§10) -----------------------------------------------------
@@ -269,7 +311,7 @@ export class Api {
     return this.request(on ? 'PUT' : 'DELETE', `/me/blocks/${encodeURIComponent(userId)}`);
   }
 
-  /** @param {{display_name?: string}} fields @returns {Promise<User>} */
+  /** @param {{display_name?: string, avatar_media_id?: string}} fields @returns {Promise<User>} */
   updateProfile(fields) { return this.request('PATCH', '/me', fields); }
 
   /** @param {{presence_visibility?: 'everyone'|'nobody', read_receipts?: boolean, push_previews?: boolean}} settings */

@@ -10,6 +10,7 @@
 // - `session.js`, `link.js`  the signed-in session and its REST client; the live socket
 // - `server-limits.js`, `events.js`  the server's limits from `ready`; message events applied to their targets
 // - `users.js`, `model.js`  user cache; conversations and messages
+// - `media.js`  uploads, capability URLs and the files of unsent media messages
 // - `outbox.js`, `receipts.js`, `typing.js`, `presence.js`, `history.js`,
 //   `message-actions.js`, `chat-settings.js`, `profile.js`, `search.js`, `notify.js`  one concern each
 // - `dispatch.js`  every incoming server frame, and the inbox cursor
@@ -18,6 +19,7 @@
 //   `message-parts.js`, `bubble.js`, `login.js`, `sidebar.js`, `search.js`, `settings.js`,
 //   `chat.js`, `chat-options.js`, `reply.js`, `messages.js`, `message-menu.js`, `edit-inline.js`,
 //   `delete-dialog.js`, `react-picker.js`, `forward-dialog.js`, `message-info.js`,
+//   `media-view.js`, `photo-viewer.js`, `attach.js`, `voice-recorder.js`, `avatar-picker.js`,
 //   `group-panel.js`, `render.js`
 
 import * as session from './session.js';
@@ -51,6 +53,7 @@ import { setupReactPicker } from './ui/react-picker.js';
 import { setupForwardDialog } from './ui/forward-dialog.js';
 import { setupMessageInfo } from './ui/message-info.js';
 import { setupSettings } from './ui/settings.js';
+import { setupPhotoViewer } from './ui/photo-viewer.js';
 import { setupPush, setupAlerts } from './notify.js';
 
 /** The session's intervals, cleared when it ends. */
@@ -161,6 +164,7 @@ function boot() {
   setupForwardDialog();
   setupMessageInfo();
   setupSettings();
+  setupPhotoViewer();
   setupAlerts(scheduleRender);
   const stored = session.storedSession();
   if (stored) enterApp(stored); else showLogin();

@@ -109,7 +109,8 @@ function onSentFrame(f) {
   addMessage({
     conversation_id: f.conversation_id || item.conversation_id, seq: f.seq, message_id: f.message_id,
     sender_id: me(), client_msg_id: f.client_msg_id, sent_at_ms: f.sent_at_ms || Date.now(),
-    kind: 'text', text: item.text, reply_to_seq: item.reply_to_seq ?? null,
+    kind: item.media && item.media.media_id ? String(item.kind) : 'text', text: item.text, reply_to_seq: item.reply_to_seq ?? null,
+    ...(item.media && item.media.media_id ? { media: [/** @type {any} */ (item.media)] } : {}),
   });
   outbox.remove(f.client_msg_id);
   scheduleRender();

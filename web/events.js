@@ -34,6 +34,7 @@ export function applyEvent(target, event) {
 export function markDeleted(t) {
   t.deleted = true;
   delete t.text;
+  delete t.media;
   delete t.reactions;
   delete t.reply_to;
   delete t.reply_to_seq;

@@ -18,7 +18,7 @@ export function errorText(code, opts = {}) {
       return 'Your session has ended. Please log in again.';
     case 'forbidden':
       if (context === 'register') return 'Registration is closed on this server.';
-      if (context === 'send') return 'You can’t send messages in this chat any more.';
+      if (context === 'send' || context === 'media') return 'You can’t send messages in this chat any more.';
       if (context === 'event') return 'That message can’t be changed any more.';
       if (context === 'group') return 'Only group admins can do that.';
       return 'You’re not allowed to do that.';
@@ -31,6 +31,7 @@ export function errorText(code, opts = {}) {
       return 'That conflicts with something that already exists.';
     case 'payload_too_large':
       if (context === 'send') return 'That message is too long to send. Try splitting it up.';
+      if (context === 'media') return 'That file is too large to send (or over your storage quota).';
       if (context === 'group') return 'That group would have too many members.';
       return 'That’s too large for the server to accept.';
     case 'rate_limited': {
@@ -47,6 +48,12 @@ export function errorText(code, opts = {}) {
       return 'Something went wrong on the server. Please try again.';
     case 'network':
       return 'Can’t reach the server. Check your connection and try again.';
+    case 'unsupported_media_type':
+      return 'That file isn’t what its type says, or this server doesn’t accept that kind of file.';
+    case 'file_lost':
+      return 'The file of this message is no longer on this device. Attach it again.';
+    case 'upload_failed':
+      return 'The file couldn’t be uploaded. Please try again.';
     default:
       return 'Something went wrong. Please try again.';
   }

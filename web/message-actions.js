@@ -63,17 +63,17 @@ export function deleteForEveryone(c, seq) { return sendEvent(c, 'delete', seq); 
 export function react(c, seq, emoji) { return sendEvent(c, 'reaction', seq, { emoji }); }
 
 /**
- * Forward a text to each of `convIds` (flagged forwarded). Resolves how many
- * chats took it.
- * @param {string} text @param {string[]} convIds
+ * Forward a message to each of `convIds` (flagged forwarded; media is
+ * referenced again, not uploaded). Resolves how many chats took it.
+ * @param {Message} m @param {string[]} convIds
  */
-export async function forward(text, convIds) {
+export async function forward(m, convIds) {
   let ok = 0;
   for (const id of convIds) {
     try {
-      const res = await api.forwardMessage(id, newClientMsgId(), text);
-      const m = res && res.message;
-      if (m) addMessage({ ...m, sender_id: m.sender_id || me() });
+      const res = await api.forwardMessage(id, newClientMsgId(), m);
+      const copy = res && res.message;
+      if (copy) addMessage({ ...copy, sender_id: copy.sender_id || me() });
       ensureConv(id).activityMs = Date.now();
       ok++;
     } catch (e) {

@@ -10,7 +10,7 @@
 
 import { ApiError } from './api.js';
 import { api, me } from './session.js';
-import { displayName } from './users.js';
+import { displayName, avatarOf } from './users.js';
 import { isEvent, applyEvent } from './events.js';
 import { scheduleRender } from './ui/refresh.js';
 
@@ -43,6 +43,7 @@ import { scheduleRender } from './ui/refresh.js';
  * @property {number} mutedUntilMs                      -1 forever, 0 not muted, else until then
  * @property {boolean} pinned
  * @property {boolean} archived
+ * @property {string} avatarMediaId                    a group's photo ('' when none)
  */
 
 /** @type {Map<string, Conv>} */
@@ -88,6 +89,7 @@ export function ensureConv(id) {
       deliveredAll: 0, readAll: 0, lastSeq: 0, lastMessage: null, unread: 0, readUpTo: 0,
       activityMs: 0, messages: new Map(), historyLoaded: false, hasMoreOlder: false,
       loadingOlder: false, left: false, detailsLoaded: false, mutedUntilMs: 0, pinned: false, archived: false,
+      avatarMediaId: '',
     };
     convs.set(id, c);
   }
@@ -104,6 +106,13 @@ export function convTitle(c) {
   if (c.kind === 'group') return c.name || 'Group';
   const other = otherMember(c);
   return other ? displayName(other) : (c.name || 'Chat');
+}
+
+/** The photo of a chat: the group's, or the other member's profile photo ('' when none). @param {Conv} c */
+export function convAvatar(c) {
+  if (c.kind === 'group') return c.avatarMediaId;
+  const other = otherMember(c);
+  return other ? avatarOf(other) : '';
 }
 
 /** Whether notifications of `c` are muted now. @param {Conv} c */
@@ -156,6 +165,7 @@ export function mergeSummary(s) {
   c.readUpTo = Math.max(c.readUpTo, Number(s.read_up_to) || 0);
   const anySummary = /** @type {any} */ (s);
   c.left = !!anySummary.left;
+  c.avatarMediaId = typeof anySummary.avatar_media_id === 'string' ? anySummary.avatar_media_id : '';
   c.mutedUntilMs = Number(anySummary.muted_until_ms) || 0;
   c.pinned = !!anySummary.pinned;
   c.archived = !!anySummary.archived;
@@ -187,6 +197,8 @@ export function mergeDetails(d) {
   const c = ensureConv(d.conversation_id);
   c.kind = d.kind === 'group' ? 'group' : 'direct';
   if (d.name !== undefined && d.name !== null) c.name = d.name;
+  const anyD = /** @type {any} */ (d);
+  if (c.kind === 'group') c.avatarMediaId = typeof anyD.avatar_media_id === 'string' ? anyD.avatar_media_id : '';
   if (Array.isArray(d.members)) {
     c.memberIds = d.members.map((m) => m.user_id);
     c.roles = new Map(d.members.map((m) => [m.user_id, m.role]));

@@ -5,6 +5,7 @@
 // title and favicon for each new message in a chat that is not muted.
 // Permission is only asked from the settings switch, never on load.
 
+import { mediaLabel } from './media.js';
 import * as store from './store.js';
 import { api } from './session.js';
 
@@ -106,7 +107,7 @@ export function alertNewMessage(m, title, muted, preview) {
   if (notificationsOn()) {
     try {
       const n = new Notification(title, {
-        body: preview && m.text ? m.text : 'New message',
+        body: preview && (m.text || mediaLabel(m)) ? (m.text || mediaLabel(m)) : 'New message',
         tag: `chat-${m.conversation_id}`, icon: '/favicon.svg',
       });
       n.onclick = () => { window.focus(); location.hash = `#/c/${encodeURIComponent(m.conversation_id)}`; n.close(); };

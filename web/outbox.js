@@ -1,6 +1,8 @@
 // The outbox: messages typed by the user that the server has not
 // acknowledged yet, persisted per user so they survive a reload, and the
 // sending and resending of them (one in flight per conversation, in order).
+// A photo, video, voice note or file is uploaded first, when its turn comes
+// and the server is reachable (`media.js`), then sent like a text.
 //
 // Invariant: an item stays here until the server acknowledges it; resends
 // use the same `client_msg_id`, so the server stores it once.
@@ -8,7 +10,8 @@
 import { ApiError } from './api.js';
 import * as store from './store.js';
 import * as link from './link.js';
-import { sendTextFrame } from './protocol.js';
+import { sendTextFrame, MEDIA_KINDS } from './protocol.js';
+import * as media from './media.js';
 import { api, currentSession, me } from './session.js';
 import { ensureConv, addMessage } from './model.js';
 import { errorText, byteLength, newClientMsgId } from './format.js';
@@ -28,6 +31,8 @@ let items = [];
 const attempts = /** @type {Map<string, number>} */ (new Map());
 /** conversation -> no sends before this time (rate limited) */
 const pausedUntil = /** @type {Map<string, number>} */ (new Map());
+/** client_msg_id -> the upload of its file under way (memory only): how far, and how to stop it. */
+const uploads = /** @type {Map<string, {progress: number, abort: () => void, cancelled: boolean}>} */ (new Map());
 
 /** Load the signed-in user's outbox from storage. @param {string} userId */
 export function load(userId) {
@@ -36,6 +41,9 @@ export function load(userId) {
 
 /** Forget everything (log out; the stored outbox stays for the next log-in). */
 export function reset() {
+  for (const up of uploads.values()) { up.cancelled = true; up.abort(); }
+  uploads.clear();
+  media.reset();
   items = [];
   attempts.clear();
   pausedUntil.clear();
@@ -73,6 +81,9 @@ export function remove(clientMsgId) {
   if (i < 0) return;
   const [item] = items.splice(i, 1);
   attempts.delete(clientMsgId);
+  const up = uploads.get(clientMsgId);
+  if (up) { up.cancelled = true; up.abort(); uploads.delete(clientMsgId); }
+  if (isMedia(item)) media.forgetFile(clientMsgId);
   persist();
   // The next message of that conversation may go now.
   const next = items.find((o) => o.conversation_id === item.conversation_id && !o.failed);
@@ -88,13 +99,101 @@ export function sendText(convId, text, replyToSeq) {
   /** @type {OutboxItem} */
   const item = { client_msg_id: newClientMsgId(), conversation_id: convId, text, created_ms: Date.now() };
   if (replyToSeq) item.reply_to_seq = replyToSeq;
+  enqueue(item);
+}
+
+/** Add a new item, and send it when its turn comes. @param {OutboxItem} item */
+function enqueue(item) {
   items.push(item);
   persist();
-  const c = ensureConv(convId);
+  const c = ensureConv(item.conversation_id);
   c.activityMs = Math.max(c.activityMs, item.created_ms);
   trySend(item);
   if (link.state() !== 'open') link.reconnectNow();
   scheduleRender({ stickToBottom: true });
+}
+
+/** Whether an item is a photo, video, voice note or file. @param {OutboxItem} item */
+export function isMedia(item) {
+  return MEDIA_KINDS.includes(String(item.kind)) && !!item.media;
+}
+
+/**
+ * Queue a file (a photo, video, voice note or any file) with an optional
+ * caption; it is uploaded when its turn comes and the server is reachable.
+ * @param {string} convId @param {Blob} file
+ * @param {{caption?: string, replyToSeq?: number, filename?: string, kind?: 'image'|'video'|'audio'|'file', contentType?: string}} [opts]
+ */
+export function sendFile(convId, file, opts = {}) {
+  const contentType = opts.contentType || media.declaredType(file);
+  const kind = opts.kind || media.kindFor(contentType);
+  const filename = opts.filename ?? (/** @type {File} */ (file).name || '');
+  /** @type {OutboxItem} */
+  const item = {
+    client_msg_id: newClientMsgId(), conversation_id: convId, text: opts.caption || '', created_ms: Date.now(),
+    kind, media: { content_type: contentType, size: file.size },
+  };
+  if (filename && item.media) item.media.filename = filename;
+  if (opts.replyToSeq) item.reply_to_seq = opts.replyToSeq;
+  // In memory at once (the upload may start now); in IndexedDB for a reload.
+  media.keepFile(item.client_msg_id, file);
+  enqueue(item);
+}
+
+/** How far the upload of an item's file is (0–1), or null when none is under way. @param {string} clientMsgId */
+export function uploadProgress(clientMsgId) {
+  const up = uploads.get(clientMsgId);
+  return up ? up.progress : null;
+}
+
+/** "Cancel upload": stop it and drop the message; nothing is sent. @param {string} clientMsgId */
+export function cancelUpload(clientMsgId) {
+  remove(clientMsgId);
+  scheduleRender();
+}
+
+/**
+ * Upload the file of a media item, then send it. Only while connected: an
+ * offline outbox waits, and `flush` on the next `ready` starts it.
+ * @param {OutboxItem} item
+ */
+async function startUpload(item) {
+  const id = item.client_msg_id;
+  if (uploads.has(id) || link.state() !== 'open' || !item.media) return;
+  const up = { progress: 0, abort: () => {}, cancelled: false };
+  uploads.set(id, up);
+  scheduleRender();
+  const file = await media.keptFile(id);
+  if (up.cancelled || !items.includes(item)) return;
+  if (!file) {
+    // Stored before its file reached IndexedDB, or the browser dropped it.
+    uploads.delete(id);
+    item.failed = 'file_lost';
+    persist();
+    toast(errorText('file_lost'));
+    scheduleRender();
+    return;
+  }
+  const task = media.upload(file, {
+    filename: item.media.filename, contentType: item.media.content_type,
+    onProgress: (f) => { up.progress = f; scheduleRender(); },
+  });
+  up.abort = task.abort;
+  try {
+    const view = await task.done;
+    uploads.delete(id);
+    if (up.cancelled || !items.includes(item)) return;
+    item.media = { ...item.media, media_id: view.media_id, content_type: view.content_type, size: view.size };
+    if (view.width) item.media.width = view.width;
+    if (view.height) item.media.height = view.height;
+    persist();
+    trySend(item);
+  } catch (e) {
+    uploads.delete(id);
+    if (up.cancelled || e instanceof media.UploadAborted || !items.includes(item)) return;
+    refused(item, e instanceof ApiError ? e.code : 'upload_failed', e instanceof ApiError ? e.retryAfterMs : undefined);
+  }
+  scheduleRender();
 }
 
 /**
@@ -108,6 +207,10 @@ function trySend(item) {
   const head = items.find((o) => o.conversation_id === item.conversation_id && !o.failed);
   if (head !== item) return;
   if (Date.now() < (pausedUntil.get(item.conversation_id) || 0)) return;
+  if (isMedia(item) && !(item.media && item.media.media_id)) {
+    startUpload(item);
+    return;
+  }
   if (byteLength(item.text) > WS_TEXT_LIMIT_BYTES) {
     sendOverHttp(item);
     return;
@@ -158,11 +261,14 @@ export function refused(item, code, retryAfterMs) {
     default:
       item.failed = code;
       persist();
-      toast(errorText(code, { context: 'send' }));
+      toast(errorText(code, { context: sendContext(item) }));
       flush();
       scheduleRender();
   }
 }
+
+/** How a refusal of `item` is worded (`format.js`'s `errorText` context). @param {OutboxItem} item */
+export function sendContext(item) { return isMedia(item) ? 'media' : 'send'; }
 
 /** Try every item (after connecting): each conversation's oldest goes. */
 export function flush() {
@@ -175,6 +281,6 @@ export function checkAcks() {
   const now = Date.now();
   for (const item of items) {
     const t = attempts.get(item.client_msg_id);
-    if (!item.failed && t !== -1 && (t === undefined || now - t > ACK_TIMEOUT_MS)) trySend(item);
+    if (!item.failed && t !== -1 && !uploads.has(item.client_msg_id) && (t === undefined || now - t > ACK_TIMEOUT_MS)) trySend(item);
   }
 }

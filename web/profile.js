@@ -1,4 +1,4 @@
-// My profile and account settings (§2, §6, §11, §12): display name, who sees my
+// My profile and account settings (§2, §6, §11, §12): display name, photo, who sees my
 // last seen, read receipts, message previews in pushes, and my linked devices (logging another one out).
 // Read from `GET /v1/me`; every change goes to the server first.
 
@@ -8,7 +8,7 @@ import { scheduleRender } from './ui/refresh.js';
 
 /**
  * @typedef {{device_id: string, device_name?: string, created_at_ms?: number}} Device
- * @typedef {{user_id: string, username: string, display_name: string,
+ * @typedef {{user_id: string, username: string, display_name: string, avatar_media_id?: string,
  *   presence_visibility: 'everyone'|'nobody', read_receipts: boolean, push_previews: boolean, devices: Device[]}} Me
  */
 
@@ -41,6 +41,14 @@ export async function setDisplayName(name) {
   const u = await api.updateProfile({ display_name: name.trim() });
   rememberUser(u);
   if (meInfo) meInfo.display_name = u.display_name;
+  scheduleRender();
+}
+
+/** My profile photo: a media id (uploaded), or '' to remove it. @param {string} mediaId */
+export async function setAvatar(mediaId) {
+  const u = await api.updateProfile({ avatar_media_id: mediaId });
+  rememberUser({ ...u, avatar_media_id: u.avatar_media_id || '' });
+  if (meInfo) meInfo.avatar_media_id = u.avatar_media_id || '';
   scheduleRender();
 }
 

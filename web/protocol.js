@@ -76,19 +76,27 @@ export function pingFrame(nonce) {
 }
 
 /**
- * A text message, a reply when `reply_to_seq` is set. Resends use the same
+ * A message the user sends: a text, or (with a media `kind` and an uploaded
+ * `media.media_id`, §9) a photo, video, voice note or file whose caption is
+ * `text`; a reply when `reply_to_seq` is set. Resends use the same
  * `client_msg_id`, which makes them idempotent.
- * @param {{client_msg_id: string, conversation_id: string, text: string, reply_to_seq?: number}} item
+ * @param {{client_msg_id: string, conversation_id: string, text: string, reply_to_seq?: number,
+ *   kind?: string, media?: {media_id?: string}}} item
  */
 export function sendTextFrame(item) {
-  /** @type {{type: 'send', client_msg_id: string, conversation_id: string, kind: 'text', text: string, reply_to_seq?: number}} */
+  const media = MEDIA_KINDS.includes(String(item.kind)) && item.media && item.media.media_id ? item.media.media_id : '';
+  /** @type {{type: 'send', client_msg_id: string, conversation_id: string, kind: string, text: string, reply_to_seq?: number, media?: {media_id: string}[]}} */
   const frame = {
     type: 'send', client_msg_id: item.client_msg_id, conversation_id: item.conversation_id,
-    kind: 'text', text: item.text,
+    kind: media ? String(item.kind) : 'text', text: item.text,
   };
   if (typeof item.reply_to_seq === 'number' && item.reply_to_seq > 0) frame.reply_to_seq = item.reply_to_seq;
+  if (media) frame.media = [{ media_id: media }];
   return frame;
 }
+
+/** Message kinds that carry one media item (§9); the text is their caption. */
+export const MEDIA_KINDS = ['image', 'video', 'audio', 'file'];
 
 /** Message kinds that are events on an earlier message (§8), never bubbles of their own. */
 export const EVENT_KINDS = ['edit', 'delete', 'reaction'];

@@ -10,9 +10,13 @@
 /**
  * A message typed by the user that the server has not acknowledged yet
  * (a reply when `reply_to_seq` is set). `failed` holds an error code when
- * the server refused it for good.
+ * the server refused it for good. A photo, video, voice note or file has a
+ * media `kind` and `media` (its file's type, size and name, and its
+ * `media_id` once uploaded; the file itself waits in IndexedDB, `media.js`);
+ * `text` is then its caption.
  * @typedef {{client_msg_id: string, conversation_id: string, text: string,
- *   created_ms: number, reply_to_seq?: number, failed?: string}} OutboxItem
+ *   created_ms: number, reply_to_seq?: number, failed?: string, kind?: string,
+ *   media?: {media_id?: string, content_type: string, size: number, filename?: string, width?: number, height?: number}}} OutboxItem
  */
 
 const KEY_SESSION = 'parley.session';
@@ -69,11 +73,11 @@ export function loadOutbox(uid) {
 
 /** @param {string} uid @param {OutboxItem[]} items */
 export function saveOutbox(uid, items) {
-  write(keyOutbox(uid), items.length ? items.map(({ client_msg_id, conversation_id, text, created_ms, reply_to_seq, failed }) => (
-    { client_msg_id, conversation_id, text, created_ms, reply_to_seq, failed })) : null);
+  write(keyOutbox(uid), items.length ? items.map(({ client_msg_id, conversation_id, text, created_ms, reply_to_seq, failed, kind, media }) => (
+    { client_msg_id, conversation_id, text, created_ms, reply_to_seq, failed, kind, media })) : null);
 }
 
-/** @returns {Record<string, {user_id: string, username: string, display_name?: string}>} */
+/** @returns {Record<string, {user_id: string, username: string, display_name?: string, avatar_media_id?: string}>} */
 export function loadUserCache() {
   const u = read(KEY_USERS);
   return u && typeof u === 'object' ? u : {};

@@ -1,5 +1,6 @@
-// Users: the cache of id → username and display name (kept in localStorage
-// across visits), fetching unknown users once, and looking usernames up.
+// Users: the cache of id → username, display name and profile photo (kept
+// in localStorage across visits), fetching unknown users once, and looking
+// usernames up.
 
 import { ApiError } from './api.js';
 import * as store from './store.js';
@@ -7,7 +8,7 @@ import { api, currentSession } from './session.js';
 import { errorText } from './format.js';
 import { scheduleRender } from './ui/refresh.js';
 
-/** @typedef {{user_id: string, username: string, display_name?: string}} User */
+/** @typedef {{user_id: string, username: string, display_name?: string, avatar_media_id?: string}} User */
 
 /** @type {Map<string, User>} */
 const users = new Map();
@@ -31,8 +32,15 @@ export function rememberUser(u) {
   if (!u || !u.user_id) return;
   staleUsers.delete(u.user_id);
   const before = users.get(u.user_id);
-  const displayName = u.display_name ?? (before && before.username === u.username ? before.display_name : undefined);
-  users.set(u.user_id, { user_id: u.user_id, username: u.username, display_name: displayName });
+  const same = before && before.username === u.username;
+  const displayName = u.display_name ?? (same ? before.display_name : undefined);
+  // A whole user object (it has a display name) without a photo has none;
+  // a bare {user_id, username} knows nothing about it.
+  const avatar = u.avatar_media_id ?? (u.display_name === undefined && same ? before.avatar_media_id : undefined);
+  /** @type {User} */
+  const entry = { user_id: u.user_id, username: u.username, display_name: displayName };
+  if (avatar) entry.avatar_media_id = avatar;
+  users.set(u.user_id, entry);
   store.saveUserCache(Object.fromEntries(users));
 }
 
@@ -117,6 +125,12 @@ export async function resolveUsernames(names) {
     };
   }
   return { ids };
+}
+
+/** A user's profile photo (a media id), or '' (none, or not known yet). @param {string} id */
+export function avatarOf(id) {
+  const u = users.get(id);
+  return (u && u.avatar_media_id) || '';
 }
 
 /** A user we already know (cached), or null; never fetches. @param {string} id */

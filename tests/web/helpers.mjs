@@ -78,13 +78,18 @@ export async function startServer(opts = {}) {
   };
 }
 
-/** Launch headless Debian Chromium (never a downloaded browser). */
+/**
+ * Launch headless Debian Chromium (never a downloaded browser). A fake
+ * microphone (a tone) answers `getUserMedia` without a prompt, and media may
+ * play without a gesture, so voice notes can be recorded and played back.
+ */
 export function launchBrowser() {
   return chromium.launch({
     executablePath: process.env.CHROMIUM_BIN || '/usr/bin/chromium',
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      '--disable-background-networking', '--disable-component-update', '--disable-sync',
+      '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream', '--autoplay-policy=no-user-gesture-required'],
     timeout: 30000,
   });
 }

@@ -1,12 +1,16 @@
 // The inside of a message bubble: the "Forwarded" label, the quote of the
-// message replied to (a button that jumps to it), the text or "This message
-// was deleted", the "edited" label, and the reactions under the bubble (one
-// button per emoji: mine toggles). Rebuilt only when what it shows changes.
+// message replied to (a button that jumps to it), the media (`media-view.js`)
+// and the text or caption, or "This message was deleted", the "edited"
+// label, and the reactions under the bubble (one button per emoji: mine
+// toggles). Rebuilt only when what it shows changes.
 
 import { me } from '../session.js';
 import { displayName } from '../users.js';
 import { h } from './dom.js';
 import { richText } from './message-parts.js';
+import { MEDIA_KINDS } from '../protocol.js';
+import { mediaLabel } from '../media.js';
+import { mediaPart, pendingMediaPart } from './media-view.js';
 
 /** @typedef {import('../api.js').Message} Message */
 /** @typedef {import('../model.js').Conv} Conv */
@@ -28,10 +32,15 @@ export function quoteOf(m, c) {
   const seq = Number(m.reply_to_seq || (m.reply_to && m.reply_to.seq)) || 0;
   if (!seq) return null;
   const t = /** @type {any} */ (c.messages.get(seq));
-  if (t) return { seq, sender_id: t.sender_id, text: t.text || '', deleted: !!t.deleted };
+  if (t) return { seq, sender_id: t.sender_id, text: textOf(t), deleted: !!t.deleted };
   const q = m.reply_to;
   if (!q) return { seq, sender_id: '', text: '', deleted: false };
-  return { seq, sender_id: q.sender_id, text: q.text || '', deleted: !!q.deleted };
+  return { seq, sender_id: q.sender_id, text: textOf(q), deleted: !!q.deleted };
+}
+
+/** A message's words for a one-line quote: its text, or what its media is ("Photo", a file name…). @param {any} m */
+export function textOf(m) {
+  return MEDIA_KINDS.includes(m.kind) ? mediaLabel(m) : (m.text || '');
 }
 
 /** A short line of a message's text for quotes and the reply bar. @param {string} text */
@@ -54,7 +63,9 @@ export function bodyKey(m, c) {
   const q = quoteOf(m, c);
   const reactions = (m.reactions || []).map((/** @type {Reaction} */ r) => `${r.emoji}:${r.user_ids.join(',')}`).join(';');
   const names = q ? senderName(q.sender_id) : '';
-  return [m.text, !!m.deleted, m.edited_at_ms || 0, !!m.forwarded, reactions,
+  const item = Array.isArray(m.media) ? m.media[0] : m.media;
+  const media = item ? `${m.kind}|${item.media_id || ''}|${m.failed || ''}` : '';
+  return [m.text, media, !!m.deleted, m.edited_at_ms || 0, !!m.forwarded, reactions,
     q ? `${q.seq}|${q.text}|${q.deleted}|${names}` : ''].join('\u0001');
 }
 
@@ -81,6 +92,13 @@ export function fillBody(body, m, c) {
     btn.append(qt);
     btn.title = 'Show the original message';
     body.append(btn);
+  }
+  if (MEDIA_KINDS.includes(m.kind)) {
+    // A sent message has a seq; an outbox item shows its file as picked.
+    const part = typeof m.seq === 'number' ? mediaPart(m) : pendingMediaPart(m);
+    if (part) body.append(part);
+    if (m.text) body.append(richText(m.text));
+    return;
   }
   body.append(richText(m.kind === 'text' || m.kind === undefined ? (m.text || '') : `[${m.kind}]`));
 }

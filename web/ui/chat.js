@@ -6,7 +6,7 @@
 import * as link from '../link.js';
 import * as store from '../store.js';
 import { me } from '../session.js';
-import { ensureConv, openConv, openConvId, setOpenConvId, convTitle, otherMember, fetchDetails } from '../model.js';
+import { ensureConv, openConv, openConvId, setOpenConvId, convTitle, otherMember, fetchDetails, convAvatar } from '../model.js';
 import * as outbox from '../outbox.js';
 import { loadHistory } from '../history.js';
 import * as typing from '../typing.js';
@@ -25,6 +25,8 @@ import {
 import { setupGroupPanel, closeGroupPanel, isGroupPanelOpen } from './group-panel.js';
 import { setupReply, renderReplyBar, replyTarget, cancelReply } from './reply.js';
 import { setupChatOptions, renderChatOptions } from './chat-options.js';
+import { setupAttach } from './attach.js';
+import { setupVoiceRecorder, isRecording, cancelRecording } from './voice-recorder.js';
 
 /** Unsent text per conversation, kept while switching chats and (in storage) across reloads. */
 const drafts = /** @type {Map<string, string>} */ (new Map());
@@ -111,6 +113,7 @@ export function openConversation(id) {
     if (previous) setDraft(previous, input.value);
     setOpenConvId(id);
     cancelReply();
+    cancelRecording();
     clearMessages();
     prepareOpen(c);
     input.value = drafts.get(id) || '';
@@ -132,6 +135,7 @@ export function openConversation(id) {
 
 export function closeChat() {
   typing.stopTyping();
+  cancelRecording();
   const previous = openConvId();
   if (previous) setDraft(previous, /** @type {HTMLTextAreaElement} */ ($('composer-input')).value);
   setOpenConvId(null);
@@ -169,6 +173,24 @@ function renderLimit() {
   el.hidden = !over;
   /** @type {HTMLButtonElement} */ ($('send-button')).disabled = over > 0;
   input.setAttribute('aria-invalid', over ? 'true' : 'false');
+}
+
+/**
+ * The composer's text as the caption of a file being sent, taken out of the
+ * composer; null (and the limit shown) when it is too long to send.
+ */
+function takeCaption() {
+  const input = /** @type {HTMLTextAreaElement} */ ($('composer-input'));
+  const text = input.value.replace(/^\s*\n/, '').replace(/\s+$/, '');
+  if (bytesOver(text)) { renderLimit(); return null; }
+  const c = openConv();
+  if (!text.trim()) return '';
+  typing.stopTyping({ sent: true });
+  input.value = '';
+  if (c) setDraft(c.id, '');
+  autoGrow(input);
+  renderLimit();
+  return text;
 }
 
 function onComposerInput() {
@@ -246,6 +268,8 @@ export function setupChat() {
     const other = c && c.kind === 'direct' ? otherMember(c) : null;
     if (other) setBlocked(other, false);
   });
+  setupAttach(takeCaption);
+  setupVoiceRecorder();
   setupMessages();
   setupGroupPanel();
   setupReply();
@@ -280,7 +304,7 @@ export function renderHeader() {
   presence.syncSubscription();
   const title = convTitle(c);
   $('chat-title').textContent = title;
-  paintAvatar($('chat-avatar'), title, c.kind === 'group');
+  paintAvatar($('chat-avatar'), title, c.kind === 'group', convAvatar(c));
   $('group-info-button').hidden = c.kind !== 'group';
   const presenceEl = $('chat-presence');
   const typingEl = $('chat-typing');
@@ -315,7 +339,7 @@ export function renderComposer() {
     form.hidden = true;
   } else {
     notice.hidden = true;
-    form.hidden = false;
+    form.hidden = isRecording();
   }
   $('composer-unblock').hidden = !blocked || c.left;
   renderReplyBar();

@@ -6,6 +6,7 @@ import { me } from '../session.js';
 import { isAdmin } from '../model.js';
 import { deleteForEveryone, hideMessage } from '../message-actions.js';
 import { withinDeleteWindow } from '../server-limits.js';
+import { MEDIA_KINDS } from '../protocol.js';
 import { $ } from './dom.js';
 import { showDialog, hideDialog, setupDialog } from './dialog.js';
 
@@ -16,7 +17,7 @@ let target = /** @type {{c: Conv, m: Message}|null} */ (null);
 
 /** Whether I may delete `m` for everyone. @param {Conv} c @param {Message} m */
 export function mayDeleteForEveryone(c, m) {
-  if (c.left || /** @type {any} */ (m).deleted || m.kind !== 'text') return false;
+  if (c.left || /** @type {any} */ (m).deleted || !(m.kind === 'text' || MEDIA_KINDS.includes(m.kind))) return false;
   if (m.sender_id === me() && withinDeleteWindow(m.sent_at_ms || 0)) return true;
   return c.kind === 'group' && isAdmin(c);
 }

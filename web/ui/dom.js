@@ -1,8 +1,10 @@
 // Small DOM helpers shared by the UI sections: element lookup and creation,
-// avatars, busy forms, the growing composer, and the phone layout's
-// list/chat switch. No state of their own.
+// avatars (initials, and the photo when there is one), busy forms, the
+// growing composer, and the phone layout's list/chat switch. No state of
+// their own.
 
 import { initials, hueFor } from '../format.js';
+import { mediaUrl, cachedMediaUrl } from '../media.js';
 
 /** The element with this id (the page's fixed skeleton is in index.html). @param {string} id */
 export const $ = (id) => /** @type {HTMLElement} */ (document.getElementById(id));
@@ -15,11 +17,32 @@ export function h(tag, cls, text) {
   return el;
 }
 
-/** @param {HTMLElement} el @param {string} name */
-export function paintAvatar(el, name, group = false) {
+/**
+ * An avatar: the initials of `name` on its colour, and over them the photo
+ * `mediaId` (a profile or group photo) once its URL is known. A photo the
+ * server will not show me leaves the initials. Repainting the same avatar
+ * changes nothing (lists repaint often).
+ * @param {HTMLElement} el @param {string} name @param {boolean} [group] @param {string} [mediaId]
+ */
+export function paintAvatar(el, name, group = false, mediaId = '') {
+  el.classList.toggle('group', group);
+  const key = `${name}\u0001${mediaId || ''}`;
+  if (/** @type {any} */ (el)._avatar === key) return;
+  /** @type {any} */ (el)._avatar = key;
   el.textContent = initials(name);
   el.style.setProperty('--hue', String(hueFor(name)));
-  el.classList.toggle('group', group);
+  if (!mediaId) return;
+  const show = (/** @type {string|null} */ url) => {
+    if (!url || /** @type {any} */ (el)._avatar !== key) return;
+    const img = /** @type {HTMLImageElement} */ (h('img', 'avatar-img'));
+    img.alt = '';
+    img.decoding = 'async';
+    img.addEventListener('error', () => img.remove());
+    img.src = url;
+    el.append(img);
+  };
+  const now = cachedMediaUrl(mediaId, 's');
+  if (now) show(now); else mediaUrl(mediaId, 's').then(show);
 }
 
 /** @param {HTMLFormElement} form @param {boolean} on */

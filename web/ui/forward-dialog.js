@@ -1,7 +1,8 @@
 // "Forward": pick one or more chats (checkboxes named by their titles) and
-// send them a copy of the message, flagged forwarded.
+// send them a copy of the message, flagged forwarded (a photo or file
+// reuses its media: nothing is uploaded again).
 
-import { convs, sortedConvs, convTitle } from '../model.js';
+import { convs, sortedConvs, convTitle, convAvatar } from '../model.js';
 import { forward } from '../message-actions.js';
 import * as outbox from '../outbox.js';
 import { $, h, paintAvatar } from './dom.js';
@@ -10,11 +11,12 @@ import { toast } from './toast.js';
 
 /** @typedef {import('../api.js').Message} Message */
 
-let text = '';
+/** The message being forwarded. */
+let forwarding = /** @type {Message|null} */ (null);
 
 /** Offer the chats `m` can be forwarded to. @param {Message} m @param {HTMLElement|null} opener */
 export function openForwardDialog(m, opener) {
-  text = m.text || '';
+  forwarding = m;
   const list = $('forward-list');
   list.replaceChildren();
   $('forward-error').textContent = '';
@@ -26,7 +28,7 @@ export function openForwardDialog(m, opener) {
     box.value = c.id;
     const av = h('span', 'avatar small');
     av.setAttribute('aria-hidden', 'true');
-    paintAvatar(av, convTitle(c), c.kind === 'group');
+    paintAvatar(av, convTitle(c), c.kind === 'group', convAvatar(c));
     const name = h('span', 'forward-title', convTitle(c));
     name.dir = 'auto';
     label.append(box, av, name);
@@ -44,7 +46,8 @@ export function setupForwardDialog() {
       .filter((id) => convs.has(id));
     if (!ids.length) { $('forward-error').textContent = 'Pick at least one chat.'; return; }
     hideDialog(dialog);
-    const n = await forward(text, ids);
+    if (!forwarding) return;
+    const n = await forward(forwarding, ids);
     if (n) toast(n === 1 ? 'Forwarded.' : `Forwarded to ${n} chats.`, 'info');
   });
 }

@@ -1,12 +1,12 @@
 // The group panel: whether it is open, the member list with each member's
 // presence or last seen and admin actions (make/dismiss admin, remove),
-// renaming, adding members and leaving.
+// the group photo, renaming, adding members and leaving.
 
 import { ApiError } from '../api.js';
 import { api, me } from '../session.js';
 import { openConv, fetchDetails, isAdmin, convTitle } from '../model.js';
 import { catchUp } from '../history.js';
-import { displayName, resolveUsernames, knownUser } from '../users.js';
+import { displayName, resolveUsernames, knownUser, avatarOf } from '../users.js';
 import { errorText, parseUsernames, presenceText } from '../format.js';
 import * as link from '../link.js';
 import { presenceOf } from '../presence.js';
@@ -14,6 +14,7 @@ import { $, h, busy, paintAvatar } from './dom.js';
 import { scheduleRender } from './refresh.js';
 import { confirmAction } from './confirm.js';
 import { attachSuggestions } from './suggest.js';
+import { avatarPicker } from './avatar-picker.js';
 
 let panelOpen = false;
 
@@ -106,6 +107,24 @@ export function setupGroupPanel() {
   });
 }
 
+/** The group photo setting (admins), rebuilt for another group or name (it keeps its own photo state between). @param {import('../model.js').Conv} c @param {boolean} admin */
+function renderGroupPhoto(c, admin) {
+  const box = $('group-photo');
+  const key = admin ? `${c.id}\u0001${convTitle(c)}` : '';
+  if (/** @type {any} */ (box)._key === key) return;
+  /** @type {any} */ (box)._key = key;
+  box.replaceChildren();
+  if (!admin) return;
+  box.append(avatarPicker({
+    what: 'group', name: convTitle(c), group: true, mediaId: c.avatarMediaId,
+    save: async (mediaId) => {
+      await api.setGroupAvatar(c.id, mediaId);
+      c.avatarMediaId = mediaId;
+      scheduleRender();
+    },
+  }));
+}
+
 /** @param {HTMLFormElement|null} form @param {() => Promise<void>} fn */
 async function groupAction(form, fn) {
   const err = $('group-panel-error');
@@ -155,6 +174,7 @@ export function renderGroupPanel() {
   const admin = isAdmin(c) && !c.left;
   for (const el of document.querySelectorAll('#group-panel .admin-only')) /** @type {HTMLElement} */ (el).hidden = !admin;
   $('leave-group-button').hidden = c.left;
+  renderGroupPhoto(c, admin);
   const ids = [...c.memberIds].sort((a, b) => (a === me() ? -1 : b === me() ? 1 : displayName(a).localeCompare(displayName(b))));
   $('member-count').textContent = `${ids.length} member${ids.length === 1 ? '' : 's'}`;
   const rows = $('member-rows');
@@ -164,7 +184,7 @@ export function renderGroupPanel() {
     const name = displayName(id);
     const av = h('span', 'avatar small');
     av.setAttribute('aria-hidden', 'true');
-    paintAvatar(av, name);
+    paintAvatar(av, name, false, avatarOf(id));
     const info = h('div', 'member-info');
     info.append(h('span', 'member-name', id === me() ? `${name} (you)` : name));
     // A chosen display name: the username says who it is.

@@ -9,7 +9,7 @@ import { displayName } from '../users.js';
 import { clockTime, dayLabel } from '../format.js';
 import { $, h } from './dom.js';
 import { showDialog, setupDialog } from './dialog.js';
-import { snippet } from './bubble.js';
+import { snippet, textOf } from './bubble.js';
 
 /** @typedef {import('../api.js').Message} Message */
 /** @typedef {import('../model.js').Conv} Conv */
@@ -34,7 +34,7 @@ function render() {
   const { c, m } = shown;
   const body = $('info-body');
   body.replaceChildren();
-  const quote = h('p', 'info-text', /** @type {any} */ (m).deleted ? 'This message was deleted' : snippet(m.text || ''));
+  const quote = h('p', 'info-text', /** @type {any} */ (m).deleted ? 'This message was deleted' : snippet(textOf(m)));
   quote.dir = 'auto';
   body.append(quote);
   const sent = m.sender_id === me() ? 'You sent it' : `${displayName(m.sender_id)} sent it`;

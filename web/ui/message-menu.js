@@ -4,6 +4,7 @@
 
 import { me } from '../session.js';
 import { withinEditWindow } from '../server-limits.js';
+import { MEDIA_KINDS } from '../protocol.js';
 import { openMenu } from './menu.js';
 import { startReply } from './reply.js';
 import { startEdit } from './edit-inline.js';
@@ -46,13 +47,15 @@ export function menuItems(c, m, opener) {
   /** @type {MenuItem[]} */
   const items = [];
   if (!deleted && !c.left) items.push({ label: 'Reply', run: () => startReply(c, m) });
-  if (!deleted && !c.left && m.sender_id === me() && m.kind === 'text' && withinEditWindow(m.sent_at_ms || 0)) {
+  // A media message's caption is its text: it can be edited when it has one.
+  const editable = m.kind === 'text' || (MEDIA_KINDS.includes(m.kind) && !!m.text);
+  if (!deleted && !c.left && m.sender_id === me() && editable && withinEditWindow(m.sent_at_ms || 0)) {
     items.push({ label: 'Edit', run: () => startEdit(el, c, m) });
   }
   items.push({ label: 'Delete', run: () => openDeleteDialog(c, m, opener), danger: true });
   if (!deleted && !c.left) items.push({ label: 'React', run: () => openReactPicker(c, m, opener) });
   if (!deleted) items.push({ label: 'Forward', run: () => openForwardDialog(m, opener) });
-  if (!deleted) items.push({ label: 'Copy', run: () => { copyText(m.text || ''); } });
+  if (!deleted && m.text) items.push({ label: 'Copy', run: () => { copyText(m.text || ''); } });
   items.push({ label: 'Info', run: () => openMessageInfo(c, m, opener) });
   return items;
 }

@@ -19,6 +19,7 @@ import { errorText, clockTime, dayLabel, dayKey, hueFor } from '../format.js';
 import { $, h } from './dom.js';
 import { tickEl, systemText } from './message-parts.js';
 import { bodyKey, fillBody, fillReactions } from './bubble.js';
+import { paintUpload } from './media-view.js';
 import { isEvent } from '../events.js';
 import { isHidden } from '../message-actions.js';
 import { scheduleRender, cancelStickToBottom } from './refresh.js';
@@ -368,7 +369,9 @@ export function renderMessages(opts = {}) {
         const reactions = /** @type {HTMLElement|null} */ (el.querySelector('.reactions'));
         if (reactions) fillReactions(reactions, shown);
         el.classList.toggle('deleted', !!(m && /** @type {any} */ (m).deleted));
+        el.classList.toggle('has-media', !!/** @type {HTMLElement} */ (el.querySelector('.body')).querySelector('.media'));
       }
+      if (o && outbox.isMedia(o)) paintUpload(el, o);
       const cont = prevSender === sender && it.ms - prevMs < 5 * 60000;
       el.classList.toggle('cont', cont);
       const senderEl = /** @type {HTMLElement|null} */ (el.querySelector('.sender'));
@@ -405,7 +408,7 @@ export function renderMessages(opts = {}) {
             note.append(btn);
             el.append(note);
           }
-          /** @type {HTMLElement} */ (note.firstChild).textContent = `Not delivered: ${errorText(o.failed, { context: 'send' })} `;
+          /** @type {HTMLElement} */ (note.firstChild).textContent = `Not delivered: ${errorText(o.failed, { context: outbox.sendContext(o) })} `;
         } else if (note) {
           note.remove();
         }

@@ -4,7 +4,7 @@
 
 import { openConvId } from '../model.js';
 import { $ } from './dom.js';
-import { snippet, senderName } from './bubble.js';
+import { snippet, senderName, textOf } from './bubble.js';
 
 /** @typedef {import('../api.js').Message} Message */
 /** @typedef {import('../model.js').Conv} Conv */
@@ -13,7 +13,7 @@ let replying = /** @type {{convId: string, seq: number, sender_id: string, text:
 
 /** Start replying to `m` of `c`: the bar shows it, focus goes to the composer. @param {Conv} c @param {Message} m */
 export function startReply(c, m) {
-  replying = { convId: c.id, seq: m.seq, sender_id: m.sender_id, text: m.text || '' };
+  replying = { convId: c.id, seq: m.seq, sender_id: m.sender_id, text: textOf(m) };
   renderReplyBar();
   /** @type {HTMLElement} */ ($('composer-input')).focus();
 }

@@ -1,10 +1,11 @@
 // The "Settings" dialog. Its sections are one list (SECTIONS), each building
-// its own part: Profile (display name), Privacy (last seen, read receipts),
+// its own part: Profile (photo, display name), Privacy (last seen, read receipts),
 // Notifications (desktop notifications, message previews, sounds), Appearance (theme) and Linked devices (log another device out). A new
 // section (notifications, say) is one more entry.
 
 import { ApiError } from '../api.js';
-import { profile, loadProfile, setDisplayName, updateAccountSettings, revokeDevice, currentDeviceId } from '../profile.js';
+import { profile, loadProfile, setDisplayName, setAvatar, updateAccountSettings, revokeDevice, currentDeviceId } from '../profile.js';
+import { avatarPicker } from './avatar-picker.js';
 import { DISPLAY_NAME_MAX_CHARS } from '../protocol.js';
 import { errorText } from '../format.js';
 import { $, h } from './dom.js';
@@ -90,7 +91,9 @@ const SECTIONS = [
       status.id = 'settings-name-status';
       status.setAttribute('role', 'status');
       form.append(field, save);
-      box.append(form, note, status);
+      box.append(avatarPicker({
+        what: 'profile', name: me.display_name || me.username, mediaId: me.avatar_media_id || '', save: setAvatar,
+      }), form, note, status);
       form.addEventListener('submit', (e) => { e.preventDefault(); saveName(); });
       input.addEventListener('change', () => saveName());
     },

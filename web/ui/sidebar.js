@@ -6,10 +6,10 @@
 import { ApiError } from '../api.js';
 import { api, currentSession, me } from '../session.js';
 import * as link from '../link.js';
-import { ensureConv, convs, openConvId, sortedConvs, convTitle, isListLoaded, isMuted } from '../model.js';
+import { ensureConv, convs, openConvId, sortedConvs, convTitle, isListLoaded, isMuted, convAvatar } from '../model.js';
 import * as outbox from '../outbox.js';
 import { tickState } from '../receipts.js';
-import { displayName, lookupUsername, resolveUsernames } from '../users.js';
+import { displayName, lookupUsername, resolveUsernames, avatarOf } from '../users.js';
 import { errorText, listTime, parseUsernames, normalizeUsername } from '../format.js';
 import { $, h, busy, paintAvatar, showSidebar } from './dom.js';
 import { tickEl, systemText } from './message-parts.js';
@@ -17,7 +17,7 @@ import { openConversation, draftOf } from './chat.js';
 import { confirmAction } from './confirm.js';
 import { attachSuggestions } from './suggest.js';
 import { setupSearch, searchQuery, clearSearch } from './search.js';
-import { DELETED_TEXT } from './bubble.js';
+import { DELETED_TEXT, textOf } from './bubble.js';
 import { openSettings } from './settings.js';
 import { hiddenUnread } from '../notify.js';
 
@@ -196,12 +196,12 @@ function previewOf(c) {
   const pending = outbox.itemsOf(c.id);
   if (pending.length) {
     const last = pending[pending.length - 1];
-    return { text: last.text, status: last.failed ? 'Failed' : 'Sending', prefix: '' };
+    return { text: textOf(last), status: last.failed ? 'Failed' : 'Sending', prefix: '' };
   }
   const m = c.lastMessage;
   if (!m) return { text: c.kind === 'group' ? 'Group created' : 'No messages yet', status: null, prefix: '' };
   if (m.kind === 'system') return { text: systemText(m, c), status: null, prefix: '' };
-  const text = /** @type {any} */ (m).deleted ? DELETED_TEXT : m.kind === 'text' ? (m.text || '') : `[${m.kind}]`;
+  const text = /** @type {any} */ (m).deleted ? DELETED_TEXT : m.kind === 'text' ? (m.text || '') : textOf(m);
   if (m.sender_id === me()) return { text, status: tickState(c, m.seq), prefix: '' };
   return { text, status: null, prefix: c.kind === 'group' ? `${displayName(m.sender_id)}: ` : '' };
 }
@@ -209,10 +209,8 @@ function previewOf(c) {
 export function renderList() {
   const ul = $('conversation-list');
   const myName = me() ? displayName(me()) : '';
-  if (myName && $('me-name').textContent !== myName) {
-    $('me-name').textContent = myName;
-    paintAvatar($('me-avatar'), myName);
-  }
+  if (myName && $('me-name').textContent !== myName) $('me-name').textContent = myName;
+  if (myName) paintAvatar($('me-avatar'), myName, false, avatarOf(me()));
   const list = visibleConvs();
   const keep = new Set(list.map((c) => c.id));
   for (const [id, li] of listEls) if (!keep.has(id)) { li.remove(); listEls.delete(id); }
@@ -244,7 +242,7 @@ export function renderList() {
     li.classList.toggle('active', isOpen);
     const openBtn = /** @type {HTMLElement} */ (li.querySelector('.conv-open'));
     if (isOpen) openBtn.setAttribute('aria-current', 'true'); else openBtn.removeAttribute('aria-current');
-    paintAvatar(/** @type {HTMLElement} */ (li.querySelector('.avatar')), title, c.kind === 'group');
+    paintAvatar(/** @type {HTMLElement} */ (li.querySelector('.avatar')), title, c.kind === 'group', convAvatar(c));
     /** @type {HTMLElement} */ (li.querySelector('.conv-title')).textContent = title;
     const t = Math.max(c.activityMs, ...outbox.itemsOf(c.id).map((o) => o.created_ms));
     const timeEl = /** @type {HTMLElement} */ (li.querySelector('.conv-time'));
