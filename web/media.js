@@ -282,11 +282,12 @@ export function sizeText(n) {
  * What a media message is called where only a line fits (the chat list,
  * a quote, the reply bar): its caption, else "Photo", "Video", "Voice
  * message" or its file name.
- * @param {{kind?: string, text?: string, media?: MediaItem[]}} m
+ * @param {{kind?: string, text?: string, media?: MediaItem[]|{filename?: string}}} m
  */
 export function mediaLabel(m) {
   if (m.text) return m.text;
-  const item = Array.isArray(m.media) ? m.media[0] : undefined;
+  // A message carries a list; an outbox item its one media.
+  const item = Array.isArray(m.media) ? m.media[0] : m.media;
   switch (m.kind) {
     case 'image': return 'Photo';
     case 'video': return 'Video';

@@ -22,12 +22,10 @@ export function avatarPicker(opts) {
   const actions = h('div', 'avatar-setting-actions');
   const change = /** @type {HTMLButtonElement} */ (h('button', 'btn secondary small', `Change ${opts.what} photo`));
   change.type = 'button';
+  // The chooser's input is never in the page: the composer's stays its one file input.
   const input = /** @type {HTMLInputElement} */ (h('input'));
   input.type = 'file';
   input.accept = 'image/jpeg,image/png,image/gif,image/webp';
-  input.hidden = true;
-  input.tabIndex = -1;
-  change.append(input);
   const remove = /** @type {HTMLButtonElement} */ (h('button', 'btn ghost small', `Remove ${opts.what} photo`));
   remove.type = 'button';
   const status = h('p', 'settings-status');
@@ -49,8 +47,7 @@ export function avatarPicker(opts) {
     status.textContent = done;
   };
 
-  change.addEventListener('click', (e) => {
-    if (e.target === input) return;
+  change.addEventListener('click', () => {
     input.value = '';
     input.click();
   });
