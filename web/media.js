@@ -249,12 +249,32 @@ export function previewUrl(key) {
   return url;
 }
 
+/** Previews of my just-uploaded photos by media id: the sent bubble shows the file at once. */
+const uploadedPreviews = /** @type {Map<string, string>} */ (new Map());
+
+/** The file of outbox item `key` is media `mediaId` now. @param {string} key @param {string} mediaId */
+export function uploaded(key, mediaId) {
+  const url = previews.get(key);
+  if (url) uploadedPreviews.set(mediaId, url);
+}
+
+/** A local preview of my photo `mediaId`, sent a moment ago from here, or ''. @param {string} mediaId */
+export function localPreview(mediaId) { return uploadedPreviews.get(mediaId) || ''; }
+
+/** How long a sent photo's local preview stays (its bubble then uses the server's thumbnail). */
+const PREVIEW_KEEP_MS = 60000;
+
 /** The message was sent or discarded: drop its file. @param {string} key */
 export function forgetFile(key) {
   blobs.delete(key);
   const url = previews.get(key);
-  // The sent bubble may still show the preview for a moment: revoke later.
-  if (url) setTimeout(() => URL.revokeObjectURL(url), 60000);
+  // The sent bubble may still show the preview for a while: revoke later.
+  if (url) {
+    setTimeout(() => {
+      URL.revokeObjectURL(url);
+      for (const [id, u] of uploadedPreviews) if (u === url) uploadedPreviews.delete(id);
+    }, PREVIEW_KEEP_MS);
+  }
   previews.delete(key);
   return dbDo('readwrite', (s) => s.delete(key));
 }
@@ -264,6 +284,7 @@ export function reset() {
   blobs.clear();
   for (const url of previews.values()) URL.revokeObjectURL(url);
   previews.clear();
+  uploadedPreviews.clear();
   urls.clear();
 }
 

@@ -184,6 +184,7 @@ async function startUpload(item) {
     uploads.delete(id);
     if (up.cancelled || !items.includes(item)) return;
     item.media = { ...item.media, media_id: view.media_id, content_type: view.content_type, size: view.size };
+    media.uploaded(id, view.media_id);
     if (view.width) item.media.width = view.width;
     if (view.height) item.media.height = view.height;
     persist();

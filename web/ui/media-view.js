@@ -4,7 +4,7 @@
 // file name) with its size; and for an unsent one, the local preview, the
 // "Uploading NAME" progress bar and "Cancel upload".
 
-import { mediaUrl, cachedMediaUrl, previewUrl, keptFile, sizeText, mediaLabel } from '../media.js';
+import { mediaUrl, cachedMediaUrl, previewUrl, keptFile, sizeText, mediaLabel, localPreview } from '../media.js';
 import * as outbox from '../outbox.js';
 import { h } from './dom.js';
 import { openPhotoViewer } from './photo-viewer.js';
@@ -78,7 +78,9 @@ export function mediaPart(m) {
       full = true;
       setUrl(img, 'src', id);
     });
-    setUrl(img, 'src', id, gif ? undefined : 'm');
+    // My photo sent from here a moment ago: the file as picked, no flash while its URL comes.
+    const local = localPreview(id);
+    if (local) img.src = local; else setUrl(img, 'src', id, gif ? undefined : 'm');
     box.append(img);
   } else if (m.kind === 'video') {
     const video = /** @type {HTMLVideoElement} */ (h('video', 'media-video'));
