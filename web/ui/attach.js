@@ -67,18 +67,19 @@ export function setupAttach(takeCaption) {
     if (sendFiles(files, takeCaption)) /** @type {HTMLElement} */ ($('composer-input')).focus();
   });
 
-  const pane = $('chat-pane');
+  // The whole chat area takes drops (header, messages, composer).
+  const pane = $('chat');
   const zone = $('drop-zone');
   let depth = 0;
   const hideZone = () => { depth = 0; zone.hidden = true; };
   pane.addEventListener('dragenter', (e) => {
-    if (!dragsFiles(e)) return;
+    if (!dragsFiles(e) || !openConv()) return;
     e.preventDefault();
     depth += 1;
     zone.hidden = false;
   });
   pane.addEventListener('dragover', (e) => {
-    if (!dragsFiles(e)) return;
+    if (!dragsFiles(e) || !openConv()) return;
     e.preventDefault();
     if (e.dataTransfer) e.dataTransfer.dropEffect = 'copy';
   });
@@ -90,14 +91,18 @@ export function setupAttach(takeCaption) {
   pane.addEventListener('drop', (e) => {
     const files = e.dataTransfer ? [...e.dataTransfer.files] : [];
     hideZone();
-    if (!files.length) return;
+    if (!files.length || !openConv()) return;
     e.preventDefault();
     sendFiles(files, takeCaption);
   });
 
-  $('composer-input').addEventListener('paste', (e) => {
-    // Pasted images are sent (a screenshot, a copied photo); text pastes as text.
-    const data = /** @type {ClipboardEvent} */ (e).clipboardData;
+  document.addEventListener('paste', (e) => {
+    // Pasted images are sent to the open chat (a screenshot, a copied photo);
+    // text pastes as text, and other text fields keep their pastes.
+    const t = /** @type {HTMLElement} */ (e.target);
+    const field = t && t.closest && t.closest('input, textarea, [contenteditable="true"]');
+    if ((field && field.id !== 'composer-input') || !openConv() || $('chat-pane').hidden) return;
+    const data = e.clipboardData;
     if (!data) return;
     const files = [...data.files].filter((f) => f.type.startsWith('image/'));
     if (!files.length) return;

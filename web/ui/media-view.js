@@ -95,12 +95,32 @@ export function mediaPart(m) {
     audio.controls = true;
     audio.preload = 'metadata';
     audio.setAttribute('aria-label', mediaLabel({ kind: 'audio', media: [item] }));
+    knowDuration(audio);
     setUrl(audio, 'src', id);
     box.append(audio);
   } else {
     box.append(fileLink(item));
   }
   return box;
+}
+
+/**
+ * Make a player show its length. A recording made by MediaRecorder (WebM)
+ * has no duration in its header: the browser says Infinity until it has
+ * read to the end, so seek far once to make it read there, then back.
+ * @param {HTMLMediaElement} el
+ */
+function knowDuration(el) {
+  el.addEventListener('loadedmetadata', () => {
+    if (el.duration !== Infinity) return;
+    const back = () => {
+      if (el.duration === Infinity) return;
+      el.removeEventListener('durationchange', back);
+      el.currentTime = 0;
+    };
+    el.addEventListener('durationchange', back);
+    el.currentTime = 1e101;
+  }, { once: true });
 }
 
 /**
