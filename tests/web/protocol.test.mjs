@@ -27,6 +27,17 @@ test('each client frame is built with its type and fields, and nothing else', ()
     { type: 'send', client_msg_id: 'web-2', conversation_id: 'c1', kind: 'text', text: 're', reply_to_seq: 4 },
     'a reply names the message it answers',
   );
+  assert.deepEqual(
+    protocol.sendTextFrame({
+      client_msg_id: 'web-3', conversation_id: 'c1', text: 'cat', kind: 'image', created_ms: 5,
+      media: { media_id: 'f7', content_type: 'image/png', size: 9, filename: 'cat.png' },
+    }),
+    { type: 'send', client_msg_id: 'web-3', conversation_id: 'c1', kind: 'image', text: 'cat', media: [{ media_id: 'f7' }] },
+    'a photo names only its uploaded media; the caption is the text',
+  );
+  assert.equal(protocol.sendTextFrame({
+    client_msg_id: 'web-4', conversation_id: 'c1', text: '', kind: 'file', media: { content_type: 'text/plain', size: 1 },
+  }).kind, 'text', 'media not uploaded yet is never sent as a media message');
   assert.ok(protocol.isEventKind({ kind: 'reaction' }) && !protocol.isEventKind({ kind: 'text' }));
   assert.ok(protocol.QUICK_REACTIONS.length >= 6);
   assert.deepEqual(protocol.deliveredReceiptFrame('c1', 9),

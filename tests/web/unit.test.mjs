@@ -7,6 +7,24 @@ import {
 } from '../../web/format.js';
 import { backoffDelay } from '../../web/connection.js';
 import { applyEvent, withReaction, reactionOf, isEvent } from '../../web/events.js';
+import { declaredType, kindFor, sizeText, mediaLabel } from '../../web/media.js';
+
+test('files are declared and sent as the server takes them (§9)', () => {
+  assert.equal(declaredType({ type: 'image/png' }), 'image/png');
+  assert.equal(declaredType({ type: 'image/jpg' }), 'image/jpeg');
+  assert.equal(declaredType({ type: 'audio/webm;codecs=opus' }), 'audio/webm');
+  assert.equal(declaredType({ type: 'image/svg+xml' }), 'application/octet-stream', 'not decoded: a plain file');
+  assert.equal(declaredType({ type: '' }), 'application/octet-stream');
+  assert.deepEqual(['image/webp', 'video/mp4', 'audio/ogg', 'application/pdf', 'application/octet-stream'].map(kindFor),
+    ['image', 'video', 'audio', 'file', 'file']);
+  assert.deepEqual([0, 1, 999, 1000, 2500, 10_400_000, 3e9].map(sizeText),
+    ['0 bytes', '1 byte', '999 bytes', '1 KB', '2.5 KB', '10 MB', '3 GB']);
+  assert.equal(mediaLabel({ kind: 'image' }), 'Photo');
+  assert.equal(mediaLabel({ kind: 'image', text: 'my cat' }), 'my cat');
+  assert.equal(mediaLabel({ kind: 'audio', media: [{ media_id: 'f1', content_type: 'audio/webm', size: 1 }] }), 'Voice message');
+  assert.equal(mediaLabel({ kind: 'file', media: [{ media_id: 'f1', content_type: 'text/plain', size: 1, filename: 'a.txt' }] }), 'a.txt');
+  assert.equal(mediaLabel({ kind: 'file', media: { filename: 'b.txt' } }), 'b.txt', 'an outbox item');
+});
 
 test('every error code of the spec has its own human sentence', () => {
   const codes = ['bad_request', 'unauthorized', 'forbidden', 'not_found', 'conflict', 'payload_too_large',
