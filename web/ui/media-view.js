@@ -64,7 +64,7 @@ export function mediaPart(m) {
   const item = Array.isArray(m.media) ? m.media[0] : undefined;
   if (!item || !item.media_id) return null;
   const id = item.media_id;
-  const box = h('div', `media media-${m.kind}`);
+  const box = h('div', `media kind-${m.kind}`);
   if (m.kind === 'image') {
     const alt = m.text || 'Photo';
     const img = photoImage(alt, () => openPhotoViewer(id, alt, img));
@@ -158,7 +158,7 @@ function fileLink(item) {
 export function pendingMediaPart(o) {
   const item = o.media;
   if (!item) return null;
-  const box = h('div', `media media-${o.kind} pending`);
+  const box = h('div', `media kind-${o.kind} pending`);
   const label = mediaLabel({ kind: o.kind, media: [/** @type {MediaItem} */ (item)] });
   if (o.kind === 'image') {
     const alt = o.text || 'Photo';
