@@ -15,6 +15,7 @@
 
 use deadpool_postgres::ClientWrapper;
 use parley_proto::Message;
+use tokio_postgres::types::ToSql;
 
 use super::errors::{OpResult, query, query_one};
 use super::events::attach_quotes;
@@ -53,77 +54,41 @@ pub(super) async fn search(
                       AND m.seq >= p.from_seq AND (p.to_seq IS NULL OR m.seq <= p.to_seq))
            AND m.id < $3 AND m.seq < $4"
     );
+    let conversation = search.conversation.map(|c| c.0);
     let mut rows = Vec::new();
     for window in plan.windows(newest) {
         let want = plan.fetch() - rows.len() as i64;
-        let found = match search.conversation {
+        let (scope, order) = match conversation {
             // Seq order is id order within a conversation, and the index's.
-            Some(c) => {
-                let sql = format!(
-                    "SELECT {columns} FROM messages m
-                     WHERE {filters} AND m.conversation_id=$8 AND m.seq >= $6 AND m.seq < $7
-                     ORDER BY m.seq DESC LIMIT $5"
-                );
-                query(
-                    conn,
-                    &sql,
-                    &[
-                        &search.viewer.0,
-                        &plan.like,
-                        &plan.before_id,
-                        &plan.before_seq,
-                        &want,
-                        &window.from,
-                        &window.to,
-                        &c.0,
-                    ],
-                )
-                .await?
-            }
-            None if window.from > 1 => {
-                let sql = format!(
-                    "SELECT {columns} FROM messages m
-                     WHERE {filters} AND m.id >= $6 AND m.id < $7
-                     ORDER BY m.id DESC LIMIT $5"
-                );
-                query(
-                    conn,
-                    &sql,
-                    &[
-                        &search.viewer.0,
-                        &plan.like,
-                        &plan.before_id,
-                        &plan.before_seq,
-                        &want,
-                        &window.from,
-                        &window.to,
-                    ],
-                )
-                .await?
-            }
-            None => {
-                let sql = format!(
-                    "SELECT {columns} FROM messages m
-                     WHERE {filters} AND m.id < $6
-                       AND m.conversation_id IN (SELECT conversation_id FROM member_periods WHERE user_id=$1)
-                     ORDER BY m.id DESC LIMIT $5"
-                );
-                query(
-                    conn,
-                    &sql,
-                    &[
-                        &search.viewer.0,
-                        &plan.like,
-                        &plan.before_id,
-                        &plan.before_seq,
-                        &want,
-                        &window.to,
-                    ],
-                )
-                .await?
-            }
+            Some(_) => (
+                "m.conversation_id=$8 AND m.seq >= $6 AND m.seq < $7",
+                "m.seq",
+            ),
+            None if window.from > 1 => ("m.id >= $6 AND m.id < $7", "m.id"),
+            // The last window: the planner's choice, as without windows.
+            None => (
+                "m.id >= $6 AND m.id < $7
+                 AND m.conversation_id IN (SELECT conversation_id FROM member_periods WHERE user_id=$1)",
+                "m.id",
+            ),
         };
-        for row in &found {
+        let sql = format!(
+            "SELECT {columns} FROM messages m WHERE {filters} AND {scope}
+             ORDER BY {order} DESC LIMIT $5"
+        );
+        let mut params: Vec<&(dyn ToSql + Sync)> = vec![
+            &search.viewer.0,
+            &plan.like,
+            &plan.before_id,
+            &plan.before_seq,
+            &want,
+            &window.from,
+            &window.to,
+        ];
+        if let Some(c) = &conversation {
+            params.push(c);
+        }
+        for row in &query(conn, &sql, &params).await? {
             rows.push(message_from_row(row, 0)?);
         }
         if rows.len() as i64 >= plan.fetch() {
