@@ -43,6 +43,9 @@ const EMOJI: [&str; 4] = ["👍", "❤️", "😂", "🙏"];
 /// Own recent messages an event may target.
 const RECENT_TARGETS: usize = 64;
 
+/// How often a fill without a progress bar logs how far it is.
+const LOG_EVERY: Duration = Duration::from_secs(15);
+
 /// How long one socket may wait for its next frame before the run fails.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -161,6 +164,23 @@ pub(crate) async fn run(
         sockets.push(client.connect(None).await.context("connect a sender")?);
     }
     let t0 = Instant::now();
+    // Without a progress bar, a line now and then.
+    let logger = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(t0 + LOG_EVERY, LOG_EVERY);
+            loop {
+                tick.tick().await;
+                let done = progress.position();
+                let secs = t0.elapsed().as_secs_f64();
+                super::log_line(format_args!(
+                    "fill: {done}/{} sends after {secs:.0} s ({:.0}/s)",
+                    progress.length().unwrap_or(0),
+                    done as f64 / secs
+                ));
+            }
+        })
+    };
     let mut handles = Vec::with_capacity(sockets.len());
     for (i, socket) in sockets.into_iter().enumerate() {
         let sender = plan.senders[i].clone();
@@ -184,6 +204,7 @@ pub(crate) async fn run(
         outcome.errors.merge(&one.errors);
     }
     outcome.secs = t0.elapsed().as_secs_f64();
+    logger.abort();
     Ok(outcome)
 }
 

@@ -279,6 +279,15 @@ pub(crate) fn progress_bar(label: &'static str) -> ProgressBar {
     bar
 }
 
+/// A line on stderr when no progress bar shows (stderr is not a
+/// terminal, e.g. a long run under nohup), so its log says where it is.
+pub(crate) fn log_line(line: impl std::fmt::Display) {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        eprintln!("{line}");
+    }
+}
+
 /// Moves `bar` along a run of `duration` from `t0`, showing the counters.
 pub(crate) fn tick_progress(
     bar: ProgressBar,

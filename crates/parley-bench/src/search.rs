@@ -18,7 +18,7 @@ use parley_client::{Client, SearchRequest};
 use super::fill::{self, CJK_PHRASES, FillPlan, Rng, Sender, VOCABULARY, word};
 use super::report::Report;
 use super::stats::{Errors, Latency};
-use super::{BenchArgs, fmt_rate, per_sec, progress_bar, setup, thousands};
+use super::{BenchArgs, fmt_rate, log_line, per_sec, progress_bar, setup, thousands};
 
 /// Sends in flight per sender while filling, when --window is not given.
 const DEFAULT_FILL_WINDOW: usize = 16;
@@ -90,6 +90,7 @@ pub(crate) async fn search(args: &BenchArgs) -> anyhow::Result<Report> {
     report.set("server", target.describe());
     let conversations = args.conversations.max(1);
     let per_sender = (args.messages / conversations).max(1);
+    let started = Instant::now();
     let progress = progress_bar("setup");
     progress.set_length(2 * conversations as u64 + 1);
     let tag = setup::run_tag();
@@ -108,6 +109,15 @@ pub(crate) async fn search(args: &BenchArgs) -> anyhow::Result<Report> {
         .collect();
     let directs = setup::directs(&target.base, pairs, args.concurrency, &progress).await?;
     progress.finish_and_clear();
+    let setup_secs = started.elapsed().as_secs_f64();
+    report.row(
+        "setup",
+        format!(
+            "{} users and {conversations} direct conversations in {setup_secs:.1} s",
+            conversations + 1
+        ),
+    );
+    log_line(format_args!("search: setup done in {setup_secs:.1} s"));
 
     let plan = FillPlan {
         senders: users[1..]
@@ -140,6 +150,11 @@ pub(crate) async fn search(args: &BenchArgs) -> anyhow::Result<Report> {
     if filled.errors.total() > 0 {
         report.row("fill errors", filled.errors.line());
     }
+    log_line(format_args!(
+        "search: filled {} messages in {:.1} s",
+        filled.messages, filled.secs
+    ));
+    let searching = Instant::now();
 
     let progress = progress_bar("search");
     let queries = args.queries.max(QueryClass::ALL.len());
@@ -167,6 +182,14 @@ pub(crate) async fn search(args: &BenchArgs) -> anyhow::Result<Report> {
         progress.inc(1);
     }
     progress.finish_and_clear();
+    let search_secs = searching.elapsed().as_secs_f64();
+    report.row(
+        "searched",
+        format!("{queries} queries one at a time in {search_secs:.1} s"),
+    );
+    log_line(format_args!(
+        "search: {queries} queries in {search_secs:.1} s"
+    ));
     let per_class = (queries / QueryClass::ALL.len()).max(1) as u64;
     for (i, class) in QueryClass::ALL.iter().enumerate() {
         report.latency(class.key(), class.label(), &latencies[i]);

@@ -544,6 +544,218 @@ async fn search_follows_visibility(backend: &Backend) {
     store.shutdown().await;
 }
 
+/// Every page of a search, paged with `before_id` (or `before_seq`
+/// within one conversation) at `limit` per page: the texts and whether
+/// the last page said there was more.
+async fn all_pages(
+    store: &dyn Store,
+    viewer: UserId,
+    q: &str,
+    conversation: Option<ConversationId>,
+    limit: usize,
+) -> Vec<String> {
+    let mut texts = Vec::new();
+    let (mut before_id, mut before_seq) = (None, None);
+    loop {
+        let (page, more) = store
+            .search(SearchQuery {
+                viewer,
+                text: q.into(),
+                conversation,
+                before_seq,
+                before_id,
+                limit,
+            })
+            .await
+            .unwrap();
+        assert!(page.len() <= limit);
+        assert!(!more || page.len() == limit, "more only after a full page");
+        if let Some(last) = page.last() {
+            match conversation {
+                Some(_) => before_seq = Some(last.seq),
+                None => before_id = Some(last.message_id.0),
+            }
+        }
+        texts.extend(page.into_iter().map(|m| m.text.unwrap_or_default()));
+        if !more {
+            return texts;
+        }
+    }
+}
+
+/// Search runs newest first in windows (`domain::search`): matches in
+/// the first small window, in the next ones and far older than all of
+/// them (in the last window), among messages of a conversation the viewer
+/// is not in, come out exactly as one query over everything would give
+/// them, on every page size, indexed and scanned, across conversations
+/// and within one.
+async fn search_windows_keep_results_and_paging(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let carol = person(store, "carol").await;
+    let g = group(store, alice.0, &[bob.0]).await.id;
+    let (other, _) = store
+        .get_or_create_direct(alice.0, carol.0, 1)
+        .await
+        .unwrap();
+    // More messages than the small windows hold (5,376 ids), one in three
+    // in a conversation bob is not in.
+    const TOTAL: usize = 6_000;
+    let needles = [3, 40, 2_000, 5_200, 5_950, 5_990, 5_994, 5_997, 5_999];
+    let mut expected = Vec::new();
+    for chunk in (0..TOTAL).collect::<Vec<_>>().chunks(500) {
+        let sends = chunk.iter().map(|&i| {
+            let conversation = if i % 3 == 0 { other.id } else { g };
+            let body = if needles.contains(&i) {
+                format!("Needle zq {i}")
+            } else {
+                format!("filler message {i}")
+            };
+            store.append_message(text(conversation, alice, &format!("w{i}"), &body))
+        });
+        for appended in futures_util::future::join_all(sends).await {
+            let message = appended.unwrap().message;
+            if message.conversation_id == g
+                && message.text.as_deref().unwrap().starts_with("Needle")
+            {
+                expected.push((message.message_id.0, message.text.unwrap()));
+            }
+        }
+    }
+    expected.sort_by_key(|e| std::cmp::Reverse(e.0));
+    let expected: Vec<String> = expected.into_iter().map(|(_, t)| t).collect();
+    assert_eq!(
+        expected.len(),
+        6,
+        "needles 40, 2000, 5200, 5950, 5990, 5999"
+    );
+    for q in ["needle", "zq"] {
+        for limit in [1, 2, 4, 50] {
+            assert_eq!(
+                all_pages(store, bob.0, q, None, limit).await,
+                expected,
+                "{q} by {limit}"
+            );
+            assert_eq!(
+                all_pages(store, bob.0, q, Some(g), limit).await,
+                expected,
+                "{q} by {limit} in the group"
+            );
+        }
+        assert!(
+            all_pages(store, bob.0, q, Some(other.id), 2)
+                .await
+                .is_empty()
+        );
+        assert_eq!(all_pages(store, carol.0, q, None, 50).await.len(), 3);
+    }
+    store.shutdown().await;
+}
+
+/// Captions of media messages (§8, §9) are searched like text: found by
+/// any substring (indexed and scanned), by their current text after an
+/// edit, never after a delete, and only by who may see them.
+async fn search_finds_captions(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let store = &*store;
+    let alice = person(store, "alice").await;
+    let bob = person(store, "bob").await;
+    let dave = person(store, "dave").await;
+    let g = group(store, alice.0, &[bob.0]).await.id;
+    let mut sent = Vec::new();
+    for (i, (kind, content_type, caption)) in [
+        (
+            MessageKind::Image,
+            "image/png",
+            "Sunset over the bay 海边日落",
+        ),
+        (MessageKind::File, "application/pdf", "Quarterly report"),
+        (MessageKind::Image, "image/png", ""),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let media = store
+            .create_media(slot(alice.0, content_type, 10, 1_000))
+            .await
+            .unwrap();
+        store
+            .complete_media(
+                media.id,
+                MediaVerified {
+                    content_type: content_type.into(),
+                    now_ms: 1_500,
+                    ..MediaVerified::default()
+                },
+            )
+            .await
+            .unwrap();
+        let message = store
+            .append_message(NewMessage {
+                text: caption.into(),
+                ..media_message(g, alice, &format!("c{i}"), kind, media.id)
+            })
+            .await
+            .unwrap()
+            .message;
+        sent.push(message.seq);
+    }
+    store
+        .append_message(text(g, alice, "t1", "a sunset in text"))
+        .await
+        .unwrap();
+    assert_eq!(
+        search(store, bob.0, "SUNSET", None).await,
+        ["a sunset in text", "Sunset over the bay 海边日落"]
+    );
+    assert_eq!(
+        search(store, bob.0, "海边", Some(g)).await,
+        ["Sunset over the bay 海边日落"],
+        "short: scan"
+    );
+    assert_eq!(
+        search(store, bob.0, "report", None).await,
+        ["Quarterly report"]
+    );
+    assert!(search(store, dave.0, "report", None).await.is_empty());
+    let found = store
+        .search(SearchQuery {
+            viewer: bob.0,
+            text: "bay".into(),
+            conversation: None,
+            before_seq: None,
+            before_id: None,
+            limit: 5,
+        })
+        .await
+        .unwrap()
+        .0;
+    assert_eq!(found[0].kind, MessageKind::Image);
+    assert_eq!(found[0].media.len(), 1);
+    // A caption edit changes what matches; a delete removes it.
+    store
+        .append_message(edit(g, alice, "e1", sent[1], "Annual summary"))
+        .await
+        .unwrap();
+    assert!(search(store, bob.0, "report", None).await.is_empty());
+    assert_eq!(
+        search(store, bob.0, "summary", None).await,
+        ["Annual summary"]
+    );
+    store
+        .append_message(event(g, alice, "d1", MessageKind::Delete, sent[0]))
+        .await
+        .unwrap();
+    assert_eq!(
+        search(store, bob.0, "sunset", None).await,
+        ["a sunset in text"]
+    );
+    assert!(search(store, bob.0, "海边", None).await.is_empty());
+    store.shutdown().await;
+}
+
 async fn settings_left_and_blocks(backend: &Backend) {
     let (store, mut events) = backend.open().await;
     let store = &*store;
@@ -1560,6 +1772,8 @@ conformance!(
     windows_and_admin_delete,
     replies_quote_what_the_viewer_sees,
     search_follows_visibility,
+    search_windows_keep_results_and_paging,
+    search_finds_captions,
     settings_left_and_blocks,
     delete_purges_storage,
     mixed_batches_keep_order,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::{TestServer, WAIT, direct, test_config, uid};
 use image::{DynamicImage, ImageFormat};
-use parley_client::{Client, ClientError, sha256_base64};
+use parley_client::{Client, ClientError, SearchRequest, sha256_base64};
 use parley_proto::api::{MediaUploadRequest, SendRequest, ThumbnailSize};
 use parley_proto::{ErrorCode, MediaId, MessageKind};
 use parley_server::Config;
@@ -201,6 +201,16 @@ async fn a_photo_goes_from_upload_to_the_other_side() {
         let history = bob.history(conversation, None, None, None).await.unwrap();
         let seen = history.messages.iter().find(|m| m.seq == sent.seq).unwrap();
         assert_eq!(seen.media, sent.media, "{backend}: bob sees the media");
+        // Its caption is searched like text (§10).
+        let found = bob
+            .search(&SearchRequest {
+                q: "SUNS",
+                ..SearchRequest::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.results.len(), 1, "{backend}: the caption is found");
+        assert_eq!(found.results[0].media, sent.media);
 
         let full = bob.download_media(view.media_id).await.unwrap();
         assert_eq!(full.content_type, "image/png");

@@ -228,6 +228,15 @@ CREATE TABLE media_usage(
 );
 ALTER TABLE messages ADD COLUMN media TEXT;
 "#,
+    // v7: captions are searched like text (§10): the trigram index covers
+    // the text of media messages too (its predicate is the kind list
+    // search queries name, `domain::search::SEARCHED_KINDS_SQL`, so the
+    // planner can use it). Creating it indexes existing captions.
+    r#"
+DROP INDEX messages_text_trgm;
+CREATE INDEX messages_text_trgm ON messages USING gin (text gin_trgm_ops)
+    WHERE kind IN ('text','image','video','audio','file') AND NOT deleted;
+"#,
 ];
 
 /// Serializes schema migrations between processes that start together.
@@ -286,7 +295,7 @@ mod tests {
 
     /// A database of its own on the test server, dropped at the end; `None`
     /// (the test skips) when PostgreSQL is unreachable outside CI.
-    async fn scratch_database() -> Option<(tokio_postgres::Client, String, String)> {
+    async fn scratch_database(tag: &str) -> Option<(tokio_postgres::Client, String, String)> {
         let admin = std::env::var("PARLEY_TEST_POSTGRES_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
         let (client, connection) =
@@ -301,7 +310,7 @@ mod tests {
                 }
             };
         tokio::spawn(connection);
-        let name = format!("parley_migration_{}", std::process::id());
+        let name = format!("parley_migration_{tag}_{}", std::process::id());
         for sql in [
             format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
             format!("CREATE DATABASE {name}"),
@@ -322,7 +331,7 @@ mod tests {
     /// continue both the cursors and the runs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn migration_folds_inbox_rows_into_runs() {
-        let Some((admin, name, url)) = scratch_database().await else {
+        let Some((admin, name, url)) = scratch_database("runs").await else {
             return;
         };
         {
@@ -460,6 +469,106 @@ mod tests {
                 (8, 2, 3)
             ]
         );
+        store.shutdown().await;
+        drop(store);
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+
+    /// The trigram index's predicate names the kinds search queries name,
+    /// else the planner could not use it.
+    #[test]
+    fn the_trigram_index_covers_the_searched_kinds() {
+        assert!(MIGRATIONS[6].contains(&format!(
+            "WHERE kind IN ({}) AND NOT deleted",
+            crate::domain::search::SEARCHED_KINDS_SQL
+        )));
+    }
+
+    /// A version-6 database gets the trigram index over captions from
+    /// migration 7, and search finds an existing caption through it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn migration_indexes_existing_captions() {
+        let Some((admin, name, url)) = scratch_database("captions").await else {
+            return;
+        };
+        {
+            let (old, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(connection);
+            for sql in &MIGRATIONS[..6] {
+                old.batch_execute(sql).await.unwrap();
+            }
+            old.batch_execute(
+                "CREATE TABLE schema_meta(key TEXT PRIMARY KEY, value BIGINT NOT NULL);
+                 INSERT INTO schema_meta VALUES('version', 6);
+                 INSERT INTO users(id, username, display_name, password_hash, created_at_ms)
+                     VALUES(1, 'alice', 'alice', 'x', 1);
+                 INSERT INTO conversations(id, kind, last_seq, last_activity_ms, created_at_ms)
+                     VALUES(1, 'group', 2, 1, 1);
+                 INSERT INTO member_periods(conversation_id, user_id, from_seq) VALUES(1, 1, 1);
+                 INSERT INTO messages(conversation_id, seq, sender_id, sent_at_ms, kind, text, deleted) VALUES
+                     (1, 1, 1, 1, 'image', 'a harbour at dusk', FALSE),
+                     (1, 2, 1, 1, 'video', NULL, TRUE);",
+            )
+            .await
+            .unwrap();
+        }
+        let (store, _events) = PostgresStore::open(&url, PostgresOptions::default())
+            .await
+            .unwrap();
+        let (found, _) = store
+            .search(crate::model::SearchQuery {
+                viewer: UserId(1),
+                text: "HARBOUR".into(),
+                conversation: None,
+                before_seq: None,
+                before_id: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].text.as_deref(), Some("a harbour at dusk"));
+        let (check, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let definition: String = check
+            .query_one(
+                "SELECT indexdef FROM pg_indexes WHERE indexname='messages_text_trgm'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert!(definition.contains("'image'"), "{definition}");
+        // The planner can answer the search statement from it.
+        check
+            .batch_execute("SET enable_seqscan = off")
+            .await
+            .unwrap();
+        let plan: Vec<String> = check
+            .query(
+                &format!(
+                    "EXPLAIN SELECT id FROM messages WHERE text ILIKE '%harbour%' AND kind IN ({}) AND NOT deleted",
+                    crate::domain::search::SEARCHED_KINDS_SQL
+                ),
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert!(
+            plan.iter().any(|line| line.contains("messages_text_trgm")),
+            "{plan:?}"
+        );
+        drop(check);
         store.shutdown().await;
         drop(store);
         admin

@@ -233,6 +233,15 @@ CREATE TABLE media_usage(
 );
 ALTER TABLE messages ADD COLUMN media TEXT;
 "#,
+    // v7: captions are searched like text (§10). New media messages were
+    // already indexed by the send path; this (re)indexes the caption of
+    // every media message that is not deleted, whatever wrote it.
+    r#"
+DELETE FROM message_fts WHERE rowid IN
+    (SELECT id FROM messages WHERE kind IN ('image','video','audio','file'));
+INSERT INTO message_fts(rowid, text) SELECT id, text FROM messages
+    WHERE kind IN ('image','video','audio','file') AND deleted=0 AND text IS NOT NULL;
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a
@@ -322,6 +331,68 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(segments, 4, "(c1,1..2) (c2,1) (c1,3) (c2,2)");
+        store.shutdown().await;
+    }
+
+    /// A version-6 database whose media captions are not in the search
+    /// index (as if written before captions were searched) has them
+    /// indexed by migration 7; a deleted one stays out.
+    #[tokio::test]
+    async fn migration_indexes_existing_captions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v6.db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE schema_meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO schema_meta VALUES('version', 6);",
+            )
+            .unwrap();
+            for sql in &MIGRATIONS[..6] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.execute_batch(
+                "INSERT INTO users(id, username, display_name, password_hash, created_at_ms)
+                     VALUES(1, 'alice', 'alice', 'x', 1);
+                 INSERT INTO conversations(id, kind, last_seq, last_activity_ms, created_at_ms)
+                     VALUES(1, 'group', 3, 1, 1);
+                 INSERT INTO member_periods(conversation_id, user_id, from_seq) VALUES(1, 1, 1);
+                 INSERT INTO messages(conversation_id, seq, sender_id, sent_at_ms, kind, text, deleted) VALUES
+                     (1, 1, 1, 1, 'image', 'a harbour at dusk', 0),
+                     (1, 2, 1, 1, 'file', NULL, 1),
+                     (1, 3, 1, 1, 'video', 'harbour, deleted', 1);",
+            )
+            .unwrap();
+        }
+        let (store, _events) = SqliteStore::open(&path, SqliteOptions::default()).unwrap();
+        let (found, more) = store
+            .search(crate::model::SearchQuery {
+                viewer: UserId(1),
+                text: "HARBOUR".into(),
+                conversation: None,
+                before_seq: None,
+                before_id: None,
+                limit: 10,
+            })
+            .await
+            .unwrap();
+        assert!(!more);
+        assert_eq!(
+            found.iter().map(|m| m.text.clone()).collect::<Vec<_>>(),
+            [Some("a harbour at dusk".to_owned())]
+        );
+        // The index itself holds it (not only a scan would find it).
+        let indexed: i64 = store
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT COUNT(*) FROM message_fts WHERE message_fts MATCH '\"harbour\"'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .await
+            .unwrap();
+        assert_eq!(indexed, 1);
         store.shutdown().await;
     }
 }
