@@ -28,7 +28,7 @@ pub async fn run(state: Arc<AppState>, mut commits: CommitReceiver) {
             } => {
                 state.members.observe_commit(&message);
                 let encoded = Arc::new(EncodedMessage::new(&message));
-                metrics::counter!("parley_deliveries_total").increment(recipients.len() as u64);
+                state.hot.deliveries.increment(recipients.len() as u64);
                 for recipient in &recipients {
                     // The sending device's sockets skip it (it had `sent`)
                     // but still advance their cursor past it.

@@ -70,6 +70,12 @@ impl SocketShared {
 
     /// Queues `item` unless `limit` items are already waiting.
     pub fn try_push(&self, item: Outbound) -> Result<(), QueueFull> {
+        self.try_push_waking(item, true)
+    }
+
+    /// [`Self::try_push`]; with `wake` false the socket's task is not woken
+    /// for it: the item waits for the task's next wakeup.
+    fn try_push_waking(&self, item: Outbound, wake: bool) -> Result<(), QueueFull> {
         {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             if queue.len() >= self.limit {
@@ -77,7 +83,9 @@ impl SocketShared {
             }
             queue.push_back(item);
         }
-        self.ready.notify_one();
+        if wake {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 
@@ -102,14 +110,24 @@ impl SocketShared {
         item
     }
 
-    /// Waits for the next queued item.
-    pub async fn pop(&self) -> Outbound {
+    /// Whether nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty()
+    }
+
+    /// Waits until something is queued (the socket's task then takes it
+    /// with [`Self::try_pop`], together with whatever else it writes in
+    /// that wakeup).
+    pub async fn ready(&self) {
         loop {
-            if let Some(item) = self.try_pop() {
-                return item;
+            if !self.is_empty() {
+                return;
             }
             // `notify_one` stores a permit when nobody waits, so a push
-            // between `try_pop` and here is not missed.
+            // between the check and here is not missed.
             self.ready.notified().await;
         }
     }
@@ -153,9 +171,20 @@ pub struct SocketHandle {
 impl SocketHandle {
     /// Queues `item`; closes the socket as too slow when the queue is full.
     pub fn push(&self, item: Outbound) {
+        // The sending device's own message only moves the socket's cursor
+        // past it; nothing is written, so it does not wake the task (one
+        // wakeup less per send). The task takes it, in queue order, at its
+        // next wakeup for anything else (an ack, a delivery, a frame from
+        // the client: at least a ping per heartbeat).
+        let wake = !matches!(
+            item,
+            Outbound::Message { sender_device: Some(device), .. } if device == self.device
+        );
         // Counted once per socket closed as too slow: frames that overflow
         // a socket already closing are not further closes.
-        if self.shared.try_push(item).is_err() && self.shared.close(close_code::TOO_SLOW) {
+        if self.shared.try_push_waking(item, wake).is_err()
+            && self.shared.close(close_code::TOO_SLOW)
+        {
             metrics::counter!("parley_slow_consumer_closes_total").increment(1);
         }
     }

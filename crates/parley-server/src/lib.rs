@@ -206,6 +206,10 @@ pub async fn run(
         _ => None,
     };
     std::fs::create_dir_all(&config.data_dir)?;
+    // Installed before the store opens: its writer thread takes its metric
+    // handles when it starts, and a handle taken earlier would be a no-op.
+    let metrics = metrics_handle();
+    catalog::register(config.cluster_mode());
     let (store, commits) = parley_store::open(&store_config(&config)).await?;
     let token_key = config.token_key_bytes()?;
     let auth = auth::Authenticator::open_with_key(
@@ -253,11 +257,8 @@ pub async fn run(
         members: Default::default(),
         draining: Default::default(),
         sessions: Default::default(),
-        metrics: {
-            let handle = metrics_handle();
-            catalog::register(config.cluster_mode());
-            handle
-        },
+        metrics,
+        hot: catalog::HotMetrics::new(),
         abuse: abuse::Limits::new(&config),
         media: Arc::new(media),
         config,

@@ -59,7 +59,7 @@ pub fn start(state: &AppState, sender: Identity, outgoing: Outgoing) -> ApiResul
         .send_limiter
         .check(&sender.user)
         .map_err(ApiError::rate_limited)?;
-    metrics::counter!("parley_sends_total").increment(1);
+    state.hot.sends.increment(1);
     Ok(state.store.append_message(new))
 }
 

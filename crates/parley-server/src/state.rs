@@ -46,6 +46,8 @@ pub struct AppState {
     pub media: Arc<crate::media::Media>,
     /// Renders `/metrics`.
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// The per-message metrics' handles.
+    pub hot: crate::catalog::HotMetrics,
     /// Push notifications (§12): VAPID identity, providers, trigger queue.
     pub push: Arc<crate::push::Push>,
 }

@@ -5,6 +5,12 @@
 //! sent them (so `seq`s follow that order), many can share one group commit,
 //! and `sent` acks go out in order as they become durable.
 //!
+//! Writes are coalesced per wakeup: whatever a wakeup produces (an ack, an
+//! error, queued deliveries) is fed to the socket's buffer, and before the
+//! task sleeps again it also feeds the acks that became durable and the
+//! frames queued meanwhile, then flushes once. Under load a socket thus
+//! costs one write syscall per wakeup, not one per frame.
+//!
 //! A `send` frame goes through the send service ([`crate::send`]), the same
 //! one HTTP uses; this module only keeps the socket's side: its in-flight
 //! queue, its acks, its typing budget and presence subscriptions.
@@ -22,7 +28,7 @@ use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message as WsMessage, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{FuturesOrdered, SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use parley_proto::{ClientFrame, ConversationId, ErrorCode, ServerFrame, UserId, now_ms};
 use parley_store::{Appended, StoreError};
 
@@ -51,7 +57,7 @@ use crate::auth::Identity;
 use crate::cluster::stitch::Stitcher;
 use crate::connections::ConnectionSlot;
 use crate::error::ApiError;
-use crate::hub::{Outbound, SocketHandle, close_code};
+use crate::hub::{Outbound, SocketHandle, SocketShared, close_code};
 use crate::ratelimit::TokenBucket;
 use crate::send::{self, Outgoing};
 use crate::sessions::SessionGuard;
@@ -164,6 +170,7 @@ fn classify(item: Option<Result<WsMessage, axum::Error>>) -> Incoming {
     }
 }
 
+/// Writes one frame and flushes (before the session exists: auth errors).
 async fn write_text(sink: &mut Sink, text: impl Into<Utf8Bytes>, timeout: Duration) -> bool {
     metrics::counter!("parley_frames_out_total").increment(1);
     matches!(
@@ -208,6 +215,8 @@ struct Session {
     /// one, and an idle socket's state stays small.
     presence_budget: Option<Box<TokenBucket>>,
     write_timeout: Duration,
+    /// Frames were fed to the sink since its last flush.
+    unflushed: bool,
 }
 
 impl Session {
@@ -264,6 +273,7 @@ impl Session {
             pending: FuturesOrdered::new(),
             subscriptions: HashSet::new(),
             write_timeout,
+            unflushed: false,
         };
         session.serve(stream, since).await;
         session.state.presence.unsubscribe(
@@ -353,9 +363,7 @@ impl Session {
                 code = shared.closed() => {
                     if code == close_code::GOING_AWAY {
                         Box::pin(self.finish_pending()).await;
-                        while let Some(item) = shared.try_pop() {
-                            if !self.write_item(item).await { break; }
-                        }
+                        while Box::pin(self.write_out(&shared)).await && !shared.is_empty() {}
                     }
                     let reason = match code {
                         close_code::UNAUTHORIZED => "logged out",
@@ -368,18 +376,8 @@ impl Session {
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => {
                     if !Box::pin(self.complete(done)).await { return; }
                 }
-                item = shared.pop() => {
-                    // A client that stops reading blocks this write; a close
-                    // request (too slow, logged out) must not wait for it.
-                    // The frame is already in the socket's buffer, so
-                    // leaving the write loses nothing the close path would
-                    // still flush.
-                    let written = tokio::select! {
-                        ok = self.write_item(item) => Some(ok),
-                        _ = shared.closed() => None,
-                    };
-                    if written == Some(false) { return; }
-                    if !self.after_write().await { return; }
+                () = shared.ready() => {
+                    // The queued frames are fed and written below.
                 }
                 _ = tokio::time::sleep_until(self.gap_deadline.unwrap_or_else(tokio::time::Instant::now)), if self.gap_deadline.is_some() => {
                     if !Box::pin(self.fill_from_store("gap")).await { return; }
@@ -388,7 +386,7 @@ impl Session {
                     deadline = tokio::time::Instant::now() + silence_limit;
                     match classify(item) {
                         Incoming::Frame(text) => {
-                            metrics::counter!("parley_frames_in_total").increment(1);
+                            self.state.hot.frames_in.increment(1);
                             if !Box::pin(self.handle_text(text.as_str())).await { return; }
                         }
                         Incoming::Binary => {
@@ -415,6 +413,22 @@ impl Session {
                     Box::pin(self.finish_pending()).await;
                     return Box::pin(close(&mut self.sink, close_code::TIMEOUT, "no frames for two heartbeat intervals")).await;
                 }
+            }
+            // One write for this wakeup. A client that stops reading
+            // blocks it; a close request (too slow, logged out) must not
+            // wait for it: the frames are in the socket's buffer, so
+            // leaving the write loses nothing the close path would still
+            // flush. Biased: a write that can finish does.
+            let written = tokio::select! {
+                biased;
+                ok = self.write_out(&shared) => Some(ok),
+                _ = shared.closed() => None,
+            };
+            if written == Some(false) {
+                return;
+            }
+            if !self.after_write().await {
+                return;
             }
         }
     }
@@ -449,7 +463,7 @@ impl Session {
             // or below it (committed between registration and the head
             // read) was never asked for, and one above it is the next.
             self.stitch = Stitcher::new(head);
-            return true;
+            return self.flush().await;
         };
         let mut cursor = since;
         loop {
@@ -489,27 +503,62 @@ impl Session {
             cursor: self.written_cursor,
         })
         .await
+            && self.flush().await
     }
 
+    /// Feeds `frame` to the socket's buffer; it is written at the end of
+    /// this wakeup ([`Self::write_out`]) or when the buffer fills.
     async fn send_frame(&mut self, frame: ServerFrame) -> bool {
-        write_text(&mut self.sink, frame.to_json(), self.write_timeout).await
+        let timeout = self.write_timeout;
+        let fed = self.feed(frame.to_json().into());
+        matches!(tokio::time::timeout(timeout, fed).await, Ok(Ok(())))
     }
 
-    /// Writes `first` and whatever else is already queued (up to
-    /// [`WRITE_BATCH`] frames) with one flush: under fan-out a busy socket
-    /// then costs one write syscall per buffer, not one per frame.
-    async fn write_item(&mut self, first: Outbound) -> bool {
-        let shared = self.socket.shared.clone();
+    /// Hands one frame to the socket's buffer, counted.
+    async fn feed(&mut self, text: Utf8Bytes) -> Result<(), axum::Error> {
+        self.state.hot.frames_out.increment(1);
+        self.unflushed = true;
+        self.sink.feed(WsMessage::Text(text)).await
+    }
+
+    /// Writes what the socket's buffer holds.
+    async fn flush(&mut self) -> bool {
+        if !self.unflushed {
+            return true;
+        }
+        self.unflushed = false;
+        let timeout = self.write_timeout;
+        matches!(
+            tokio::time::timeout(timeout, self.sink.flush()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// The end of a wakeup: feeds the acks that are durable by now and
+    /// what is queued (up to [`WRITE_BATCH`] frames), then writes it all
+    /// with one flush. Returns false when the socket is gone or stuck.
+    async fn write_out(&mut self, shared: &SocketShared) -> bool {
         let timeout = self.write_timeout;
         let batch = async {
-            self.feed_item(first).await?;
-            for _ in 1..WRITE_BATCH {
+            // Polling with a no-op waker is safe here: the loop's `select!`
+            // polls `pending` again (with the task's waker) before sleeping.
+            while !self.pending.is_empty() {
+                match self.pending.next().now_or_never() {
+                    Some(Some(done)) => self.feed_done(done).await?,
+                    _ => break,
+                }
+            }
+            for _ in 0..WRITE_BATCH {
                 match shared.try_pop() {
                     Some(item) => self.feed_item(item).await?,
                     None => break,
                 }
             }
-            self.sink.flush().await
+            if self.unflushed {
+                self.unflushed = false;
+                self.sink.flush().await?;
+            }
+            Ok::<(), axum::Error>(())
         };
         matches!(tokio::time::timeout(timeout, batch).await, Ok(Ok(())))
     }
@@ -529,6 +578,14 @@ impl Session {
                 }
                 let own = sender_device == Some(self.identity.device);
                 let text = (!own).then(|| Utf8Bytes::from(encoded.frame(cursor)));
+                if self.stitch.take_next(cursor) {
+                    // The usual case: the next cursor, nothing held.
+                    self.written_cursor = cursor;
+                    return match text {
+                        Some(text) => self.feed(text).await,
+                        None => Ok(()),
+                    };
+                }
                 let mut ready = Vec::new();
                 self.stitch.offer(cursor, text, &mut ready);
                 return self.feed_ready(ready).await;
@@ -538,8 +595,7 @@ impl Session {
                 return Ok(());
             }
         };
-        metrics::counter!("parley_frames_out_total").increment(1);
-        self.sink.feed(WsMessage::Text(text)).await
+        self.feed(text).await
     }
 
     /// Feeds the message frames the stitcher released, in cursor order.
@@ -550,8 +606,7 @@ impl Session {
         for (cursor, text) in ready {
             self.written_cursor = cursor;
             if let Some(text) = text {
-                metrics::counter!("parley_frames_out_total").increment(1);
-                self.sink.feed(WsMessage::Text(text)).await?;
+                self.feed(text).await?;
             }
         }
         Ok(())
@@ -625,11 +680,10 @@ impl Session {
             let mut ready = Vec::new();
             self.stitch.fill(entries, complete, &mut ready);
             let timeout = self.write_timeout;
-            let written = async {
-                self.feed_ready(ready).await?;
-                self.sink.flush().await
-            };
-            if !matches!(tokio::time::timeout(timeout, written).await, Ok(Ok(()))) {
+            let fed = self.feed_ready(ready);
+            if !matches!(tokio::time::timeout(timeout, fed).await, Ok(Ok(())))
+                || !self.flush().await
+            {
                 return false;
             }
             if complete {
@@ -647,38 +701,42 @@ impl Session {
     async fn finish_pending(&mut self) {
         while let Some(done) = self.pending.next().await {
             if !self.complete(done).await {
-                break;
+                return;
             }
         }
+        self.flush().await;
     }
 
+    /// Feeds the frame a finished operation answers with (within the write
+    /// timeout); false when the socket is gone or stuck.
     async fn complete(&mut self, done: OpDone) -> bool {
-        match done {
+        let timeout = self.write_timeout;
+        matches!(
+            tokio::time::timeout(timeout, self.feed_done(done)).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// Feeds the frame a finished operation answers with, if any.
+    async fn feed_done(&mut self, done: OpDone) -> Result<(), axum::Error> {
+        let frame = match done {
             OpDone::Sent {
                 client_msg_id,
                 result,
             } => match result {
-                Ok(message) => {
-                    let frame = ServerFrame::Sent {
-                        client_msg_id,
-                        conversation_id: message.conversation_id,
-                        seq: message.seq,
-                        message_id: message.message_id,
-                        sent_at_ms: message.sent_at_ms,
-                    };
-                    self.send_frame(frame).await
-                }
-                Err(err) => {
-                    let frame = ApiError::from(err).to_frame(Some(client_msg_id));
-                    self.send_frame(frame).await
-                }
+                Ok(message) => ServerFrame::Sent {
+                    client_msg_id,
+                    conversation_id: message.conversation_id,
+                    seq: message.seq,
+                    message_id: message.message_id,
+                    sent_at_ms: message.sent_at_ms,
+                },
+                Err(err) => ApiError::from(err).to_frame(Some(client_msg_id)),
             },
-            OpDone::Receipt(Ok(())) => true,
-            OpDone::Receipt(Err(err)) => {
-                let frame = ApiError::from(err).to_frame(Some("receipt".into()));
-                self.send_frame(frame).await
-            }
-        }
+            OpDone::Receipt(Ok(())) => return Ok(()),
+            OpDone::Receipt(Err(err)) => ApiError::from(err).to_frame(Some("receipt".into())),
+        };
+        self.feed(frame.to_json().into()).await
     }
 
     async fn handle_text(&mut self, text: &str) -> bool {

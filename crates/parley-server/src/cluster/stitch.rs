@@ -49,6 +49,18 @@ impl<T> Stitcher<T> {
         self.held.len() >= MAX_HELD
     }
 
+    /// The usual case of [`Self::offer`] without its list: when `cursor` is
+    /// the next one and nothing is held, records it as written and returns
+    /// true (the caller writes its item); otherwise changes nothing.
+    pub fn take_next(&mut self, cursor: u64) -> bool {
+        if cursor == self.written + 1 && self.held.is_empty() {
+            self.written = cursor;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Offers the item for `cursor`; whatever became writable, in cursor
     /// order, is appended to `ready`. Duplicates are dropped.
     pub fn offer(&mut self, cursor: u64, item: T, ready: &mut Vec<(u64, T)>) {
@@ -144,6 +156,24 @@ mod tests {
     /// What the socket writes: (cursor, whether it was its own send).
     type Item = bool;
 
+    /// What the socket does with a live item: [`Stitcher::take_next`] for
+    /// the usual next cursor, else [`Stitcher::offer`].
+    fn deliver(
+        stitcher: &mut Stitcher<Item>,
+        cursor: u64,
+        item: Item,
+        ready: &mut Vec<(u64, Item)>,
+    ) {
+        if cursor <= stitcher.written() {
+            return;
+        }
+        if stitcher.take_next(cursor) {
+            ready.push((cursor, item));
+        } else {
+            stitcher.offer(cursor, item, ready);
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -174,7 +204,7 @@ mod tests {
                         store.push(own_device);
                         let cursor = store.len() as u64;
                         if local {
-                            stitcher.offer(cursor, own_device, &mut ready);
+                            deliver(&mut stitcher, cursor, own_device, &mut ready);
                         } else {
                             remote.push(cursor);
                         }
@@ -182,13 +212,13 @@ mod tests {
                     Step::DeliverRemote => {
                         if !remote.is_empty() {
                             let c = remote.remove(0);
-                            stitcher.offer(c, store[c as usize - 1], &mut ready);
+                            deliver(&mut stitcher, c, store[c as usize - 1], &mut ready);
                         }
                     }
                     Step::DeliverRemoteOutOfOrder(i) => {
                         if !remote.is_empty() {
                             let c = remote.remove(i % remote.len());
-                            stitcher.offer(c, store[c as usize - 1], &mut ready);
+                            deliver(&mut stitcher, c, store[c as usize - 1], &mut ready);
                         }
                     }
                     Step::DropRemote => {
@@ -198,7 +228,7 @@ mod tests {
                     }
                     Step::Duplicate(c) => {
                         if c as usize <= store.len() {
-                            stitcher.offer(c, store[c as usize - 1], &mut ready);
+                            deliver(&mut stitcher, c, store[c as usize - 1], &mut ready);
                         }
                     }
                     Step::Fill => {

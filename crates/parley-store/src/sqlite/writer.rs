@@ -61,6 +61,12 @@ pub(super) fn run_in_savepoint<T>(
     }
 }
 
+/// Runs one statement without results from the connection's statement
+/// cache.
+fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 /// The writer thread's loop, until every sender is gone.
 pub(super) fn writer_loop(
     conn: Connection,
@@ -72,6 +78,9 @@ pub(super) fn writer_loop(
     // Another process may write the same file (SQLite allows it); its
     // commits change `data_version`, and then the cache is stale.
     let mut data_version: Option<i64> = None;
+    // Once per thread, not per batch (at low rates a batch is a message).
+    let batch_size = metrics::histogram!("parley_commit_batch_size");
+    let commit_seconds = metrics::histogram!("parley_commit_seconds");
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
@@ -87,13 +96,18 @@ pub(super) fn writer_loop(
         // Set when a write failed half-way: the whole transaction is then
         // rolled back, and every job of the batch fails (sends are retried
         // by clients with the same client_msg_id, so nothing is lost).
+        // `BEGIN`, `PRAGMA data_version` and `COMMIT` run once per batch:
+        // cached statements, not parsed again each time.
         let mut broken: Option<StoreError> =
-            conn.execute_batch("BEGIN IMMEDIATE").err().map(|err| {
+            run_cached(&conn, "BEGIN IMMEDIATE").err().map(|err| {
                 tracing::error!(%err, "cannot begin a write transaction");
                 StoreError::from(err)
             });
         if broken.is_none() {
-            match conn.query_row("PRAGMA data_version", [], |r| r.get::<_, i64>(0)) {
+            let version = conn
+                .prepare_cached("PRAGMA data_version")
+                .and_then(|mut statement| statement.query_row([], |r| r.get::<_, i64>(0)));
+            match version {
                 Ok(version) => {
                     if data_version != Some(version) {
                         cache.clear();
@@ -148,7 +162,7 @@ pub(super) fn writer_loop(
         let outcome: StoreResult<()> = match broken {
             Some(err) => Err(err),
             None => cache.flush(&conn).and_then(|()| {
-                conn.execute_batch("COMMIT").map_err(|err| {
+                run_cached(&conn, "COMMIT").map_err(|err| {
                     tracing::error!(%err, "commit failed; rolling back the batch");
                     StoreError::from(err)
                 })
@@ -163,8 +177,8 @@ pub(super) fn writer_loop(
         let committed = outcome.is_ok();
         // Recorded before anyone hears of the batch: whoever reads
         // /metrics after an ack sees the commit counted.
-        metrics::histogram!("parley_commit_batch_size").record(batch_len as f64);
-        metrics::histogram!("parley_commit_seconds").record(started.elapsed().as_secs_f64());
+        batch_size.record(batch_len as f64);
+        commit_seconds.record(started.elapsed().as_secs_f64());
         for complete in completions {
             complete(outcome.clone());
         }
