@@ -31,6 +31,9 @@ use super::{BenchArgs, SOCKETS_PER_SOURCE_IP, fmt_rate, progress_bar, setup, tho
 /// First source address of `connections` sockets: 127.0.0.2.
 const FIRST_SOURCE: u8 = 2;
 
+/// Sockets opened when --connections is not given.
+const DEFAULT_CONNECTIONS: usize = 1000;
+
 /// Per-socket read buffer: idle sockets only see pongs.
 const READ_BUFFER: usize = 4096;
 
@@ -98,7 +101,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let mut report = Report::new("connections");
     report.row("server", target.describe());
     report.set("server", target.describe());
-    let n = args.connections.max(1);
+    let n = args.connections.unwrap_or(DEFAULT_CONNECTIONS).max(1);
     let n_users = args.users.unwrap_or(n).clamp(1, n);
     let progress = progress_bar("users");
     progress.set_length(n_users as u64);
@@ -203,7 +206,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             "{} authenticated ({} users, {} worker process(es)), {} failed",
             thousands(ok),
             thousands(n_users as u64),
-            args.connections.div_ceil(per_process),
+            args.connections.unwrap_or(DEFAULT_CONNECTIONS).div_ceil(per_process),
             failed
         ),
     );

@@ -31,6 +31,9 @@
 //! - `search`: the `search` scenario (search latency over a filled store)
 //!   and the `events` scenario (what edits and reactions cost on the send
 //!   path).
+//! - `soak`: the `soak` scenario (a share of the capacity held for half an
+//!   hour with reconnects, receipts and group churn; RSS, descriptors, CPU
+//!   and latency per minute, and a leak verdict).
 //!
 //! Every run is bounded in time and count, stops by itself, and only
 //! talks to 127.0.0.0/8.
@@ -45,6 +48,7 @@ mod reconnect;
 mod report;
 mod search;
 mod setup;
+mod soak;
 mod stats;
 mod target;
 mod traffic;
@@ -88,6 +92,9 @@ pub(crate) enum Scenario {
     Search,
     /// Pairs sending with a share of edits and reactions mixed in.
     Events,
+    /// A share of the capacity held for a long time (default 30 min) with
+    /// reconnects, receipts and group churn; watches for leaks.
+    Soak,
     /// Internal: a `connections` worker process.
     #[value(hide = true)]
     Worker,
@@ -116,12 +123,14 @@ pub struct BenchArgs {
     /// spread over enough users to stay under 80 % of it.
     #[arg(long, default_value_t = 20.0)]
     pub(crate) user_rate: f64,
-    /// Seconds of load (direct, group, chaos) or of holding (connections).
-    #[arg(long, default_value_t = 10.0)]
-    pub(crate) duration: f64,
-    /// connections: sockets to open.
-    #[arg(long, default_value_t = 1000)]
-    pub(crate) connections: usize,
+    /// Seconds of load (direct, group, chaos) or of holding (connections):
+    /// `10`, `10s`, `30m`, `1h` (default 10 s; soak: 30 min).
+    #[arg(long, value_parser = parse_duration)]
+    pub(crate) duration: Option<f64>,
+    /// connections: sockets to open (default 1,000); soak: sockets held
+    /// (default `--share` of the measured capacity).
+    #[arg(long)]
+    pub(crate) connections: Option<usize>,
     /// connections: distinct users behind them (default: one per socket).
     #[arg(long)]
     pub(crate) users: Option<usize>,
@@ -132,7 +141,8 @@ pub struct BenchArgs {
     /// direct: pairs of users, one conversation each (both members send).
     #[arg(long, default_value_t = 50)]
     pub(crate) pairs: usize,
-    /// direct: offered messages/s in total; group: per group. Open loop.
+    /// direct, soak: offered messages/s in total; group: per group. Open
+    /// loop.
     #[arg(long, conflicts_with = "window")]
     pub(crate) rate: Option<f64>,
     /// Closed loop: sends in flight per sender, as fast as acks return.
@@ -158,6 +168,9 @@ pub struct BenchArgs {
     /// and would make every `parley` command line value larger).
     #[command(flatten)]
     pub(crate) cluster: Box<ClusterArgs>,
+    /// The `soak` scenario's own options (boxed, like `cluster`'s).
+    #[command(flatten)]
+    pub(crate) soak: Box<soak::SoakArgs>,
     /// search: conversations of the busy user.
     #[arg(long, default_value_t = 200)]
     pub(crate) conversations: usize,
@@ -214,7 +227,12 @@ pub(crate) struct ClusterArgs {
 
 impl BenchArgs {
     fn duration(&self) -> Duration {
-        Duration::from_secs_f64(self.duration.clamp(0.1, 600.0))
+        Duration::from_secs_f64(self.duration.unwrap_or(10.0).clamp(0.1, 600.0))
+    }
+
+    /// The soak's duration: 30 minutes unless given, at most a day.
+    fn soak_duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration.unwrap_or(1800.0).clamp(1.0, 86_400.0))
     }
 
     fn text(&self) -> String {
@@ -247,6 +265,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::Cluster => cluster::run(&args).await?,
         Scenario::Search => search::search(&args).await?,
         Scenario::Events => search::events(&args).await?,
+        Scenario::Soak => soak::run(&args).await?,
         Scenario::Worker => unreachable!("handled above"),
     };
     report.set("command", std::env::args().collect::<Vec<_>>());
@@ -310,6 +329,27 @@ pub(crate) fn tick_progress(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     })
+}
+
+/// Parses a duration in seconds: a plain number, or one ending in `ms`,
+/// `s`, `m` or `h`.
+fn parse_duration(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = text.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (text, 1.0)
+    };
+    match number.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 => Ok(n * scale),
+        _ => Err(format!("{text:?} is not a duration (10, 10s, 30m, 1h, 500ms)")),
+    }
 }
 
 /// A rate for the table: `12,345/s`.
@@ -382,5 +422,24 @@ mod tests {
         assert_eq!(args.scenario, Scenario::Cluster);
         assert_eq!(args.cluster.rates, vec![200.0, 1000.0]);
         assert_eq!(args.cluster.nodes, 3);
+        let args = BenchArgs::try_parse_from(["bench", "soak", "--spawn"]).unwrap();
+        assert_eq!(args.scenario, Scenario::Soak);
+        assert_eq!(args.soak_duration(), Duration::from_secs(1800));
+        assert_eq!(args.duration(), Duration::from_secs(10));
+        assert_eq!(args.connections, None);
+        let args =
+            BenchArgs::try_parse_from(["bench", "soak", "--spawn", "--duration", "2m"]).unwrap();
+        assert_eq!(args.soak_duration(), Duration::from_secs(120));
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10"), Ok(10.0));
+        assert_eq!(parse_duration("2.5s"), Ok(2.5));
+        assert_eq!(parse_duration("30m"), Ok(1800.0));
+        assert_eq!(parse_duration("1h"), Ok(3600.0));
+        assert_eq!(parse_duration("500ms"), Ok(0.5));
+        assert!(parse_duration("-1").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 }

@@ -29,6 +29,8 @@ pub(crate) const SPAWN_ENV: &[(&str, &str)] = &[
     ("PARLEY_SIGNUPS_PER_IP_PER_HOUR", "0"),
     ("PARLEY_GROUP_CREATIONS_PER_USER_PER_HOUR", "1000000"),
     ("PARLEY_MEMBER_ADDITIONS_PER_USER_PER_MINUTE", "1000000"),
+    ("PARLEY_MEDIA_UPLOADS_PER_USER_PER_HOUR", "1000000"),
+    ("PARLEY_SEARCHES_PER_USER_PER_MINUTE", "1000000"),
     ("PARLEY_HTTP_REQUESTS_PER_TOKEN_PER_SEC", "1000000"),
     ("PARLEY_LOG", "warn"),
 ];
@@ -191,6 +193,12 @@ impl Target {
 pub(crate) fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     parse_rss(&status)
+}
+
+/// Open file descriptors of a process: the entries of `/proc/PID/fd`.
+pub(crate) fn open_fds(pid: u32) -> Option<u64> {
+    let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+    Some(entries.count() as u64)
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
@@ -357,6 +365,7 @@ mod tests {
         assert_eq!(parse_rss(status), Some((51200, 40960)));
         assert_eq!(parse_rss("Name:\tx\n"), None);
         assert!(rss_kib(std::process::id()).is_some_and(|(rss, _)| rss > 0));
+        assert!(open_fds(std::process::id()).is_some_and(|fds| fds >= 3));
     }
 
     #[test]

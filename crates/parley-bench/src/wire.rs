@@ -21,7 +21,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anyhow::{Context, bail};
 use parley_client::{Ready, Socket, WebSocketConfig, WsMessage, WsStream};
-use parley_proto::{ClientFrame, ConversationId, MessageKind, ServerFrame};
+use parley_proto::{ClientFrame, ConversationId, MessageKind, ReceiptStatus, ServerFrame};
 use tokio::net::TcpSocket;
 
 use crate::lean;
@@ -140,6 +140,17 @@ pub(crate) fn send_frame(client_msg_id: String, conversation: i64, text: &str) -
 /// A `ping` frame (no nonce), encoded by `parley-proto`.
 pub(crate) fn ping_frame() -> WsMessage {
     WsMessage::Text(ClientFrame::Ping { nonce: None }.to_json().into())
+}
+
+/// A `receipt` frame marking everything up to `seq` read, encoded by
+/// `parley-proto`.
+pub(crate) fn read_receipt_frame(conversation: i64, seq: u64) -> WsMessage {
+    let frame = ClientFrame::Receipt {
+        conversation_id: ConversationId(conversation),
+        status: ReceiptStatus::Read,
+        up_to_seq: seq,
+    };
+    WsMessage::Text(frame.to_json().into())
 }
 
 /// The bench's idempotency key: `{n}.{intended send time in µs since the

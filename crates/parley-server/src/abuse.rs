@@ -1,6 +1,6 @@
 //! Abuse limits on HTTP requests, beyond sends and logins: sign-ups per
-//! source address, group creations and member additions per user, and
-//! requests per token. One middleware in front of the router, so that
+//! source address, group creations, member additions, media uploads and
+//! searches per user, and requests per token. One middleware in front of the router, so that
 //! handlers stay free of them; every refusal is `429 rate_limited` with
 //! `Retry-After` and counts in `parley_rate_limited_total{limit}`.
 //!
@@ -30,6 +30,8 @@ pub struct Limits {
     signups: Option<KeyedLimiter<IpAddr>>,
     group_creations: KeyedLimiter<UserId>,
     member_additions: KeyedLimiter<UserId>,
+    media_uploads: KeyedLimiter<UserId>,
+    searches: KeyedLimiter<UserId>,
     requests: KeyedLimiter<DeviceId>,
 }
 
@@ -40,10 +42,9 @@ impl Limits {
             signups: (config.signups_per_ip_per_hour > 0)
                 .then(|| per_hour(config.signups_per_ip_per_hour)),
             group_creations: per_hour(config.group_creations_per_user_per_hour),
-            member_additions: KeyedLimiter::new(
-                config.member_additions_per_user_per_minute as f64 / 60.0,
-                config.member_additions_per_user_per_minute as f64,
-            ),
+            member_additions: per_minute(config.member_additions_per_user_per_minute),
+            media_uploads: per_hour(config.media_uploads_per_user_per_hour),
+            searches: per_minute(config.searches_per_user_per_minute),
             requests: KeyedLimiter::new(
                 config.http_requests_per_token_per_sec,
                 config.http_requests_per_token_per_sec * 10.0,
@@ -55,6 +56,11 @@ impl Limits {
 /// `n` per hour, bursting `n`.
 fn per_hour<K: std::hash::Hash + Eq + Clone>(n: u32) -> KeyedLimiter<K> {
     KeyedLimiter::new(n as f64 / 3600.0, n as f64)
+}
+
+/// `n` per minute, bursting `n`.
+fn per_minute<K: std::hash::Hash + Eq + Clone>(n: u32) -> KeyedLimiter<K> {
+    KeyedLimiter::new(n as f64 / 60.0, n as f64)
 }
 
 /// Counts a refusal by `limit` and turns the wait into the protocol error.
@@ -112,6 +118,18 @@ fn check(state: &AppState, slot: &ConnectionSlot, request: &Request) -> Result<(
             .member_additions
             .check(&identity.user)
             .map_err(|wait| refused("member_addition", wait))?;
+    }
+    if post && path == "/v1/media" {
+        limits
+            .media_uploads
+            .check(&identity.user)
+            .map_err(|wait| refused("media_upload", wait))?;
+    }
+    if request.method() == Method::GET && path == "/v1/search" {
+        limits
+            .searches
+            .check(&identity.user)
+            .map_err(|wait| refused("search", wait))?;
     }
     Ok(())
 }

@@ -96,6 +96,12 @@ pub struct Config {
     /// Member-addition requests (`POST /v1/groups/{id}/members`) per user
     /// per minute (burst the same). Default 60.
     pub member_additions_per_user_per_minute: u32,
+    /// Media upload slots (`POST /v1/media`) one user may ask for per hour
+    /// (burst the same). Default 120.
+    pub media_uploads_per_user_per_hour: u32,
+    /// Searches (`GET /v1/search`) one user may run per minute (burst the
+    /// same). Default 60.
+    pub searches_per_user_per_minute: u32,
     /// Authenticated HTTP requests per token (device) per second; bursts of
     /// ten seconds' worth. Default 50.
     pub http_requests_per_token_per_sec: f64,
@@ -344,6 +350,8 @@ impl Default for Config {
             signups_per_ip_per_hour: 30,
             group_creations_per_user_per_hour: 60,
             member_additions_per_user_per_minute: 60,
+            media_uploads_per_user_per_hour: 120,
+            searches_per_user_per_minute: 60,
             http_requests_per_token_per_sec: 50.0,
             presence_subscribe_rate_per_sec: 5.0,
             socket_queue_frames: 1024,
@@ -551,6 +559,14 @@ impl Config {
             (
                 "member_additions_per_user_per_minute",
                 self.member_additions_per_user_per_minute as u64,
+            ),
+            (
+                "media_uploads_per_user_per_hour",
+                self.media_uploads_per_user_per_hour as u64,
+            ),
+            (
+                "searches_per_user_per_minute",
+                self.searches_per_user_per_minute as u64,
             ),
             ("max_pending_sends", self.max_pending_sends as u64),
             ("commit_max_batch", self.commit_max_batch as u64),

@@ -30,6 +30,9 @@
 //!   `groups`, `inbox`, `push` (server secrets, push registrations and
 //!   pending pushes), `writer`.
 //! - [`error`]: [`StoreError`], mapped to protocol codes by the server.
+//! - [`plan_query`] and [`SearchPlan`]: how a search text is checked and
+//!   planned (`domain::search`), public only so the `search_query` fuzz
+//!   target drives the real planner.
 //!
 //! **Architecture invariant:** every committed change that someone must hear
 //! about (a message, a receipt) is also emitted, in commit order, on the
@@ -47,6 +50,7 @@ use async_trait::async_trait;
 use parley_proto::api::PresenceVisibility;
 use parley_proto::{ConversationId, DeviceId, ReceiptStatus, UserId};
 
+pub use domain::search::{SearchPlan, plan_query};
 pub use error::{StoreError, StoreResult};
 pub use model::*;
 

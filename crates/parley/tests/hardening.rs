@@ -571,6 +571,60 @@ async fn group_creations_and_member_additions_per_user_are_limited() {
 }
 
 #[tokio::test]
+async fn media_uploads_and_searches_per_user_are_limited() {
+    let server = TestServer::start_with(parley_server::Config {
+        media_uploads_per_user_per_hour: 2,
+        searches_per_user_per_minute: 2,
+        ..test_config()
+    })
+    .await;
+    let ann = server.user("ann").await;
+    let bob = server.user("bob").await;
+    // "hello" and its SHA-256; slots only, the bytes never come.
+    let slot = r#"{"content_type":"text/plain","size":5,"sha256":"LPJNul+wow4m6DsqxbninhsWHlwfp0JecwQzYpOLmCQ="}"#;
+    for _ in 0..2 {
+        let (status, body) = ann
+            .raw(Method::POST, "/v1/media", Some(slot))
+            .await
+            .unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, body) = ann
+        .raw(Method::POST, "/v1/media", Some(slot))
+        .await
+        .unwrap();
+    assert_rate_limited(status, &body, "a third upload slot");
+    let (status, _) = bob
+        .raw(Method::POST, "/v1/media", Some(slot))
+        .await
+        .unwrap();
+    assert_eq!(status, 201, "another user has a budget of their own");
+
+    for _ in 0..2 {
+        let (status, body) = ann
+            .raw(Method::GET, "/v1/search?q=hello", None)
+            .await
+            .unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = ann
+        .raw(Method::GET, "/v1/search?q=hello", None)
+        .await
+        .unwrap();
+    assert_rate_limited(status, &body, "a third search");
+    let (status, _) = bob
+        .raw(Method::GET, "/v1/search?q=hello", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let metrics = common::scrape_metrics(&server).await;
+    for limit in ["media_upload", "search"] {
+        let line = format!(r#"parley_rate_limited_total{{limit="{limit}"}} 1"#);
+        assert!(metrics.contains(&line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
 async fn http_requests_per_token_are_limited() {
     let server = TestServer::start_with(parley_server::Config {
         // Bursts of ten seconds' worth: 5 requests.

@@ -2,8 +2,12 @@
 //! thumbnails, downloads, and garbage collection, over one blob store.
 //!
 //! - [`Media`]: the service the HTTP handlers and the collector call.
-//! - `verify`: the sniffed type against the declared one.
-//! - `thumbs`: decoding with limits, orientation, re-encoding.
+//! - [`verify`]: the sniffed type against the declared one.
+//! - [`thumbs`]: decoding with limits, orientation, re-encoding.
+//!
+//! `verify` and `thumbs` are public, pure and synchronous so the fuzz
+//! targets (fuzz/fuzz_targets/media.rs) drive the very functions
+//! `complete` calls.
 //! - `urls`: Parley's own signed upload and capability URLs.
 //!
 //! Objects live under three prefixes of the blob store: `staging/<id>`
@@ -13,9 +17,9 @@
 //! still-valid upload URL can overwrite only staging, never what was
 //! verified. The rows (state, references, quota) are the store's.
 
-pub(crate) mod thumbs;
+pub mod thumbs;
 pub(crate) mod urls;
-pub(crate) mod verify;
+pub mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -137,10 +141,7 @@ impl Media {
             url_ms: secs_to_ms(config.media_url_secs),
             redirect: Duration::from_secs(config.media_redirect_secs),
             max_image_bytes: config.media_max_image_bytes,
-            image_limits: ImageLimits {
-                max_side: config.media_max_image_side,
-                max_alloc: config.media_max_decode_bytes,
-            },
+            image_limits: ImageLimits::of(config),
         })
     }
 

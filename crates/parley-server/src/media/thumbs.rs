@@ -14,16 +14,27 @@ use parley_proto::api::{ThumbnailSize, ThumbnailView};
 
 /// The decoding limits.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ImageLimits {
+pub struct ImageLimits {
     /// Longest side accepted, in pixels.
-    pub(crate) max_side: u32,
+    pub max_side: u32,
     /// Most bytes one decode may allocate.
-    pub(crate) max_alloc: u64,
+    pub max_alloc: u64,
+}
+
+impl ImageLimits {
+    /// The limits a server with `config` decodes under
+    /// (`media_max_image_side`, `media_max_decode_bytes`).
+    pub fn of(config: &crate::Config) -> ImageLimits {
+        ImageLimits {
+            max_side: config.media_max_image_side,
+            max_alloc: config.media_max_decode_bytes,
+        }
+    }
 }
 
 /// Why an image was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum ImageRefusal {
+pub enum ImageRefusal {
     /// Its dimensions or its decoded size pass the limits.
     TooLarge(String),
     /// The bytes do not decode as the declared format.
@@ -31,23 +42,23 @@ pub(crate) enum ImageRefusal {
 }
 
 /// What processing produced.
-pub(crate) struct Processed {
+pub struct Processed {
     /// Pixel width after orientation.
-    pub(crate) width: u32,
+    pub width: u32,
     /// Pixel height after orientation.
-    pub(crate) height: u32,
+    pub height: u32,
     /// The image re-encoded at full size (oriented, no metadata); `None`
     /// for GIF, served as uploaded (it carries no EXIF, and re-encoding
     /// would drop its animation).
-    pub(crate) display: Option<Vec<u8>>,
+    pub display: Option<Vec<u8>>,
     /// One thumbnail per size, smallest first: its bytes (JPEG, or PNG
     /// when the image has transparency) and its view.
-    pub(crate) thumbnails: Vec<(Vec<u8>, ThumbnailView)>,
+    pub thumbnails: Vec<(Vec<u8>, ThumbnailView)>,
 }
 
 /// Decodes `bytes` as `content_type` within `limits` and renders what is
 /// served.
-pub(crate) fn process(
+pub fn process(
     bytes: &[u8],
     content_type: &str,
     limits: ImageLimits,

@@ -3,11 +3,11 @@
 //! rules are unit-tested here.
 
 /// How many leading bytes are sniffed.
-pub(crate) const SNIFF_BYTES: usize = 8192;
+pub const SNIFF_BYTES: usize = 8192;
 
 /// A content type in its canonical form: lower case, no parameters, the
 /// common aliases folded (`image/jpg` is `image/jpeg`, ...).
-pub(crate) fn normalize(content_type: &str) -> String {
+pub fn normalize(content_type: &str) -> String {
     let base = content_type
         .split(';')
         .next()
@@ -38,7 +38,7 @@ pub(crate) fn is_inline(content_type: &str) -> bool {
 /// share containers: a WebM voice note sniffs as video); other declared
 /// types (plain text, `application/octet-stream`) are served as
 /// attachments with `nosniff` whatever they hold, so they pass.
-pub(crate) fn check_sniffed(declared: &str, head: &[u8]) -> Result<(), String> {
+pub fn check_sniffed(declared: &str, head: &[u8]) -> Result<(), String> {
     let sniffed = infer::get(head).map(|kind| normalize(kind.mime_type()));
     let exact =
         declared.starts_with("image/") || matches!(declared, "application/pdf" | "application/zip");

@@ -57,7 +57,7 @@ pub(crate) const SEARCHED_KINDS_SQL: &str = "'text','image','video','audio','fil
 
 /// A checked search, ready for an engine.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct SearchPlan {
+pub struct SearchPlan {
     /// Results per page.
     pub(crate) limit: usize,
     /// Use the trigram index (3+ characters), else a `LIKE` scan.
@@ -201,6 +201,39 @@ impl SearchPlan {
     /// The page (newest first) and whether more lie beyond it.
     pub(crate) fn finish<T>(&self, rows: Vec<T>) -> (Vec<T>, bool) {
         super::page_finish(rows, self.limit)
+    }
+}
+
+/// Plans a search for the text a user typed, as `GET /v1/search?q=` does
+/// with no other parameter: the public entry point of the fuzz target
+/// `search_query` (fuzz/fuzz_targets/search_query.rs), which checks the
+/// plan against a plain substring model.
+pub fn plan_query(text: &str) -> StoreResult<SearchPlan> {
+    SearchPlan::of(&SearchQuery {
+        viewer: parley_proto::UserId(0),
+        text: text.to_owned(),
+        conversation: None,
+        before_seq: None,
+        before_id: None,
+        limit: parley_proto::limits::SEARCH_DEFAULT_LIMIT,
+    })
+}
+
+/// Read access for code outside the store (the fuzz target).
+impl SearchPlan {
+    /// Whether the trigram index answers it (else a `LIKE` scan).
+    pub fn uses_index(&self) -> bool {
+        self.indexed
+    }
+
+    /// The `LIKE` pattern (escape character `\`).
+    pub fn like_pattern(&self) -> &str {
+        &self.like
+    }
+
+    /// The FTS5 phrase.
+    pub fn fts_phrase(&self) -> &str {
+        &self.phrase
     }
 }
 

@@ -1,0 +1,61 @@
+//! Fuzzes what `complete` does with uploaded bytes, through the server's
+//! own functions: the type sniffed from the first bytes against the
+//! declared one (`media::verify::check_sniffed`) and, for an image that
+//! passes, the decode under the default limits with orientation and
+//! thumbnails (`media::thumbs::process`). No input panics; a processed
+//! image is within the side limit and each thumbnail within its size.
+//!
+//! The first byte picks the declared type from the default allow-list;
+//! the rest is the upload.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use parley_server::Config;
+use parley_server::media::thumbs::{self, ImageLimits};
+use parley_server::media::verify;
+
+struct Setup {
+    types: Vec<String>,
+    limits: ImageLimits,
+    max_image_bytes: u64,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let config = Config::default();
+        Setup {
+            types: config.media_allowed_types.clone(),
+            limits: ImageLimits::of(&config),
+            max_image_bytes: config.media_max_image_bytes,
+        }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, bytes)) = data.split_first() else {
+        return;
+    };
+    let setup = setup();
+    let declared = verify::normalize(&setup.types[pick as usize % setup.types.len()]);
+    // `complete` sniffs the first SNIFF_BYTES of the upload.
+    let head = &bytes[..bytes.len().min(verify::SNIFF_BYTES)];
+    if verify::check_sniffed(&declared, head).is_err() {
+        return;
+    }
+    // ... and decodes images up to media_max_image_bytes.
+    if !declared.starts_with("image/") || bytes.len() as u64 > setup.max_image_bytes {
+        return;
+    }
+    if let Ok(processed) = thumbs::process(bytes, &declared, setup.limits) {
+        let side = setup.limits.max_side;
+        assert!(processed.width <= side && processed.height <= side);
+        for (encoded, view) in &processed.thumbnails {
+            let max = view.size.max_side();
+            assert!(view.width <= max && view.height <= max, "{view:?}");
+            assert!(!encoded.is_empty());
+        }
+    }
+});
