@@ -14,11 +14,17 @@ fn is_false(value: &bool) -> bool {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RegisterRequest {
     /// 3–32 of `[a-z0-9_.]`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 3, max_length = 32, pattern = "^[a-z0-9_.]+$")
+    )]
     pub username: String,
     /// 8–256 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 256))]
     pub password: String,
     /// Shown instead of the username where set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub display_name: Option<String>,
 }
 
@@ -43,6 +49,7 @@ pub struct UserView {
 pub struct ProfileRequest {
     /// 1–64 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub display_name: Option<String>,
     /// A media id; `""` removes the avatar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,8 +61,10 @@ pub struct ProfileRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LoginRequest {
     /// Login name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 3, max_length = 32))]
     pub username: String,
     /// Password.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 256))]
     pub password: String,
     /// A name for the new device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -240,6 +249,7 @@ pub struct DirectRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CreateGroupRequest {
     /// The group's name.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: String,
     /// Initial members besides the creator.
     #[serde(default)]
@@ -260,6 +270,7 @@ pub struct AddMembersRequest {
 pub struct RenameRequest {
     /// The new name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: Option<String>,
     /// The group's avatar, a media id; `""` removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -428,6 +439,7 @@ pub struct ConversationDetails {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SendRequest {
     /// Idempotency key.
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 128))]
     pub client_msg_id: String,
     /// `text`, `edit`, `delete` or `reaction`.
     pub kind: MessageKind,
@@ -601,11 +613,17 @@ pub struct AdminUserList {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AdminCreateUserRequest {
     /// 3–32 of `[a-z0-9_.]`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 3, max_length = 32, pattern = "^[a-z0-9_.]+$")
+    )]
     pub username: String,
     /// 8–256 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 256))]
     pub password: String,
     /// Shown instead of the username where set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 64))]
     pub display_name: Option<String>,
     /// Make it a server administrator.
     #[serde(default, skip_serializing_if = "is_false")]
@@ -618,6 +636,7 @@ pub struct AdminCreateUserRequest {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PasswordResetRequest {
     /// 8–256 characters.
+    #[cfg_attr(feature = "openapi", schema(min_length = 8, max_length = 256))]
     pub password: String,
 }
 
@@ -643,21 +662,31 @@ pub struct AdminStats {
 
 /// `POST /v1/media`: ask for an upload slot (§9).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MediaUploadRequest {
     /// The declared type, checked against the allow-list now and against
     /// the bytes at `complete`.
+    #[cfg_attr(
+        feature = "openapi",
+        schema(min_length = 3, max_length = 255, example = "image/png")
+    )]
     pub content_type: String,
     /// Exact size in bytes.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub size: u64,
-    /// SHA-256 of the whole file, standard base64.
+    /// SHA-256 of the whole file, standard base64 (32 bytes: 44 characters).
+    #[cfg_attr(feature = "openapi", schema(pattern = "^[A-Za-z0-9+/]{43}=$"))]
     pub sha256: String,
-    /// The file's name, shown on file messages.
+    /// The file's name, shown on file messages (a path is cut to its last
+    /// part; at most 255 bytes, no control characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 255))]
     pub filename: Option<String>,
 }
 
 /// Where and how to send the bytes of an upload.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UploadTarget {
     /// Always `PUT`.
     pub method: String,
@@ -669,6 +698,7 @@ pub struct UploadTarget {
 
 /// Response of `POST /v1/media` (201).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MediaUploadSlot {
     /// The new media, `pending` until completed.
     pub media_id: MediaId,
@@ -680,6 +710,7 @@ pub struct MediaUploadSlot {
 
 /// One thumbnail of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ThumbnailView {
     /// `s`, `m` or `l`.
     pub size: ThumbnailSize,
@@ -705,6 +736,7 @@ impl ThumbnailView {
 /// The thumbnail sizes (`GET /v1/media/{id}/thumbnail?size=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum ThumbnailSize {
     /// Fits 96×96.
     S,
@@ -739,6 +771,7 @@ impl ThumbnailSize {
 
 /// Response of `POST /v1/media/{id}/complete`, and the media's state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MediaView {
     /// Which.
     pub media_id: MediaId,
@@ -765,6 +798,7 @@ pub struct MediaView {
 /// Response of `GET /v1/media/{id}/url`: a capability URL usable without
 /// a header (for `<img src>`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MediaUrl {
     /// Fetch this; it works for anyone holding it until it expires.
     pub url: String,

@@ -17,9 +17,14 @@ const METHODS: [&str; 5] = ["get", "put", "post", "delete", "patch"];
 /// A documented path with its parameters filled in (ids of the right kind
 /// that name nothing).
 fn concrete(path: &str) -> String {
+    let id = if path.starts_with("/v1/media/") {
+        "f999999"
+    } else {
+        "c999999"
+    };
     path.replace("{user_id}", "u999999")
         .replace("{device_id}", "d999999")
-        .replace("{id}", "c999999")
+        .replace("{id}", id)
 }
 
 /// Follows a `$ref` into `components.schemas`, which must hold it.
@@ -86,21 +91,30 @@ async fn the_document_describes_every_route_the_server_serves() {
                 assert!(operation["responses"]["401"].is_object(), "{what}: 401");
             }
             if let Some(content) = operation["requestBody"]["content"].as_object() {
-                schema_exists(&doc, &content["application/json"]["schema"], &what);
+                match content.get("application/json") {
+                    Some(json) => schema_exists(&doc, &json["schema"], &what),
+                    // Raw bytes (the media upload): nothing to follow.
+                    None => assert_eq!(
+                        content["application/octet-stream"]["schema"]["format"], "binary",
+                        "{what}: a body that is neither JSON nor bytes: {content:?}"
+                    ),
+                }
             }
             for (code, response) in operation["responses"].as_object().expect("responses") {
                 let Some(content) = response["content"].as_object() else {
                     continue;
                 };
-                let schema = &content
-                    .get("application/json")
-                    .or_else(|| content.get("text/plain"))
-                    .unwrap_or_else(|| panic!("{what} {code}: {content:?}"))["schema"];
-                if code.starts_with('2') && content.contains_key("application/json") {
-                    if path != "/v1/openapi.json" {
-                        schema_exists(&doc, schema, &format!("{what} {code}"));
+                if code.starts_with('2') {
+                    // JSON names a schema; media bytes and text have none.
+                    if let Some(json) = content.get("application/json")
+                        && path != "/v1/openapi.json"
+                    {
+                        schema_exists(&doc, &json["schema"], &format!("{what} {code}"));
                     }
                 } else if path.starts_with("/v1/") && !code.starts_with('1') {
+                    let schema = &content
+                        .get("application/json")
+                        .unwrap_or_else(|| panic!("{what} {code}: {content:?}"))["schema"];
                     assert_eq!(
                         schema["$ref"], "#/components/schemas/ErrorBody",
                         "{what} {code}: the protocol's error body"
@@ -110,5 +124,37 @@ async fn the_document_describes_every_route_the_server_serves() {
         }
     }
     // The public surface as of this test; a new endpoint raises it.
-    assert!(operations >= 40, "only {operations} operations documented");
+    assert!(operations >= 47, "only {operations} operations documented");
+    constraints_are_the_protocol_limits(&doc);
+}
+
+/// The length limits written into request schemas (literals: the schema
+/// attributes take no constants) are the protocol's, so they cannot drift.
+fn constraints_are_the_protocol_limits(doc: &Value) {
+    use parley_proto::limits::*;
+    let field =
+        |schema: &str, name: &str| doc["components"]["schemas"][schema]["properties"][name].clone();
+    for schema in ["RegisterRequest", "AdminCreateUserRequest", "LoginRequest"] {
+        let username = field(schema, "username");
+        assert_eq!(username["minLength"], USERNAME_MIN_CHARS, "{schema}");
+        assert_eq!(username["maxLength"], USERNAME_MAX_CHARS, "{schema}");
+    }
+    for schema in [
+        "RegisterRequest",
+        "AdminCreateUserRequest",
+        "LoginRequest",
+        "PasswordResetRequest",
+    ] {
+        let password = field(schema, "password");
+        assert_eq!(password["minLength"], PASSWORD_MIN_CHARS, "{schema}");
+        assert_eq!(password["maxLength"], PASSWORD_MAX_CHARS, "{schema}");
+    }
+    for schema in [
+        "RegisterRequest",
+        "AdminCreateUserRequest",
+        "ProfileRequest",
+    ] {
+        let name = field(schema, "display_name");
+        assert_eq!(name["maxLength"], DISPLAY_NAME_MAX_CHARS, "{schema}");
+    }
 }

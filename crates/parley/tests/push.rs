@@ -26,9 +26,9 @@ use std::time::Duration;
 
 use common::{TestServer, WAIT, direct, test_config, uid};
 use parley_client::{Client, Method};
-use parley_proto::DeviceId;
-use parley_proto::api::{ConversationSettingsRequest, SettingsRequest};
+use parley_proto::api::{ConversationSettingsRequest, SendRequest, SettingsRequest};
 use parley_proto::push::{PushKeys, PushPayload, PushRegistration};
+use parley_proto::{DeviceId, MessageKind};
 use parley_server::Config;
 use parley_store::Store;
 use serde_json::{Value, json};
@@ -425,6 +425,115 @@ async fn previews_carry_text_only_when_opted_in() {
     let preview = wake(&attempts[1]);
     assert_eq!(preview.text.as_deref(), Some("hello preview"));
     assert_eq!(preview.sender_id, Some(uid(&alice)));
+}
+
+/// A small real PNG (the server decodes images at `complete`).
+fn png() -> Vec<u8> {
+    let image = image::DynamicImage::new_rgb8(4, 4);
+    let mut out = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
+
+/// Uploads `media` (kind, bytes, type, file name) and sends it with
+/// `caption`.
+async fn send_media(
+    client: &Client,
+    chat: parley_proto::ConversationId,
+    key: &str,
+    media: (MessageKind, Vec<u8>, &str, Option<&str>),
+    caption: &str,
+) {
+    let (kind, bytes, content_type, name) = media;
+    let view = client
+        .upload_media(&bytes, content_type, name)
+        .await
+        .unwrap();
+    client
+        .send_request(chat, &SendRequest::media(key, kind, view.media_id, caption))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_messages_wake_devices_and_previews_name_their_kind() {
+    let Some(push) = PushService::start() else {
+        return;
+    };
+    let server = TestServer::start_with(push_config()).await;
+    let alice = server.user("alice").await;
+    let (bob, sub) = registered(&push, &server, "bob").await;
+    let chat = direct(&alice, &bob).await;
+    // Previews off: a photo wakes bob, and the push says nothing of it.
+    let photo = (MessageKind::Image, png(), "image/png", None);
+    send_media(&alice, chat, "p1", photo, "our secret place").await;
+    let attempts = push.wait_for(&sub, 1).await;
+    assert_eq!(wake(&attempts[0]), &PushPayload::wake(chat, 1));
+    assert!(!attempts[0].plaintext.contains("secret"));
+    bob.update_settings(&SettingsRequest {
+        push_previews: Some(true),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Previews on: each push (waited for before the next send, so none
+    // coalesce) names what arrived, or shows its caption.
+    let wav = [b"RIFF\x24\0\0\0WAVEfmt ".as_slice(), &[0; 32]].concat();
+    let cases = [
+        (
+            "p2",
+            MessageKind::Image,
+            png(),
+            "image/png",
+            None,
+            "",
+            "📷 Photo",
+        ),
+        (
+            "p3",
+            MessageKind::Image,
+            png(),
+            "image/png",
+            None,
+            "at the beach",
+            "📷 at the beach",
+        ),
+        (
+            "p4",
+            MessageKind::Audio,
+            wav,
+            "audio/wav",
+            Some("note.wav"),
+            "",
+            "🎤 Voice message",
+        ),
+        (
+            "p5",
+            MessageKind::File,
+            b"minutes".to_vec(),
+            "text/plain",
+            Some("minutes.txt"),
+            "",
+            "📎 minutes.txt",
+        ),
+    ];
+    for (n, (key, kind, bytes, content_type, name, caption, shown)) in cases.into_iter().enumerate()
+    {
+        send_media(
+            &alice,
+            chat,
+            key,
+            (kind, bytes, content_type, name),
+            caption,
+        )
+        .await;
+        let attempts = push.wait_for(&sub, n + 2).await;
+        let preview = wake(&attempts[n + 1]);
+        assert_eq!(preview.text.as_deref(), Some(shown), "{kind:?}");
+        assert_eq!(preview.sender_id, Some(uid(&alice)));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

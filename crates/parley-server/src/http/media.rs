@@ -12,13 +12,42 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use parley_proto::MediaId;
 use parley_proto::api::{MediaUploadRequest, MediaUrl, MediaView};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Auth};
 use crate::error::{ApiError, ApiResult};
 use crate::media::{CapabilityQuery, UploadQuery, parse_size};
 use crate::state::AppState;
 
+/// Bytes of any type, as the document shows them: a binary string (a
+/// `Vec<u8>` would read as an array of integers).
+struct RawBytes;
+
+impl utoipa::PartialSchema for RawBytes {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for RawBytes {}
+
 /// `POST /v1/media` → 201 with the upload slot.
+#[utoipa::path(
+    post,
+    path = "/v1/media",
+    tag = "media",
+    request_body = parley_proto::api::MediaUploadRequest,
+    responses(
+        (status = 201, description = "The upload slot: PUT the bytes to `upload.url` with exactly `upload.headers` before `expires_at_ms`.", body = parley_proto::api::MediaUploadSlot),
+        (status = 413, description = "Over `max_upload_bytes` or the caller's storage quota.", body = parley_proto::ErrorBody),
+        (status = 415, description = "The type is not in `media_allowed_types` (unsupported_media_type).", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn create(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -33,6 +62,23 @@ pub(super) async fn create(
 
 /// `PUT /v1/media/{id}/blob?e=&s=`: the bytes (the `local` backend). The
 /// URL is the credential: no bearer token, as for a presigned bucket URL.
+#[utoipa::path(
+    put,
+    path = "/v1/media/{id}/blob",
+    tag = "media",
+    params(
+        ("id" = parley_proto::MediaId, Path, description = "A media id."),
+        ("e" = i64, Query, description = "The URL's expiry (ms since the epoch), as handed out."),
+        ("s" = String, Query, description = "The URL's signature, as handed out."),
+    ),
+    request_body(content = inline(RawBytes), content_type = "application/octet-stream", description = "The file's bytes: exactly the declared size, sent with the declared `Content-Type` (any type; `application/octet-stream` here stands for it)."),
+    responses(
+        (status = 200, description = "Received into staging; `complete` verifies it."),
+        (status = 403, description = "A changed, expired or unsigned URL, or another Content-Type than the signed one.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such pending media (or the `s3` backend, where uploads go to the bucket).", body = parley_proto::ErrorBody),
+        (status = 409, description = "The media is already complete: verified bytes are never replaced.", body = parley_proto::ErrorBody),
+    ),
+)]
 pub(super) async fn upload(
     State(state): State<Arc<AppState>>,
     ApiPath(id): ApiPath<MediaId>,
@@ -49,6 +95,21 @@ pub(super) async fn upload(
 }
 
 /// `POST /v1/media/{id}/complete` → the verified media.
+#[utoipa::path(
+    post,
+    path = "/v1/media/{id}/complete",
+    tag = "media",
+    params(
+        ("id" = parley_proto::MediaId, Path, description = "A media id."),
+    ),
+    responses(
+        (status = 200, description = "The verified media.", body = parley_proto::api::MediaView),
+        (status = 400, description = "The stored bytes do not match the declared size or sha256, or an image is over the decoding limits (the media is rejected for good).", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such media of the caller's, or the bytes were never uploaded.", body = parley_proto::ErrorBody),
+        (status = 415, description = "The bytes are not of the declared type (unsupported_media_type).", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn complete(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -59,6 +120,20 @@ pub(super) async fn complete(
 }
 
 /// `GET /v1/media/{id}` → the bytes.
+#[utoipa::path(
+    get,
+    path = "/v1/media/{id}",
+    tag = "media",
+    params(
+        ("id" = parley_proto::MediaId, Path, description = "A media id."),
+    ),
+    responses(
+        (status = 200, description = "The bytes, with their verified Content-Type, `X-Content-Type-Options: nosniff`, a sandboxing CSP, and `Content-Disposition` inline for images, video and audio, attachment otherwise.", content_type = "application/octet-stream", body = inline(RawBytes)),
+        (status = 307, description = "`s3` backend: a presigned GET of the bucket, valid at most 120 s.", headers(("Location" = String, description = "The presigned URL."))),
+        (status = 404, description = "No such media, not ready, or not visible to the caller (the same answer).", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn download(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -69,6 +144,21 @@ pub(super) async fn download(
 }
 
 /// `GET /v1/media/{id}/thumbnail?size=s|m|l` → an image.
+#[utoipa::path(
+    get,
+    path = "/v1/media/{id}/thumbnail",
+    tag = "media",
+    params(
+        ("id" = parley_proto::MediaId, Path, description = "A media id."),
+        ("size" = Option<parley_proto::api::ThumbnailSize>, Query, description = "s (96 px), m (320 px, the default) or l (800 px)."),
+    ),
+    responses(
+        (status = 200, description = "The thumbnail: JPEG, or PNG for images with transparency.", content((inline(RawBytes) = "image/jpeg"), (inline(RawBytes) = "image/png"))),
+        (status = 307, description = "`s3` backend: a presigned GET of the bucket, valid at most 120 s.", headers(("Location" = String, description = "The presigned URL."))),
+        (status = 404, description = "No such media visible to the caller, or it has no thumbnails (not an image).", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn thumbnail(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -81,6 +171,20 @@ pub(super) async fn thumbnail(
 }
 
 /// `GET /v1/media/{id}/url[?size=]` → a capability URL.
+#[utoipa::path(
+    get,
+    path = "/v1/media/{id}/url",
+    tag = "media",
+    params(
+        ("id" = parley_proto::MediaId, Path, description = "A media id."),
+        ("size" = Option<parley_proto::api::ThumbnailSize>, Query, description = "A thumbnail instead of the original."),
+    ),
+    responses(
+        (status = 200, description = "A capability URL (path-absolute) usable without a header, for `<img src>`.", body = parley_proto::api::MediaUrl),
+        (status = 404, description = "No such media visible to the caller.", body = parley_proto::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub(super) async fn capability(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
@@ -94,6 +198,23 @@ pub(super) async fn capability(
 
 /// `GET /v1/media/{id}/content?v=&e=&s=`: what a capability URL names,
 /// without a header.
+#[utoipa::path(
+    get,
+    path = "/v1/media/{id}/content",
+    tag = "media",
+    params(
+        ("id" = parley_proto::MediaId, Path, description = "A media id."),
+        ("v" = String, Query, description = "What the URL names: `o` (the original) or a thumbnail size."),
+        ("e" = i64, Query, description = "The URL's expiry (ms since the epoch)."),
+        ("s" = String, Query, description = "The URL's signature."),
+    ),
+    responses(
+        (status = 200, description = "The bytes, with their verified Content-Type, `X-Content-Type-Options: nosniff`, a sandboxing CSP, and `Content-Disposition` inline for images, video and audio, attachment otherwise.", content_type = "application/octet-stream", body = inline(RawBytes)),
+        (status = 307, description = "`s3` backend: a presigned GET of the bucket, valid at most 120 s.", headers(("Location" = String, description = "The presigned URL."))),
+        (status = 403, description = "A changed, expired or unsigned URL.", body = parley_proto::ErrorBody),
+        (status = 404, description = "The media is gone.", body = parley_proto::ErrorBody),
+    ),
+)]
 pub(super) async fn content(
     State(state): State<Arc<AppState>>,
     ApiPath(id): ApiPath<MediaId>,

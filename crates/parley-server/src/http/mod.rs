@@ -64,6 +64,13 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
         .routes(routes!(push::register, push::unregister))
         .routes(routes!(blocks::block, blocks::unblock))
         .routes(routes!(search::search))
+        .routes(routes!(media::create))
+        .routes(routes!(media::download))
+        .routes(routes!(media::upload))
+        .routes(routes!(media::complete))
+        .routes(routes!(media::thumbnail))
+        .routes(routes!(media::capability))
+        .routes(routes!(media::content))
         .routes(routes!(accounts::update_settings))
         .routes(routes!(accounts::revoke_device))
         .routes(routes!(conversations::list_conversations))
@@ -92,7 +99,7 @@ fn routes() -> OpenApiRouter<Arc<AppState>> {
 /// The `/v1` API, health and metrics.
 pub fn router() -> Router<Arc<AppState>> {
     let (router, _) = routes().split_for_parts();
-    media_routes(router).method_not_allowed_fallback(method_not_allowed)
+    router.method_not_allowed_fallback(method_not_allowed)
 }
 
 /// The OpenAPI document of [`router`] (served at `GET /v1/openapi.json`).
@@ -103,18 +110,4 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 
 async fn method_not_allowed() -> Response {
     ApiError::method_not_allowed("method not allowed on this endpoint").into_response()
-}
-
-/// The media endpoints (§9). Not yet in the OpenAPI document: their
-/// handlers have no `#[utoipa::path]` annotations yet (docs/media.md).
-fn media_routes(router: Router<Arc<AppState>>) -> Router<Arc<AppState>> {
-    use axum::routing::{get, post, put};
-    router
-        .route("/v1/media", post(media::create))
-        .route("/v1/media/{id}", get(media::download))
-        .route("/v1/media/{id}/blob", put(media::upload))
-        .route("/v1/media/{id}/complete", post(media::complete))
-        .route("/v1/media/{id}/thumbnail", get(media::thumbnail))
-        .route("/v1/media/{id}/url", get(media::capability))
-        .route("/v1/media/{id}/content", get(media::content))
 }

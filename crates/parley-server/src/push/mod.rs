@@ -268,9 +268,31 @@ fn check_token(token: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Durable message kinds wake devices; events and system messages do not.
+/// Durable message kinds wake devices (text and media); events and system
+/// messages do not.
 fn wakes_devices(kind: MessageKind) -> bool {
-    matches!(kind, MessageKind::Text)
+    kind == MessageKind::Text || kind.is_media()
+}
+
+/// What a push shows of `message` for a recipient with previews on, cut
+/// to `max_chars` characters: a text's text; for media, a mark naming its
+/// kind followed by the caption, or without one by what it is ("📷
+/// Photo", "🎥 Video", "🎤 Voice message", "📎" and the file's name), so
+/// a photo without words still says what arrived.
+pub(crate) fn preview(message: &Message, max_chars: usize) -> Option<String> {
+    let caption = message.text.as_deref().filter(|t| !t.trim().is_empty());
+    let full = match message.kind {
+        MessageKind::Text => caption?.to_owned(),
+        MessageKind::Image => format!("📷 {}", caption.unwrap_or("Photo")),
+        MessageKind::Video => format!("🎥 {}", caption.unwrap_or("Video")),
+        MessageKind::Audio => format!("🎤 {}", caption.unwrap_or("Voice message")),
+        MessageKind::File => {
+            let name = message.media.first().and_then(|m| m.filename.as_deref());
+            format!("📎 {}", caption.or(name).unwrap_or("File"))
+        }
+        _ => return None,
+    };
+    Some(full.chars().take(max_chars).collect())
 }
 
 /// The HTTP client for push services: no redirects (a redirect could point
@@ -292,4 +314,77 @@ fn http_client(config: &Config, http2_only: bool) -> Result<reqwest::Client, Str
     builder
         .build()
         .map_err(|e| format!("could not build the push HTTP client: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parley_proto::{MediaId, MediaInfo};
+
+    fn message(kind: MessageKind, text: Option<&str>, filename: Option<&str>) -> Message {
+        let media = kind.is_media().then(|| MediaInfo {
+            media_id: MediaId(1),
+            content_type: "application/pdf".into(),
+            size: 1,
+            filename: filename.map(str::to_owned),
+            width: None,
+            height: None,
+            duration_ms: None,
+        });
+        Message {
+            kind,
+            text: text.map(str::to_owned),
+            media: media.into_iter().collect(),
+            ..Message::default()
+        }
+    }
+
+    #[test]
+    fn media_wakes_devices_and_events_do_not() {
+        for kind in [
+            MessageKind::Text,
+            MessageKind::Image,
+            MessageKind::Video,
+            MessageKind::Audio,
+            MessageKind::File,
+        ] {
+            assert!(wakes_devices(kind), "{kind:?}");
+        }
+        for kind in [
+            MessageKind::Edit,
+            MessageKind::Delete,
+            MessageKind::Reaction,
+            MessageKind::System,
+        ] {
+            assert!(!wakes_devices(kind), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn previews_name_the_kind_or_show_the_caption() {
+        let preview = |kind, text, name| preview(&message(kind, text, name), 100);
+        assert_eq!(preview(MessageKind::Text, Some("hi"), None).unwrap(), "hi");
+        assert_eq!(preview(MessageKind::Image, None, None).unwrap(), "📷 Photo");
+        assert_eq!(
+            preview(MessageKind::Image, Some("the beach"), None).unwrap(),
+            "📷 the beach"
+        );
+        assert_eq!(
+            preview(MessageKind::Video, Some(" "), None).unwrap(),
+            "🎥 Video"
+        );
+        assert_eq!(
+            preview(MessageKind::Audio, None, Some("note.webm")).unwrap(),
+            "🎤 Voice message"
+        );
+        assert_eq!(
+            preview(MessageKind::File, None, Some("report.pdf")).unwrap(),
+            "📎 report.pdf"
+        );
+        assert_eq!(preview(MessageKind::File, None, None).unwrap(), "📎 File");
+        assert_eq!(preview(MessageKind::Reaction, Some("👍"), None), None);
+        // Cut by characters, never inside one.
+        let long = message(MessageKind::Image, Some("ééééé"), None);
+        assert_eq!(super::preview(&long, 4).unwrap(), "📷 éé");
+    }
 }

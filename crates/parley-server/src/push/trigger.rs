@@ -60,10 +60,8 @@ async fn queue_for(state: &AppState, job: &TriggerJob) -> Result<(), parley_stor
             conversation_id: message.conversation_id,
             urgent: c.direct,
             preview: if c.previews {
-                message.text.as_ref().map(|t| {
-                    let text: String = t.chars().take(state.config.push_preview_chars).collect();
-                    (message.sender_id, text)
-                })
+                super::preview(message, state.config.push_preview_chars)
+                    .map(|text| (message.sender_id, text))
             } else {
                 None
             },
