@@ -22,9 +22,9 @@
 //!   the guarded `last_seq` advance, direct conversations, the list).
 //! - `writer_cache` is the writer thread's memory of seqs, members and
 //!   inbox tails, which makes a send cost one insert.
-//! - `settings` (blocks, per-user conversation settings, profiles),
-//!   `media` (upload slots, the quota, who may read media, references,
-//!   garbage collection), `events` (edit, delete, reaction on their
+//! - `media` (upload slots, the quota, who may read media, references,
+//!   avatars, garbage collection), `settings` (blocks, per-user
+//!   conversation settings, profiles and avatars), `events` (edit, delete, reaction on their
 //!   target, the search index entries, reply quotes), `messages` (the send hot path, the general
 //!   insert, history), `search`, then `receipts` and `groups`, each in its
 //!   own SQL; the rules are the shared `domain`.
@@ -349,9 +349,12 @@ impl Store for SqliteStore {
         group: ConversationId,
         actor: UserId,
         avatar_media_id: String,
+        now_ms: i64,
     ) -> StoreResult<ConversationRecord> {
-        self.write(move |conn, _| settings::set_group_avatar(conn, group, actor, avatar_media_id))
-            .await
+        self.write(move |conn, _| {
+            settings::set_group_avatar(conn, group, actor, avatar_media_id, now_ms)
+        })
+        .await
     }
 
     fn append_message(&self, new: NewMessage) -> PendingAppend {

@@ -233,6 +233,13 @@ CREATE TABLE media_usage(
 );
 ALTER TABLE messages ADD COLUMN media TEXT;
 "#,
+    // v7: avatars are media references (`avatar_media_id`, the media id as
+    // a string). Downloads and the collector look media up by avatar, so
+    // both columns are indexed where set.
+    r#"
+CREATE INDEX users_by_avatar ON users(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
+CREATE INDEX conversations_by_avatar ON conversations(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a
