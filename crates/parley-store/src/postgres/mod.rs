@@ -67,6 +67,8 @@
 //!   engine-neutral rows.
 //! - `batch`: write ops as data, their outputs, and what a batch collects
 //!   (announcements, inbox pointers, deferred user updates).
+//! - `push` (server secrets, registrations, pending pushes), below
+//!   `users` because revoking a device drops its push state there.
 //! - `users` (and devices), `conversations` (loading, membership rows,
 //!   direct conversations, the list), `media` (upload slots, the quota,
 //!   who may read media, references, avatars, garbage collection: single

@@ -18,6 +18,8 @@
 //!   the migrations; `rows` fills the domain's engine-neutral rows.
 //! - `inbox_runs` keeps the inbox as runs of one conversation; `inbox`
 //!   hands out cursors on the general path and replays.
+//! - `push` (server secrets, registrations, pending pushes), below
+//!   `users` because revoking a device drops its push state there.
 //! - `users` (and devices) and `conversations` (loading, membership rows,
 //!   the guarded `last_seq` advance, direct conversations, the list).
 //! - `writer_cache` is the writer thread's memory of seqs, members and
@@ -290,12 +292,8 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_device(&self, user: UserId, device: DeviceId, now_ms: i64) -> StoreResult<()> {
-        // The device's push registration goes with it (§12).
-        self.write(move |conn, _| {
-            users::revoke_device(conn, user, device, now_ms)?;
-            push::delete_target(conn, device)
-        })
-        .await
+        self.write(move |conn, _| users::revoke_device(conn, user, device, now_ms))
+            .await
     }
 
     async fn revoked_devices(&self) -> StoreResult<Vec<DeviceId>> {
