@@ -51,7 +51,7 @@ pub struct ProfileRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 64))]
     pub display_name: Option<String>,
-    /// A media id; `""` removes the avatar.
+    /// A ready image the caller uploaded (§9); `""` removes the avatar.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_media_id: Option<String>,
 }
@@ -272,7 +272,8 @@ pub struct RenameRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(min_length = 1, max_length = 100))]
     pub name: Option<String>,
-    /// The group's avatar, a media id; `""` removes it.
+    /// The group's avatar: a ready image the admin uploaded; `""` removes
+    /// it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub avatar_media_id: Option<String>,
 }

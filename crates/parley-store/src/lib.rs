@@ -135,12 +135,16 @@ pub trait Store: Send + Sync + 'static {
         conversation: ConversationId,
         change: SettingsChange,
     ) -> StoreResult<parley_proto::api::ConversationSettings>;
-    /// Sets (or with `""` removes) a group's avatar; admins only.
+    /// Sets (or with `""` removes) a group's avatar; admins only, and
+    /// only to a ready image the admin uploaded (`domain::media`). The
+    /// avatar it replaces is an orphan from `now_ms` unless a message
+    /// references it.
     async fn set_group_avatar(
         &self,
         group: ConversationId,
         actor: UserId,
         avatar_media_id: String,
+        now_ms: i64,
     ) -> StoreResult<ConversationRecord>;
 
     /// Appends a text message; a repeat of (sender, client_msg_id) returns

@@ -58,12 +58,15 @@ pub struct UserRecord {
 pub struct ProfileChange {
     /// New display name (validated by the store: 1–64 characters).
     pub display_name: Option<String>,
-    /// New avatar media id; `Some("")` removes it.
+    /// New avatar media id (the user's own ready image); `Some("")`
+    /// removes it.
     pub avatar_media_id: Option<String>,
     /// Show read receipts.
     pub read_receipts: Option<bool>,
     /// Previews in push notifications.
     pub push_previews: Option<bool>,
+    /// Now: a replaced avatar is an orphan from then.
+    pub now_ms: i64,
 }
 
 /// A stored device (one login).

@@ -896,15 +896,14 @@ async fn settings_left_and_blocks(backend: &Backend) {
             bob.0,
             ProfileChange {
                 display_name: Some("  Bobby ".into()),
-                avatar_media_id: Some("md7".into()),
                 read_receipts: Some(false),
                 push_previews: Some(true),
+                ..ProfileChange::default()
             },
         )
         .await
         .unwrap();
     assert_eq!(updated.display_name, "Bobby");
-    assert_eq!(updated.avatar_media_id.as_deref(), Some("md7"));
     assert!(!updated.read_receipts && updated.push_previews);
     let cleared = store
         .update_profile(
@@ -942,15 +941,6 @@ async fn settings_left_and_blocks(backend: &Backend) {
         .await
         .unwrap();
     assert!(change.read_hidden, "bob turned read receipts off");
-    let avatar = store
-        .set_group_avatar(g2, alice.0, "md9".into())
-        .await
-        .unwrap();
-    assert_eq!(avatar.avatar_media_id.as_deref(), Some("md9"));
-    assert!(matches!(
-        store.set_group_avatar(g2, bob.0, "md1".into()).await,
-        Err(StoreError::Forbidden(_))
-    ));
     store.shutdown().await;
 }
 
@@ -1742,6 +1732,142 @@ async fn media_lifecycle(backend: &Backend) {
     assert_eq!(store.media_usage(alice.0).await.unwrap(), 0);
 }
 
+/// Ready media of `owner` (completed at 1,500 ms, an orphan from then).
+async fn ready_media(store: &dyn Store, owner: UserId, content_type: &str) -> MediaRecord {
+    let pending = store
+        .create_media(slot(owner, content_type, 10, 1_000_000))
+        .await
+        .unwrap();
+    store
+        .complete_media(
+            pending.id,
+            MediaVerified {
+                content_type: content_type.into(),
+                now_ms: 1_500,
+                ..MediaVerified::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// Avatars (§11 with §9): only the actor's own ready image may be one; a
+/// user's avatar is anyone's to read, a group's its members'; the
+/// collector never takes an avatar, and one replaced or removed is an
+/// orphan from then.
+async fn avatars_reference_media(backend: &Backend) {
+    let (store, _events) = backend.open().await;
+    let alice = person(&*store, "alice").await.0;
+    let bob = person(&*store, "bob").await.0;
+    let carol = person(&*store, "carol").await.0;
+    let g = group(&*store, alice, &[bob]).await.id;
+    let face = ready_media(&*store, alice, "image/png").await;
+    let logo = ready_media(&*store, alice, "image/jpeg").await;
+    let pdf = ready_media(&*store, alice, "application/pdf").await;
+    let bobs = ready_media(&*store, bob, "image/png").await;
+    let pending = store
+        .create_media(slot(alice, "image/png", 10, 1_000_000))
+        .await
+        .unwrap();
+    let set = |user: UserId, id: String, now_ms: i64| {
+        store.update_profile(
+            user,
+            ProfileChange {
+                avatar_media_id: Some(id),
+                now_ms,
+                ..ProfileChange::default()
+            },
+        )
+    };
+    for (id, why) in [
+        (bobs.id.to_string(), "someone else's"),
+        ("md7".to_owned(), "not a media id"),
+        ("f999999".to_owned(), "unknown"),
+    ] {
+        let err = set(alice, id, 2_000).await.unwrap_err();
+        assert!(matches!(err, StoreError::NotFound(_)), "{why}: {err:?}");
+    }
+    for (id, why) in [(pdf.id, "not an image"), (pending.id, "not complete")] {
+        let err = set(alice, id.to_string(), 2_000).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{why}: {err:?}");
+    }
+    let me = set(alice, face.id.to_string(), 2_000).await.unwrap();
+    assert_eq!(me.avatar_media_id, Some(face.id.to_string()));
+    // Anyone may read a user's avatar; a group's, its members.
+    assert!(store.media_visible(face.id, carol).await.unwrap());
+    assert!(matches!(
+        store
+            .set_group_avatar(g, bob, logo.id.to_string(), 2_000)
+            .await,
+        Err(StoreError::Forbidden(_))
+    ));
+    assert!(matches!(
+        store
+            .set_group_avatar(g, alice, bobs.id.to_string(), 2_000)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    let record = store
+        .set_group_avatar(g, alice, logo.id.to_string(), 2_000)
+        .await
+        .unwrap();
+    assert_eq!(record.avatar_media_id, Some(logo.id.to_string()));
+    assert!(store.media_visible(logo.id, bob).await.unwrap());
+    assert!(!store.media_visible(logo.id, carol).await.unwrap());
+
+    // Long after every grace period, the collector takes the orphans
+    // (the pdf, bob's image, the lapsed slot) but neither avatar.
+    let far = parley_proto::now_ms() + 1_000_000;
+    let claimed = store.claim_media_garbage(far, 100).await.unwrap();
+    for kept in [face.id, logo.id] {
+        assert!(!claimed.contains(&kept), "{kept} {claimed:?}");
+    }
+    assert!(claimed.contains(&pdf.id) && claimed.contains(&bobs.id));
+    store.forget_media(claimed).await.unwrap();
+
+    // Replacing and removing release the old avatars: orphans from then
+    // (5,000 and 6,000), collected only after that.
+    let newer = ready_media(&*store, alice, "image/png").await;
+    set(alice, newer.id.to_string(), 5_000).await.unwrap();
+    store
+        .set_group_avatar(g, alice, String::new(), 6_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .conversation(g)
+            .await
+            .unwrap()
+            .unwrap()
+            .avatar_media_id,
+        None
+    );
+    assert!(
+        store
+            .claim_media_garbage(5_000, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.claim_media_garbage(5_001, 100).await.unwrap(),
+        vec![face.id]
+    );
+    assert_eq!(
+        store.claim_media_garbage(6_001, 100).await.unwrap(),
+        vec![face.id, logo.id]
+    );
+    // Setting the same avatar again keeps it.
+    set(alice, newer.id.to_string(), 7_000).await.unwrap();
+    assert!(
+        !store
+            .claim_media_garbage(far, 100)
+            .await
+            .unwrap()
+            .contains(&newer.id)
+    );
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -1784,4 +1910,5 @@ conformance!(
     pending_pushes_coalesce_and_survive,
     revoking_every_device_drops_push_registrations,
     media_lifecycle,
+    avatars_reference_media,
 );

@@ -11,7 +11,9 @@ use std::time::Duration;
 use common::{TestServer, WAIT, direct, test_config, uid};
 use image::{DynamicImage, ImageFormat};
 use parley_client::{Client, ClientError, SearchRequest, sha256_base64};
-use parley_proto::api::{MediaUploadRequest, SendRequest, ThumbnailSize};
+use parley_proto::api::{
+    MediaUploadRequest, ProfileRequest, RenameRequest, SendRequest, ThumbnailSize,
+};
 use parley_proto::{ErrorCode, MediaId, MessageKind};
 use parley_server::Config;
 use parley_server::config::MediaBackend;
@@ -624,6 +626,205 @@ async fn garbage_collection_keeps_referenced_media_and_removes_orphans() {
             alice.download_media(kept.media_id).await.is_err()
         })
         .await;
+    }
+}
+
+/// `PATCH /v1/me` and `PATCH /v1/groups/{id}` with `avatar_media_id`.
+fn avatar(id: impl ToString) -> ProfileRequest {
+    ProfileRequest {
+        avatar_media_id: Some(id.to_string()),
+        ..ProfileRequest::default()
+    }
+}
+
+fn group_avatar(id: impl ToString) -> RenameRequest {
+    RenameRequest {
+        avatar_media_id: Some(id.to_string()),
+        ..RenameRequest::default()
+    }
+}
+
+#[tokio::test]
+async fn avatars_are_own_images_readable_by_others_and_kept_from_the_collector() {
+    for (backend, mut config, _s3) in backends() {
+        config.media_orphan_grace_secs = 0;
+        config.media_gc_interval_secs = 1;
+        let server = TestServer::start_with(config).await;
+        let alice = server.user("alice").await;
+        let bob = server.user("bob").await;
+        let carol = server.user("carol").await;
+        let face = alice
+            .upload_media(&png(8, 8), "image/png", None)
+            .await
+            .unwrap();
+        let pdf = alice
+            .upload_media(b"%PDF-1.4 tiny", "application/pdf", Some("a.pdf"))
+            .await
+            .unwrap();
+        let bobs = bob
+            .upload_media(&png(5, 5), "image/png", None)
+            .await
+            .unwrap();
+        // Only one's own, ready image.
+        let err = alice.update_me(&avatar(pdf.media_id)).await.unwrap_err();
+        assert_eq!(api_code(err), (400, ErrorCode::BadRequest), "{backend}");
+        let err = alice.update_me(&avatar(bobs.media_id)).await.unwrap_err();
+        assert_eq!(api_code(err), (404, ErrorCode::NotFound), "{backend}");
+        let err = alice.update_me(&avatar("not-an-id")).await.unwrap_err();
+        assert_eq!(api_code(err), (404, ErrorCode::NotFound), "{backend}");
+        let me = alice.update_me(&avatar(face.media_id)).await.unwrap();
+        assert_eq!(me.avatar_media_id, Some(face.media_id.to_string()));
+        // Any signed-in user may fetch a user's avatar (carol shares no
+        // conversation with alice): it is on her public profile.
+        assert!(
+            carol.download_media(face.media_id).await.is_ok(),
+            "{backend}"
+        );
+        assert!(
+            carol.media_url(face.media_id, None).await.is_ok(),
+            "{backend}"
+        );
+
+        // A group's avatar: its admin's own image, for its members.
+        let group = alice
+            .create_group("team", &[uid(&bob)])
+            .await
+            .unwrap()
+            .conversation_id;
+        let logo = alice
+            .upload_media(&png(6, 6), "image/png", None)
+            .await
+            .unwrap();
+        let err = bob
+            .update_group(group, &group_avatar(bobs.media_id))
+            .await
+            .unwrap_err();
+        assert_eq!(api_code(err).0, 403, "{backend}: bob is no admin");
+        let updated = alice
+            .update_group(group, &group_avatar(logo.media_id))
+            .await
+            .unwrap();
+        assert_eq!(updated.avatar_media_id, Some(logo.media_id.to_string()));
+        assert!(bob.download_media(logo.media_id).await.is_ok(), "{backend}");
+        let err = carol.download_media(logo.media_id).await.unwrap_err();
+        assert_eq!(status(err), 404, "{backend}: carol is no member");
+
+        // The collector (grace 0, every second) takes the unreferenced pdf
+        // but never an avatar...
+        eventually("the orphan is collected", || async {
+            alice.download_media(pdf.media_id).await.is_err()
+        })
+        .await;
+        assert!(
+            carol.download_media(face.media_id).await.is_ok(),
+            "{backend}"
+        );
+        assert!(bob.download_media(logo.media_id).await.is_ok(), "{backend}");
+        // ...until it is replaced or removed: then it is an orphan.
+        let newer = alice
+            .upload_media(&png(7, 7), "image/png", None)
+            .await
+            .unwrap();
+        alice.update_me(&avatar(newer.media_id)).await.unwrap();
+        alice.update_group(group, &group_avatar("")).await.unwrap();
+        eventually("the replaced avatars are collected", || async {
+            alice.download_media(face.media_id).await.is_err()
+                && alice.download_media(logo.media_id).await.is_err()
+        })
+        .await;
+        assert!(
+            carol.download_media(newer.media_id).await.is_ok(),
+            "{backend}"
+        );
+    }
+}
+
+/// `GET path` over plain HTTP/1.1 with extra `headers`: the status, the
+/// response headers (lower-cased names) and the body. The client library
+/// has no way to send `Range`, and this is what a browser sends.
+async fn get_raw(
+    server: &TestServer,
+    path: &str,
+    headers: &str,
+) -> (u16, std::collections::HashMap<String, String>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{headers}Connection: close\r\n\r\n");
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tcp.read_to_end(&mut raw).await.unwrap();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let fields = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    (status, fields, raw[split + 4..].to_vec())
+}
+
+#[tokio::test]
+async fn local_downloads_answer_byte_ranges() {
+    let server = TestServer::start_with(test_config()).await;
+    let alice = server.user("alice").await;
+    // A "voice note": bytes the server keeps as uploaded.
+    let audio = [
+        b"OggS".as_slice(),
+        &(0..=255u8).cycle().take(5_000).collect::<Vec<_>>(),
+    ]
+    .concat();
+    let media = alice
+        .upload_media(&audio, "audio/ogg", Some("note.ogg"))
+        .await
+        .unwrap();
+    let url = alice.media_url(media.media_id, None).await.unwrap().url;
+    let token = format!("Authorization: Bearer {}\r\n", alice.token().unwrap());
+    let direct = format!("/v1/media/{}", media.media_id);
+    for (path, auth) in [(url.as_str(), ""), (direct.as_str(), token.as_str())] {
+        let (status, headers, body) = get_raw(&server, path, auth).await;
+        assert_eq!((status, body.len()), (200, audio.len()), "{path}");
+        assert_eq!(headers["accept-ranges"], "bytes");
+        let asks = [
+            ("bytes=0-3", 0..4),
+            ("bytes=4000-", 4000..audio.len()),
+            ("bytes=-10", audio.len() - 10..audio.len()),
+            ("bytes=100-99999", 100..audio.len()),
+        ];
+        for (range, want) in asks {
+            let (status, headers, body) =
+                get_raw(&server, path, &format!("{auth}Range: {range}\r\n")).await;
+            assert_eq!(status, 206, "{path} {range}");
+            assert_eq!(body, audio[want.clone()], "{path} {range}");
+            assert_eq!(
+                headers["content-range"],
+                format!("bytes {}-{}/{}", want.start, want.end - 1, audio.len())
+            );
+            assert_eq!(headers["content-length"], want.len().to_string());
+            assert_eq!(headers["x-content-type-options"], "nosniff");
+        }
+        let (status, headers, _) =
+            get_raw(&server, path, &format!("{auth}Range: bytes=9999-\r\n")).await;
+        assert_eq!(status, 416, "{path}");
+        assert_eq!(headers["content-range"], format!("bytes */{}", audio.len()));
+        // Several ranges, or a validator Parley never sent: the whole.
+        for extra in [
+            "Range: bytes=0-1,5-6\r\n",
+            "Range: bytes=0-1\r\nIf-Range: \"x\"\r\n",
+        ] {
+            let (status, _, body) = get_raw(&server, path, &format!("{auth}{extra}")).await;
+            assert_eq!((status, body.len()), (200, audio.len()), "{path} {extra}");
+        }
     }
 }
 

@@ -42,7 +42,8 @@ pub(super) fn user_view(record: &UserRecord) -> UserView {
     request_body = parley_proto::api::ProfileRequest,
     responses(
         (status = 200, description = "The caller's profile as it now is.", body = parley_proto::api::UserView),
-        (status = 404, description = "No such media.", body = parley_proto::ErrorBody),
+        (status = 400, description = "A bad display name, or the avatar is not a ready image.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such media of the caller's.", body = parley_proto::ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -58,6 +59,7 @@ pub(super) async fn update_me(
             ProfileChange {
                 display_name: body.display_name,
                 avatar_media_id: body.avatar_media_id,
+                now_ms: now_ms(),
                 ..ProfileChange::default()
             },
         )

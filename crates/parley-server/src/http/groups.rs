@@ -93,8 +93,9 @@ async fn change_group(
     request_body = parley_proto::api::RenameRequest,
     responses(
         (status = 200, description = "The group as it now is.", body = parley_proto::api::ConversationCreated),
+        (status = 400, description = "A bad name, or the avatar is not a ready image.", body = parley_proto::ErrorBody),
         (status = 403, description = "Not a group admin.", body = parley_proto::ErrorBody),
-        (status = 404, description = "No such group.", body = parley_proto::ErrorBody),
+        (status = 404, description = "No such group, or no such media of the caller's.", body = parley_proto::ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -113,7 +114,12 @@ pub(super) async fn rename_group(
         record = Some(change_group(&state, me.user, group, kind).await?);
     }
     if let Some(avatar) = body.avatar_media_id {
-        record = Some(state.store.set_group_avatar(group, me.user, avatar).await?);
+        let store = &state.store;
+        record = Some(
+            store
+                .set_group_avatar(group, me.user, avatar, now_ms())
+                .await?,
+        );
     }
     let record = record.ok_or_else(|| ApiError::internal("no change applied"))?;
     Ok(Json(created(&record)))

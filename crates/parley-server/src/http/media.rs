@@ -129,7 +129,9 @@ pub(super) async fn complete(
     ),
     responses(
         (status = 200, description = "The bytes, with their verified Content-Type, `X-Content-Type-Options: nosniff`, a sandboxing CSP, and `Content-Disposition` inline for images, video and audio, attachment otherwise.", content_type = "application/octet-stream", body = inline(RawBytes)),
+        (status = 206, description = "`local`: the bytes a `Range: bytes=` header asked for (one range), with `Content-Range`.", content_type = "application/octet-stream", body = inline(RawBytes)),
         (status = 307, description = "`s3` backend: a presigned GET of the bucket, valid at most 120 s.", headers(("Location" = String, description = "The presigned URL."))),
+        (status = 416, description = "`local`: the range starts past the end (`Content-Range: bytes */LENGTH`)."),
         (status = 404, description = "No such media, not ready, or not visible to the caller (the same answer).", body = parley_proto::ErrorBody),
     ),
     security(("bearer" = [])),
@@ -138,9 +140,10 @@ pub(super) async fn download(
     State(state): State<Arc<AppState>>,
     Auth(me): Auth,
     ApiPath(id): ApiPath<MediaId>,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let record = state.media.readable(&*state.store, me.user, id).await?;
-    state.media.serve(&record, None).await
+    state.media.serve(&record, None, range(&headers)).await
 }
 
 /// `GET /v1/media/{id}/thumbnail?size=s|m|l` → an image.
@@ -167,7 +170,7 @@ pub(super) async fn thumbnail(
 ) -> ApiResult<Response> {
     let size = parse_size(query.get("size").map_or("m", String::as_str))?;
     let record = state.media.readable(&*state.store, me.user, id).await?;
-    state.media.serve(&record, Some(size)).await
+    state.media.serve(&record, Some(size), None).await
 }
 
 /// `GET /v1/media/{id}/url[?size=]` → a capability URL.
@@ -210,7 +213,9 @@ pub(super) async fn capability(
     ),
     responses(
         (status = 200, description = "The bytes, with their verified Content-Type, `X-Content-Type-Options: nosniff`, a sandboxing CSP, and `Content-Disposition` inline for images, video and audio, attachment otherwise.", content_type = "application/octet-stream", body = inline(RawBytes)),
+        (status = 206, description = "`local`: the bytes a `Range: bytes=` header asked for (one range), with `Content-Range`.", content_type = "application/octet-stream", body = inline(RawBytes)),
         (status = 307, description = "`s3` backend: a presigned GET of the bucket, valid at most 120 s.", headers(("Location" = String, description = "The presigned URL."))),
+        (status = 416, description = "`local`: the range starts past the end (`Content-Range: bytes */LENGTH`)."),
         (status = 403, description = "A changed, expired or unsigned URL.", body = parley_proto::ErrorBody),
         (status = 404, description = "The media is gone.", body = parley_proto::ErrorBody),
     ),
@@ -219,6 +224,7 @@ pub(super) async fn content(
     State(state): State<Arc<AppState>>,
     ApiPath(id): ApiPath<MediaId>,
     ApiQuery(query): ApiQuery,
+    headers: HeaderMap,
 ) -> ApiResult<Response> {
     let (e, s) = signed(&query)?;
     let v = query.get("v").cloned().unwrap_or_default();
@@ -226,7 +232,18 @@ pub(super) async fn content(
         .media
         .check_capability(&*state.store, id, &CapabilityQuery { v, e, s })
         .await?;
-    state.media.serve(&record, size).await
+    state.media.serve(&record, size, range(&headers)).await
+}
+
+/// The `Range` header, if any; `If-Range` makes it void (Parley sends no
+/// validators, so none can match: the whole object is served).
+fn range(headers: &HeaderMap) -> Option<&str> {
+    if headers.contains_key(axum::http::header::IF_RANGE) {
+        return None;
+    }
+    headers
+        .get(axum::http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// The expiry and signature of a signed URL; a URL without them is as

@@ -9,6 +9,7 @@
 //! targets (fuzz/fuzz_targets/media.rs) drive the very functions
 //! `complete` calls.
 //! - `urls`: Parley's own signed upload and capability URLs.
+//! - `ranges`: which bytes a `Range` header asks for (`local` downloads).
 //!
 //! Objects live under three prefixes of the blob store: `staging/<id>`
 //! (where the client's bytes land), `media/<id>` (the verified bytes, or
@@ -17,6 +18,7 @@
 //! still-valid upload URL can overwrite only staging, never what was
 //! verified. The rows (state, references, quota) are the store's.
 
+pub(crate) mod ranges;
 pub mod thumbs;
 pub(crate) mod urls;
 pub mod verify;
@@ -34,7 +36,8 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::{HeaderName, Method, SignedUrlOptions, Signer};
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutOptions, PutPayload, WriteMultipart,
+    Attribute, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions,
+    PutPayload, WriteMultipart,
 };
 use parley_proto::api::{
     MediaUploadRequest, MediaUploadSlot, MediaUrl, MediaView, ThumbnailSize, UploadTarget,
@@ -46,6 +49,7 @@ use tokio::sync::Semaphore;
 
 use crate::config::{Config, MediaBackend};
 use crate::error::{ApiError, ApiResult};
+use ranges::Wanted;
 use thumbs::{ImageLimits, ImageRefusal};
 use urls::{Declared, UrlRefusal, UrlSigner};
 
@@ -554,10 +558,14 @@ impl Media {
 
     /// The bytes of ready media (or of one of its thumbnails), with the
     /// headers that keep a browser from treating them as anything else.
+    /// On `local`, a `Range` header (`range`) on the original gets 206 with
+    /// those bytes, or 416 when none of them exist; thumbnails are small
+    /// and always served whole.
     pub async fn serve(
         &self,
         record: &MediaRecord,
         size: Option<ThumbnailSize>,
+        range: Option<&str>,
     ) -> ApiResult<Response> {
         let (path, content_type) = match size {
             None => (verified(record.id), record.content_type.clone()),
@@ -572,8 +580,36 @@ impl Media {
         if let Backend::S3(s3) = &self.backend {
             return self.redirect(s3, &path, &content_type, &disposition).await;
         }
-        let got = self.blobs.get(&path).await.map_err(blob_error)?;
-        let length = got.meta.size;
+        let part = match range {
+            Some(_) if !content_type.is_empty() => {
+                // The served size: for images, their re-encoded copy.
+                let length = self.blobs.head(&path).await.map_err(blob_error)?.size;
+                match ranges::wanted(range, length) {
+                    Wanted::All => None,
+                    Wanted::Part(part) => Some((part, length)),
+                    Wanted::Unsatisfiable => {
+                        let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+                        let value = HeaderValue::from_str(&format!("bytes */{length}"))
+                            .map_err(ApiError::internal)?;
+                        response.headers_mut().insert(header::CONTENT_RANGE, value);
+                        return Ok(response);
+                    }
+                }
+            }
+            _ => None,
+        };
+        let options = GetOptions {
+            range: part
+                .as_ref()
+                .map(|(part, _)| GetRange::Bounded(*part.start()..part.end() + 1)),
+            ..GetOptions::default()
+        };
+        let got = self
+            .blobs
+            .get_opts(&path, options)
+            .await
+            .map_err(blob_error)?;
+        let length = got.range.end - got.range.start;
         let (body, content_type) = if content_type.is_empty() {
             // A thumbnail: JPEG, or PNG with transparency; small.
             let bytes = got.bytes().await.map_err(blob_error)?;
@@ -584,12 +620,27 @@ impl Media {
         } else {
             (Body::from_stream(got.into_stream()), content_type)
         };
-        let mut response = (StatusCode::OK, body).into_response();
+        let status = if part.is_some() {
+            StatusCode::PARTIAL_CONTENT
+        } else {
+            StatusCode::OK
+        };
+        let mut response = (status, body).into_response();
         let headers = response.headers_mut();
         if let Ok(value) = HeaderValue::from_str(&content_type) {
             headers.insert(header::CONTENT_TYPE, value);
         }
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        if size.is_none() {
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        }
+        if let Some((part, total)) = &part {
+            let value = format!("bytes {}-{}/{total}", part.start(), part.end());
+            headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&value).map_err(ApiError::internal)?,
+            );
+        }
         headers.insert(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),

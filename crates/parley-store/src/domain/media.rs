@@ -138,6 +138,37 @@ pub(crate) fn check_attach(
     Ok(media.info())
 }
 
+/// What an avatar change names: `None` removes the avatar (`""`); a
+/// string that is not a media id names no media (`MediaId::UNKNOWN`,
+/// which [`check_avatar`] refuses as `not_found`, as for any unknown id).
+pub(crate) fn avatar_target(id: &str) -> Option<MediaId> {
+    (!id.is_empty()).then(|| id.parse().unwrap_or(MediaId::UNKNOWN))
+}
+
+/// Decides whether `media` (as read where the change is made) may become
+/// an avatar set by `actor` (a user's own, or a group's by its admin): it
+/// must be the actor's own upload, ready, and an image. Someone else's
+/// media and unknown ids are alike: `not_found`. Engines then take it off
+/// the orphan list (an avatar is a reference: the collector never takes
+/// it) and release the avatar it replaces.
+pub(crate) fn check_avatar(actor: UserId, media: Option<&MediaRecord>) -> StoreResult<()> {
+    let Some(media) = media.filter(|m| m.owner == actor) else {
+        return Err(StoreError::NotFound("media"));
+    };
+    if media.state != MediaState::Ready {
+        return Err(StoreError::Invalid(
+            "the media is not ready: complete its upload first".into(),
+        ));
+    }
+    if !media.content_type.starts_with("image/") {
+        return Err(StoreError::Invalid(format!(
+            "an avatar is an image, not {}",
+            media.content_type
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +229,36 @@ mod tests {
             check_attach(MessageKind::Image, sender, None, true),
             Err(StoreError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn avatars_are_the_actors_own_ready_images() {
+        let actor = UserId(1);
+        assert_eq!(avatar_target(""), None);
+        assert_eq!(avatar_target("f7"), Some(MediaId(7)));
+        assert_eq!(avatar_target("md7"), Some(MediaId::UNKNOWN));
+        assert!(check_avatar(actor, Some(&ready(1, "image/png"))).is_ok());
+        for (media, why) in [
+            (None, "unknown"),
+            (Some(ready(2, "image/png")), "someone else's"),
+        ] {
+            assert!(
+                matches!(
+                    check_avatar(actor, media.as_ref()),
+                    Err(StoreError::NotFound(_))
+                ),
+                "{why}"
+            );
+        }
+        let pending = MediaRecord {
+            state: MediaState::Pending,
+            ..ready(1, "image/png")
+        };
+        for media in [pending, ready(1, "application/pdf")] {
+            assert!(matches!(
+                check_avatar(actor, Some(&media)),
+                Err(StoreError::Invalid(_))
+            ));
+        }
     }
 }

@@ -23,17 +23,6 @@ pub(crate) fn validate_display_name(name: &str) -> StoreResult<String> {
     Ok(name.to_owned())
 }
 
-/// A media id given as an avatar: `""` removes it. Any other id is
-/// accepted until media exists to check it against (at most 128 bytes).
-pub(crate) fn validate_avatar(id: &str) -> StoreResult<Option<String>> {
-    if id.len() > 128 {
-        return Err(StoreError::Invalid(
-            "avatar_media_id is at most 128 bytes".into(),
-        ));
-    }
-    Ok((!id.is_empty()).then(|| id.to_owned()))
-}
-
 /// `current` after `change`; `muted_until_ms` is -1 (forever), 0 (not
 /// muted) or a time.
 pub(crate) fn apply_settings(
@@ -123,8 +112,6 @@ mod tests {
         assert!(validate_display_name(&"é".repeat(64)).is_ok());
         assert!(validate_display_name(&"é".repeat(65)).is_err());
         assert!(validate_display_name("a\u{7}").is_err());
-        assert_eq!(validate_avatar("").unwrap(), None);
-        assert_eq!(validate_avatar("md5").unwrap().as_deref(), Some("md5"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use parley_proto::api::PresenceVisibility;
 use parley_proto::{DeviceId, UserId};
 
 use super::errors::{OpResult, execute, query, query_one, query_opt};
+use super::media;
 use super::rows::user_from_row;
 use super::users::{revoke_all_devices, user_by_id};
 use crate::domain::admin::{ERASED_DISPLAY_NAME, UserListPlan, erased_username};
@@ -138,6 +139,14 @@ pub(super) async fn erase_user(
         &[&user.0],
     )
     .await?;
+    let avatar: Option<String> = query_one(
+        conn,
+        "SELECT avatar_media_id FROM users WHERE id=$1",
+        &[&user.0],
+    )
+    .await?
+    .try_get(0)?;
+    media::release_avatar(conn, avatar.as_deref(), now_ms).await?;
     execute(
         conn,
         "UPDATE users SET username=$2, display_name=$3, password_hash='', avatar_media_id=NULL,

@@ -146,6 +146,87 @@ pub(super) async fn media_visible(
     .is_some())
 }
 
+/// Which row holds an avatar: a user's, or a group's conversation.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum AvatarOf {
+    User(UserId),
+    Group(ConversationId),
+}
+
+/// Sets (`Some`) or removes the avatar of `of` to media `new`, which
+/// `actor` must be allowed to use (`rules::check_avatar`), and releases
+/// the avatar it replaces, in one statement: the avatar's row is locked
+/// first (users and conversations before media, the engine's lock
+/// order), then the new media is taken off the orphan list only if it is
+/// still ready (a collector's claim, which needs `orphan_since_ms` set,
+/// cannot take it from under the avatar), then the row is changed and
+/// the old avatar, read under the lock, becomes an orphan from `now_ms`
+/// unless a message references it.
+pub(super) async fn set_avatar(
+    conn: &ClientWrapper,
+    of: AvatarOf,
+    actor: UserId,
+    new: Option<MediaId>,
+    now_ms: i64,
+) -> OpResult<()> {
+    if let Some(id) = new {
+        rules::check_avatar(actor, media(conn, id).await?.as_ref())?;
+    }
+    let (table, row) = match of {
+        AvatarOf::User(user) => ("users", user.0),
+        AvatarOf::Group(group) => ("conversations", group.0),
+    };
+    let sql = format!(
+        "WITH old AS MATERIALIZED (SELECT id, avatar_media_id FROM {table} WHERE id=$1 FOR UPDATE),
+              adopted AS (UPDATE media SET orphan_since_ms=NULL
+                          WHERE id=$2 AND state='ready' AND EXISTS(SELECT 1 FROM old) RETURNING id),
+              changed AS (UPDATE {table} t SET avatar_media_id=$3 FROM old
+                          WHERE t.id=old.id AND ($3::TEXT IS NULL OR EXISTS(SELECT 1 FROM adopted))
+                          RETURNING old.avatar_media_id AS old_name),
+              released AS (UPDATE media SET orphan_since_ms=$4
+                           WHERE id=(SELECT CASE WHEN old_name ~ '^f[0-9]{{1,18}}$'
+                                             THEN substr(old_name, 2)::BIGINT END FROM changed)
+                             AND id<>$2 AND state='ready'
+                             AND NOT EXISTS(SELECT 1 FROM message_media r WHERE r.media_id=media.id)
+                           RETURNING id)
+         SELECT COUNT(*) FROM changed"
+    );
+    let name = new.map(|id| id.to_string());
+    let id = new.map_or(0, |id| id.0);
+    let row = query_opt(conn, &sql, &[&row, &id, &name, &now_ms]).await?;
+    let changed: i64 = row.map(|r| r.try_get(0)).transpose()?.unwrap_or(0);
+    if changed == 0 {
+        // The row went away, or the media was collected meanwhile.
+        let what = match (new, of) {
+            (Some(_), _) => "media",
+            (None, AvatarOf::User(_)) => "user",
+            (None, AvatarOf::Group(_)) => "group",
+        };
+        return Err(StoreError::NotFound(what).into());
+    }
+    Ok(())
+}
+
+/// An avatar removed inside a larger transaction (an erasure): the media
+/// `old` named is an orphan from `now_ms` unless a message references it.
+pub(super) async fn release_avatar(
+    conn: &ClientWrapper,
+    old: Option<&str>,
+    now_ms: i64,
+) -> OpResult<()> {
+    let Some(id) = old.and_then(|name| name.parse::<MediaId>().ok()) else {
+        return Ok(());
+    };
+    execute(
+        conn,
+        "UPDATE media SET orphan_since_ms=$2 WHERE id=$1 AND state='ready'
+         AND NOT EXISTS(SELECT 1 FROM message_media WHERE media_id=$1)",
+        &[&id.0, &now_ms],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Checks what a media message references (before its insert) and
 /// returns the media as the message carries it.
 pub(super) async fn attach(conn: &ClientWrapper, new: &NewMessage) -> OpResult<Vec<MediaInfo>> {

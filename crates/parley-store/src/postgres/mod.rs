@@ -67,12 +67,15 @@
 //!   engine-neutral rows.
 //! - `batch`: write ops as data, their outputs, and what a batch collects
 //!   (announcements, inbox pointers, deferred user updates).
+//! - `push` (server secrets, registrations, pending pushes), below
+//!   `users` because revoking a device drops its push state there.
 //! - `users` (and devices), `conversations` (loading, membership rows,
-//!   direct conversations, the list), `settings` (blocks, per-user
-//!   conversation settings, profiles: single-statement writes outside the
-//!   writer), `media` (upload slots, the quota, who may read media,
-//!   references, garbage collection: single statements outside the writer,
-//!   except references, written with their message), `events` (edit,
+//!   direct conversations, the list), `media` (upload slots, the quota,
+//!   who may read media, references, avatars, garbage collection: single
+//!   statements outside the writer, except references, written with their
+//!   message), `settings` (blocks, per-user conversation settings,
+//!   profiles and avatars: single-statement writes outside the writer),
+//!   `events` (edit,
 //!   delete, reaction on their target, reply quotes), `messages` (appends, the insert, history), `search`,
 //!   `receipts`, `groups`, `inbox` (cursor hand-out, replay, pruning): the
 //!   operations, each in its own SQL; the rules are the shared `domain`.
@@ -430,12 +433,14 @@ impl Store for PostgresStore {
         group: ConversationId,
         actor: UserId,
         avatar_media_id: String,
+        now_ms: i64,
     ) -> StoreResult<ConversationRecord> {
         read!(self, |conn| settings::set_group_avatar(
             conn,
             group,
             actor,
-            avatar_media_id.clone()
+            avatar_media_id.clone(),
+            now_ms
         ))
     }
 

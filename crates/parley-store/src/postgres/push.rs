@@ -70,6 +70,8 @@ pub(super) async fn set_target(
 }
 
 /// Removes the device's registration and pending push (also on revocation).
+/// Drops `device`'s registration and pending push: the one place of the
+/// rule that a revoked (or gone) device is woken no more (§12).
 pub(super) async fn delete_target(conn: &ClientWrapper, device: DeviceId) -> OpResult<()> {
     execute(
         conn,

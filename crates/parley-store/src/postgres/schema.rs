@@ -237,6 +237,13 @@ DROP INDEX messages_text_trgm;
 CREATE INDEX messages_text_trgm ON messages USING gin (text gin_trgm_ops)
     WHERE kind IN ('text','image','video','audio','file') AND NOT deleted;
 "#,
+    // v8: avatars are media references (`avatar_media_id`, the media id as
+    // a string). Downloads and the collector look media up by avatar, so
+    // both columns are indexed where set. As in SQLite.
+    r#"
+CREATE INDEX users_by_avatar ON users(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
+CREATE INDEX conversations_by_avatar ON conversations(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
+"#,
 ];
 
 /// Serializes schema migrations between processes that start together.

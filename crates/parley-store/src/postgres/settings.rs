@@ -14,7 +14,9 @@ use parley_proto::{ConversationId, UserId};
 
 use super::conversations::load_conversation;
 use super::errors::{OpResult, execute, query, query_opt};
+use super::media::{self, AvatarOf};
 use super::users::{user_by_id, user_exists};
+use crate::domain::media::avatar_target;
 use crate::domain::{self, settings};
 use crate::error::StoreError;
 use crate::model::{ConversationRecord, ProfileChange, SettingsChange, UserRecord};
@@ -106,24 +108,16 @@ pub(super) async fn update_profile(
         .as_deref()
         .map(settings::validate_display_name)
         .transpose()?;
-    let (set_avatar, avatar) = match &change.avatar_media_id {
-        Some(avatar) => (true, settings::validate_avatar(avatar)?),
-        None => (false, None),
-    };
+    if let Some(avatar) = &change.avatar_media_id {
+        let target = avatar_target(avatar);
+        media::set_avatar(conn, AvatarOf::User(user), user, target, change.now_ms).await?;
+    }
     let updated = execute(
         conn,
         "UPDATE users SET display_name=COALESCE($2, display_name),
-                avatar_media_id=CASE WHEN $3 THEN $4 ELSE avatar_media_id END,
-                read_receipts=COALESCE($5, read_receipts), push_previews=COALESCE($6, push_previews)
+                read_receipts=COALESCE($3, read_receipts), push_previews=COALESCE($4, push_previews)
          WHERE id=$1",
-        &[
-            &user.0,
-            &name,
-            &set_avatar,
-            &avatar,
-            &change.read_receipts,
-            &change.push_previews,
-        ],
+        &[&user.0, &name, &change.read_receipts, &change.push_previews],
     )
     .await?;
     if updated == 0 {
@@ -134,24 +128,22 @@ pub(super) async fn update_profile(
         .ok_or(StoreError::NotFound("user"))?)
 }
 
+/// Sets or removes a group's avatar (admins; the media as for a user's
+/// avatar); the one it replaces is released.
 pub(super) async fn set_group_avatar(
     conn: &ClientWrapper,
     group: ConversationId,
     actor: UserId,
     avatar: String,
+    now_ms: i64,
 ) -> OpResult<ConversationRecord> {
-    let avatar = settings::validate_avatar(&avatar)?;
     let record = load_conversation(conn, group)
         .await?
         .filter(|r| r.kind == ConversationKind::Group)
         .ok_or(StoreError::NotFound("group"))?;
     settings::check_admin(&record, actor)?;
-    execute(
-        conn,
-        "UPDATE conversations SET avatar_media_id=$2 WHERE id=$1",
-        &[&group.0, &avatar],
-    )
-    .await?;
+    let target = avatar_target(&avatar);
+    media::set_avatar(conn, AvatarOf::Group(group), actor, target, now_ms).await?;
     Ok(load_conversation(conn, group)
         .await?
         .ok_or(StoreError::NotFound("group"))?)

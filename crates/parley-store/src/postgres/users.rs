@@ -8,6 +8,7 @@ use tokio_postgres::types::ToSql;
 
 use super::batch::UserUpdate;
 use super::errors::{OpResult, execute, query, query_one, query_opt};
+use super::push;
 use super::rows::user_from_row;
 use crate::domain::{self, USER_COLUMNS, to_u64};
 use crate::error::StoreError;
@@ -192,7 +193,7 @@ pub(super) async fn revoke_device(
         &[&device.0, &now],
     )
     .await?;
-    Ok(())
+    push::delete_target(conn, device).await
 }
 
 pub(super) async fn revoked_devices(conn: &ClientWrapper) -> OpResult<Vec<DeviceId>> {
@@ -217,15 +218,12 @@ pub(super) async fn revoke_all_devices(
         &[&user.0, &now],
     )
     .await?;
-    // A revoked device is woken no more (§12): its registration and any
-    // pending push go in the same transaction.
-    for table in ["push_registrations", "push_pending"] {
-        query(
-            conn,
-            &format!("DELETE FROM {table} WHERE user_id=$1"),
-            &[&user.0],
-        )
-        .await?;
+    let ids = rows
+        .iter()
+        .map(|r| Ok(DeviceId(r.try_get(0)?)))
+        .collect::<OpResult<Vec<_>>>()?;
+    for &device in &ids {
+        push::delete_target(conn, device).await?;
     }
-    rows.iter().map(|r| Ok(DeviceId(r.try_get(0)?))).collect()
+    Ok(ids)
 }

@@ -15,7 +15,7 @@ use super::batch::{Batch, Job, Output, UserUpdate, WriteOp};
 use super::errors::{
     BatchFailure, OpError, OpResult, PgClass, classify, describe, pool_error, query,
 };
-use super::{admin, conversations, groups, inbox, messages, push, receipts, users};
+use super::{admin, conversations, groups, inbox, messages, receipts, users};
 use crate::CommitSender;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Committed, NewMessage};
@@ -278,8 +278,6 @@ async fn apply(conn: &ClientWrapper, op: &WriteOp, batch: &mut Batch) -> OpResul
         }
         WriteOp::RevokeDevice(user, device, now) => {
             users::revoke_device(conn, *user, *device, *now).await?;
-            // The device's push registration goes with it (§12).
-            push::delete_target(conn, *device).await?;
             Output::Unit
         }
         WriteOp::Direct(a, b, now) => {

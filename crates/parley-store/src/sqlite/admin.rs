@@ -6,6 +6,7 @@ use parley_proto::api::PresenceVisibility;
 use parley_proto::{DeviceId, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::media;
 use super::rows::user_from_row;
 use super::users::{revoke_all_devices, user_by_id};
 use crate::domain::admin::{ERASED_DISPLAY_NAME, UserListPlan, erased_username};
@@ -110,6 +111,10 @@ pub(super) fn erase_user(
     .execute([user.0])?;
     conn.prepare_cached("UPDATE messages SET text=NULL WHERE sender_id=?1 AND kind='edit'")?
         .execute([user.0])?;
+    let avatar: Option<String> = conn
+        .prepare_cached("SELECT avatar_media_id FROM users WHERE id=?1")?
+        .query_row([user.0], |r| r.get(0))?;
+    media::release_avatar(conn, avatar.as_deref(), now_ms)?;
     conn.prepare_cached(
         "UPDATE users SET username=?2, display_name=?3, password_hash='', avatar_media_id=NULL,
          presence_visibility=?4, read_receipts=1, push_previews=0, last_seen_ms=NULL, is_admin=0,

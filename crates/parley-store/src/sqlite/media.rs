@@ -129,6 +129,33 @@ pub(super) fn media_visible(conn: &Connection, id: MediaId, viewer: UserId) -> S
         .is_some())
 }
 
+/// Makes media `id` an avatar set by `actor` once `rules::check_avatar`
+/// allows it: it is no longer an orphan (the collector also checks every
+/// avatar before taking media). Returns the id as the avatar column
+/// keeps it.
+pub(super) fn adopt_avatar(conn: &Connection, actor: UserId, id: MediaId) -> StoreResult<String> {
+    rules::check_avatar(actor, media(conn, id)?.as_ref())?;
+    conn.prepare_cached("UPDATE media SET orphan_since_ms=NULL WHERE id=?1")?
+        .execute([id.0])?;
+    Ok(id.to_string())
+}
+
+/// An avatar was replaced or removed: the media it named is an orphan
+/// from `now_ms` unless a message references it (then the message's
+/// delete makes it one). It may still be another avatar; the collector
+/// checks that before taking it.
+pub(super) fn release_avatar(conn: &Connection, old: Option<&str>, now_ms: i64) -> StoreResult<()> {
+    let Some(id) = old.and_then(|name| name.parse::<MediaId>().ok()) else {
+        return Ok(());
+    };
+    conn.prepare_cached(
+        "UPDATE media SET orphan_since_ms=?2 WHERE id=?1 AND state='ready'
+         AND NOT EXISTS(SELECT 1 FROM message_media WHERE media_id=?1)",
+    )?
+    .execute(params![id.0, now_ms])?;
+    Ok(())
+}
+
 /// Checks what a media message references (before its insert) and
 /// returns the media as the message carries it.
 pub(super) fn attach(conn: &Connection, new: &NewMessage) -> StoreResult<Vec<MediaInfo>> {

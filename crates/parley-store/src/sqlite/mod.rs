@@ -18,13 +18,15 @@
 //!   the migrations; `rows` fills the domain's engine-neutral rows.
 //! - `inbox_runs` keeps the inbox as runs of one conversation; `inbox`
 //!   hands out cursors on the general path and replays.
+//! - `push` (server secrets, registrations, pending pushes), below
+//!   `users` because revoking a device drops its push state there.
 //! - `users` (and devices) and `conversations` (loading, membership rows,
 //!   the guarded `last_seq` advance, direct conversations, the list).
 //! - `writer_cache` is the writer thread's memory of seqs, members and
 //!   inbox tails, which makes a send cost one insert.
-//! - `settings` (blocks, per-user conversation settings, profiles),
-//!   `media` (upload slots, the quota, who may read media, references,
-//!   garbage collection), `events` (edit, delete, reaction on their
+//! - `media` (upload slots, the quota, who may read media, references,
+//!   avatars, garbage collection), `settings` (blocks, per-user
+//!   conversation settings, profiles and avatars), `events` (edit, delete, reaction on their
 //!   target, the search index entries, reply quotes), `messages` (the send hot path, the general
 //!   insert, history), `search`, then `receipts` and `groups`, each in its
 //!   own SQL; the rules are the shared `domain`.
@@ -290,12 +292,8 @@ impl Store for SqliteStore {
     }
 
     async fn revoke_device(&self, user: UserId, device: DeviceId, now_ms: i64) -> StoreResult<()> {
-        // The device's push registration goes with it (§12).
-        self.write(move |conn, _| {
-            users::revoke_device(conn, user, device, now_ms)?;
-            push::delete_target(conn, device)
-        })
-        .await
+        self.write(move |conn, _| users::revoke_device(conn, user, device, now_ms))
+            .await
     }
 
     async fn revoked_devices(&self) -> StoreResult<Vec<DeviceId>> {
@@ -349,9 +347,12 @@ impl Store for SqliteStore {
         group: ConversationId,
         actor: UserId,
         avatar_media_id: String,
+        now_ms: i64,
     ) -> StoreResult<ConversationRecord> {
-        self.write(move |conn, _| settings::set_group_avatar(conn, group, actor, avatar_media_id))
-            .await
+        self.write(move |conn, _| {
+            settings::set_group_avatar(conn, group, actor, avatar_media_id, now_ms)
+        })
+        .await
     }
 
     fn append_message(&self, new: NewMessage) -> PendingAppend {

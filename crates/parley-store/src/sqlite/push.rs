@@ -60,6 +60,8 @@ pub(super) fn set_target(
 }
 
 /// Removes the device's registration and pending push (also on revocation).
+/// Drops `device`'s registration and pending push: the one place of the
+/// rule that a revoked (or gone) device is woken no more (§12).
 pub(super) fn delete_target(conn: &Connection, device: DeviceId) -> StoreResult<()> {
     conn.prepare_cached("DELETE FROM push_registrations WHERE device_id=?1")?
         .execute([device.0])?;

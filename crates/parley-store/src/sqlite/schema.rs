@@ -242,6 +242,13 @@ DELETE FROM message_fts WHERE rowid IN
 INSERT INTO message_fts(rowid, text) SELECT id, text FROM messages
     WHERE kind IN ('image','video','audio','file') AND deleted=0 AND text IS NOT NULL;
 "#,
+    // v8: avatars are media references (`avatar_media_id`, the media id as
+    // a string). Downloads and the collector look media up by avatar, so
+    // both columns are indexed where set.
+    r#"
+CREATE INDEX users_by_avatar ON users(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
+CREATE INDEX conversations_by_avatar ON conversations(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a

@@ -7,7 +7,9 @@ use parley_proto::{ConversationId, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::conversations::{load_conversation, reload_conversation};
+use super::media;
 use super::users::{user_by_id, user_exists};
+use crate::domain::media::avatar_target;
 use crate::domain::{self, settings};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{ConversationRecord, ProfileChange, SettingsChange, UserRecord};
@@ -115,9 +117,17 @@ pub(super) fn update_profile(
             .execute(params![user.0, name])?;
     }
     if let Some(avatar) = &change.avatar_media_id {
-        let avatar = settings::validate_avatar(avatar)?;
+        let old: Option<String> = conn
+            .prepare_cached("SELECT avatar_media_id FROM users WHERE id=?1")?
+            .query_row([user.0], |r| r.get(0))?;
+        let new = avatar_target(avatar)
+            .map(|id| media::adopt_avatar(conn, user, id))
+            .transpose()?;
         conn.prepare_cached("UPDATE users SET avatar_media_id=?2 WHERE id=?1")?
-            .execute(params![user.0, avatar])?;
+            .execute(params![user.0, new])?;
+        if old != new {
+            media::release_avatar(conn, old.as_deref(), change.now_ms)?;
+        }
     }
     if let Some(on) = change.read_receipts {
         conn.prepare_cached("UPDATE users SET read_receipts=?2 WHERE id=?1")?
@@ -130,19 +140,27 @@ pub(super) fn update_profile(
     user_by_id(conn, user)?.ok_or(StoreError::NotFound("user"))
 }
 
+/// Sets or removes a group's avatar (admins; the media as for a user's
+/// avatar); the one it replaces is released.
 pub(super) fn set_group_avatar(
     conn: &Connection,
     group: ConversationId,
     actor: UserId,
     avatar: String,
+    now_ms: i64,
 ) -> StoreResult<ConversationRecord> {
-    let avatar = settings::validate_avatar(&avatar)?;
     let record = load_conversation(conn, group)?
         .filter(|r| r.kind == ConversationKind::Group)
         .ok_or(StoreError::NotFound("group"))?;
     settings::check_admin(&record, actor)?;
+    let new = avatar_target(&avatar)
+        .map(|id| media::adopt_avatar(conn, actor, id))
+        .transpose()?;
     conn.prepare_cached("UPDATE conversations SET avatar_media_id=?2 WHERE id=?1")?
-        .execute(params![group.0, avatar])?;
+        .execute(params![group.0, new])?;
+    if record.avatar_media_id != new {
+        media::release_avatar(conn, record.avatar_media_id.as_deref(), now_ms)?;
+    }
     reload_conversation(conn, group)
 }
 

@@ -4,6 +4,7 @@ use parley_proto::api::PresenceVisibility;
 use parley_proto::{DeviceId, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::push;
 use super::rows::user_from_row;
 use crate::domain::{self, USER_COLUMNS};
 use crate::error::{StoreError, StoreResult};
@@ -150,7 +151,7 @@ pub(super) fn revoke_device(
         "UPDATE devices SET revoked_at_ms=COALESCE(revoked_at_ms, ?2) WHERE id=?1",
     )?
     .execute(params![device.0, now_ms])?;
-    Ok(())
+    push::delete_target(conn, device)
 }
 
 pub(super) fn revoked_devices(conn: &Connection) -> StoreResult<Vec<DeviceId>> {
@@ -173,11 +174,8 @@ pub(super) fn revoke_all_devices(
     let ids = stmt
         .query_map(params![user.0, now_ms], |r| Ok(DeviceId(r.get(0)?)))?
         .collect::<rusqlite::Result<Vec<_>>>()?;
-    // A revoked device is woken no more (§12): its registration and any
-    // pending push go in the same transaction.
-    conn.prepare_cached("DELETE FROM push_registrations WHERE user_id=?1")?
-        .execute([user.0])?;
-    conn.prepare_cached("DELETE FROM push_pending WHERE user_id=?1")?
-        .execute([user.0])?;
+    for &device in &ids {
+        push::delete_target(conn, device)?;
+    }
     Ok(ids)
 }
