@@ -16,6 +16,10 @@ use tokio::sync::Notify;
 
 pub use parley_proto::close_code;
 
+/// Most items queued without waking the socket's task (see
+/// [`SocketHandle::push`]).
+const UNWOKEN_MAX: usize = 16;
+
 /// One item in a socket's outgoing queue.
 #[derive(Debug, Clone)]
 pub enum Outbound {
@@ -74,15 +78,19 @@ impl SocketShared {
     }
 
     /// [`Self::try_push`]; with `wake` false the socket's task is not woken
-    /// for it: the item waits for the task's next wakeup.
+    /// for it: the item waits for the task's next wakeup, unless
+    /// [`UNWOKEN_MAX`] (or half the limit) are waiting by now, so a socket
+    /// that hears only of its own sends (its device sends over HTTP) still
+    /// drains its queue long before the limit.
     fn try_push_waking(&self, item: Outbound, wake: bool) -> Result<(), QueueFull> {
-        {
+        let wake = {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             if queue.len() >= self.limit {
                 return Err(QueueFull);
             }
             queue.push_back(item);
-        }
+            wake || queue.len() >= UNWOKEN_MAX.min(self.limit / 2).max(1)
+        };
         if wake {
             self.ready.notify_one();
         }
