@@ -226,7 +226,8 @@ impl Judgement {
             Some(false) => "FAILED",
             None => "not measured",
         };
-        let mib = |k: Option<u64>| k.map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
+        let mib =
+            |k: Option<u64>| k.map_or("?".to_owned(), |k| format!("{:.1}", k as f64 / 1024.0));
         let count = |n: Option<u64>| n.map_or("?".to_owned(), |n| n.to_string());
         [
             (
@@ -324,8 +325,13 @@ impl SocketTask {
             if *self.quit.borrow() {
                 break;
             }
-            let connected =
-                wire::connect(&self.dial, Some(source), 16 * 1024, &self.token, Some(cursor));
+            let connected = wire::connect(
+                &self.dial,
+                Some(source),
+                16 * 1024,
+                &self.token,
+                Some(cursor),
+            );
             let mut ws = tokio::select! {
                 connected = connected => match connected {
                     Ok((ws, _)) => ws,
@@ -564,10 +570,7 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         .unwrap_or((CAPACITY_CONNECTIONS as f64 * share) as usize)
         .max(2);
     let pairs = connections / 2;
-    let rate = args
-        .rate
-        .unwrap_or(CAPACITY_MSGS_PER_SEC * share)
-        .max(0.1);
+    let rate = args.rate.unwrap_or(CAPACITY_MSGS_PER_SEC * share).max(0.1);
     let per_sec = rate / (2 * pairs) as f64;
     if per_sec > 0.8 * target.user_rate {
         report.row(
@@ -847,7 +850,12 @@ mod tests {
     #[test]
     fn rss_growth_counts_from_the_end_of_warm_up() {
         // Warm-up rows (2) grow a lot; after them, 100 → 104 MiB is +4 %.
-        let rows = [row(1.0, 50, 10), row(2.0, 100, 10), row(3.0, 103, 10), row(4.0, 104, 10)];
+        let rows = [
+            row(1.0, 50, 10),
+            row(2.0, 100, 10),
+            row(3.0, 103, 10),
+            row(4.0, 104, 10),
+        ];
         let j = judge(&rows, 2, Some(10), Some(10), true);
         assert_eq!(j.rss_baseline_kib, Some(100 * 1024));
         assert_eq!(j.rss_final_kib, Some(104 * 1024));

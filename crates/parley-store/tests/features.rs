@@ -665,6 +665,7 @@ async fn search_finds_captions(backend: &Backend) {
     let dave = person(store, "dave").await;
     let g = group(store, alice.0, &[bob.0]).await.id;
     let mut sent = Vec::new();
+    let mut uploaded = Vec::new();
     for (i, (kind, content_type, caption)) in [
         (
             MessageKind::Image,
@@ -701,6 +702,7 @@ async fn search_finds_captions(backend: &Backend) {
             .unwrap()
             .message;
         sent.push(message.seq);
+        uploaded.push(media.id);
     }
     store
         .append_message(text(g, alice, "t1", "a sunset in text"))
@@ -753,6 +755,33 @@ async fn search_finds_captions(backend: &Backend) {
         ["a sunset in text"]
     );
     assert!(search(store, bob.0, "海边", None).await.is_empty());
+    // Erasing the sender (§14) ends its media messages as a delete does:
+    // captions gone from search and history, media references dropped so
+    // the collector takes the files.
+    store.erase_user(alice.0, 2_000).await.unwrap();
+    assert!(search(store, bob.0, "summary", None).await.is_empty());
+    assert!(search(store, bob.0, "sunset", None).await.is_empty());
+    let (history, _) = store
+        .history(HistoryQuery {
+            conversation: g,
+            viewer: bob.0,
+            before_seq: None,
+            after_seq: None,
+            limit: 50,
+        })
+        .await
+        .unwrap();
+    for seq in &sent {
+        let message = history.iter().find(|m| m.seq == *seq).unwrap();
+        assert!(message.deleted, "{message:?}");
+        assert_eq!(message.text, None);
+        assert!(message.media.is_empty());
+    }
+    let mut collected = store.claim_media_garbage(i64::MAX / 2, 100).await.unwrap();
+    collected.sort();
+    let mut expected = uploaded.clone();
+    expected.sort();
+    assert_eq!(collected, expected);
     store.shutdown().await;
 }
 

@@ -53,7 +53,10 @@ fn a_short_soak_reports_each_interval_and_verifies_delivery() {
         assert!(row["fds"].as_u64().unwrap() > 0, "{row}");
     }
     for counter in ["reconnects", "receipts", "churn"] {
-        assert!(report[counter].as_u64().unwrap() > 0, "{counter}: {report:#}");
+        assert!(
+            report[counter].as_u64().unwrap() > 0,
+            "{counter}: {report:#}"
+        );
     }
     let verification = &report["verification"];
     assert!(verification["acked"].as_u64().unwrap() > 0, "{report:#}");

@@ -4,13 +4,14 @@
 
 use deadpool_postgres::ClientWrapper;
 use parley_proto::api::PresenceVisibility;
-use parley_proto::{DeviceId, UserId};
+use parley_proto::{ConversationId, DeviceId, UserId};
 
 use super::errors::{OpResult, execute, query, query_one, query_opt};
 use super::media;
 use super::rows::user_from_row;
 use super::users::{revoke_all_devices, user_by_id};
 use crate::domain::admin::{ERASED_DISPLAY_NAME, UserListPlan, erased_username};
+use crate::domain::search::SEARCHED_KINDS_SQL;
 use crate::domain::{USER_COLUMNS, to_u64};
 use crate::error::StoreError;
 use crate::model::{StoreStats, UserRecord};
@@ -123,13 +124,27 @@ pub(super) async fn erase_user(
         &[&user.0],
     )
     .await?;
-    // Its messages become deleted exactly as a delete event leaves them
-    // (postgres::events; the partial search index drops them by itself);
-    // its edits lose their text.
+    // Its messages (text and media) become deleted exactly as a delete
+    // event leaves them (postgres::events; the partial search index drops
+    // them by itself): media references dropped (media left unreferenced
+    // becomes an orphan), text and captions purged; its edits lose their
+    // text.
+    let with_media = query(
+        conn,
+        "SELECT conversation_id, seq FROM messages WHERE sender_id=$1 AND media IS NOT NULL",
+        &[&user.0],
+    )
+    .await?;
+    for row in with_media {
+        let (conversation, seq): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+        media::unlink(conn, ConversationId(conversation), to_u64(seq), now_ms).await?;
+    }
     execute(
         conn,
-        "UPDATE messages SET text=NULL, reply_to_seq=NULL, forwarded=FALSE, edited_at_ms=NULL,
-         reactions=NULL, deleted=TRUE WHERE sender_id=$1 AND kind='text'",
+        &format!(
+            "UPDATE messages SET text=NULL, reply_to_seq=NULL, forwarded=FALSE, edited_at_ms=NULL,
+             reactions=NULL, media=NULL, deleted=TRUE WHERE sender_id=$1 AND kind IN ({SEARCHED_KINDS_SQL})"
+        ),
         &[&user.0],
     )
     .await?;

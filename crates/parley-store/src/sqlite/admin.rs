@@ -3,13 +3,14 @@
 //! what erasure keeps) are `domain::admin`.
 
 use parley_proto::api::PresenceVisibility;
-use parley_proto::{DeviceId, UserId};
+use parley_proto::{ConversationId, DeviceId, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::media;
 use super::rows::user_from_row;
 use super::users::{revoke_all_devices, user_by_id};
 use crate::domain::admin::{ERASED_DISPLAY_NAME, UserListPlan, erased_username};
+use crate::domain::search::SEARCHED_KINDS_SQL;
 use crate::domain::{USER_COLUMNS, to_u64};
 use crate::error::{StoreError, StoreResult};
 use crate::model::{StoreStats, UserRecord};
@@ -97,17 +98,28 @@ pub(super) fn erase_user(
         "UPDATE members SET muted_until_ms=0, pinned=0, archived=0 WHERE user_id=?1",
     )?
     .execute([user.0])?;
-    // Its messages become deleted exactly as a delete event leaves them
-    // (sqlite::events), search entries included; its edits lose their text.
-    conn.prepare_cached(
+    // Its messages (text and media) become deleted exactly as a delete
+    // event leaves them (sqlite::events): search entries and media
+    // references dropped (media left unreferenced becomes an orphan), text
+    // and captions purged; its edits lose their text.
+    conn.prepare_cached(&format!(
         "DELETE FROM message_fts WHERE rowid IN
-         (SELECT id FROM messages WHERE sender_id=?1 AND kind='text' AND deleted=0)",
-    )?
+         (SELECT id FROM messages WHERE sender_id=?1 AND kind IN ({SEARCHED_KINDS_SQL}) AND deleted=0)"
+    ))?
     .execute([user.0])?;
-    conn.prepare_cached(
+    let with_media: Vec<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT conversation_id, seq FROM messages WHERE sender_id=?1 AND media IS NOT NULL",
+        )?
+        .query_map([user.0], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (conversation, seq) in with_media {
+        media::unlink(conn, ConversationId(conversation), to_u64(seq), now_ms)?;
+    }
+    conn.prepare_cached(&format!(
         "UPDATE messages SET text=NULL, reply_to_seq=NULL, forwarded=0, edited_at_ms=NULL,
-         reactions=NULL, deleted=1 WHERE sender_id=?1 AND kind='text'",
-    )?
+         reactions=NULL, media=NULL, deleted=1 WHERE sender_id=?1 AND kind IN ({SEARCHED_KINDS_SQL})"
+    ))?
     .execute([user.0])?;
     conn.prepare_cached("UPDATE messages SET text=NULL WHERE sender_id=?1 AND kind='edit'")?
         .execute([user.0])?;
