@@ -206,7 +206,9 @@ pub(crate) async fn run(args: &BenchArgs) -> anyhow::Result<Report> {
             "{} authenticated ({} users, {} worker process(es)), {} failed",
             thousands(ok),
             thousands(n_users as u64),
-            args.connections.unwrap_or(DEFAULT_CONNECTIONS).div_ceil(per_process),
+            args.connections
+                .unwrap_or(DEFAULT_CONNECTIONS)
+                .div_ceil(per_process),
             failed
         ),
     );

@@ -339,7 +339,9 @@ fn parse_duration(text: &str) -> Result<f64, String> {
     };
     match number.trim().parse::<f64>() {
         Ok(n) if n.is_finite() && n >= 0.0 => Ok(n * scale),
-        _ => Err(format!("{text:?} is not a duration (10, 10s, 30m, 1h, 500ms)")),
+        _ => Err(format!(
+            "{text:?} is not a duration (10, 10s, 30m, 1h, 500ms)"
+        )),
     }
 }
 
