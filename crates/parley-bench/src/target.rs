@@ -195,10 +195,26 @@ pub(crate) fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     parse_rss(&status)
 }
 
-/// Open file descriptors of a process: the entries of `/proc/PID/fd`.
-pub(crate) fn open_fds(pid: u32) -> Option<u64> {
+/// Open descriptors of a process, from `/proc/PID/fd`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct Fds {
+    /// Every open descriptor.
+    pub(crate) all: u64,
+    /// Those that are sockets (the rest are files, pipes, eventfds...).
+    pub(crate) sockets: u64,
+}
+
+/// A process's open descriptors, and how many are sockets.
+pub(crate) fn open_fds(pid: u32) -> Option<Fds> {
     let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
-    Some(entries.count() as u64)
+    let mut fds = Fds::default();
+    for entry in entries.flatten() {
+        fds.all += 1;
+        let is_socket = std::fs::read_link(entry.path())
+            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"));
+        fds.sockets += u64::from(is_socket);
+    }
+    Some(fds)
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
@@ -365,7 +381,7 @@ mod tests {
         assert_eq!(parse_rss(status), Some((51200, 40960)));
         assert_eq!(parse_rss("Name:\tx\n"), None);
         assert!(rss_kib(std::process::id()).is_some_and(|(rss, _)| rss > 0));
-        assert!(open_fds(std::process::id()).is_some_and(|fds| fds >= 3));
+        assert!(open_fds(std::process::id()).is_some_and(|fds| fds.all >= 3));
     }
 
     #[test]
