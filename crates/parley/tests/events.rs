@@ -214,20 +214,26 @@ async fn search_settings_and_profiles() {
     ));
     let listed = &bob.conversations().await.unwrap().conversations[0];
     assert!(listed.pinned && listed.archived && listed.muted_until_ms == -1);
-    // Profiles.
+    // Profiles: a display name and an avatar (an image bob uploaded, §9).
+    let face = bob
+        .upload_media(&png(8, 8), "image/png", Some("face.png"))
+        .await
+        .unwrap()
+        .media_id
+        .to_string();
     let me = bob
         .update_me(&ProfileRequest {
             display_name: Some("Bobby".into()),
-            avatar_media_id: Some("md1".into()),
+            avatar_media_id: Some(face.clone()),
         })
         .await
         .unwrap();
     assert_eq!(
         (me.display_name.as_str(), me.avatar_media_id.as_deref()),
-        ("Bobby", Some("md1"))
+        ("Bobby", Some(face.as_str()))
     );
     let seen = alice.find_user("bob").await.unwrap();
-    assert_eq!(seen.avatar_media_id.as_deref(), Some("md1"));
+    assert_eq!(seen.avatar_media_id.as_deref(), Some(face.as_str()));
     let err = bob
         .update_me(&ProfileRequest {
             display_name: Some("x".repeat(65)),
@@ -496,10 +502,16 @@ async fn authorization_matrix() {
             .is_ok()
     );
 
-    // Group avatar: admins only.
+    // Group avatar: admins only (an image the admin uploaded, §9).
+    let logo = admin
+        .upload_media(&png(8, 8), "image/png", Some("logo.png"))
+        .await
+        .unwrap()
+        .media_id
+        .to_string();
     let avatar = RenameRequest {
         name: None,
-        avatar_media_id: Some("md5".into()),
+        avatar_media_id: Some(logo.clone()),
     };
     assert_eq!(
         code(member.update_group(g, &avatar).await),
@@ -516,7 +528,7 @@ async fn authorization_matrix() {
             .unwrap()
             .avatar_media_id
             .as_deref(),
-        Some("md5")
+        Some(logo.as_str())
     );
 
     // Blocks: unknown users are 404, oneself 400; a blocked user learns

@@ -8,7 +8,7 @@ mod s3s_support;
 use std::io::Cursor;
 use std::time::Duration;
 
-use common::{TestServer, WAIT, direct, test_config, uid};
+use common::{TestServer, WAIT, direct, png, test_config, uid};
 use image::{DynamicImage, ImageFormat};
 use parley_client::{Client, ClientError, SearchRequest, sha256_base64};
 use parley_proto::api::{
@@ -46,17 +46,6 @@ fn tampered(url: &str) -> String {
     let last = url.pop().expect("a URL");
     url.push(if last == '0' { '1' } else { '0' });
     url
-}
-
-fn png(width: u32, height: u32) -> Vec<u8> {
-    let image = DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
-    }));
-    let mut out = Vec::new();
-    image
-        .write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
-        .unwrap();
-    out
 }
 
 /// A JPEG `width`x`height` whose EXIF says "rotate 90° clockwise" and

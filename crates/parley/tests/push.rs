@@ -24,7 +24,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestServer, WAIT, direct, test_config, uid};
+use common::{TestServer, WAIT, direct, png, test_config, uid};
 use parley_client::{Client, Method};
 use parley_proto::api::{ConversationSettingsRequest, SendRequest, SettingsRequest};
 use parley_proto::push::{PushKeys, PushPayload, PushRegistration};
@@ -427,16 +427,6 @@ async fn previews_carry_text_only_when_opted_in() {
     assert_eq!(preview.sender_id, Some(uid(&alice)));
 }
 
-/// A small real PNG (the server decodes images at `complete`).
-fn png() -> Vec<u8> {
-    let image = image::DynamicImage::new_rgb8(4, 4);
-    let mut out = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
-        .unwrap();
-    out
-}
-
 /// Uploads `media` (kind, bytes, type, file name) and sends it with
 /// `caption`.
 async fn send_media(
@@ -467,7 +457,7 @@ async fn media_messages_wake_devices_and_previews_name_their_kind() {
     let (bob, sub) = registered(&push, &server, "bob").await;
     let chat = direct(&alice, &bob).await;
     // Previews off: a photo wakes bob, and the push says nothing of it.
-    let photo = (MessageKind::Image, png(), "image/png", None);
+    let photo = (MessageKind::Image, png(4, 4), "image/png", None);
     send_media(&alice, chat, "p1", photo, "our secret place").await;
     let attempts = push.wait_for(&sub, 1).await;
     assert_eq!(wake(&attempts[0]), &PushPayload::wake(chat, 1));
@@ -485,7 +475,7 @@ async fn media_messages_wake_devices_and_previews_name_their_kind() {
         (
             "p2",
             MessageKind::Image,
-            png(),
+            png(4, 4),
             "image/png",
             None,
             "",
@@ -494,7 +484,7 @@ async fn media_messages_wake_devices_and_previews_name_their_kind() {
         (
             "p3",
             MessageKind::Image,
-            png(),
+            png(4, 4),
             "image/png",
             None,
             "at the beach",

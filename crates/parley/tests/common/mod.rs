@@ -513,3 +513,16 @@ pub async fn expect_error_any(socket: &mut Socket) -> (parley_proto::ErrorCode, 
         _ => unreachable!(),
     }
 }
+
+/// A real PNG of `width` x `height` with a gradient (the server decodes
+/// images at `complete`, so uploads in tests must be real images).
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let image = image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    }));
+    let mut out = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .unwrap();
+    out
+}
