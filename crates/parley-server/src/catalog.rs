@@ -90,6 +90,12 @@ pub const METRICS: &[Metric] = &[
         "PostgreSQL write batches re-run after a deadlock or serialization failure.",
     ),
     metric(
+        "parley_abandoned_sends_total",
+        Kind::Counter,
+        false,
+        "Sends skipped unwritten because their sender was gone (socket closed, request dropped) before the writer reached them.",
+    ),
+    metric(
         "parley_slow_consumer_closes_total",
         Kind::Counter,
         false,

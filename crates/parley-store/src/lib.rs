@@ -154,6 +154,8 @@ pub trait Store: Send + Sync + 'static {
     /// first polled: appends called one after another from one task commit
     /// in that order. This lets a socket keep many sends in flight (group
     /// commit batches them) while its `seq`s stay in the order it sent them.
+    /// An append whose future is dropped before the writer reaches it is
+    /// not written (nobody could be told it is durable).
     fn append_message(&self, new: NewMessage) -> PendingAppend;
     /// Keyset history as `viewer` may see it (its membership periods only),
     /// each message in its current state, replies with their quotes.

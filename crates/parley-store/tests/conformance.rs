@@ -1758,6 +1758,119 @@ async fn inbox_interleaves_conversations(backend: &Backend) {
     }
 }
 
+/// A write lock taken from outside the store, so its writer waits.
+enum OutsideLock {
+    Sqlite(rusqlite::Connection),
+    Postgres(tokio_postgres::Client),
+}
+
+impl Backend {
+    /// Takes a lock the writer must wait for before it can write to
+    /// `conversation`: SQLite's write lock on the file, or PostgreSQL's row
+    /// lock on the conversation.
+    async fn lock_writes(&self, conversation: ConversationId) -> OutsideLock {
+        match self {
+            Backend::Sqlite(dir) => {
+                let conn = rusqlite::Connection::open(dir.path().join("parley.db")).unwrap();
+                conn.execute_batch("BEGIN IMMEDIATE").unwrap();
+                OutsideLock::Sqlite(conn)
+            }
+            Backend::Postgres(db) => {
+                let (client, connection) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+                    .await
+                    .unwrap();
+                tokio::spawn(connection);
+                client.batch_execute("BEGIN").await.unwrap();
+                client
+                    .execute(
+                        "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
+                        &[&(conversation.0 as i64)],
+                    )
+                    .await
+                    .unwrap();
+                OutsideLock::Postgres(client)
+            }
+        }
+    }
+}
+
+impl OutsideLock {
+    /// Returns once the store's writer is waiting for this lock. SQLite's
+    /// writer checks abandoned sends after it got the lock, so there is
+    /// nothing to wait for; PostgreSQL's checks them while it fills a batch,
+    /// so it must be inside its batch (waiting on the row) first.
+    async fn writer_waiting(&self) {
+        let OutsideLock::Postgres(client) = self else {
+            return;
+        };
+        for _ in 0..500 {
+            let waiting: i64 = client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if waiting > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the writer never waited for the row lock");
+    }
+
+    async fn release(self) {
+        match self {
+            OutsideLock::Sqlite(conn) => conn.execute_batch("COMMIT").unwrap(),
+            OutsideLock::Postgres(client) => client.batch_execute("COMMIT").await.unwrap(),
+        }
+    }
+}
+
+/// A send whose future is dropped before the writer reaches it is not
+/// written: no seq is used, nothing is announced, and the same key sent
+/// again later is a new message, not a duplicate.
+async fn abandoned_sends_are_not_written(backend: &Backend) {
+    let (store, mut events) = backend.open().await;
+    let alice = user(&*store, "alice").await;
+    let bob = user(&*store, "bob").await;
+    let alice_device = device(&*store, alice).await;
+    let (direct, _) = store.get_or_create_direct(alice, bob, 1).await.unwrap();
+    let first = store
+        .append_message(text(direct.id, alice, alice_device, "k1"))
+        .await
+        .unwrap();
+    assert_eq!(first.message.seq, 1);
+
+    let lock = backend.lock_writes(direct.id).await;
+    let kept = store.append_message(text(direct.id, alice, alice_device, "k2"));
+    let kept = tokio::spawn(kept);
+    lock.writer_waiting().await;
+    // Enqueued, then its asker goes away (a socket closing does this).
+    drop(store.append_message(text(direct.id, alice, alice_device, "k3")));
+    lock.release().await;
+    assert_eq!(kept.await.unwrap().unwrap().message.seq, 2);
+    let after = store
+        .append_message(text(direct.id, alice, alice_device, "k4"))
+        .await
+        .unwrap();
+    assert_eq!(after.message.seq, 3, "k3 took no seq");
+    assert_eq!(message_seqs(&take(&mut events, 3).await), vec![1, 2, 3]);
+    let again = store
+        .append_message(text(direct.id, alice, alice_device, "k3"))
+        .await
+        .unwrap();
+    assert!(!again.duplicate, "k3 was never stored");
+    assert_eq!(again.message.seq, 4);
+    assert_eq!(
+        history_all(&*store, direct.id, alice).await.unwrap(),
+        vec![1, 2, 3, 4]
+    );
+    store.shutdown().await;
+}
+
 /// Runs each named check against every backend.
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
@@ -1783,6 +1896,7 @@ macro_rules! conformance {
 
 conformance!(
     users_devices_and_revocation,
+    abandoned_sends_are_not_written,
     direct_get_or_create_is_idempotent,
     group_administration,
     history_follows_membership_periods,

@@ -1,5 +1,6 @@
-//! Message rules: what a text append must satisfy, the shape of text and
-//! `system` messages, and the window a history page reads.
+//! Message rules: what a text append must satisfy, when an append is not
+//! written at all (its asker is gone), the shape of text and `system`
+//! messages, and the window a history page reads.
 
 use parley_proto::{ConversationId, Message, MessageId, MessageKind, SystemEvent, UserId};
 
@@ -13,6 +14,23 @@ pub(crate) const MAX_HISTORY_LIMIT: usize = 100;
 /// The refusal for someone who is not an active member.
 pub(crate) fn not_a_member() -> StoreError {
     StoreError::Forbidden("you are not a member of this conversation")
+}
+
+/// Whether an append's asker is gone (its socket closed, its HTTP request
+/// was dropped) by the time the writer reaches it. Such an append is
+/// skipped, not written: nobody can be told it is durable, so not writing
+/// it breaks no promise, and the client resends it under the same
+/// `client_msg_id`. Without this, a writer behind on its queue (overload,
+/// or shutdown after the grace period closed every socket) would keep
+/// working through appends nobody waits for, while the clients that left
+/// them reconnect and queue them again. Counted in
+/// `parley_abandoned_sends_total`.
+pub(crate) fn abandoned<T>(reply: &tokio::sync::oneshot::Sender<T>) -> bool {
+    let gone = reply.is_closed();
+    if gone {
+        metrics::counter!("parley_abandoned_sends_total").increment(1);
+    }
+    gone
 }
 
 /// Checks an append that would get `seq`, given the conversation's

@@ -1,7 +1,8 @@
 //! The PostgreSQL writer task: group commit. It takes every op waiting in
 //! its queue, runs them in one transaction (each in its own savepoint),
 //! hands out inbox cursors, commits once, and only then answers and
-//! announces. Locks are taken in the global order described in
+//! announces. Sends nobody waits for any more are dropped from the queue
+//! unwritten. Locks are taken in the global order described in
 //! [`postgres`](super): conversations first, users last, each by id.
 
 use std::collections::HashMap;
@@ -19,6 +20,12 @@ use super::{admin, conversations, groups, inbox, messages, receipts, users};
 use crate::CommitSender;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Committed, NewMessage};
+
+/// A send nobody waits for any more is not written
+/// ([`abandoned`](crate::domain::messages::abandoned)); other ops are.
+fn is_abandoned(job: &Job) -> bool {
+    matches!(job.op, WriteOp::Append(_)) && crate::domain::messages::abandoned(&job.reply)
+}
 
 /// The writer task's loop, until every sender is gone.
 pub(super) async fn writer_loop(
@@ -38,6 +45,9 @@ pub(super) async fn writer_loop(
                 None => break,
             },
         };
+        if is_abandoned(&first) {
+            continue;
+        }
         let mut batch = vec![first];
         if !batch[0].op.is_exclusive() {
             while batch.len() < max_batch {
@@ -46,6 +56,7 @@ pub(super) async fn writer_loop(
                         carried = Some(job);
                         break;
                     }
+                    Ok(job) if is_abandoned(&job) => {}
                     Ok(job) => batch.push(job),
                     Err(_) => break,
                 }

@@ -1,7 +1,8 @@
 //! The SQLite writer thread: group commit. It takes every job waiting in
 //! its queue, runs them in one transaction (sends on the hot path against
 //! the [`WriterCache`], everything else in its own savepoint), commits once,
-//! and only then completes the jobs and announces their changes.
+//! and only then completes the jobs and announces their changes. Sends
+//! nobody waits for any more are skipped (`domain::messages::abandoned`).
 
 use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
@@ -12,6 +13,7 @@ use tokio::sync::oneshot;
 use super::messages::{AppendFailure, append_hot};
 use super::writer_cache::WriterCache;
 use crate::CommitSender;
+use crate::domain::messages::abandoned;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Appended, Committed, NewMessage};
 
@@ -120,6 +122,9 @@ pub(super) fn writer_loop(
         for job in batch {
             match job {
                 WriterJob::Append(new, reply) => {
+                    if abandoned(&reply) {
+                        continue;
+                    }
                     if let Some(err) = &broken {
                         let _ = reply.send(Err(err.clone()));
                         continue;
