@@ -1784,7 +1784,7 @@ impl Backend {
                 client
                     .execute(
                         "SELECT 1 FROM conversations WHERE id = $1 FOR UPDATE",
-                        &[&(conversation.0 as i64)],
+                        &[&conversation.0],
                     )
                     .await
                     .unwrap();
