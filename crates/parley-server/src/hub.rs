@@ -57,6 +57,15 @@ pub struct SocketShared {
     close_requested: Notify,
 }
 
+/// Why [`SocketShared::woken`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// A close was requested, with this code.
+    Close(u16),
+    /// Something is queued.
+    Queued,
+}
+
 /// The queue is full: the socket is too far behind.
 #[derive(Debug)]
 pub struct QueueFull;
@@ -126,16 +135,21 @@ impl SocketShared {
             .is_empty()
     }
 
-    /// Waits until something is queued (the socket's task then takes it
-    /// with [`Self::try_pop`], together with whatever else it writes in
-    /// that wakeup).
-    pub async fn ready(&self) {
+    /// Waits until a close is requested or something is queued (the
+    /// socket's task then takes it with [`Self::try_pop`], together with
+    /// whatever else it writes in that wakeup). One future for both, so
+    /// an idle socket's task waits on one notification.
+    pub async fn woken(&self) -> Wake {
         loop {
-            if !self.is_empty() {
-                return;
+            let code = self.close_code.load(Ordering::Acquire);
+            if code != 0 {
+                return Wake::Close(code);
             }
-            // `notify_one` stores a permit when nobody waits, so a push
-            // between the check and here is not missed.
+            if !self.is_empty() {
+                return Wake::Queued;
+            }
+            // `notify_one` stores a permit when nobody waits, so a push or
+            // a close between the checks and here is not missed.
             self.ready.notified().await;
         }
     }
@@ -149,6 +163,7 @@ impl SocketShared {
             .is_ok();
         if first {
             self.close_requested.notify_one();
+            self.ready.notify_one();
         }
         first
     }
@@ -223,7 +238,12 @@ impl Hub {
             device,
             shared: Arc::new(SocketShared::new(self.queue_frames)),
         };
-        let mut entry = self.sockets.entry(user).or_default();
+        // Most users have one socket: room for exactly one (a default
+        // `Vec` would grow to four at the first push).
+        let mut entry = self
+            .sockets
+            .entry(user)
+            .or_insert_with(|| Vec::with_capacity(1));
         let first = entry.is_empty();
         entry.push(handle.clone());
         metrics::gauge!("parley_connections").increment(1.0);
@@ -323,5 +343,57 @@ impl Hub {
     /// Users with at least one live socket.
     pub fn connected_users(&self) -> Vec<UserId> {
         self.sockets.iter().map(|e| *e.key()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame() -> Outbound {
+        Outbound::Frame("{}".into())
+    }
+
+    #[tokio::test]
+    async fn woken_tells_a_queued_frame_from_a_close() {
+        let shared = Arc::new(SocketShared::new(4));
+        let waiter = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.woken().await }
+        });
+        tokio::task::yield_now().await;
+        shared.try_push(frame()).unwrap();
+        assert_eq!(waiter.await.unwrap(), Wake::Queued);
+        // Still queued: it wakes at once until the frame is taken.
+        assert_eq!(shared.woken().await, Wake::Queued);
+        assert!(shared.try_pop().is_some());
+
+        let waiter = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.woken().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(shared.close(close_code::TOO_SLOW));
+        assert_eq!(waiter.await.unwrap(), Wake::Close(close_code::TOO_SLOW));
+        // A close wins over queued frames, and the first code stays.
+        shared.try_push(frame()).unwrap();
+        assert!(!shared.close(close_code::GOING_AWAY));
+        assert_eq!(shared.woken().await, Wake::Close(close_code::TOO_SLOW));
+        assert_eq!(shared.closed().await, close_code::TOO_SLOW);
+    }
+
+    #[test]
+    fn a_full_queue_refuses_and_a_forced_push_does_not() {
+        let shared = SocketShared::new(2);
+        shared.try_push(frame()).unwrap();
+        shared.try_push(frame()).unwrap();
+        assert!(shared.try_push(frame()).is_err());
+        shared.force_push(frame());
+        let mut popped = 0;
+        while shared.try_pop().is_some() {
+            popped += 1;
+        }
+        assert_eq!(popped, 3);
+        assert!(shared.is_empty());
     }
 }

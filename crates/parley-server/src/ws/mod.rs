@@ -59,7 +59,7 @@ use crate::auth::Identity;
 use crate::cluster::stitch::Stitcher;
 use crate::connections::ConnectionSlot;
 use crate::error::ApiError;
-use crate::hub::{Outbound, SocketHandle, SocketShared, close_code};
+use crate::hub::{Outbound, SocketHandle, SocketShared, Wake, close_code};
 use crate::ratelimit::TokenBucket;
 use crate::send::{self, Outgoing};
 use crate::sessions::SessionGuard;
@@ -117,13 +117,36 @@ pub async fn upgrade(
             // A task of its own: axum's upgrade task also holds the
             // handshake's state, which would otherwise live as long as the
             // socket (2 KB per idle socket, measured).
-            let session = Session::run(state, socket, guard);
+            // Split here, not in the task: an async fn keeps its arguments
+            // for its whole life, and the unsplit socket is 368 bytes.
+            let (sink, stream) = socket.split();
+            let session = Session::run(Box::new(Opening {
+                state,
+                sink,
+                stream,
+                guard,
+            }));
             tracing::trace!(bytes = std::mem::size_of_val(&session), "socket task state");
             tokio::spawn(session);
         })
 }
 
 type Sink = SplitSink<WebSocket, WsMessage>;
+
+/// What a socket's task starts from (boxed, so the task keeps a pointer,
+/// not the parts, for its whole life).
+struct Opening {
+    state: Arc<AppState>,
+    sink: Sink,
+    stream: SplitStream<WebSocket>,
+    guard: SessionGuard,
+}
+
+impl Opening {
+    fn unbox(opening: Box<Opening>) -> Opening {
+        *opening
+    }
+}
 type PendingOp = Pin<Box<dyn Future<Output = OpDone> + Send>>;
 
 /// A finished in-flight operation.
@@ -133,6 +156,36 @@ enum OpDone {
         result: Result<Ack, StoreError>,
     },
     Receipt(Result<(), StoreError>),
+}
+
+/// A socket's in-flight operations, finished in the order they were
+/// started. The `FuturesOrdered` (two allocations of its own) exists only
+/// while something is in flight: most sockets are idle most of the time.
+#[derive(Default)]
+struct InFlight(Option<FuturesOrdered<PendingOp>>);
+
+impl InFlight {
+    fn push(&mut self, op: PendingOp) {
+        self.0.get_or_insert_with(FuturesOrdered::new).push_back(op);
+    }
+
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, FuturesOrdered::len)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The next finished operation; `None` when nothing is in flight.
+    async fn next(&mut self) -> Option<OpDone> {
+        let ops = self.0.as_mut()?;
+        let done = ops.next().await;
+        if ops.is_empty() {
+            self.0 = None;
+        }
+        done
+    }
 }
 
 /// What reading the socket produced.
@@ -210,7 +263,7 @@ struct Session {
     gap_deadline: Option<tokio::time::Instant>,
     /// A position check was asked for ([`Outbound::Resync`]).
     resync_pending: bool,
-    pending: FuturesOrdered<PendingOp>,
+    pending: InFlight,
     subscriptions: HashSet<UserId>,
     typing: TokenBucket,
     /// Made at the first `presence_subscribe`: most sockets never send
@@ -222,22 +275,47 @@ struct Session {
 }
 
 impl Session {
-    /// Runs the socket to its end; `_guard` keeps it counted meanwhile.
-    async fn run(state: Arc<AppState>, socket: WebSocket, _guard: SessionGuard) {
-        let (mut sink, mut stream) = socket.split();
-        let write_timeout = Duration::from_millis(state.config.heartbeat_ms.max(1000));
-        // The session start is boxed: its state is freed once the socket is
-        // authenticated, instead of sizing every idle socket's task.
-        let Some((token, since)) = Box::pin(Self::read_auth(
-            &state,
-            &mut sink,
-            &mut stream,
-            write_timeout,
-        ))
-        .await
+    /// Runs the socket to its end; the opening's guard keeps it counted
+    /// meanwhile. Everything but the serving loop is boxed: an async fn
+    /// keeps its arguments and every local that lives across an await for
+    /// its whole life, and this one lives as long as an idle socket.
+    async fn run(opening: Box<Opening>) {
+        // Unboxed by a call, so the box is freed now rather than when this
+        // function ends.
+        let Opening {
+            state,
+            sink,
+            mut stream,
+            guard: _guard,
+        } = Opening::unbox(opening);
+        let Some((mut session, since)) = Box::pin(Self::open(state, sink, &mut stream)).await
         else {
             return;
         };
+        session.serve(stream, since).await;
+        let state = &session.state;
+        state.presence.unsubscribe(
+            session.socket.id,
+            &session.subscriptions.iter().copied().collect::<Vec<_>>(),
+        );
+        let user = session.identity.user;
+        if state.hub.unregister(user, session.socket.id) {
+            match &state.cluster {
+                Some(cluster) => cluster.socket_closed(user),
+                None => state.presence.disconnected(user),
+            }
+        }
+    }
+
+    /// Authenticates the socket and registers it; `None` when the socket
+    /// was answered and closed instead.
+    async fn open(
+        state: Arc<AppState>,
+        mut sink: Sink,
+        stream: &mut SplitStream<WebSocket>,
+    ) -> Option<(Session, Option<u64>)> {
+        let write_timeout = Duration::from_millis(state.config.heartbeat_ms.max(1000));
+        let (token, since) = Self::read_auth(&state, &mut sink, stream, write_timeout).await?;
         let identity = match state.auth.verify(&token, now_ms()) {
             Ok(identity) => identity,
             Err(err) => {
@@ -247,7 +325,8 @@ impl Session {
                     write_timeout,
                 )
                 .await;
-                return close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                close(&mut sink, close_code::UNAUTHORIZED, "unauthorized").await;
+                return None;
             }
         };
         // Register before reading the head: anything committed after the
@@ -257,14 +336,14 @@ impl Session {
             // Cluster: the Redis registry entry is acknowledged before the
             // head is read, so a message committed on another node is
             // either routed here or in the replay.
-            Some(cluster) => Box::pin(cluster.socket_opened(identity.user, first)).await,
-            None => Box::pin(state.presence.connected(identity.user, first)).await,
+            Some(cluster) => cluster.socket_opened(identity.user, first).await,
+            None => state.presence.connected(identity.user, first).await,
         }
         let typing_burst = (state.config.typing_rate_per_sec * 2.0).max(1.0);
-        let mut session = Session {
+        let session = Session {
             typing: TokenBucket::new(typing_burst, Instant::now()),
             presence_budget: None,
-            state: state.clone(),
+            state,
             identity,
             socket,
             sink,
@@ -272,22 +351,12 @@ impl Session {
             stitch: Stitcher::new(0),
             gap_deadline: None,
             resync_pending: false,
-            pending: FuturesOrdered::new(),
+            pending: InFlight::default(),
             subscriptions: HashSet::new(),
             write_timeout,
             unflushed: false,
         };
-        session.serve(stream, since).await;
-        session.state.presence.unsubscribe(
-            session.socket.id,
-            &session.subscriptions.iter().copied().collect::<Vec<_>>(),
-        );
-        if state.hub.unregister(identity.user, session.socket.id) {
-            match &state.cluster {
-                Some(cluster) => cluster.socket_closed(identity.user),
-                None => state.presence.disconnected(identity.user),
-            }
-        }
+        Some((session, since))
     }
 
     /// Waits for the `auth` frame; answers anything else with `unauthorized`
@@ -358,34 +427,52 @@ impl Session {
         let silence_limit = Duration::from_millis(self.state.config.heartbeat_ms.saturating_mul(2));
         let max_pending = self.state.config.max_pending_sends;
         let shared = self.socket.shared.clone();
-        let mut deadline = tokio::time::Instant::now() + silence_limit;
+        // One timer for the socket's life, for both the silence limit and
+        // the gap wait: re-armed when it fires or when a gap wait begins,
+        // not at every frame (a frame only moves `last_heard`), so a busy
+        // socket does not touch the timer wheel at every wakeup.
+        let mut last_heard = tokio::time::Instant::now();
+        let timer = tokio::time::sleep_until(last_heard + silence_limit);
+        let mut timer = std::pin::pin!(timer);
         loop {
+            let wake_at = self.next_wake(last_heard + silence_limit);
+            if wake_at < timer.deadline() {
+                timer.as_mut().reset(wake_at);
+            }
             tokio::select! {
                 biased;
-                code = shared.closed() => {
-                    if code == close_code::GOING_AWAY {
-                        Box::pin(self.finish_pending()).await;
-                        while Box::pin(self.write_out(&shared)).await && !shared.is_empty() {}
+                wake = shared.woken() => {
+                    // Queued frames are fed and written below.
+                    if let Wake::Close(code) = wake {
+                        if code == close_code::GOING_AWAY {
+                            Box::pin(self.finish_pending()).await;
+                            while Box::pin(self.write_out(&shared)).await && !shared.is_empty() {}
+                        }
+                        let reason = match code {
+                            close_code::UNAUTHORIZED => "logged out",
+                            close_code::TOO_SLOW => "too far behind; reconnect with your cursor",
+                            close_code::GOING_AWAY => "server shutting down",
+                            _ => "closed",
+                        };
+                        return Box::pin(close(&mut self.sink, code, reason)).await;
                     }
-                    let reason = match code {
-                        close_code::UNAUTHORIZED => "logged out",
-                        close_code::TOO_SLOW => "too far behind; reconnect with your cursor",
-                        close_code::GOING_AWAY => "server shutting down",
-                        _ => "closed",
-                    };
-                    return Box::pin(close(&mut self.sink, code, reason)).await;
                 }
                 Some(done) = self.pending.next(), if !self.pending.is_empty() => {
                     if !Box::pin(self.complete(done)).await { return; }
                 }
-                () = shared.ready() => {
-                    // The queued frames are fed and written below.
-                }
-                _ = tokio::time::sleep_until(self.gap_deadline.unwrap_or_else(tokio::time::Instant::now)), if self.gap_deadline.is_some() => {
-                    if !Box::pin(self.fill_from_store("gap")).await { return; }
+                () = timer.as_mut() => {
+                    let now = tokio::time::Instant::now();
+                    if self.gap_deadline.is_some_and(|gap| gap <= now) {
+                        if !Box::pin(self.fill_from_store("gap")).await { return; }
+                    }
+                    if last_heard + silence_limit <= now {
+                        Box::pin(self.finish_pending()).await;
+                        return Box::pin(close(&mut self.sink, close_code::TIMEOUT, "no frames for two heartbeat intervals")).await;
+                    }
+                    timer.as_mut().reset(self.next_wake(last_heard + silence_limit));
                 }
                 item = stream.next(), if self.pending.len() < max_pending => {
-                    deadline = tokio::time::Instant::now() + silence_limit;
+                    last_heard = tokio::time::Instant::now();
                     match classify(item) {
                         Incoming::Frame(text) => {
                             self.state.hot.frames_in.increment(1);
@@ -393,7 +480,7 @@ impl Session {
                         }
                         Incoming::Binary => {
                             let err = ApiError::bad_request("binary frames are not supported; send JSON text frames");
-                            if !self.send_frame(err.to_frame(None)).await { return; }
+                            if !Box::pin(self.send_frame(err.to_frame(None))).await { return; }
                         }
                         Incoming::Control => {}
                         Incoming::TooBig => {
@@ -411,28 +498,36 @@ impl Session {
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(deadline) => {
-                    Box::pin(self.finish_pending()).await;
-                    return Box::pin(close(&mut self.sink, close_code::TIMEOUT, "no frames for two heartbeat intervals")).await;
-                }
             }
             // One write for this wakeup. A client that stops reading
             // blocks it; a close request (too slow, logged out) must not
             // wait for it: the frames are in the socket's buffer, so
             // leaving the write loses nothing the close path would still
             // flush. Biased: a write that can finish does.
-            let written = tokio::select! {
-                biased;
-                ok = self.write_out(&shared) => Some(ok),
-                _ = shared.closed() => None,
-            };
+            // Boxed, like every path that is not the wait itself: what the
+            // task keeps across its idle wait is then only that wait.
+            let written = Box::pin(async {
+                tokio::select! {
+                    biased;
+                    ok = self.write_out(&shared) => Some(ok),
+                    _ = shared.closed() => None,
+                }
+            })
+            .await;
             if written == Some(false) {
                 return;
             }
-            if !self.after_write().await {
+            if !Box::pin(self.after_write()).await {
                 return;
             }
         }
+    }
+
+    /// When the socket's one timer must fire: at the end of a gap wait or
+    /// at the silence limit, whichever comes first.
+    fn next_wake(&self, silence_deadline: tokio::time::Instant) -> tokio::time::Instant {
+        self.gap_deadline
+            .map_or(silence_deadline, |gap| gap.min(silence_deadline))
     }
 
     /// Sends `ready`, replays from `since`, sends `synced`.
@@ -776,7 +871,7 @@ impl Session {
                 };
                 return match send::start(&self.state, self.identity, outgoing) {
                     Ok(pending) => {
-                        self.pending.push_back(Box::pin(async move {
+                        self.pending.push(Box::pin(async move {
                             OpDone::Sent {
                                 client_msg_id,
                                 result: pending.await.map(Ack::of),
@@ -794,7 +889,7 @@ impl Session {
             } => {
                 let store = self.state.store.clone();
                 let (user, device) = (self.identity.user, self.identity.device);
-                self.pending.push_back(Box::pin(async move {
+                self.pending.push(Box::pin(async move {
                     let result = store
                         .advance_receipt(conversation_id, user, Some(device), status, up_to_seq)
                         .await
