@@ -143,6 +143,8 @@ struct Opening {
 }
 
 impl Opening {
+    // Taking the box by value is the point: it is freed when this returns.
+    #[allow(clippy::boxed_local)]
     fn unbox(opening: Box<Opening>) -> Opening {
         *opening
     }
@@ -462,8 +464,10 @@ impl Session {
                 }
                 () = timer.as_mut() => {
                     let now = tokio::time::Instant::now();
-                    if self.gap_deadline.is_some_and(|gap| gap <= now) {
-                        if !Box::pin(self.fill_from_store("gap")).await { return; }
+                    if self.gap_deadline.is_some_and(|gap| gap <= now)
+                        && !Box::pin(self.fill_from_store("gap")).await
+                    {
+                        return;
                     }
                     if last_heard + silence_limit <= now {
                         Box::pin(self.finish_pending()).await;
