@@ -7,6 +7,16 @@
 //!
 //! The first byte picks the declared type from the default allow-list;
 //! the rest is the upload.
+//!
+//! `PARLEY_FUZZ_IMAGE_MAX_SIDE` and `PARLEY_FUZZ_IMAGE_MAX_DECODE_BYTES`
+//! lower the decode limits (`media_max_image_side`,
+//! `media_max_decode_bytes`) for long runs: a few hundred bytes of JPEG
+//! can declare a 9,000-pixel square within the default limits, which takes
+//! seconds to decode, re-encode and thumbnail, and the fuzzer then spends
+//! its time there. The code paths are the same with smaller limits (images
+//! over them are refused from their header, the rest decoded, oriented,
+//! re-encoded and thumbnailed); docs/fuzzing.md records which limits a run
+//! used.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -25,7 +35,14 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
-        let config = Config::default();
+        let mut config = Config::default();
+        let lowered = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+        if let Some(side) = lowered("PARLEY_FUZZ_IMAGE_MAX_SIDE") {
+            config.media_max_image_side = side.try_into().unwrap_or(u32::MAX);
+        }
+        if let Some(bytes) = lowered("PARLEY_FUZZ_IMAGE_MAX_DECODE_BYTES") {
+            config.media_max_decode_bytes = bytes;
+        }
         Setup {
             types: config.media_allowed_types.clone(),
             limits: ImageLimits::of(&config),
