@@ -35,6 +35,12 @@ struct Setup {
 fn setup() -> &'static Setup {
     static SETUP: OnceLock<Setup> = OnceLock::new();
     SETUP.get_or_init(|| {
+        // libfuzzer-sys's panic hook aborts on every panic, even one caught
+        // (`thumbs::process` catches a decoder's panic and refuses the
+        // image, as the server does). Back to the default hook: a panic
+        // that escapes the target still aborts (libfuzzer-sys catches it
+        // around each input and aborts).
+        drop(std::panic::take_hook());
         let mut config = Config::default();
         let lowered = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
         if let Some(side) = lowered("PARLEY_FUZZ_IMAGE_MAX_SIDE") {

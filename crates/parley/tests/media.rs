@@ -467,6 +467,24 @@ async fn a_decompression_bomb_is_refused() {
 }
 
 #[tokio::test]
+async fn an_image_that_crashes_its_decoder_is_refused_as_undecodable() {
+    // Found by the `media` fuzz target: png 0.18.1 panics on this palette.
+    let bytes = include_bytes!("../../parley-server/src/media/testdata/palette_panic.png");
+    let server = TestServer::start().await;
+    let alice = server.user("alice").await;
+    let err = alice
+        .upload_media(bytes, "image/png", None)
+        .await
+        .unwrap_err();
+    assert_eq!(api_code(err), (415, ErrorCode::UnsupportedMediaType));
+    let view = alice
+        .upload_media(&png(5, 5), "image/png", None)
+        .await
+        .unwrap();
+    assert_eq!(view.width, Some(5));
+}
+
+#[tokio::test]
 async fn only_those_who_may_see_a_message_may_read_its_media() {
     for (backend, config, _s3) in backends() {
         let server = TestServer::start_with(config).await;
