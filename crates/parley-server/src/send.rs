@@ -11,7 +11,7 @@
 
 use std::sync::atomic::Ordering;
 
-use parley_proto::{ConversationId, MediaId, MessageKind, now_ms};
+use parley_proto::{ClientFrame, ConversationId, MediaId, MessageKind, now_ms};
 use parley_store::{NewMessage, PendingAppend};
 
 use crate::auth::Identity;
@@ -41,6 +41,37 @@ pub struct Outgoing {
     pub forwarded: bool,
     /// For media kinds: the media (§9).
     pub media: Vec<MediaId>,
+}
+
+impl Outgoing {
+    /// The send a `send` frame asks for; `None` for any other frame.
+    pub fn from_frame(frame: ClientFrame) -> Option<Outgoing> {
+        let ClientFrame::Send {
+            client_msg_id,
+            conversation_id,
+            kind,
+            text,
+            reply_to_seq,
+            target_seq,
+            emoji,
+            forwarded,
+            media,
+        } = frame
+        else {
+            return None;
+        };
+        Some(Outgoing {
+            client_msg_id,
+            conversation_id,
+            kind,
+            text,
+            reply_to_seq,
+            target_seq,
+            emoji,
+            forwarded,
+            media: media.into_iter().map(|m| m.media_id).collect(),
+        })
+    }
 }
 
 /// Checks and enqueues a send by `sender`; the returned future resolves

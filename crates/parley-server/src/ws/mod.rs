@@ -720,28 +720,11 @@ impl Session {
         let reference = frame.type_name().to_owned();
         let result = match frame {
             ClientFrame::Auth { .. } => Err(ApiError::bad_request("already authenticated")),
-            ClientFrame::Send {
-                client_msg_id,
-                conversation_id,
-                kind,
-                text,
-                reply_to_seq,
-                target_seq,
-                emoji,
-                forwarded,
-                media,
-            } => {
-                let outgoing = Outgoing {
-                    client_msg_id: client_msg_id.clone(),
-                    conversation_id,
-                    kind,
-                    text,
-                    reply_to_seq,
-                    target_seq,
-                    emoji,
-                    forwarded,
-                    media: media.into_iter().map(|m| m.media_id).collect(),
+            frame @ ClientFrame::Send { .. } => {
+                let Some(outgoing) = Outgoing::from_frame(frame) else {
+                    unreachable!("a send frame is a send")
                 };
+                let client_msg_id = outgoing.client_msg_id.clone();
                 return match send::start(&self.state, self.identity, outgoing) {
                     Ok(pending) => {
                         self.pending.push(Box::pin(async move {
