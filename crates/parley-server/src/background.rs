@@ -12,6 +12,8 @@
 //! - the media garbage collector: every `media_gc_interval_secs`, deletes
 //!   media unreferenced (or never completed) for `media_orphan_grace_secs`
 //!   ([`crate::media::Media::collect_garbage`]).
+//! - the metrics upkeep: every [`METRICS_UPKEEP_INTERVAL`], folds the
+//!   histogram samples recorded since into their buckets.
 //!
 //! [`Background::start`] spawns them; [`Background::stop`] ends them in the
 //! order shutdown needs (see there).
@@ -31,6 +33,15 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// How long shutdown waits for the dispatcher to route what was committed.
 const DISPATCH_DRAIN: Duration = Duration::from_secs(5);
 
+/// How often recorded histogram samples are folded into their buckets.
+///
+/// The Prometheus recorder keeps every histogram sample in a queue until
+/// something drains it: a `/metrics` scrape or an upkeep. Without upkeep a
+/// server nobody scrapes grows by ~8 bytes per sample for good (two per
+/// commit batch: ~1 MiB a minute in the soak at 1,500 msg/s with its
+/// receipts; BENCHMARKS.md, "Soak"). 5 s is the exporter's own default.
+pub const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The running background tasks.
 pub struct Background {
     dispatcher: JoinHandle<()>,
@@ -39,6 +50,7 @@ pub struct Background {
     push_trigger: Option<JoinHandle<()>>,
     push_worker: Option<JoinHandle<()>>,
     media_gc: JoinHandle<()>,
+    metrics_upkeep: JoinHandle<()>,
 }
 
 impl Background {
@@ -62,6 +74,7 @@ impl Background {
             push_worker: (state.config.push_concurrency > 0)
                 .then(|| tokio::spawn(crate::push::worker::run(state.clone()))),
             media_gc: tokio::spawn(collect_media_periodically(state.clone())),
+            metrics_upkeep: tokio::spawn(keep_metrics_bounded(state.clone())),
         }
     }
 
@@ -79,6 +92,7 @@ impl Background {
         }
         // A round cut short is finished by the next run (see there).
         self.media_gc.abort();
+        self.metrics_upkeep.abort();
         self.leave_timers.abort();
         let _ = self.leave_timers.await;
         state.presence.record_all_last_seen().await;
@@ -130,5 +144,18 @@ async fn collect_media_periodically(state: Arc<AppState>) {
             Ok(n) => tracing::info!(media = n, "collected unreferenced media"),
             Err(err) => tracing::warn!(%err, "media garbage collection failed"),
         }
+    }
+}
+
+/// Drains recorded histogram samples every [`METRICS_UPKEEP_INTERVAL`], so
+/// that memory does not depend on whether anyone scrapes `/metrics`.
+async fn keep_metrics_bounded(state: Arc<AppState>) {
+    let mut interval = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        // Short: a few thousand samples moved into fixed buckets under the
+        // recorder's own lock, which nothing holds across an await.
+        state.metrics.run_upkeep();
     }
 }
