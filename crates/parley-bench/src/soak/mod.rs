@@ -87,8 +87,10 @@ pub(crate) struct SoakArgs {
     #[arg(long, default_value_t = 60.0)]
     pub(crate) interval: f64,
     /// soak: the first rows are warm-up; RSS growth counts from the last
-    /// of them.
-    #[arg(long, default_value_t = 5)]
+    /// of them. The default covers the store's fixed-size caches filling:
+    /// SQLite's page caches (2 MiB per connection) reach their size about
+    /// 13 minutes into the default load (BENCHMARKS.md, "Soak").
+    #[arg(long, default_value_t = 15)]
     pub(crate) warmup: usize,
     /// soak: each socket drops and reconnects about this often (seconds,
     /// ±50 %).
