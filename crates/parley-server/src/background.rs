@@ -21,6 +21,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use parley_store::CommitReceiver;
 use tokio::task::JoinHandle;
 
@@ -74,7 +75,10 @@ impl Background {
             push_worker: (state.config.push_concurrency > 0)
                 .then(|| tokio::spawn(crate::push::worker::run(state.clone()))),
             media_gc: tokio::spawn(collect_media_periodically(state.clone())),
-            metrics_upkeep: tokio::spawn(keep_metrics_bounded(state.clone())),
+            metrics_upkeep: tokio::spawn(keep_metrics_bounded(
+                state.metrics.clone(),
+                METRICS_UPKEEP_INTERVAL,
+            )),
         }
     }
 
@@ -147,15 +151,16 @@ async fn collect_media_periodically(state: Arc<AppState>) {
     }
 }
 
-/// Drains recorded histogram samples every [`METRICS_UPKEEP_INTERVAL`], so
-/// that memory does not depend on whether anyone scrapes `/metrics`.
-async fn keep_metrics_bounded(state: Arc<AppState>) {
-    let mut interval = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+/// Drains recorded histogram samples every `every` ([`METRICS_UPKEEP_INTERVAL`]
+/// in the server), so that memory does not depend on whether anyone
+/// scrapes `/metrics`. Public for its test (`tests/metrics_upkeep.rs`).
+pub async fn keep_metrics_bounded(metrics: PrometheusHandle, every: Duration) {
+    let mut interval = tokio::time::interval(every);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         // Short: a few thousand samples moved into fixed buckets under the
         // recorder's own lock, which nothing holds across an await.
-        state.metrics.run_upkeep();
+        metrics.run_upkeep();
     }
 }
