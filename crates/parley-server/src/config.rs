@@ -128,6 +128,12 @@ pub struct Config {
     pub sqlite_synchronous_full: bool,
     /// Most writes per group commit. Default 1,024.
     pub commit_max_batch: usize,
+    /// SQLite: sends are indexed for search in batches of this many (a
+    /// search first indexes what is pending, so it always finds every
+    /// acknowledged message). Default 128.
+    pub search_index_batch: usize,
+    /// SQLite: ... or once the writer has been idle this long. Default 500.
+    pub search_index_delay_ms: u64,
     /// PostgreSQL connections per process, the writer's included. Default 16.
     pub database_pool_size: usize,
     /// PostgreSQL: a read, or a whole group commit, taking longer than this
@@ -363,6 +369,8 @@ impl Default for Config {
             argon2_iterations: 2,
             sqlite_synchronous_full: true,
             commit_max_batch: 1024,
+            search_index_batch: 128,
+            search_index_delay_ms: 500,
             database_pool_size: 16,
             database_timeout_ms: 10_000,
             reconnect_jitter_ms: 5_000,
@@ -570,6 +578,8 @@ impl Config {
             ),
             ("max_pending_sends", self.max_pending_sends as u64),
             ("commit_max_batch", self.commit_max_batch as u64),
+            ("search_index_batch", self.search_index_batch as u64),
+            ("search_index_delay_ms", self.search_index_delay_ms),
             ("database_pool_size", self.database_pool_size as u64),
             ("database_timeout_ms", self.database_timeout_ms),
             ("argon2_memory_kib", self.argon2_memory_kib as u64),

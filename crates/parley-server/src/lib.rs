@@ -185,6 +185,8 @@ pub fn store_config(config: &Config) -> StoreConfig {
             options: SqliteOptions {
                 synchronous_full: config.sqlite_synchronous_full,
                 max_batch: config.commit_max_batch,
+                search_index_batch: config.search_index_batch,
+                search_index_delay: Duration::from_millis(config.search_index_delay_ms),
             },
         },
     }

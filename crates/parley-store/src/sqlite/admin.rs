@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::media;
 use super::rows::user_from_row;
+use super::search_index;
 use super::users::{revoke_all_devices, user_by_id};
 use crate::domain::admin::{ERASED_DISPLAY_NAME, UserListPlan, erased_username};
 use crate::domain::search::SEARCHED_KINDS_SQL;
@@ -102,6 +103,7 @@ pub(super) fn erase_user(
     // event leaves them (sqlite::events): search entries and media
     // references dropped (media left unreferenced becomes an orphan), text
     // and captions purged; its edits lose their text.
+    search_index::catch_up(conn)?;
     conn.prepare_cached(&format!(
         "DELETE FROM message_fts WHERE rowid IN
          (SELECT id FROM messages WHERE sender_id=?1 AND kind IN ({SEARCHED_KINDS_SQL}) AND deleted=0)"

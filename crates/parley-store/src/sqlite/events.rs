@@ -5,6 +5,7 @@
 use parley_proto::{ConversationId, Message, MessageKind, ReplyQuote, UserId};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use super::search_index;
 use crate::domain::events::{self, Actor, EventEffect, TargetState};
 use crate::domain::to_u64;
 use crate::error::StoreResult;
@@ -82,6 +83,10 @@ pub(super) fn apply(
     conversation: ConversationId,
     effect: EventEffect,
 ) -> StoreResult<()> {
+    if !matches!(effect, EventEffect::React { .. }) {
+        // Its entry changes below; the index must hold the target first.
+        search_index::catch_up(conn)?;
+    }
     match effect {
         EventEffect::Edit {
             target_id,
@@ -123,7 +128,7 @@ pub(super) fn apply(
 }
 
 /// Indexes the text of message `id` for search.
-pub(super) fn index_text(conn: &Connection, id: i64, text: &str) -> StoreResult<()> {
+fn index_text(conn: &Connection, id: i64, text: &str) -> StoreResult<()> {
     conn.prepare_cached("INSERT INTO message_fts(rowid, text) VALUES(?1, ?2)")?
         .execute(params![id, text])?;
     Ok(())

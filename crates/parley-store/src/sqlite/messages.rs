@@ -158,9 +158,10 @@ pub(super) fn append_hot(
             Err(err) => Err(Broken(err)),
         };
     };
-    match effect {
-        Some(effect) => message_events::apply(conn, id, effect).map_err(Broken)?,
-        None => message_events::index_text(conn, message_id, &new.text).map_err(Broken)?,
+    // A plain send is indexed for search later, in a batch
+    // (`search_index`).
+    if let Some(effect) = effect {
+        message_events::apply(conn, id, effect).map_err(Broken)?;
     }
     media::link(conn, id, seq, &media).map_err(Broken)?;
     let mut recipients = Vec::with_capacity(members.len());

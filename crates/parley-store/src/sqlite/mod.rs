@@ -15,7 +15,8 @@
 //! # Layout
 //! Each module uses only those listed before it:
 //! - `connection` opens connections and pools the readers; `schema` holds
-//!   the migrations; `rows` fills the domain's engine-neutral rows.
+//!   the migrations; `rows` fills the domain's engine-neutral rows;
+//!   `search_index` keeps the search index in batches behind a watermark.
 //! - `inbox_runs` keeps the inbox as runs of one conversation; `inbox`
 //!   hands out cursors on the general path and replays.
 //! - `push` (server secrets, registrations, pending pushes), below
@@ -48,6 +49,7 @@ mod receipts;
 mod rows;
 mod schema;
 mod search;
+mod search_index;
 mod settings;
 mod users;
 mod writer;
@@ -57,6 +59,7 @@ use std::path::Path;
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use parley_proto::api::{ConversationSettings, PresenceVisibility};
@@ -79,6 +82,13 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     /// At most this many jobs share one transaction.
     pub max_batch: usize,
+    /// The writer indexes sends for search once this many went unindexed
+    /// (`search_index`): fewer, larger FTS5 segments, at the price of
+    /// one longer commit every so many sends.
+    pub search_index_batch: usize,
+    /// ... or once it has been idle this long with sends unindexed.
+    /// (A search never waits for either: it catches up first.)
+    pub search_index_delay: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -86,6 +96,8 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous_full: true,
             max_batch: 1024,
+            search_index_batch: 128,
+            search_index_delay: Duration::from_millis(500),
         }
     }
 }
@@ -106,10 +118,14 @@ impl SqliteStore {
         schema::migrate(&mut conn)?;
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let (jobs_tx, jobs_rx) = std_mpsc::channel::<WriterJob>();
-        let max_batch = options.max_batch.max(1);
+        let tuning = writer::WriterTuning {
+            max_batch: options.max_batch.max(1),
+            search_index_batch: options.search_index_batch.max(1),
+            search_index_delay: options.search_index_delay,
+        };
         let writer = std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
-            .spawn(move || writer::writer_loop(conn, jobs_rx, events_tx, max_batch))
+            .spawn(move || writer::writer_loop(conn, jobs_rx, events_tx, tuning))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         let store = SqliteStore {
             jobs: Mutex::new(Some(jobs_tx)),
@@ -371,6 +387,12 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, query: SearchQuery) -> StoreResult<(Vec<Message>, bool)> {
+        // Whatever was acknowledged before the search is found: sends
+        // not yet indexed are indexed first (one group commit).
+        let indexed = crate::domain::search::SearchPlan::of(&query)?.indexed;
+        if indexed && self.read(search_index::is_behind).await? {
+            self.write(|conn, _| search_index::catch_up(conn)).await?;
+        }
         self.read(move |conn| search::search(conn, query)).await
     }
 

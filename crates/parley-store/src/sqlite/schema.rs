@@ -249,6 +249,16 @@ INSERT INTO message_fts(rowid, text) SELECT id, text FROM messages
 CREATE INDEX users_by_avatar ON users(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
 CREATE INDEX conversations_by_avatar ON conversations(avatar_media_id) WHERE avatar_media_id IS NOT NULL;
 "#,
+    // v9: the search index is kept in batches (`sqlite::search_index`):
+    // `indexed_up_to` is the newest message id whose row the index
+    // reflects. Every message written so far was indexed by its own send.
+    r#"
+CREATE TABLE search_index_state(
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    indexed_up_to INTEGER NOT NULL
+);
+INSERT INTO search_index_state(id, indexed_up_to) SELECT 1, COALESCE(MAX(id), 0) FROM messages;
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a

@@ -3,14 +3,17 @@
 //! the [`WriterCache`], everything else in its own savepoint), commits once,
 //! and only then completes the jobs and announces their changes. Sends
 //! nobody waits for any more are skipped (`domain::messages::abandoned`).
+//! It also keeps the search index in batches (`search_index`): inside a
+//! batch once enough sends went unindexed, alone once it has been idle.
 
 use std::sync::mpsc as std_mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::messages::{AppendFailure, append_hot};
+use super::search_index;
 use super::writer_cache::WriterCache;
 use crate::CommitSender;
 use crate::domain::messages::abandoned;
@@ -69,21 +72,80 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
+/// How the writer thread batches.
+pub(super) struct WriterTuning {
+    /// At most this many jobs share one transaction.
+    pub(super) max_batch: usize,
+    /// Index sends for search once this many went unindexed ...
+    pub(super) search_index_batch: usize,
+    /// ... or once the queue has been empty this long with some unindexed.
+    pub(super) search_index_delay: Duration,
+}
+
+/// Takes the next job, blocking. While sends wait to be indexed it waits
+/// at most `delay`, and indexes them in a transaction of their own when
+/// nothing came; `None` once every sender is gone.
+fn next_job(
+    conn: &Connection,
+    jobs: &std_mpsc::Receiver<WriterJob>,
+    unindexed: &mut usize,
+    delay: Duration,
+) -> Option<WriterJob> {
+    loop {
+        if *unindexed == 0 {
+            return jobs.recv().ok();
+        }
+        match jobs.recv_timeout(delay) {
+            Ok(job) => return Some(job),
+            Err(std_mpsc::RecvTimeoutError::Timeout) => {
+                index_alone(conn);
+                *unindexed = 0;
+            }
+            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
+                // Shutting down: leave the index caught up.
+                index_alone(conn);
+                return None;
+            }
+        }
+    }
+}
+
+/// Catches the search index up in a transaction of its own. A failure is
+/// only logged: the sends stay above the watermark, and the next catch-up
+/// (or a search) indexes them.
+fn index_alone(conn: &Connection) {
+    let outcome = run_cached(conn, "BEGIN IMMEDIATE")
+        .map_err(StoreError::from)
+        .and_then(|()| search_index::catch_up(conn))
+        .and_then(|_| run_cached(conn, "COMMIT").map_err(StoreError::from));
+    if let Err(err) = outcome {
+        tracing::warn!(%err, "could not index sends for search; retrying later");
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
 /// The writer thread's loop, until every sender is gone.
 pub(super) fn writer_loop(
     conn: Connection,
     jobs: std_mpsc::Receiver<WriterJob>,
     events_tx: CommitSender,
-    max_batch: usize,
+    tuning: WriterTuning,
 ) {
+    let WriterTuning {
+        max_batch,
+        search_index_batch,
+        search_index_delay,
+    } = tuning;
     let mut cache = WriterCache::default();
+    // Sends committed (or in this batch) and not yet indexed for search.
+    let mut unindexed = 0usize;
     // Another process may write the same file (SQLite allows it); its
     // commits change `data_version`, and then the cache is stale.
     let mut data_version: Option<i64> = None;
     // Once per thread, not per batch (at low rates a batch is a message).
     let batch_size = metrics::histogram!("parley_commit_batch_size");
     let commit_seconds = metrics::histogram!("parley_commit_seconds");
-    while let Ok(first) = jobs.recv() {
+    while let Some(first) = next_job(&conn, &jobs, &mut unindexed, search_index_delay) {
         let mut batch = vec![first];
         while batch.len() < max_batch {
             match jobs.try_recv() {
@@ -130,9 +192,12 @@ pub(super) fn writer_loop(
                         continue;
                     }
                     match append_hot(&conn, &mut cache, &mut events, new) {
-                        Ok(appended) => completions.push(Box::new(move |commit| {
-                            let _ = reply.send(commit.map(|()| appended));
-                        })),
+                        Ok(appended) => {
+                            unindexed += usize::from(!appended.duplicate);
+                            completions.push(Box::new(move |commit| {
+                                let _ = reply.send(commit.map(|()| appended));
+                            }))
+                        }
                         // Nothing was written: answer at once.
                         Err(AppendFailure::Refused(err)) => {
                             let _ = reply.send(Err(err));
@@ -164,6 +229,16 @@ pub(super) fn writer_loop(
                 }
             }
         }
+        // In its own savepoint: a failure to index fails no send (they
+        // stay above the watermark for the next catch-up).
+        let mut indexing = broken.is_none() && unindexed >= search_index_batch;
+        if indexing
+            && let Err(err) =
+                run_in_savepoint(&conn, &mut events, |conn, _| search_index::catch_up(conn))
+        {
+            tracing::warn!(%err, "could not index sends for search; retrying later");
+            indexing = false;
+        }
         let outcome: StoreResult<()> = match broken {
             Some(err) => Err(err),
             None => cache.flush(&conn).and_then(|()| {
@@ -178,6 +253,9 @@ pub(super) fn writer_loop(
             cache.clear();
         } else {
             cache.trim();
+            if indexing {
+                unindexed = 0;
+            }
         }
         let committed = outcome.is_ok();
         // Recorded before anyone hears of the batch: whoever reads
