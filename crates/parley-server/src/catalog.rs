@@ -84,6 +84,12 @@ pub const METRICS: &[Metric] = &[
         "Writes per group commit.",
     ),
     metric(
+        "parley_sqlite_wal_pages",
+        Kind::Gauge,
+        false,
+        "SQLite: pages in the WAL at the last checkpoint (bounded by sqlite_wal_restart_pages).",
+    ),
+    metric(
         "parley_commit_retries_total",
         Kind::Counter,
         false,

@@ -134,6 +134,13 @@ pub struct Config {
     pub search_index_batch: usize,
     /// SQLite: ... or once the writer has been idle this long. Default 500.
     pub search_index_delay_ms: u64,
+    /// SQLite: a thread beside the writer copies the WAL into the database
+    /// file at most once per this long, so commits never do. Default 100.
+    pub sqlite_checkpoint_interval_ms: u64,
+    /// SQLite: above this many WAL pages (4 KiB each) a checkpoint makes
+    /// the writer wait for the remainder, so the WAL starts over. Default
+    /// 4,096.
+    pub sqlite_wal_restart_pages: u32,
     /// PostgreSQL connections per process, the writer's included. Default 16.
     pub database_pool_size: usize,
     /// PostgreSQL: a read, or a whole group commit, taking longer than this
@@ -371,6 +378,8 @@ impl Default for Config {
             commit_max_batch: 1024,
             search_index_batch: 128,
             search_index_delay_ms: 500,
+            sqlite_checkpoint_interval_ms: 100,
+            sqlite_wal_restart_pages: 4096,
             database_pool_size: 16,
             database_timeout_ms: 10_000,
             reconnect_jitter_ms: 5_000,
@@ -580,6 +589,14 @@ impl Config {
             ("commit_max_batch", self.commit_max_batch as u64),
             ("search_index_batch", self.search_index_batch as u64),
             ("search_index_delay_ms", self.search_index_delay_ms),
+            (
+                "sqlite_checkpoint_interval_ms",
+                self.sqlite_checkpoint_interval_ms,
+            ),
+            (
+                "sqlite_wal_restart_pages",
+                u64::from(self.sqlite_wal_restart_pages),
+            ),
             ("database_pool_size", self.database_pool_size as u64),
             ("database_timeout_ms", self.database_timeout_ms),
             ("argon2_memory_kib", self.argon2_memory_kib as u64),

@@ -187,6 +187,8 @@ pub fn store_config(config: &Config) -> StoreConfig {
                 max_batch: config.commit_max_batch,
                 search_index_batch: config.search_index_batch,
                 search_index_delay: Duration::from_millis(config.search_index_delay_ms),
+                checkpoint_interval: Duration::from_millis(config.sqlite_checkpoint_interval_ms),
+                wal_restart_pages: config.sqlite_wal_restart_pages,
             },
         },
     }

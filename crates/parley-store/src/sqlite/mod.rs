@@ -32,10 +32,13 @@
 //!   insert, history), `search`, then `receipts` and `groups`, each in its
 //!   own SQL; the rules are the shared `domain`.
 //! - `admin`: the user list, disabling, password resets, erasure, stats.
+//! - `checkpointer` copies the WAL into the database file on a thread of
+//!   its own, so the writer's commits never pay for it.
 //! - `writer` is the group-commit thread; this module is [`SqliteStore`]
 //!   and its [`Store`] implementation.
 
 mod admin;
+mod checkpointer;
 mod connection;
 mod conversations;
 mod events;
@@ -89,6 +92,13 @@ pub struct SqliteOptions {
     /// ... or once it has been idle this long with sends unindexed.
     /// (A search never waits for either: it catches up first.)
     pub search_index_delay: Duration,
+    /// The checkpoint thread copies the WAL into the database file at
+    /// most once per this long, beside the writer (`checkpointer`).
+    pub checkpoint_interval: Duration,
+    /// Above this many WAL pages, a checkpoint makes the writer wait for
+    /// the remainder so the WAL starts over (bounds the WAL under
+    /// continuous writes).
+    pub wal_restart_pages: u32,
 }
 
 impl Default for SqliteOptions {
@@ -98,6 +108,8 @@ impl Default for SqliteOptions {
             max_batch: 1024,
             search_index_batch: 128,
             search_index_delay: Duration::from_millis(500),
+            checkpoint_interval: Duration::from_millis(100),
+            wal_restart_pages: 4096,
         }
     }
 }
@@ -116,6 +128,16 @@ impl SqliteStore {
     pub fn open(path: &Path, options: SqliteOptions) -> StoreResult<(SqliteStore, CommitReceiver)> {
         let mut conn = connection::open_connection(path, &options)?;
         schema::migrate(&mut conn)?;
+        // The checkpoint thread checkpoints; the writer's commits never do.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpointer = checkpointer::Checkpointer::start(
+            path,
+            &options,
+            checkpointer::CheckpointTuning {
+                interval: options.checkpoint_interval,
+                restart_pages: i64::from(options.wal_restart_pages.max(1)),
+            },
+        )?;
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let (jobs_tx, jobs_rx) = std_mpsc::channel::<WriterJob>();
         let tuning = writer::WriterTuning {
@@ -125,7 +147,7 @@ impl SqliteStore {
         };
         let writer = std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
-            .spawn(move || writer::writer_loop(conn, jobs_rx, events_tx, tuning))
+            .spawn(move || writer::writer_loop(conn, jobs_rx, events_tx, tuning, checkpointer))
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         let store = SqliteStore {
             jobs: Mutex::new(Some(jobs_tx)),

@@ -5,6 +5,8 @@
 //! nobody waits for any more are skipped (`domain::messages::abandoned`).
 //! It also keeps the search index in batches (`search_index`): inside a
 //! batch once enough sends went unindexed, alone once it has been idle.
+//! It never checkpoints the WAL itself: it tells the [`Checkpointer`]
+//! thread that it committed.
 
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::checkpointer::Checkpointer;
 use super::messages::{AppendFailure, append_hot};
 use super::search_index;
 use super::writer_cache::WriterCache;
@@ -90,6 +93,7 @@ fn next_job(
     jobs: &std_mpsc::Receiver<WriterJob>,
     unindexed: &mut usize,
     delay: Duration,
+    checkpointer: &Checkpointer,
 ) -> Option<WriterJob> {
     loop {
         if *unindexed == 0 {
@@ -99,11 +103,13 @@ fn next_job(
             Ok(job) => return Some(job),
             Err(std_mpsc::RecvTimeoutError::Timeout) => {
                 index_alone(conn);
+                checkpointer.committed();
                 *unindexed = 0;
             }
             Err(std_mpsc::RecvTimeoutError::Disconnected) => {
                 // Shutting down: leave the index caught up.
                 index_alone(conn);
+                checkpointer.committed();
                 return None;
             }
         }
@@ -130,6 +136,7 @@ pub(super) fn writer_loop(
     jobs: std_mpsc::Receiver<WriterJob>,
     events_tx: CommitSender,
     tuning: WriterTuning,
+    checkpointer: Checkpointer,
 ) {
     let WriterTuning {
         max_batch,
@@ -145,7 +152,13 @@ pub(super) fn writer_loop(
     // Once per thread, not per batch (at low rates a batch is a message).
     let batch_size = metrics::histogram!("parley_commit_batch_size");
     let commit_seconds = metrics::histogram!("parley_commit_seconds");
-    while let Some(first) = next_job(&conn, &jobs, &mut unindexed, search_index_delay) {
+    while let Some(first) = next_job(
+        &conn,
+        &jobs,
+        &mut unindexed,
+        search_index_delay,
+        &checkpointer,
+    ) {
         let mut batch = vec![first];
         while batch.len() < max_batch {
             match jobs.try_recv() {
@@ -270,7 +283,12 @@ pub(super) fn writer_loop(
                 // The receiver is gone only during shutdown; nothing to tell.
                 let _ = events_tx.send(event);
             }
+            // After the acks and announcements: they never wait for it.
+            checkpointer.committed();
+            checkpointer.finish_on(&conn);
         }
     }
+    // Stops the checkpoint thread after one last checkpoint.
+    drop(checkpointer);
     tracing::info!("SQLite writer stopped");
 }
