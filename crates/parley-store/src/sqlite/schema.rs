@@ -259,6 +259,17 @@ CREATE TABLE search_index_state(
 );
 INSERT INTO search_index_state(id, indexed_up_to) SELECT 1, COALESCE(MAX(id), 0) FROM messages;
 "#,
+    // v10: one index per sender instead of two. `messages_dedup` becomes a
+    // plain (not partial) unique index on (sender_id, client_msg_id): NULL
+    // keys stay distinct, so it refuses the same duplicates, and its
+    // sender_id prefix now serves erasure's `WHERE sender_id=?` for every
+    // message, so `messages_by_sender` goes. Every send wrote a leaf page
+    // of both: one B-tree page fewer per sender in each commit's WAL.
+    r#"
+DROP INDEX messages_by_sender;
+DROP INDEX messages_dedup;
+CREATE UNIQUE INDEX messages_dedup ON messages(sender_id, client_msg_id);
+"#,
 ];
 
 /// Brings the schema up to the newest version this binary knows; refuses a
@@ -411,5 +422,42 @@ mod tests {
             .unwrap();
         assert_eq!(indexed, 1);
         store.shutdown().await;
+    }
+
+    /// After migration 10, one index per sender does both of its jobs: it
+    /// refuses a repeated (sender, client_msg_id) but not repeated NULL
+    /// keys (messages written without one), and erasure's lookup of every
+    /// message of a sender is an index search, not a scan.
+    #[test]
+    fn one_sender_index_dedups_and_serves_erasure() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let insert = |key: Option<&str>| {
+            conn.execute(
+                "INSERT INTO messages(conversation_id, seq, sender_id, client_msg_id, sent_at_ms, kind)
+                 VALUES(1, (SELECT COUNT(*) + 1 FROM messages), 7, ?1, 1, 'text')",
+                [key],
+            )
+        };
+        insert(Some("k1")).unwrap();
+        assert!(insert(Some("k1")).is_err(), "a repeated key is refused");
+        insert(None).unwrap();
+        insert(None).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!(
+                "EXPLAIN QUERY PLAN SELECT id FROM messages
+                 WHERE sender_id=?1 AND kind IN ({}) AND deleted=0",
+                crate::domain::search::SEARCHED_KINDS_SQL
+            ))
+            .unwrap()
+            .query_map([7], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("USING INDEX messages_dedup (sender_id=?)")),
+            "{plan:?}"
+        );
     }
 }
