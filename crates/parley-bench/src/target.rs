@@ -278,14 +278,17 @@ impl CpuUse {
 }
 
 /// The server's SQLite writer thread (named `parley-sqlite-writer`, which
-/// the kernel truncates to 15 characters).
+/// the kernel truncates to 15 characters; its neighbour
+/// `parley-sqlite-checkpoint` is not it).
 fn writer_thread(pid: u32) -> Option<u32> {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .ok()?
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .find(|tid| {
-            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm"))
-                .is_ok_and(|comm| comm.starts_with("parley-sqlite"))
+            std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/comm")).is_ok_and(|comm| {
+                let comm = comm.trim_end();
+                comm.len() >= "parley-sqlite-w".len() && "parley-sqlite-writer".starts_with(comm)
+            })
         })
 }
 
