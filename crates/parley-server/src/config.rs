@@ -130,7 +130,9 @@ pub struct Config {
     pub commit_max_batch: usize,
     /// SQLite: sends are indexed for search in batches of this many (a
     /// search first indexes what is pending, so it always finds every
-    /// acknowledged message). Default 128.
+    /// acknowledged message). Default 1 (in the commit that writes them):
+    /// larger batches cost less CPU, but FTS5 then merges whole levels in
+    /// one commit, stalls that grow with the index (docs/storage.md).
     pub search_index_batch: usize,
     /// SQLite: ... or once the writer has been idle this long. Default 500.
     pub search_index_delay_ms: u64,
@@ -376,7 +378,7 @@ impl Default for Config {
             argon2_iterations: 2,
             sqlite_synchronous_full: true,
             commit_max_batch: 1024,
-            search_index_batch: 128,
+            search_index_batch: 1,
             search_index_delay_ms: 500,
             sqlite_checkpoint_interval_ms: 100,
             sqlite_wal_restart_pages: 4096,

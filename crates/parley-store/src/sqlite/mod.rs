@@ -87,7 +87,8 @@ pub struct SqliteOptions {
     pub max_batch: usize,
     /// The writer indexes sends for search once this many went unindexed
     /// (`search_index`): fewer, larger FTS5 segments, at the price of
-    /// one longer commit every so many sends.
+    /// one longer commit every so many sends, and of FTS5 merging whole
+    /// levels at once as the index grows. Default 1 (every commit).
     pub search_index_batch: usize,
     /// ... or once it has been idle this long with sends unindexed.
     /// (A search never waits for either: it catches up first.)
@@ -106,7 +107,7 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous_full: true,
             max_batch: 1024,
-            search_index_batch: 128,
+            search_index_batch: 1,
             search_index_delay: Duration::from_millis(500),
             checkpoint_interval: Duration::from_millis(100),
             wal_restart_pages: 4096,
