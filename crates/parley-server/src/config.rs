@@ -139,9 +139,9 @@ pub struct Config {
     /// SQLite: a thread beside the writer copies the WAL into the database
     /// file at most once per this long, so commits never do. Default 100.
     pub sqlite_checkpoint_interval_ms: u64,
-    /// SQLite: above this many WAL pages (4 KiB each) a checkpoint makes
-    /// the writer wait for the remainder, so the WAL starts over. Default
-    /// 4,096.
+    /// SQLite: above this many WAL pages (4 KiB each) the writer copies
+    /// the remainder itself after a commit, so the WAL starts over.
+    /// Default 4,096.
     pub sqlite_wal_restart_pages: u32,
     /// PostgreSQL connections per process, the writer's included. Default 16.
     pub database_pool_size: usize,

@@ -5,8 +5,8 @@
 //! that `COMMIT`. For Parley that connection is the writer, so every so
 //! many commits one group commit took 5–18 ms instead of ~0.3 ms, and every
 //! send queued behind it waited too: at 5,000 msg/s these commits were
-//! nearly all of the slow ones (BENCHMARKS.md, "Checkpoints off the
-//! writer").
+//! nearly all of the slow ones (BENCHMARKS.md, "Batched search indexing,
+//! and checkpoints off the writer").
 //!
 //! So the writer's connection never checkpoints (`wal_autocheckpoint=0`),
 //! and this thread, with a connection of its own, runs `PASSIVE`
@@ -29,9 +29,9 @@
 //! SQLite's busy handler, which sleeps in steps of up to 100 ms; p99 at
 //! 5,000 msg/s went to 78 ms.)
 //!
-//! The thread sleeps while nothing is committed: the writer wakes it only
-//! when it is waiting (one atomic flag per commit otherwise), and it runs
-//! at most one checkpoint per `interval`.
+//! The thread sleeps while nothing is committed: each commit costs the
+//! writer one uncontended mutex lock to mark it, and a wake-up only when
+//! the thread is waiting; it runs at most one checkpoint per `interval`.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -82,27 +82,23 @@ pub(super) struct Checkpointer {
     thread: Option<JoinHandle<()>>,
 }
 
-/// The outcome of one `PRAGMA wal_checkpoint`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct CheckpointOutcome {
-    /// The checkpoint could not finish (a reader or the writer was in the
-    /// way); it is tried again later.
-    pub(super) busy: bool,
+/// What one passive checkpoint saw.
+struct CheckpointOutcome {
+    /// Another checkpoint was running (or a reader held frames back); it
+    /// is tried again later.
+    busy: bool,
     /// Pages in the WAL.
-    pub(super) wal_pages: i64,
-    /// Of them, copied into the database file.
-    pub(super) copied_pages: i64,
+    wal_pages: i64,
 }
 
-/// Runs `PRAGMA wal_checkpoint(mode)` on `conn`.
-pub(super) fn checkpoint(conn: &Connection, mode: &str) -> StoreResult<CheckpointOutcome> {
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on `conn`: never waits for a lock.
+fn passive_checkpoint(conn: &Connection) -> StoreResult<CheckpointOutcome> {
     Ok(conn
-        .prepare_cached(&format!("PRAGMA wal_checkpoint({mode})"))?
+        .prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")?
         .query_row([], |row| {
             Ok(CheckpointOutcome {
                 busy: row.get::<_, i64>(0)? != 0,
                 wal_pages: row.get(1)?,
-                copied_pages: row.get(2)?,
             })
         })?)
 }
@@ -141,7 +137,7 @@ impl Checkpointer {
         }
         // Busy (this thread is mid-checkpoint) returns at once; the next
         // commit tries again.
-        match checkpoint(writer, "PASSIVE") {
+        match passive_checkpoint(writer) {
             Ok(outcome) if !outcome.busy => self.shared.wal_pages.store(0, Ordering::Relaxed),
             Ok(_) => {}
             Err(err) => {
@@ -210,7 +206,7 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared, interval: Duration) {
 /// A failure is logged and retried after the next commit: the data is
 /// safe in the WAL either way.
 fn run_once(conn: &Connection, wal_pages: &AtomicI64) {
-    match checkpoint(conn, "PASSIVE") {
+    match passive_checkpoint(conn) {
         Ok(outcome) => {
             wal_pages.store(outcome.wal_pages, Ordering::Relaxed);
             metrics::gauge!("parley_sqlite_wal_pages").set(outcome.wal_pages as f64);

@@ -96,8 +96,8 @@ pub struct SqliteOptions {
     /// The checkpoint thread copies the WAL into the database file at
     /// most once per this long, beside the writer (`checkpointer`).
     pub checkpoint_interval: Duration,
-    /// Above this many WAL pages, a checkpoint makes the writer wait for
-    /// the remainder so the WAL starts over (bounds the WAL under
+    /// Above this many WAL pages, the writer copies the remainder itself
+    /// after a commit, so the WAL starts over (bounds the WAL under
     /// continuous writes).
     pub wal_restart_pages: u32,
 }
