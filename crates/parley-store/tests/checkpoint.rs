@@ -145,3 +145,40 @@ async fn the_wal_stays_bounded_while_the_writer_never_pauses() {
     );
     store.shutdown().await;
 }
+
+/// Shutdown does not wait out the pause between checkpoints: with an
+/// hour-long interval it still returns (after one last checkpoint, so the
+/// sends are in the database file). The bound only makes a hang fail the
+/// test instead of stalling the suite for an hour.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_the_checkpoint_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), Duration::from_secs(3600), 4096).await;
+    let room = room(&*store).await;
+    send(&*store, room, "before".into()).await;
+    // Let the checkpoint thread take that commit and begin its pause.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    send(&*store, room, "during the pause".into()).await;
+    // On a thread of its own with its own runtime: a hung shutdown then
+    // fails this test instead of holding the test runtime's exit.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        runtime.block_on(store.shutdown());
+        let _ = done_tx.send(());
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("shutdown returned while the checkpoint thread was pausing");
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(dir.path().join("parley.db"), &copy).unwrap();
+    let in_file: i64 = rusqlite::Connection::open(&copy)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM messages WHERE kind='text'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert_eq!(in_file, 2, "the last checkpoint copied every send");
+}

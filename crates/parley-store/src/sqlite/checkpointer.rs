@@ -198,8 +198,20 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared, interval: Duration) {
         if stopping {
             return;
         }
-        std::thread::sleep(interval);
+        pause(shared, interval);
     }
+}
+
+/// Waits `interval` between checkpoints, or less if the writer stops
+/// meanwhile: then the loop runs its last checkpoint at once. (A plain
+/// sleep held shutdown for the whole interval, which an operator may set
+/// to minutes.) Commits do not end the pause: that is its point.
+fn pause(shared: &Shared, interval: Duration) {
+    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let _ = shared
+        .wake
+        .wait_timeout_while(state, interval, |state| !state.stopping)
+        .unwrap_or_else(PoisonError::into_inner);
 }
 
 /// One passive checkpoint; what it saw of the WAL goes to `wal_pages`.
