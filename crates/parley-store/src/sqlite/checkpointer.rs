@@ -35,7 +35,7 @@
 
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -157,11 +157,16 @@ impl Checkpointer {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.shared.lock()
+    }
+}
+
+impl Shared {
+    /// The state, also after a panic elsewhere poisoned the lock (its
+    /// flags stay meaningful).
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -182,7 +187,7 @@ impl Drop for Checkpointer {
 fn checkpoint_loop(conn: &Connection, shared: &Shared, interval: Duration) {
     loop {
         let stopping = {
-            let mut state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut state = shared.lock();
             while !state.committed && !state.stopping {
                 state.waiting = true;
                 state = shared
@@ -207,7 +212,7 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared, interval: Duration) {
 /// sleep held shutdown for the whole interval, which an operator may set
 /// to minutes.) Commits do not end the pause: that is its point.
 fn pause(shared: &Shared, interval: Duration) {
-    let state = shared.state.lock().unwrap_or_else(PoisonError::into_inner);
+    let state = shared.lock();
     let _ = shared
         .wake
         .wait_timeout_while(state, interval, |state| !state.stopping)
