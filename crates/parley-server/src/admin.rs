@@ -40,9 +40,11 @@ pub struct BackupReport {
 }
 
 /// The SQLite files the store keeps next to the database; never copied as
-/// files (the database is copied through SQLite).
+/// files (the database is copied through SQLite). The search index
+/// (`parley.db.search`) is derived from the messages and built anew by the
+/// server that opens the backup.
 fn is_database_file(name: &str) -> bool {
-    name == "parley.db" || name.starts_with("parley.db-")
+    name == "parley.db" || name.starts_with("parley.db-") || name.starts_with("parley.db.search")
 }
 
 /// Backs up the data dir `config` names into `dest` (made, mode 0700; it

@@ -128,13 +128,15 @@ pub struct Config {
     pub sqlite_synchronous_full: bool,
     /// Most writes per group commit. Default 1,024.
     pub commit_max_batch: usize,
-    /// SQLite: sends are indexed for search in batches of this many (a
-    /// search first indexes what is pending, so it always finds every
-    /// acknowledged message). Default 1 (in the commit that writes them):
-    /// larger batches cost less CPU, but FTS5 then merges whole levels in
-    /// one commit, stalls that grow with the index (docs/storage.md).
+    /// SQLite: the search index lives in `parley.db.search`, kept by a
+    /// thread of its own; it indexes at most this many messages (and
+    /// applies at most this many edits and deletes) per transaction.
+    /// Default 2,048.
     pub search_index_batch: usize,
-    /// SQLite: ... or once the writer has been idle this long. Default 500.
+    /// SQLite: after a commit the search indexer waits this long before
+    /// catching up, so sends gather into fewer, larger index segments (a
+    /// search never waits for it: it has the index catch up first).
+    /// Default 200.
     pub search_index_delay_ms: u64,
     /// SQLite: a thread beside the writer copies the WAL into the database
     /// file at most once per this long, so commits never do. Default 100.
@@ -378,8 +380,8 @@ impl Default for Config {
             argon2_iterations: 2,
             sqlite_synchronous_full: true,
             commit_max_batch: 1024,
-            search_index_batch: 1,
-            search_index_delay_ms: 500,
+            search_index_batch: 2048,
+            search_index_delay_ms: 200,
             sqlite_checkpoint_interval_ms: 100,
             sqlite_wal_restart_pages: 4096,
             database_pool_size: 16,

@@ -103,12 +103,7 @@ pub(super) fn erase_user(
     // event leaves them (sqlite::events): search entries and media
     // references dropped (media left unreferenced becomes an orphan), text
     // and captions purged; its edits lose their text.
-    search_index::catch_up(conn)?;
-    conn.prepare_cached(&format!(
-        "DELETE FROM message_fts WHERE rowid IN
-         (SELECT id FROM messages WHERE sender_id=?1 AND kind IN ({SEARCHED_KINDS_SQL}) AND deleted=0)"
-    ))?
-    .execute([user.0])?;
+    search_index::sender_changed(conn, user.0)?;
     let with_media: Vec<(i64, i64)> = conn
         .prepare_cached(
             "SELECT conversation_id, seq FROM messages WHERE sender_id=?1 AND media IS NOT NULL",

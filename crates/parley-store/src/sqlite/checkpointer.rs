@@ -43,6 +43,7 @@ use rusqlite::Connection;
 
 use super::SqliteOptions;
 use super::connection::open_connection;
+use super::doorbell::{Doorbell, wait_for_commit};
 use crate::error::{StoreError, StoreResult};
 
 /// How the checkpointer paces itself.
@@ -66,10 +67,8 @@ struct Shared {
 
 #[derive(Default)]
 struct State {
-    /// Something was committed since the last checkpoint.
-    committed: bool,
-    /// The checkpointer is blocked on `wake`.
-    waiting: bool,
+    /// Commits since the last checkpoint.
+    doorbell: Doorbell,
     /// The writer has stopped: one last checkpoint, then exit.
     stopping: bool,
 }
@@ -149,12 +148,7 @@ impl Checkpointer {
     /// Tells the checkpointer the writer committed. Wakes it only if it is
     /// waiting for exactly that.
     pub(super) fn committed(&self) {
-        let mut state = self.lock();
-        state.committed = true;
-        if state.waiting {
-            state.waiting = false;
-            self.shared.wake.notify_one();
-        }
+        self.lock().doorbell.ring(&self.shared.wake);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -187,16 +181,13 @@ impl Drop for Checkpointer {
 fn checkpoint_loop(conn: &Connection, shared: &Shared, interval: Duration) {
     loop {
         let stopping = {
-            let mut state = shared.lock();
-            while !state.committed && !state.stopping {
-                state.waiting = true;
-                state = shared
-                    .wake
-                    .wait(state)
-                    .unwrap_or_else(PoisonError::into_inner);
-            }
-            state.waiting = false;
-            state.committed = false;
+            let mut state = wait_for_commit(
+                &shared.wake,
+                shared.lock(),
+                |state| &mut state.doorbell,
+                |state| state.stopping,
+            );
+            state.doorbell.take();
             state.stopping
         };
         run_once(conn, &shared.wal_pages);

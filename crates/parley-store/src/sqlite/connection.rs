@@ -1,5 +1,6 @@
 //! Opening SQLite connections, and the pool of reader connections that
-//! serve reads on Tokio's blocking pool.
+//! serve reads on Tokio's blocking pool (with the search index's file
+//! attached).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,23 @@ pub(super) fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResu
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.set_prepared_statement_cache_capacity(96);
     Ok(conn)
+}
+
+/// The search index's file beside the message database (`search_index`):
+/// `parley.db` -> `parley.db.search` (its WAL `parley.db.search-wal`).
+pub(super) fn index_path(database: &Path) -> PathBuf {
+    let mut name = database.as_os_str().to_owned();
+    name.push(".search");
+    PathBuf::from(name)
+}
+
+/// Attaches the search index's file to a reader connection as `search`.
+fn attach_index(conn: &Connection, index: &Path) -> StoreResult<()> {
+    let index = index
+        .to_str()
+        .ok_or_else(|| StoreError::Invalid("the database path is not UTF-8".into()))?;
+    conn.execute("ATTACH DATABASE ?1 AS search", [index])?;
+    Ok(())
 }
 
 /// Reader connections, kept open between reads.
@@ -89,7 +107,12 @@ impl ReaderPool {
         let idle = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         match idle {
             Some(conn) => Ok(conn),
-            None => open_connection(&self.path, &self.options),
+            None => {
+                let conn = open_connection(&self.path, &self.options)?;
+                // Searches read the index file too (`search_index`).
+                attach_index(&conn, &index_path(&self.path))?;
+                Ok(conn)
+            }
         }
     }
 

@@ -76,17 +76,13 @@ pub(super) fn plan(conn: &Connection, new: &NewMessage, now: i64) -> StoreResult
     events::plan_event(new, target.as_ref(), actor, now)
 }
 
-/// Carries out `effect` on its target, and keeps the search index on the
-/// target's current text.
+/// Carries out `effect` on its target; an edit or a delete also tells the
+/// search indexer that the target's text changed.
 pub(super) fn apply(
     conn: &Connection,
     conversation: ConversationId,
     effect: EventEffect,
 ) -> StoreResult<()> {
-    if !matches!(effect, EventEffect::React { .. }) {
-        // Its entry changes below; the index must hold the target first.
-        search_index::catch_up(conn)?;
-    }
     match effect {
         EventEffect::Edit {
             target_id,
@@ -96,8 +92,7 @@ pub(super) fn apply(
         } => {
             conn.prepare_cached("UPDATE messages SET text=?2, edited_at_ms=?3 WHERE id=?1")?
                 .execute(params![target_id, text, edited_at_ms])?;
-            unindex(conn, target_id)?;
-            index_text(conn, target_id, &text)?;
+            search_index::changed(conn, target_id)?;
         }
         EventEffect::Delete {
             target_id,
@@ -114,7 +109,7 @@ pub(super) fn apply(
                 "UPDATE messages SET text=NULL WHERE conversation_id=?1 AND target_seq=?2 AND kind='edit'",
             )?
             .execute(params![conversation.0, target_seq as i64])?;
-            unindex(conn, target_id)?;
+            search_index::changed(conn, target_id)?;
         }
         EventEffect::React {
             target_id,
@@ -124,19 +119,6 @@ pub(super) fn apply(
                 .execute(params![target_id, reactions])?;
         }
     }
-    Ok(())
-}
-
-/// Indexes the text of message `id` for search.
-fn index_text(conn: &Connection, id: i64, text: &str) -> StoreResult<()> {
-    conn.prepare_cached("INSERT INTO message_fts(rowid, text) VALUES(?1, ?2)")?
-        .execute(params![id, text])?;
-    Ok(())
-}
-
-fn unindex(conn: &Connection, id: i64) -> StoreResult<()> {
-    conn.prepare_cached("DELETE FROM message_fts WHERE rowid=?1")?
-        .execute([id])?;
     Ok(())
 }
 

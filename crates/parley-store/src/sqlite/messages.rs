@@ -158,8 +158,8 @@ pub(super) fn append_hot(
             Err(err) => Err(Broken(err)),
         };
     };
-    // A plain send is indexed for search later, in a batch
-    // (`search_index`).
+    // A plain send is indexed for search later, by the indexer thread in
+    // its own file (`search_index`).
     if let Some(effect) = effect {
         message_events::apply(conn, id, effect).map_err(Broken)?;
     }

@@ -14,9 +14,12 @@
 //!
 //! # Layout
 //! Each module uses only those listed before it:
+//! - `doorbell` is how the writer wakes the threads beside it after a
+//!   commit.
 //! - `connection` opens connections and pools the readers; `schema` holds
 //!   the migrations; `rows` fills the domain's engine-neutral rows;
-//!   `search_index` keeps the search index in batches behind a watermark.
+//!   `search_index` keeps the search index in a file of its own, on a
+//!   thread of its own, behind a watermark.
 //! - `inbox_runs` keeps the inbox as runs of one conversation; `inbox`
 //!   hands out cursors on the general path and replays.
 //! - `push` (server secrets, registrations, pending pushes), below
@@ -41,6 +44,7 @@ mod admin;
 mod checkpointer;
 mod connection;
 mod conversations;
+mod doorbell;
 mod events;
 mod groups;
 mod inbox;
@@ -85,13 +89,14 @@ pub struct SqliteOptions {
     pub synchronous_full: bool,
     /// At most this many jobs share one transaction.
     pub max_batch: usize,
-    /// The writer indexes sends for search once this many went unindexed
-    /// (`search_index`): fewer, larger FTS5 segments, at the price of
-    /// one longer commit every so many sends, and of FTS5 merging whole
-    /// levels at once as the index grows. Default 1 (every commit).
+    /// The search indexer (`search_index`, its own thread and file)
+    /// indexes at most this many messages (and applies at most this many
+    /// edits and deletes) per transaction of the index file.
     pub search_index_batch: usize,
-    /// ... or once it has been idle this long with sends unindexed.
-    /// (A search never waits for either: it catches up first.)
+    /// After a commit the indexer waits this long before catching up, so
+    /// sends gather into fewer, larger FTS5 segments. A search never
+    /// waits for it: it asks for a catch-up at once when the index is
+    /// behind.
     pub search_index_delay: Duration,
     /// The checkpoint thread copies the WAL into the database file at
     /// most once per this long, beside the writer (`checkpointer`).
@@ -107,8 +112,8 @@ impl Default for SqliteOptions {
         SqliteOptions {
             synchronous_full: true,
             max_batch: 1024,
-            search_index_batch: 1,
-            search_index_delay: Duration::from_millis(500),
+            search_index_batch: 2048,
+            search_index_delay: Duration::from_millis(200),
             checkpoint_interval: Duration::from_millis(100),
             wal_restart_pages: 4096,
         }
@@ -120,6 +125,8 @@ pub struct SqliteStore {
     /// `None` once shut down.
     jobs: Mutex<Option<std_mpsc::Sender<WriterJob>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// `None` once shut down.
+    indexer: Mutex<Option<search_index::SearchIndexer>>,
     readers: Arc<ReaderPool>,
 }
 
@@ -129,6 +136,16 @@ impl SqliteStore {
     pub fn open(path: &Path, options: SqliteOptions) -> StoreResult<(SqliteStore, CommitReceiver)> {
         let mut conn = connection::open_connection(path, &options)?;
         schema::migrate(&mut conn)?;
+        let index = search_index::open_index(path, &options, &conn)?;
+        let indexer = search_index::SearchIndexer::start(
+            path,
+            &options,
+            index,
+            search_index::IndexTuning {
+                batch: options.search_index_batch.max(1),
+                delay: options.search_index_delay,
+            },
+        )?;
         // The checkpoint thread checkpoints; the writer's commits never do.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let checkpointer = checkpointer::Checkpointer::start(
@@ -141,18 +158,25 @@ impl SqliteStore {
         )?;
         let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
         let (jobs_tx, jobs_rx) = std_mpsc::channel::<WriterJob>();
-        let tuning = writer::WriterTuning {
-            max_batch: options.max_batch.max(1),
-            search_index_batch: options.search_index_batch.max(1),
-            search_index_delay: options.search_index_delay,
-        };
+        let max_batch = options.max_batch.max(1);
+        let indexer_handle = indexer.handle();
         let writer = std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
-            .spawn(move || writer::writer_loop(conn, jobs_rx, events_tx, tuning, checkpointer))
+            .spawn(move || {
+                writer::writer_loop(
+                    conn,
+                    jobs_rx,
+                    events_tx,
+                    max_batch,
+                    checkpointer,
+                    indexer_handle,
+                )
+            })
             .map_err(|e| StoreError::Internal(format!("cannot start writer thread: {e}")))?;
         let store = SqliteStore {
             jobs: Mutex::new(Some(jobs_tx)),
             writer: Mutex::new(Some(writer)),
+            indexer: Mutex::new(Some(indexer)),
             readers: Arc::new(ReaderPool::new(path.to_owned(), options)),
         };
         Ok((store, events_rx))
@@ -410,11 +434,20 @@ impl Store for SqliteStore {
     }
 
     async fn search(&self, query: SearchQuery) -> StoreResult<(Vec<Message>, bool)> {
-        // Whatever was acknowledged before the search is found: sends
-        // not yet indexed are indexed first (one group commit).
+        // Whatever was acknowledged before the search is found, as it
+        // reads now: when the index is behind, the indexer catches up
+        // first.
         let indexed = crate::domain::search::SearchPlan::of(&query)?.indexed;
         if indexed && self.read(search_index::is_behind).await? {
-            self.write(|conn, _| search_index::catch_up(conn)).await?;
+            // A std mutex: held only to ask, never across an await.
+            let caught_up = self
+                .indexer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(search_index::SearchIndexer::catch_up_now)
+                .ok_or_else(|| StoreError::Unavailable("store is shutting down".into()))?;
+            caught_up.await?;
         }
         self.read(move |conn| search::search(conn, query)).await
     }
@@ -632,6 +665,15 @@ impl Store for SqliteStore {
         if let Some(writer) = writer {
             // Joining blocks until the queue is drained and committed.
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+        let indexer = self
+            .indexer
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(indexer) = indexer {
+            // After the writer: its last commits are indexed too.
+            let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
         }
     }
 }

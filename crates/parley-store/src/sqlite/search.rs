@@ -119,7 +119,7 @@ fn statement(shape: Shape, indexed: bool) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let matching = if indexed {
-        "m.id IN (SELECT rowid FROM message_fts WHERE message_fts MATCH :phrase
+        "m.id IN (SELECT rowid FROM search.message_fts WHERE message_fts MATCH :phrase
                   AND rowid >= :id_from AND rowid < :id_to)"
     } else {
         "m.text LIKE :like ESCAPE '\\'"

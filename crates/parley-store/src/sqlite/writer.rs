@@ -3,20 +3,20 @@
 //! the [`WriterCache`], everything else in its own savepoint), commits once,
 //! and only then completes the jobs and announces their changes. Sends
 //! nobody waits for any more are skipped (`domain::messages::abandoned`).
-//! It also keeps the search index in batches (`search_index`): inside a
-//! batch once enough sends went unindexed, alone once it has been idle.
-//! It never checkpoints the WAL itself: it tells the [`Checkpointer`]
-//! thread that it committed.
+//! It never touches the search index, which lives in a file of its own:
+//! it tells the indexer that it committed (`search_index`), and prunes the
+//! change rows the index has applied. It never checkpoints the WAL
+//! itself either: it tells the [`Checkpointer`] thread that it committed.
 
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
 use super::checkpointer::Checkpointer;
 use super::messages::{AppendFailure, append_hot};
-use super::search_index;
+use super::search_index::{self, IndexerHandle};
 use super::writer_cache::WriterCache;
 use crate::CommitSender;
 use crate::domain::messages::abandoned;
@@ -75,90 +75,26 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// How the writer thread batches.
-pub(super) struct WriterTuning {
-    /// At most this many jobs share one transaction.
-    pub(super) max_batch: usize,
-    /// Index sends for search once this many went unindexed ...
-    pub(super) search_index_batch: usize,
-    /// ... or once the queue has been empty this long with some unindexed.
-    pub(super) search_index_delay: Duration,
-}
-
-/// Takes the next job, blocking. While sends wait to be indexed it waits
-/// at most `delay`, and indexes them in a transaction of their own when
-/// nothing came; `None` once every sender is gone.
-fn next_job(
-    conn: &Connection,
-    jobs: &std_mpsc::Receiver<WriterJob>,
-    unindexed: &mut usize,
-    delay: Duration,
-    checkpointer: &Checkpointer,
-) -> Option<WriterJob> {
-    loop {
-        if *unindexed == 0 {
-            return jobs.recv().ok();
-        }
-        match jobs.recv_timeout(delay) {
-            Ok(job) => return Some(job),
-            Err(std_mpsc::RecvTimeoutError::Timeout) => {
-                index_alone(conn);
-                checkpointer.committed();
-                *unindexed = 0;
-            }
-            Err(std_mpsc::RecvTimeoutError::Disconnected) => {
-                // Shutting down: leave the index caught up.
-                index_alone(conn);
-                checkpointer.committed();
-                return None;
-            }
-        }
-    }
-}
-
-/// Catches the search index up in a transaction of its own. A failure is
-/// only logged: the sends stay above the watermark, and the next catch-up
-/// (or a search) indexes them.
-fn index_alone(conn: &Connection) {
-    let outcome = run_cached(conn, "BEGIN IMMEDIATE")
-        .map_err(StoreError::from)
-        .and_then(|()| search_index::catch_up(conn))
-        .and_then(|_| run_cached(conn, "COMMIT").map_err(StoreError::from));
-    if let Err(err) = outcome {
-        tracing::warn!(%err, "could not index sends for search; retrying later");
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-}
-
 /// The writer thread's loop, until every sender is gone.
 pub(super) fn writer_loop(
     conn: Connection,
     jobs: std_mpsc::Receiver<WriterJob>,
     events_tx: CommitSender,
-    tuning: WriterTuning,
+    max_batch: usize,
     checkpointer: Checkpointer,
+    indexer: IndexerHandle,
 ) {
-    let WriterTuning {
-        max_batch,
-        search_index_batch,
-        search_index_delay,
-    } = tuning;
     let mut cache = WriterCache::default();
-    // Sends committed (or in this batch) and not yet indexed for search.
-    let mut unindexed = 0usize;
+    // The search changes already deleted up to (`search_index`).
+    let mut pruned_changes = 0i64;
     // Another process may write the same file (SQLite allows it); its
     // commits change `data_version`, and then the cache is stale.
     let mut data_version: Option<i64> = None;
     // Once per thread, not per batch (at low rates a batch is a message).
     let batch_size = metrics::histogram!("parley_commit_batch_size");
     let commit_seconds = metrics::histogram!("parley_commit_seconds");
-    while let Some(first) = next_job(
-        &conn,
-        &jobs,
-        &mut unindexed,
-        search_index_delay,
-        &checkpointer,
-    ) {
+    // Until every sender is gone.
+    while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < max_batch {
             match jobs.try_recv() {
@@ -205,12 +141,9 @@ pub(super) fn writer_loop(
                         continue;
                     }
                     match append_hot(&conn, &mut cache, &mut events, new) {
-                        Ok(appended) => {
-                            unindexed += usize::from(!appended.duplicate);
-                            completions.push(Box::new(move |commit| {
-                                let _ = reply.send(commit.map(|()| appended));
-                            }))
-                        }
+                        Ok(appended) => completions.push(Box::new(move |commit| {
+                            let _ = reply.send(commit.map(|()| appended));
+                        })),
                         // Nothing was written: answer at once.
                         Err(AppendFailure::Refused(err)) => {
                             let _ = reply.send(Err(err));
@@ -242,15 +175,13 @@ pub(super) fn writer_loop(
                 }
             }
         }
-        // In its own savepoint: a failure to index fails no send (they
-        // stay above the watermark for the next catch-up).
-        let mut indexing = broken.is_none() && unindexed >= search_index_batch;
-        if indexing
-            && let Err(err) =
-                run_in_savepoint(&conn, &mut events, |conn, _| search_index::catch_up(conn))
-        {
-            tracing::warn!(%err, "could not index sends for search; retrying later");
-            indexing = false;
+        // Change rows the index applied are dropped once it has them
+        // durably; a failure only leaves them for a later batch.
+        let applied = indexer.applied();
+        let mut pruning = broken.is_none() && applied > pruned_changes;
+        if pruning && let Err(err) = search_index::prune_changes(&conn, applied) {
+            tracing::warn!(%err, "could not prune applied search changes; retrying later");
+            pruning = false;
         }
         let outcome: StoreResult<()> = match broken {
             Some(err) => Err(err),
@@ -266,8 +197,8 @@ pub(super) fn writer_loop(
             cache.clear();
         } else {
             cache.trim();
-            if indexing {
-                unindexed = 0;
+            if pruning {
+                pruned_changes = applied;
             }
         }
         let committed = outcome.is_ok();
@@ -285,6 +216,7 @@ pub(super) fn writer_loop(
             }
             // After the acks and announcements: they never wait for it.
             checkpointer.committed();
+            indexer.committed();
             checkpointer.finish_on(&conn);
         }
     }
