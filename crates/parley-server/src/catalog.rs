@@ -90,6 +90,12 @@ pub const METRICS: &[Metric] = &[
         "SQLite: pages in the WAL at the last checkpoint (bounded by sqlite_wal_restart_pages).",
     ),
     metric(
+        "parley_search_index_seconds",
+        Kind::Histogram,
+        false,
+        "SQLite: time of one search index catch-up (the indexer thread's, in its own file).",
+    ),
+    metric(
         "parley_commit_retries_total",
         Kind::Counter,
         false,
