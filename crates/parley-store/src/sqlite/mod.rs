@@ -672,7 +672,7 @@ impl Store for SqliteStore {
             .unwrap_or_else(|p| p.into_inner())
             .take();
         if let Some(indexer) = indexer {
-            // After the writer: its last commits are indexed too.
+            // Stops between steps; the next open goes on from its marks.
             let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
         }
     }

@@ -32,16 +32,22 @@
 //! the writer prunes `search_changes` up to the durable mark).
 //!
 //! When: after commits, at most once per `delay` (sends gather into
-//! larger, fewer segments), at start (what a crash or an older version
-//! left), on shutdown, and at once when a search asks: a search using the
+//! larger, fewer segments), at start (what a crash, a stop or an older
+//! version left), and at once when a search asks: a search using the
 //! index first checks whether it is behind the message database
-//! ([`is_behind`]) and if so waits for a catch-up, so every acknowledged
-//! message is found with its current text.
+//! ([`is_behind`]) and if so waits for a round that catches up with what
+//! was committed when it began, so every acknowledged message is found
+//! with its current text. A stop ends the thread between steps, with no
+//! last catch-up, so it never waits for a backlog.
 //!
-//! The index is derived data. A missing file, an unknown version, or marks
-//! beyond the message database (a backup restored under a newer index)
-//! mean it is built anew from the messages at open ([`open_index`]); a
-//! backup (`VACUUM INTO`) copies only the message database.
+//! The index is derived data. A missing file, an unknown version, or an
+//! index that saw more than the message database holds (a backup restored
+//! under it, commits lost at `synchronous=NORMAL`) is emptied and built
+//! anew from the messages, checked and reset in one write transaction of
+//! the file ([`open_index`]; never unlinked: another process may have it
+//! open). A backup (`VACUUM INTO`) copies only the message database. After
+//! the upgrade to schema v11 the first searches wait for the index to be
+//! built.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -60,19 +66,30 @@ use crate::domain::search::SEARCHED_KINDS_SQL;
 use crate::error::{StoreError, StoreResult};
 
 /// The index file's schema version (`PRAGMA user_version`).
-const INDEX_VERSION: i64 = 1;
+const INDEX_VERSION: i64 = 2;
 
-/// The index file's schema; its marks start at nothing indexed.
+/// The index file's schema; its marks start at nothing indexed. Besides
+/// the marks, `search_state` keeps the newest message id and change seq
+/// the last step's snapshot saw (`seen_id`, `seen_change`): a step may
+/// read past its marks (its changes cut at `batch`), and an index that saw
+/// more than the message database now holds (it lost commits to a power
+/// loss at `synchronous=NORMAL`, or was replaced by a backup) may hold
+/// entries the database no longer has, so it is rebuilt (`beyond`).
 const INDEX_SCHEMA: &str = "
+DROP TABLE IF EXISTS message_fts;
+DROP TABLE IF EXISTS search_state;
 CREATE TABLE search_state(
     id INTEGER PRIMARY KEY CHECK (id = 1),
     indexed_up_to INTEGER NOT NULL,
-    changes_up_to INTEGER NOT NULL
+    changes_up_to INTEGER NOT NULL,
+    seen_id INTEGER NOT NULL,
+    seen_change INTEGER NOT NULL
 );
-INSERT INTO search_state(id, indexed_up_to, changes_up_to) VALUES(1, 0, 0);
+INSERT INTO search_state(id, indexed_up_to, changes_up_to, seen_id, seen_change)
+    VALUES(1, 0, 0, 0, 0);
 CREATE VIRTUAL TABLE message_fts USING fts5(text, content='', contentless_delete=1, tokenize='trigram');
 INSERT INTO message_fts(message_fts, rank) VALUES('secure-delete', 1);
-PRAGMA user_version = 1;
+PRAGMA user_version = 2;
 ";
 
 /// Records, in the caller's (writer) transaction, that the searchable
@@ -130,8 +147,31 @@ pub(super) fn open_index(
         synchronous_full: true,
         ..options.clone()
     };
-    let mut conn = open_connection(&path, &options)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let conn = open_connection(&path, &options)?;
+    // Checked and (re)built inside one write transaction of the file
+    // itself, never by unlinking it: another process may have it open,
+    // and two may open it at once.
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let built = build_if_unfit(&conn, messages);
+    match built {
+        Ok(rebuilt) => {
+            conn.execute_batch("COMMIT")?;
+            if let Some(reason) = rebuilt {
+                tracing::warn!(%reason, path = %path.display(), "rebuilt the search index");
+            }
+            Ok(conn)
+        }
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(err)
+        }
+    }
+}
+
+/// Empties the index (its schema anew, nothing indexed) when it is new or
+/// does not fit `messages`; returns why it was not new, if it was unfit.
+fn build_if_unfit(index: &Connection, messages: &Connection) -> StoreResult<Option<String>> {
+    let version: i64 = index.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     let unfit = if version == 0 {
         None
     } else if version != INDEX_VERSION {
@@ -139,62 +179,43 @@ pub(super) fn open_index(
             "index version {version}, this binary knows {INDEX_VERSION}"
         ))
     } else {
-        beyond(&conn, messages)?
+        beyond(index, messages)?
     };
-    let fresh = version == 0 || unfit.is_some();
-    if let Some(reason) = unfit {
-        tracing::warn!(%reason, path = %path.display(), "rebuilding the search index");
-        drop(conn);
-        for suffix in ["", "-wal", "-shm"] {
-            let mut file = path.as_os_str().to_owned();
-            file.push(suffix);
-            match std::fs::remove_file(&file) {
-                Ok(()) => {}
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
-                Err(err) => {
-                    return Err(StoreError::Internal(format!(
-                        "cannot remove the stale search index {}: {err}",
-                        path.display()
-                    )));
-                }
-            }
-        }
-        conn = open_connection(&path, &options)?;
+    if version == 0 || unfit.is_some() {
+        index.execute_batch(INDEX_SCHEMA)?;
     }
-    if fresh {
-        let tx = conn.transaction()?;
-        tx.execute_batch(INDEX_SCHEMA)?;
-        tx.commit()?;
-    }
-    Ok(conn)
+    Ok(unfit)
 }
 
-/// Why the index's marks cannot belong to `messages` (they are beyond its
-/// newest message or change: the message database was replaced, say by a
-/// restored backup), or `None`.
+/// Why the index cannot belong to `messages` (its last step saw a newer
+/// message or change than the database holds: the database lost commits,
+/// or was replaced, say by a restored backup), or `None`.
 fn beyond(index: &Connection, messages: &Connection) -> StoreResult<Option<String>> {
-    let (indexed_up_to, changes_up_to) = marks(index)?;
-    let newest_id: i64 =
-        messages.query_row("SELECT COALESCE(MAX(id), 0) FROM messages", [], |r| {
-            r.get(0)
-        })?;
-    // AUTOINCREMENT keeps the highest seq ever given, pruned or not.
-    let newest_change: i64 = messages
-        .query_row(
-            "SELECT seq FROM sqlite_sequence WHERE name='search_changes'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or(0);
+    let (seen_id, seen_change): (i64, i64) = index.query_row(
+        "SELECT seen_id, seen_change FROM search_state WHERE id=1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (newest_id, newest_change) = newest(messages)?;
     Ok(
-        (indexed_up_to > newest_id || changes_up_to > newest_change).then(|| {
+        (seen_id > newest_id || seen_change > newest_change).then(|| {
             format!(
-                "the index reaches message {indexed_up_to} and change {changes_up_to}, \
-                 the database only {newest_id} and {newest_change}"
+                "the index saw message {seen_id} and change {seen_change}, \
+                 the database holds only {newest_id} and {newest_change}"
             )
         }),
     )
+}
+
+/// The newest message id and the highest change seq ever given
+/// (AUTOINCREMENT keeps it, pruned or not), as `messages` reads now.
+fn newest(messages: &Connection) -> StoreResult<(i64, i64)> {
+    Ok(messages
+        .prepare_cached(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM messages),
+                    COALESCE((SELECT seq FROM sqlite_sequence WHERE name='search_changes'), 0)",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?)
 }
 
 /// The index's watermark and applied-change mark.
@@ -218,6 +239,8 @@ struct Step {
     /// ... and moves them to.
     indexed_up_to: i64,
     changes_up_to: i64,
+    /// The newest message id and change seq its snapshot saw.
+    seen: (i64, i64),
 }
 
 /// Reads the next step in one read transaction of `messages`, or `None`
@@ -238,10 +261,8 @@ fn read_step_in(
     applied: i64,
     batch: i64,
 ) -> StoreResult<Step> {
-    let newest: i64 = messages
-        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM messages")?
-        .query_row([], |r| r.get(0))?;
-    let indexed_up_to = newest.min(watermark.saturating_add(batch)).max(watermark);
+    let seen = newest(messages)?;
+    let indexed_up_to = seen.0.min(watermark.saturating_add(batch)).max(watermark);
     let new = messages
         .prepare_cached(&format!(
             "SELECT id, text FROM messages
@@ -278,6 +299,7 @@ fn read_step_in(
         from: (watermark, applied),
         indexed_up_to,
         changes_up_to,
+        seen,
     })
 }
 
@@ -292,13 +314,21 @@ fn write_step(index: &Connection, step: &Step) -> StoreResult<bool> {
         Ok(_) => Ok(false),
         Err(err) => Err(err),
     };
-    match written {
-        Ok(true) => index.execute_batch("COMMIT")?,
-        Ok(false) => index.execute_batch("ROLLBACK")?,
+    let ended = match written {
+        Ok(true) => index.execute_batch("COMMIT"),
+        Ok(false) => index.execute_batch("ROLLBACK"),
         Err(err) => {
             let _ = index.execute_batch("ROLLBACK");
             return Err(err);
         }
+    };
+    if let Err(err) = ended {
+        // A failed COMMIT (disk full, I/O) can leave the transaction
+        // open; every later BEGIN would fail with it.
+        if !index.is_autocommit() {
+            let _ = index.execute_batch("ROLLBACK");
+        }
+        return Err(err.into());
     }
     written
 }
@@ -322,28 +352,59 @@ fn write_step_in(index: &Connection, step: &Step) -> StoreResult<()> {
         insert.execute(params![id, text])?;
     }
     index
-        .prepare_cached("UPDATE search_state SET indexed_up_to=?1, changes_up_to=?2 WHERE id=1")?
-        .execute([step.indexed_up_to, step.changes_up_to])?;
+        .prepare_cached(
+            "UPDATE search_state SET indexed_up_to=?1, changes_up_to=?2, seen_id=?3, seen_change=?4
+             WHERE id=1",
+        )?
+        .execute([
+            step.indexed_up_to,
+            step.changes_up_to,
+            step.seen.0,
+            step.seen.1,
+        ])?;
     Ok(())
 }
 
-/// Catches the index up with the message database as committed now, in
-/// steps of at most `batch` messages and changes; publishes the durable
-/// change mark to `applied`. Returns the entries written.
+/// How a catch-up ended.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Round {
+    /// The index holds everything committed when the round began.
+    Reached,
+    /// The store is closing; the round stopped between steps (the next
+    /// open goes on from the marks).
+    Stopped,
+}
+
+/// Catches the index up with the message database as committed when the
+/// round begins (not with what is committed meanwhile: a search waits for
+/// the backlog it found, not for every send after it), in steps of at
+/// most `batch` messages and changes, checking `stop` between steps.
+/// Publishes the durable change mark to `applied`.
 fn catch_up(
     index: &Connection,
     messages: &Connection,
     batch: i64,
     applied: &AtomicI64,
-) -> StoreResult<usize> {
-    let mut written = 0;
-    while let Some(step) = read_step(index, messages, batch)? {
+    stop: impl Fn() -> bool,
+) -> StoreResult<Round> {
+    let (target_id, target_change) = newest(messages)?;
+    loop {
+        let (watermark, changes) = marks(index)?;
+        if watermark >= target_id && changes >= target_change {
+            return Ok(Round::Reached);
+        }
+        if stop() {
+            return Ok(Round::Stopped);
+        }
+        let Some(step) = read_step(index, messages, batch)? else {
+            // Nothing left (the change rows above the mark were pruned
+            // or never written).
+            return Ok(Round::Reached);
+        };
         if write_step(index, &step)? {
             applied.store(step.changes_up_to, Ordering::Release);
-            written += step.new.len() + step.changed.len();
         }
     }
-    Ok(written)
 }
 
 /// How the indexer paces itself.
@@ -371,7 +432,7 @@ struct State {
     doorbell: Doorbell,
     /// Searches waiting for a catch-up to finish.
     searches: Vec<oneshot::Sender<StoreResult<()>>>,
-    /// The store is closing: one last catch-up, then exit.
+    /// The store is closing (or the thread ended): exit between steps.
     stopping: bool,
 }
 
@@ -402,7 +463,7 @@ impl IndexerHandle {
 }
 
 /// The store's handle on the indexer thread: [`SearchIndexer::stop`]
-/// stops it after a last catch-up and joins it.
+/// stops it and joins it.
 pub(super) struct SearchIndexer {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -465,15 +526,14 @@ impl SearchIndexer {
         };
         async move {
             queued?;
-            done.await
-                .map_err(|_| StoreError::Unavailable("the search indexer stopped".into()))?
+            done.await.map_err(|_| stopped())?
         }
     }
 }
 
 impl SearchIndexer {
-    /// Stops the thread after a last catch-up and waits for it (blocking:
-    /// the store calls it on the blocking pool).
+    /// Stops the thread (between steps: no last catch-up) and waits for
+    /// it (blocking: the store calls it on the blocking pool).
     pub(super) fn stop(mut self) {
         self.signal_stop();
         if let Some(thread) = self.thread.take() {
@@ -497,12 +557,17 @@ impl Drop for SearchIndexer {
 }
 
 /// The thread: wait for a commit or a search, let sends gather for
-/// `delay` (unless a search waits), catch up, answer the searches.
+/// `delay` (unless a search waits), catch up, answer the searches. A stop
+/// ends it between steps, with no last catch-up: a stop never waits for a
+/// backlog (after an upgrade, the whole index), and the next open goes on
+/// from the marks.
 fn index_loop(index: &Connection, messages: &Connection, shared: &Shared, tuning: IndexTuning) {
+    // However the loop ends (a panic included), no search waits forever.
+    let _farewell = Farewell(shared);
     let seconds = metrics::histogram!("parley_search_index_seconds");
-    let batch = tuning.batch.max(1) as i64;
+    let batch = i64::try_from(tuning.batch).unwrap_or(i64::MAX).max(1);
     loop {
-        let (searches, stopping) = {
+        let searches = {
             let mut state = wait_for_commit(
                 &shared.wake,
                 shared.lock(),
@@ -518,23 +583,49 @@ fn index_loop(index: &Connection, messages: &Connection, shared: &Shared, tuning
                     .unwrap_or_else(PoisonError::into_inner)
                     .0;
             }
+            if state.stopping {
+                return;
+            }
             state.doorbell.take();
-            (std::mem::take(&mut state.searches), state.stopping)
+            std::mem::take(&mut state.searches)
         };
         let started = Instant::now();
-        let outcome = catch_up(index, messages, batch, &shared.applied);
+        let outcome = catch_up(index, messages, batch, &shared.applied, || {
+            shared.lock().stopping
+        });
         seconds.record(started.elapsed().as_secs_f64());
-        if let Err(err) = &outcome {
-            // Nothing is lost: the marks did not move, the next catch-up
-            // (after the next commit or search) starts there again.
-            tracing::warn!(%err, "could not catch the search index up; retrying later");
-            shared.lock().doorbell.ring(&shared.wake);
-        }
+        let answer = match outcome {
+            Ok(Round::Reached) => Ok(()),
+            Ok(Round::Stopped) => Err(stopped()),
+            Err(err) => {
+                // Nothing is lost: the marks did not move. The thread
+                // rings its own doorbell, so it tries again after `delay`.
+                tracing::warn!(%err, "could not catch the search index up; retrying later");
+                shared.lock().doorbell.ring(&shared.wake);
+                Err(err)
+            }
+        };
         for search in searches {
-            let _ = search.send(outcome.as_ref().map(|_| ()).map_err(Clone::clone));
+            let _ = search.send(answer.clone());
         }
-        if stopping {
-            return;
+    }
+}
+
+/// What a search hears when the indexer has stopped.
+fn stopped() -> StoreError {
+    StoreError::Unavailable("the search indexer stopped".into())
+}
+
+/// Marks the indexer stopped and answers the searches still waiting when
+/// its thread ends, however it ends.
+struct Farewell<'a>(&'a Shared);
+
+impl Drop for Farewell<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.stopping = true;
+        for search in state.searches.drain(..) {
+            let _ = search.send(Err(stopped()));
         }
     }
 }
@@ -604,7 +695,11 @@ mod tests {
         let step = read_step(&index, &messages, 3).unwrap().unwrap();
         assert_eq!(step.new.len(), 3);
         let applied = AtomicI64::new(0);
-        assert_eq!(catch_up(&index, &messages, 3, &applied).unwrap(), 7);
+        let never = || false;
+        assert_eq!(
+            catch_up(&index, &messages, 3, &applied, never).unwrap(),
+            Round::Reached
+        );
         assert_eq!(entries(&index, "heron"), 7);
         messages
             .execute_batch(
@@ -612,9 +707,56 @@ mod tests {
                  INSERT INTO search_changes(message_id) VALUES(2);",
             )
             .unwrap();
-        assert_eq!(catch_up(&index, &messages, 3, &applied).unwrap(), 1);
+        assert_eq!(
+            catch_up(&index, &messages, 3, &applied, never).unwrap(),
+            Round::Reached
+        );
         assert_eq!(entries(&index, "heron"), 6);
         assert_eq!(entries(&index, "egret"), 1);
         assert_eq!(applied.load(Ordering::Acquire), 1);
+    }
+
+    /// A stop ends a round between steps: what was written stays, with
+    /// its marks, and the rest is left for the next round.
+    #[test]
+    fn a_stop_ends_a_round_between_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let (messages, index) = databases(dir.path(), &["wren a", "wren b", "wren c"]);
+        let asked = std::cell::Cell::new(0);
+        let stop_after_one_step = || {
+            asked.set(asked.get() + 1);
+            asked.get() > 1
+        };
+        let applied = AtomicI64::new(0);
+        assert_eq!(
+            catch_up(&index, &messages, 1, &applied, stop_after_one_step).unwrap(),
+            Round::Stopped
+        );
+        assert_eq!(marks(&index).unwrap().0, 1);
+        assert_eq!(entries(&index, "wren"), 1);
+    }
+
+    /// An index whose last step saw a newer message or change than the
+    /// database holds (the database lost commits, or is an older backup)
+    /// is emptied at open, even when its marks are not beyond it.
+    #[test]
+    fn an_index_that_saw_more_than_the_database_is_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let (messages, index) = databases(dir.path(), &["finch"]);
+        let applied = AtomicI64::new(0);
+        catch_up(&index, &messages, 10, &applied, || false).unwrap();
+        assert_eq!(entries(&index, "finch"), 1);
+        index
+            .execute("UPDATE search_state SET seen_change=5 WHERE id=1", [])
+            .unwrap();
+        drop(index);
+        let index = open_index(
+            &dir.path().join("parley.db"),
+            &SqliteOptions::default(),
+            &messages,
+        )
+        .unwrap();
+        assert_eq!(marks(&index).unwrap(), (0, 0));
+        assert_eq!(entries(&index, "finch"), 0);
     }
 }

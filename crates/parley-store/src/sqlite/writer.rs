@@ -179,7 +179,11 @@ pub(super) fn writer_loop(
         // durably; a failure only leaves them for a later batch.
         let applied = indexer.applied();
         let mut pruning = broken.is_none() && applied > pruned_changes;
-        if pruning && let Err(err) = search_index::prune_changes(&conn, applied) {
+        if pruning
+            && let Err(err) = run_in_savepoint(&conn, &mut events, |conn, _| {
+                search_index::prune_changes(conn, applied)
+            })
+        {
             tracing::warn!(%err, "could not prune applied search changes; retrying later");
             pruning = false;
         }
