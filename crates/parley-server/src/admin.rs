@@ -44,7 +44,11 @@ pub struct BackupReport {
 /// (`parley.db.search`) is derived from the messages and built anew by the
 /// server that opens the backup.
 fn is_database_file(name: &str) -> bool {
-    name == "parley.db" || name.starts_with("parley.db-") || name.starts_with("parley.db.search")
+    name.strip_prefix("parley.db").is_some_and(|rest| {
+        rest.is_empty()
+            || rest.starts_with('-')
+            || rest.starts_with(parley_store::sqlite::SEARCH_INDEX_SUFFIX)
+    })
 }
 
 /// Backs up the data dir `config` names into `dest` (made, mode 0700; it

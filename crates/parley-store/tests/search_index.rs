@@ -56,13 +56,28 @@ fn peek_index(dir: &Path) -> rusqlite::Connection {
 }
 
 fn watermark(dir: &Path) -> i64 {
-    peek_index(dir)
-        .query_row(
-            "SELECT indexed_up_to FROM search_state WHERE id=1",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap()
+    watermark_in(&peek_index(dir))
+}
+
+fn watermark_in(conn: &rusqlite::Connection) -> i64 {
+    conn.query_row(
+        "SELECT indexed_up_to FROM search_state WHERE id=1",
+        [],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
+/// Waits until the indexer, with no search asking, has indexed every
+/// message committed so far. Polled, not timed: the machine may be slow,
+/// the outcome may not.
+async fn indexed_by_itself(dir: &Path) {
+    let newest = newest_id(dir);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while watermark(dir) < newest {
+        assert!(std::time::Instant::now() < deadline, "never indexed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn newest_id(dir: &Path) -> i64 {
@@ -234,15 +249,6 @@ async fn sends_are_acknowledged_while_the_index_is_locked() {
     store.shutdown().await;
 }
 
-fn watermark_in(conn: &rusqlite::Connection) -> i64 {
-    conn.query_row(
-        "SELECT indexed_up_to FROM search_state WHERE id=1",
-        [],
-        |r| r.get(0),
-    )
-    .unwrap()
-}
-
 /// After a commit the indexer catches up by itself after
 /// `search_index_delay`, with no search asking.
 #[tokio::test]
@@ -252,13 +258,7 @@ async fn the_indexer_catches_up_after_the_delay() {
     let store = &*store;
     let mut room = Room::new(store).await;
     room.text(store, "a quiet evening").await;
-    let newest = newest_id(dir.path());
-    // Polled, not timed: the machine may be slow, the outcome may not.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while watermark(dir.path()) < newest {
-        assert!(std::time::Instant::now() < deadline, "never indexed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    indexed_by_itself(dir.path()).await;
     assert_eq!(indexed(dir.path(), "quiet"), 1);
     store.shutdown().await;
 }
@@ -361,13 +361,7 @@ async fn what_a_stop_left_unindexed_is_indexed_after_reopening() {
     drop(store);
     assert!(watermark(dir.path()) < newest_id(dir.path()));
     let store = open(dir.path(), 1000, Duration::from_millis(1)).await;
-    let newest = newest_id(dir.path());
-    // Polled, not timed: the machine may be slow, the outcome may not.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while watermark(dir.path()) < newest {
-        assert!(std::time::Instant::now() < deadline, "never indexed");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    indexed_by_itself(dir.path()).await;
     assert_eq!(indexed(dir.path(), "words"), 1);
     store.shutdown().await;
 }

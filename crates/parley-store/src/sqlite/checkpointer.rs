@@ -187,7 +187,7 @@ fn checkpoint_loop(conn: &Connection, shared: &Shared, interval: Duration) {
                 |state| &mut state.doorbell,
                 |state| state.stopping,
             );
-            state.doorbell.take();
+            state.doorbell.clear();
             state.stopping
         };
         run_once(conn, &shared.wal_pages);

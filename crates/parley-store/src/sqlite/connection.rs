@@ -40,22 +40,16 @@ pub(super) fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResu
 /// `parley.db` -> `parley.db.search` (its WAL `parley.db.search-wal`).
 pub(super) fn index_path(database: &Path) -> PathBuf {
     let mut name = database.as_os_str().to_owned();
-    name.push(".search");
+    name.push(super::SEARCH_INDEX_SUFFIX);
     PathBuf::from(name)
-}
-
-/// Attaches the search index's file to a reader connection as `search`.
-fn attach_index(conn: &Connection, index: &Path) -> StoreResult<()> {
-    let index = index
-        .to_str()
-        .ok_or_else(|| StoreError::Invalid("the database path is not UTF-8".into()))?;
-    conn.execute("ATTACH DATABASE ?1 AS search", [index])?;
-    Ok(())
 }
 
 /// Reader connections, kept open between reads.
 pub(super) struct ReaderPool {
     path: PathBuf,
+    /// The search index's file, attached to every reader as `search`
+    /// (`ATTACH` takes the name as text; checked once, at open).
+    index: String,
     options: SqliteOptions,
     idle: Mutex<Vec<Connection>>,
     permits: Arc<tokio::sync::Semaphore>,
@@ -67,13 +61,25 @@ impl ReaderPool {
     const MAX_IDLE: usize = Self::MAX_READERS;
 
     /// A pool for the database at `path`; connections open on first use.
-    pub(super) fn new(path: PathBuf, options: SqliteOptions) -> ReaderPool {
-        ReaderPool {
+    /// Refuses a path `ATTACH` cannot name (not UTF-8), at open rather
+    /// than at every read.
+    pub(super) fn new(path: PathBuf, options: SqliteOptions) -> StoreResult<ReaderPool> {
+        let index = index_path(&path)
+            .into_os_string()
+            .into_string()
+            .map_err(|name| {
+                StoreError::Internal(format!(
+                    "the database path {} is not UTF-8, which SQLite's ATTACH needs",
+                    Path::new(&name).display()
+                ))
+            })?;
+        Ok(ReaderPool {
             path,
+            index,
             options,
             idle: Mutex::new(Vec::new()),
             permits: Arc::new(tokio::sync::Semaphore::new(Self::MAX_READERS)),
-        }
+        })
     }
 
     /// Runs `f` on a reader connection on the blocking pool.
@@ -110,7 +116,7 @@ impl ReaderPool {
             None => {
                 let conn = open_connection(&self.path, &self.options)?;
                 // Searches read the index file too (`search_index`).
-                attach_index(&conn, &index_path(&self.path))?;
+                conn.execute("ATTACH DATABASE ?1 AS search", [&self.index])?;
                 Ok(conn)
             }
         }

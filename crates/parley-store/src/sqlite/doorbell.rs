@@ -34,15 +34,15 @@ impl Doorbell {
         }
     }
 
-    /// Whether a commit was marked; clears the mark.
-    pub(super) fn take(&mut self) -> bool {
-        std::mem::take(&mut self.committed)
+    /// Clears the mark: the thread starts the round the commits asked for.
+    pub(super) fn clear(&mut self) {
+        self.committed = false;
     }
 }
 
 /// Blocks on `wake` until a commit is marked on the doorbell `bell` finds
 /// in the state, or `done_waiting` says there is other work (a stop, a
-/// search). Leaves the mark for the caller to [`Doorbell::take`].
+/// search). Leaves the mark for the caller to [`Doorbell::clear`].
 pub(super) fn wait_for_commit<'a, S>(
     wake: &Condvar,
     mut state: MutexGuard<'a, S>,

@@ -81,6 +81,10 @@ use crate::{CommitReceiver, PendingAppend, Store};
 use connection::ReaderPool;
 use writer::{Job, WriterJob};
 
+/// What the search index's file adds to the database's name
+/// (`parley.db` -> `parley.db.search`, with its own `-wal` and `-shm`).
+pub const SEARCH_INDEX_SUFFIX: &str = ".search";
+
 /// Tuning of the SQLite store.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -134,6 +138,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, applies
     /// migrations, and starts the writer thread.
     pub fn open(path: &Path, options: SqliteOptions) -> StoreResult<(SqliteStore, CommitReceiver)> {
+        let readers = Arc::new(ReaderPool::new(path.to_owned(), options.clone())?);
         let mut conn = connection::open_connection(path, &options)?;
         schema::migrate(&mut conn)?;
         let index = search_index::open_index(path, &options, &conn)?;
@@ -142,7 +147,7 @@ impl SqliteStore {
             &options,
             index,
             search_index::IndexTuning {
-                batch: options.search_index_batch.max(1),
+                batch: options.search_index_batch,
                 delay: options.search_index_delay,
             },
         )?;
@@ -177,7 +182,7 @@ impl SqliteStore {
             jobs: Mutex::new(Some(jobs_tx)),
             writer: Mutex::new(Some(writer)),
             indexer: Mutex::new(Some(indexer)),
-            readers: Arc::new(ReaderPool::new(path.to_owned(), options)),
+            readers,
         };
         Ok((store, events_rx))
     }

@@ -226,7 +226,7 @@ fn marks(index: &Connection) -> StoreResult<(i64, i64)> {
 }
 
 /// One step of catching up, read from the message database.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Step {
     /// Messages above the old watermark, up to `indexed_up_to`, that are
     /// searchable: (id, text).
@@ -586,7 +586,7 @@ fn index_loop(index: &Connection, messages: &Connection, shared: &Shared, tuning
             if state.stopping {
                 return;
             }
-            state.doorbell.take();
+            state.doorbell.clear();
             std::mem::take(&mut state.searches)
         };
         let started = Instant::now();
