@@ -145,6 +145,12 @@ pub struct Config {
     /// the remainder itself after a commit, so the WAL starts over.
     /// Default 4,096.
     pub sqlite_wal_restart_pages: u32,
+    /// SQLite: each connection's page cache, per database file, in KiB
+    /// (SQLite's `cache_size`). The caches fill as the store grows and then
+    /// stay full: the writer, the checkpoint thread, the search indexer
+    /// (two files) and up to 8 readers (two files each), so at most 20
+    /// times this. Default 2,000 (SQLite's own default).
+    pub sqlite_cache_kib: u32,
     /// PostgreSQL connections per process, the writer's included. Default 16.
     pub database_pool_size: usize,
     /// PostgreSQL: a read, or a whole group commit, taking longer than this
@@ -384,6 +390,7 @@ impl Default for Config {
             search_index_delay_ms: 200,
             sqlite_checkpoint_interval_ms: 100,
             sqlite_wal_restart_pages: 4096,
+            sqlite_cache_kib: 2000,
             database_pool_size: 16,
             database_timeout_ms: 10_000,
             reconnect_jitter_ms: 5_000,
@@ -601,6 +608,7 @@ impl Config {
                 "sqlite_wal_restart_pages",
                 u64::from(self.sqlite_wal_restart_pages),
             ),
+            ("sqlite_cache_kib", u64::from(self.sqlite_cache_kib)),
             ("database_pool_size", self.database_pool_size as u64),
             ("database_timeout_ms", self.database_timeout_ms),
             ("argon2_memory_kib", self.argon2_memory_kib as u64),

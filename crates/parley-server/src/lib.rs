@@ -189,6 +189,7 @@ pub fn store_config(config: &Config) -> StoreConfig {
                 search_index_delay: Duration::from_millis(config.search_index_delay_ms),
                 checkpoint_interval: Duration::from_millis(config.sqlite_checkpoint_interval_ms),
                 wal_restart_pages: config.sqlite_wal_restart_pages,
+                cache_kib: config.sqlite_cache_kib,
             },
         },
     }

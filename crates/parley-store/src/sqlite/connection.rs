@@ -32,8 +32,18 @@ pub(super) fn open_connection(path: &Path, options: &SqliteOptions) -> StoreResu
     // Delete for everyone must purge text from the file, not only unlink
     // it: freed cells and pages are overwritten with zeros.
     conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "cache_size", cache_size(options))?;
     conn.set_prepared_statement_cache_capacity(96);
     Ok(conn)
+}
+
+/// `PRAGMA cache_size` for `cache_kib` (a negative size is in KiB).
+/// Every connection has one cache per database file it opens, and keeps
+/// it full once the store is larger: the writer, the checkpoint thread,
+/// the indexer's two, and two per reader ([`ReaderPool::MAX_READERS`]),
+/// so the caches take at most 20 times `cache_kib`.
+fn cache_size(options: &SqliteOptions) -> i64 {
+    -i64::from(options.cache_kib.max(1))
 }
 
 /// The search index's file beside the message database (`search_index`):
@@ -117,6 +127,7 @@ impl ReaderPool {
                 let conn = open_connection(&self.path, &self.options)?;
                 // Searches read the index file too (`search_index`).
                 conn.execute("ATTACH DATABASE ?1 AS search", [&self.index])?;
+                conn.pragma_update(Some("search"), "cache_size", cache_size(&self.options))?;
                 Ok(conn)
             }
         }
@@ -127,5 +138,32 @@ impl ReaderPool {
         if idle.len() < Self::MAX_IDLE {
             idle.push(conn);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_sizes(conn: &Connection) -> (i64, i64) {
+        let size = |schema: &str| {
+            conn.query_row(&format!("PRAGMA {schema}.cache_size"), [], |r| r.get(0))
+                .unwrap()
+        };
+        (size("main"), size("search"))
+    }
+
+    /// Every file a reader opens gets the configured cache, the attached
+    /// search index included (it would otherwise keep SQLite's default).
+    #[tokio::test]
+    async fn readers_use_the_configured_cache_for_both_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteOptions {
+            cache_kib: 300,
+            ..SqliteOptions::default()
+        };
+        let pool = Arc::new(ReaderPool::new(dir.path().join("parley.db"), options).unwrap());
+        let sizes = pool.run(|conn| Ok(cache_sizes(conn))).await.unwrap();
+        assert_eq!(sizes, (-300, -300));
     }
 }

@@ -109,6 +109,9 @@ pub struct SqliteOptions {
     /// after a commit, so the WAL starts over (bounds the WAL under
     /// continuous writes).
     pub wal_restart_pages: u32,
+    /// Each connection's page cache per database file, in KiB (SQLite's
+    /// `cache_size`); see [`connection`] for how many there are.
+    pub cache_kib: u32,
 }
 
 impl Default for SqliteOptions {
@@ -120,6 +123,7 @@ impl Default for SqliteOptions {
             search_index_delay: Duration::from_millis(200),
             checkpoint_interval: Duration::from_millis(100),
             wal_restart_pages: 4096,
+            cache_kib: 2000,
         }
     }
 }
