@@ -7,6 +7,13 @@
 //! before any other job runs and before every COMMIT, so readers and other
 //! jobs always see the database exactly as if there were no cache. Any
 //! rollback clears it.
+//!
+//! The flush visits only what changed: the dirty entries are also listed,
+//! because the cache holds every user and conversation a send touched
+//! lately (up to [`WriterCache::MAX_ENTRIES`] each) and a flush runs before
+//! every COMMIT and every other job. Scanning the maps for dirty flags cost
+//! O(cached entries) per transaction: 12 % of the server's CPU during a
+//! reconnect storm of 19,000 users (a receipt per client, each a job).
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -28,6 +35,10 @@ pub(super) struct WriterCache {
     inboxes: HashMap<UserId, CachedInbox>,
     /// Pending advances of senders' own cursors: (conversation, sender) -> seq.
     own_cursors: HashMap<(ConversationId, UserId), u64>,
+    /// The conversations whose `dirty` is set, each once.
+    dirty_conversations: Vec<ConversationId>,
+    /// The users whose inbox entry's `dirty` is set, each once.
+    dirty_inboxes: Vec<UserId>,
 }
 
 /// A conversation as the writer sees it.
@@ -56,23 +67,37 @@ impl WriterCache {
     /// Beyond this many entries the (clean) cache is dropped and refilled.
     const MAX_ENTRIES: usize = 100_000;
 
-    /// Writes every dirty value back.
+    /// Writes every dirty value back. An entry leaves its dirty list only
+    /// once written, so after a failure the lists still name everything
+    /// unwritten (the writer then rolls back and clears the cache anyway).
     pub(super) fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
-        for (&id, conversation) in self.conversations.iter_mut().filter(|(_, c)| c.dirty) {
-            advance_last_seq(
-                conn,
-                id,
-                conversation.stored_seq,
-                conversation.last_seq,
-                conversation.last_activity_ms,
-            )?;
-            conversation.stored_seq = conversation.last_seq;
-            conversation.dirty = false;
+        while let Some(&id) = self.dirty_conversations.last() {
+            if let Some(conversation) = self.conversations.get_mut(&id) {
+                advance_last_seq(
+                    conn,
+                    id,
+                    conversation.stored_seq,
+                    conversation.last_seq,
+                    conversation.last_activity_ms,
+                )?;
+                conversation.stored_seq = conversation.last_seq;
+                conversation.dirty = false;
+            }
+            self.dirty_conversations.pop();
         }
-        let mut update_head = conn.prepare_cached("UPDATE users SET inbox_head=?2 WHERE id=?1")?;
-        for (user, inbox) in self.inboxes.iter_mut().filter(|(_, i)| i.dirty) {
-            update_head.execute(params![user.0, inbox.tail.head as i64])?;
-            inbox.dirty = false;
+        if !self.dirty_inboxes.is_empty() {
+            let mut update_head =
+                conn.prepare_cached("UPDATE users SET inbox_head=?2 WHERE id=?1")?;
+            while let Some(&user) = self.dirty_inboxes.last() {
+                if let Some(inbox) = self.inboxes.get_mut(&user) {
+                    update_head.execute(params![user.0, inbox.tail.head as i64])?;
+                    inbox.dirty = false;
+                }
+                self.dirty_inboxes.pop();
+            }
+        }
+        if self.own_cursors.is_empty() {
+            return Ok(());
         }
         let mut update_cursor = conn.prepare_cached(
             "UPDATE members SET delivered_up_to=MAX(delivered_up_to, ?3), read_up_to=MAX(read_up_to, ?3)
@@ -90,6 +115,8 @@ impl WriterCache {
         self.conversations.clear();
         self.inboxes.clear();
         self.own_cursors.clear();
+        self.dirty_conversations.clear();
+        self.dirty_inboxes.clear();
     }
 
     /// Called after a commit, when everything is clean.
@@ -142,7 +169,13 @@ impl WriterCache {
             None => inbox_runs::load_tail(conn, user)?,
         };
         let tail = inbox_runs::next_cursor(conn, user, &tail, conversation, seq, now)?;
-        self.inboxes.insert(user, CachedInbox { tail, dirty: true });
+        let listed = self
+            .inboxes
+            .insert(user, CachedInbox { tail, dirty: true })
+            .is_some_and(|previous| previous.dirty);
+        if !listed {
+            self.dirty_inboxes.push(user);
+        }
         Ok(tail.head)
     }
 
@@ -158,7 +191,10 @@ impl WriterCache {
         if let Some(cached) = self.conversations.get_mut(&conversation) {
             cached.last_seq = seq;
             cached.last_activity_ms = now;
-            cached.dirty = true;
+            if !cached.dirty {
+                cached.dirty = true;
+                self.dirty_conversations.push(conversation);
+            }
         }
         // A member's own sends advance its own cursors.
         let own = self
@@ -204,6 +240,54 @@ mod tests {
         assert_eq!(stored_seq(&conn), 5);
         cache.appended(id, UserId(1), 6, 12);
         cache.flush(&conn).unwrap();
+        assert_eq!(stored_seq(&conn), 6);
+    }
+
+    fn inbox_head(conn: &Connection, user: i64) -> i64 {
+        conn.query_row("SELECT inbox_head FROM users WHERE id=?1", [user], |r| {
+            r.get(0)
+        })
+        .unwrap()
+    }
+
+    /// A flush writes what changed since the last one, each entry once,
+    /// and leaves clean entries alone (it no longer scans for them).
+    #[test]
+    fn the_flush_writes_only_what_changed_since_the_last_one() {
+        let conn = database();
+        for user in 1..=3 {
+            conn.execute(
+                "INSERT INTO users(id, username, display_name, password_hash, created_at_ms)
+                     VALUES(?1, 'u' || ?1, 'u', 'x', 1)",
+                [user],
+            )
+            .unwrap();
+        }
+        let mut cache = WriterCache::default();
+        let id = ConversationId(1);
+        cache.conversation(&conn, id).unwrap();
+        for (user, seq) in [(1, 4), (2, 4), (1, 5), (3, 5)] {
+            cache.deliver(&conn, UserId(user), id, seq, 10).unwrap();
+            cache.appended(id, UserId(1), seq, 10);
+        }
+        assert_eq!(cache.dirty_conversations, vec![id]);
+        assert_eq!(cache.dirty_inboxes.len(), 3, "each user listed once");
+        cache.flush(&conn).unwrap();
+        assert!(cache.dirty_conversations.is_empty() && cache.dirty_inboxes.is_empty());
+        assert_eq!(
+            [1, 2, 3].map(|user| inbox_head(&conn, user)),
+            [2, 1, 1],
+            "user 1 has two entries"
+        );
+        assert_eq!(stored_seq(&conn), 5);
+        // A clean entry is not written again: a value changed behind the
+        // cache's back stays as it is, while the changed user is written.
+        conn.execute("UPDATE users SET inbox_head=99 WHERE id=2", [])
+            .unwrap();
+        cache.deliver(&conn, UserId(3), id, 6, 11).unwrap();
+        cache.appended(id, UserId(1), 6, 11);
+        cache.flush(&conn).unwrap();
+        assert_eq!([2, 3].map(|user| inbox_head(&conn, user)), [99, 2]);
         assert_eq!(stored_seq(&conn), 6);
     }
 
