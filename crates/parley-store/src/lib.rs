@@ -184,6 +184,23 @@ pub trait Store: Send + Sync + 'static {
         since: u64,
         limit: usize,
     ) -> StoreResult<Vec<InboxEntry>>;
+    /// What a socket reads when it opens: the inbox head, and with
+    /// `since` the first page after it. An engine that can reads both in
+    /// one go (SQLite: one trip to the reader pool, not two, for each of
+    /// thousands of clients reconnecting at once).
+    async fn inbox_opening(
+        &self,
+        user: UserId,
+        since: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<InboxOpening> {
+        let head = self.inbox_head(user).await?;
+        let first_page = match since {
+            Some(since) => Some(self.inbox_since(user, since, limit).await),
+            None => None,
+        };
+        Ok(InboxOpening { head, first_page })
+    }
     /// Drops inbox entries created before `before_ms`; returns how many.
     async fn prune_inbox(&self, before_ms: i64) -> StoreResult<u64>;
 

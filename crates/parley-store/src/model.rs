@@ -7,6 +7,8 @@ use parley_proto::{
     ConversationId, DeviceId, MediaId, Message, MessageKind, ReceiptStatus, Role, UserId,
 };
 
+use crate::error::StoreResult;
+
 /// A user to create.
 #[derive(Debug, Clone)]
 pub struct NewUser {
@@ -311,6 +313,18 @@ pub struct InboxEntry {
     pub cursor: u64,
     /// The message.
     pub message: Message,
+}
+
+/// What a socket reads when it opens ([`crate::Store::inbox_opening`]).
+#[derive(Debug)]
+pub struct InboxOpening {
+    /// The user's inbox head.
+    pub head: u64,
+    /// The first page after the socket's `since` (`None` without one), as
+    /// [`crate::Store::inbox_since`] reads it. Its error
+    /// (`ResyncRequired` for a `since` older than what is kept) leaves the
+    /// head good to use.
+    pub first_page: Option<StoreResult<Vec<InboxEntry>>>,
 }
 
 /// Who must hear about a committed message, with their inbox positions.

@@ -1359,6 +1359,25 @@ async fn inbox_replay_and_retention(backend: &Backend) {
     assert_eq!(kept[0].cursor, 7, "cursors continue after pruning");
     assert_eq!(kept[0].message, later.message);
     assert_eq!(store.inbox_head(bob).await.unwrap(), 7);
+
+    // What a socket reads when it opens is the head and the page after
+    // its `since`, as the two reads give them; a `since` older than what
+    // is kept still comes with the head.
+    let opening = store.inbox_opening(bob, None, 10).await.unwrap();
+    assert_eq!(opening.head, 7);
+    assert!(opening.first_page.is_none());
+    let opening = store.inbox_opening(bob, Some(6), 10).await.unwrap();
+    assert_eq!(opening.head, 7);
+    assert_eq!(
+        opening.first_page.unwrap().unwrap(),
+        store.inbox_since(bob, 6, 10).await.unwrap()
+    );
+    let opening = store.inbox_opening(bob, Some(3), 10).await.unwrap();
+    assert_eq!(opening.head, 7);
+    assert!(matches!(
+        opening.first_page,
+        Some(Err(StoreError::ResyncRequired))
+    ));
     store.shutdown().await;
 }
 

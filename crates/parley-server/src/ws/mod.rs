@@ -542,14 +542,18 @@ impl Session {
     async fn start(&mut self, since: Option<u64>) -> bool {
         let state = self.state.clone();
         let user = self.identity.user;
-        let head = match state.store.inbox_head(user).await {
-            Ok(head) => head,
+        // The head and the first replay page in one read: in a reconnect
+        // storm every client does this at once.
+        let opening = match state.store.inbox_opening(user, since, REPLAY_PAGE).await {
+            Ok(opening) => opening,
             Err(err) => {
                 let err = ApiError::from(err);
                 self.send_frame(err.to_frame(Some("auth".into()))).await;
                 return false;
             }
         };
+        let head = opening.head;
+        let mut first_page = opening.first_page;
         let ready = ServerFrame::Ready {
             user_id: user,
             device_id: self.identity.device,
@@ -572,7 +576,11 @@ impl Session {
         };
         let mut cursor = since;
         loop {
-            match state.store.inbox_since(user, cursor, REPLAY_PAGE).await {
+            let page = match first_page.take() {
+                Some(page) => page,
+                None => state.store.inbox_since(user, cursor, REPLAY_PAGE).await,
+            };
+            match page {
                 Ok(entries) => {
                     let done = entries.len() < REPLAY_PAGE;
                     for entry in entries {

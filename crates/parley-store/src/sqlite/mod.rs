@@ -490,14 +490,20 @@ impl Store for SqliteStore {
         since: u64,
         limit: usize,
     ) -> StoreResult<Vec<InboxEntry>> {
+        self.read(move |conn| inbox_page(conn, user, since, limit))
+            .await
+    }
+
+    async fn inbox_opening(
+        &self,
+        user: UserId,
+        since: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<InboxOpening> {
         self.read(move |conn| {
-            let mut entries = inbox::inbox_since(conn, user, since, limit)?;
-            for entry in entries.iter_mut() {
-                if entry.message.reply_to_seq.is_some() {
-                    events::attach_quotes(conn, user, std::slice::from_mut(&mut entry.message))?;
-                }
-            }
-            Ok(entries)
+            let head = inbox::inbox_head(conn, user)?;
+            let first_page = since.map(|since| inbox_page(conn, user, since, limit));
+            Ok(InboxOpening { head, first_page })
         })
         .await
     }
@@ -685,4 +691,22 @@ impl Store for SqliteStore {
             let _ = tokio::task::spawn_blocking(move || indexer.stop()).await;
         }
     }
+}
+
+/// Up to `limit` inbox entries after `since`, with the quoted messages of
+/// replies attached: [`Store::inbox_since`], and the first page of
+/// [`Store::inbox_opening`].
+fn inbox_page(
+    conn: &rusqlite::Connection,
+    user: UserId,
+    since: u64,
+    limit: usize,
+) -> StoreResult<Vec<InboxEntry>> {
+    let mut entries = inbox::inbox_since(conn, user, since, limit)?;
+    for entry in entries.iter_mut() {
+        if entry.message.reply_to_seq.is_some() {
+            events::attach_quotes(conn, user, std::slice::from_mut(&mut entry.message))?;
+        }
+    }
+    Ok(entries)
 }
