@@ -110,7 +110,8 @@ pub struct SqliteOptions {
     /// continuous writes).
     pub wal_restart_pages: u32,
     /// Each connection's page cache per database file, in KiB (SQLite's
-    /// `cache_size`); see [`connection`] for how many there are.
+    /// `cache_size`): at most 20 caches in all (the writer, the checkpoint
+    /// thread, the indexer's two files, 8 readers with two files each).
     pub cache_kib: u32,
 }
 
