@@ -1378,6 +1378,15 @@ async fn inbox_replay_and_retention(backend: &Backend) {
         opening.first_page,
         Some(Err(StoreError::ResyncRequired))
     ));
+    let unknown = store
+        .inbox_opening(UserId(987_654), Some(0), 10)
+        .await
+        .unwrap();
+    assert_eq!(unknown.head, 0);
+    assert!(matches!(
+        unknown.first_page,
+        Some(Err(StoreError::NotFound(_)))
+    ));
     store.shutdown().await;
 }
 

@@ -67,12 +67,14 @@ impl WriterCache {
     /// Beyond this many entries the (clean) cache is dropped and refilled.
     const MAX_ENTRIES: usize = 100_000;
 
-    /// Writes every dirty value back. An entry leaves its dirty list only
-    /// once written, so after a failure the lists still name everything
-    /// unwritten (the writer then rolls back and clears the cache anyway).
+    /// Writes every dirty value back. A seq or inbox head leaves its dirty
+    /// list only once written; after a failure the writer rolls the batch
+    /// back and clears the whole cache, own cursors included.
     pub(super) fn flush(&mut self, conn: &Connection) -> StoreResult<()> {
         while let Some(&id) = self.dirty_conversations.last() {
-            if let Some(conversation) = self.conversations.get_mut(&id) {
+            let conversation = self.conversations.get_mut(&id);
+            debug_assert!(conversation.is_some(), "listed conversations are cached");
+            if let Some(conversation) = conversation {
                 advance_last_seq(
                     conn,
                     id,
@@ -89,7 +91,9 @@ impl WriterCache {
             let mut update_head =
                 conn.prepare_cached("UPDATE users SET inbox_head=?2 WHERE id=?1")?;
             while let Some(&user) = self.dirty_inboxes.last() {
-                if let Some(inbox) = self.inboxes.get_mut(&user) {
+                let inbox = self.inboxes.get_mut(&user);
+                debug_assert!(inbox.is_some(), "listed inboxes are cached");
+                if let Some(inbox) = inbox {
                     update_head.execute(params![user.0, inbox.tail.head as i64])?;
                     inbox.dirty = false;
                 }
@@ -271,7 +275,11 @@ mod tests {
             cache.appended(id, UserId(1), seq, 10);
         }
         assert_eq!(cache.dirty_conversations, vec![id]);
-        assert_eq!(cache.dirty_inboxes.len(), 3, "each user listed once");
+        assert_eq!(
+            cache.dirty_inboxes,
+            vec![UserId(1), UserId(2), UserId(3)],
+            "each user listed once"
+        );
         cache.flush(&conn).unwrap();
         assert!(cache.dirty_conversations.is_empty() && cache.dirty_inboxes.is_empty());
         assert_eq!(
@@ -305,5 +313,10 @@ mod tests {
         cache.appended(id, UserId(1), 4, 10);
         assert!(matches!(cache.flush(&conn), Err(StoreError::Internal(_))));
         assert_eq!(stored_seq(&conn), 7);
+        assert_eq!(
+            cache.dirty_conversations,
+            vec![id],
+            "what was not written stays listed"
+        );
     }
 }
