@@ -542,8 +542,8 @@ impl Session {
     async fn start(&mut self, since: Option<u64>) -> bool {
         let state = self.state.clone();
         let user = self.identity.user;
-        // The head and the first replay page in one read: in a reconnect
-        // storm every client does this at once.
+        // The head and the first replay page in one trip to the store: in
+        // a reconnect storm every client does this at once.
         let opening = match state.store.inbox_opening(user, since, REPLAY_PAGE).await {
             Ok(opening) => opening,
             Err(err) => {
