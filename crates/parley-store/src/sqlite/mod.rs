@@ -37,10 +37,13 @@
 //! - `admin`: the user list, disabling, password resets, erasure, stats.
 //! - `checkpointer` copies the WAL into the database file on a thread of
 //!   its own, so the writer's commits never pay for it.
-//! - `writer` is the group-commit thread; this module is [`SqliteStore`]
+//! - `writer` is the group-commit thread, `announcer` the runtime task it
+//!   hands each finished batch to (answers, then the commit stream); this
+//!   module is [`SqliteStore`]
 //!   and its [`Store`] implementation.
 
 mod admin;
+mod announcer;
 mod checkpointer;
 mod connection;
 mod conversations;
@@ -170,13 +173,14 @@ impl SqliteStore {
         let (jobs_tx, jobs_rx) = std_mpsc::channel::<WriterJob>();
         let max_batch = options.max_batch.max(1);
         let indexer_handle = indexer.handle();
+        let announcer = announcer::Announcer::start(events_tx);
         let writer = std::thread::Builder::new()
             .name("parley-sqlite-writer".into())
             .spawn(move || {
                 writer::writer_loop(
                     conn,
                     jobs_rx,
-                    events_tx,
+                    announcer,
                     max_batch,
                     checkpointer,
                     indexer_handle,

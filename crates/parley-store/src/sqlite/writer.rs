@@ -1,8 +1,9 @@
 //! The SQLite writer thread: group commit. It takes every job waiting in
 //! its queue, runs them in one transaction (sends on the hot path against
 //! the [`WriterCache`], everything else in its own savepoint), commits once,
-//! and only then completes the jobs and announces their changes. Sends
-//! nobody waits for any more are skipped (`domain::messages::abandoned`).
+//! and only then has the jobs answered and their changes announced (by the
+//! [`Announcer`]). Sends nobody waits for any more are skipped
+//! (`domain::messages::abandoned`).
 //! It never touches the search index, which lives in a file of its own:
 //! it tells the indexer that it committed (`search_index`), and prunes the
 //! change rows the index has applied. It never checkpoints the WAL
@@ -14,11 +15,11 @@ use std::time::Instant;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::announcer::{Announcer, Settlement};
 use super::checkpointer::Checkpointer;
 use super::messages::{AppendFailure, append_hot};
 use super::search_index::{self, IndexerHandle};
 use super::writer_cache::WriterCache;
-use crate::CommitSender;
 use crate::domain::messages::abandoned;
 use crate::error::{StoreError, StoreResult};
 use crate::model::{Appended, Committed, NewMessage};
@@ -79,7 +80,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 pub(super) fn writer_loop(
     conn: Connection,
     jobs: std_mpsc::Receiver<WriterJob>,
-    events_tx: CommitSender,
+    announcer: Announcer,
     max_batch: usize,
     checkpointer: Checkpointer,
     indexer: IndexerHandle,
@@ -210,15 +211,13 @@ pub(super) fn writer_loop(
         // /metrics after an ack sees the commit counted.
         batch_size.record(batch_len as f64);
         commit_seconds.record(started.elapsed().as_secs_f64());
-        for complete in completions {
-            complete(outcome.clone());
-        }
+        announcer.settle(Settlement {
+            outcome,
+            completions,
+            events,
+        });
         if committed {
-            for event in events {
-                // The receiver is gone only during shutdown; nothing to tell.
-                let _ = events_tx.send(event);
-            }
-            // After the acks and announcements: they never wait for it.
+            // After the answers and announcements: they never wait for it.
             checkpointer.committed();
             indexer.committed();
             checkpointer.finish_on(&conn);
