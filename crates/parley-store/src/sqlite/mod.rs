@@ -144,7 +144,10 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path`, applies
-    /// migrations, and starts the writer thread.
+    /// migrations, and starts the writer thread. Inside a Tokio runtime,
+    /// a task on that runtime answers writes and feeds the commit stream
+    /// (`announcer`): use the store while that runtime runs (should it
+    /// stop, the writer takes the task's work over).
     pub fn open(path: &Path, options: SqliteOptions) -> StoreResult<(SqliteStore, CommitReceiver)> {
         let readers = Arc::new(ReaderPool::new(path.to_owned(), options.clone())?);
         let mut conn = connection::open_connection(path, &options)?;

@@ -80,7 +80,7 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 pub(super) fn writer_loop(
     conn: Connection,
     jobs: std_mpsc::Receiver<WriterJob>,
-    announcer: Announcer,
+    mut announcer: Announcer,
     max_batch: usize,
     checkpointer: Checkpointer,
     indexer: IndexerHandle,
