@@ -156,26 +156,65 @@ mod tests {
         }
     }
 
-    /// On a runtime: every job is answered, batches in order, and only
-    /// committed batches are announced, in order; once the writer's end is
-    /// dropped the commit stream ends.
+    /// On a runtime: each batch's job is answered before its changes are
+    /// announced, batches in commit order, a failed batch announces
+    /// nothing, and once the writer's end is dropped the commit stream
+    /// ends. Each job, when answered, first notes what has been announced
+    /// so far, so the log shows the order the task settled in.
     #[tokio::test]
     async fn the_task_answers_then_announces_in_commit_order() {
-        let (commits, mut stream) = mpsc::unbounded_channel();
+        type Log = Arc<Mutex<Vec<String>>>;
+        type Stream = Arc<Mutex<mpsc::UnboundedReceiver<Committed>>>;
+        /// Moves what was announced so far into the log; true once the
+        /// stream has ended.
+        fn note_announced(stream: &Stream, log: &Log) -> bool {
+            let mut stream = stream.lock().unwrap();
+            loop {
+                match stream.try_recv() {
+                    Ok(event) => log
+                        .lock()
+                        .unwrap()
+                        .push(format!("announced {}", cursor(&event))),
+                    Err(mpsc::error::TryRecvError::Empty) => return false,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return true,
+                }
+            }
+        }
+        let (commits, stream) = mpsc::unbounded_channel();
+        let stream: Stream = Arc::new(Mutex::new(stream));
+        let log: Log = Arc::default();
+        let batch = |batch: u64, outcome: StoreResult<()>| {
+            let (stream, log) = (Arc::clone(&stream), Arc::clone(&log));
+            Settlement {
+                outcome,
+                completions: vec![Box::new(move |outcome: StoreResult<()>| {
+                    note_announced(&stream, &log);
+                    log.lock()
+                        .unwrap()
+                        .push(format!("answered {batch} {}", outcome.is_ok()));
+                })],
+                events: vec![change(batch)],
+            }
+        };
         let mut announcer = Announcer::start(commits);
         assert!(matches!(announcer, Announcer::Task { .. }));
-        let answers = Arc::new(Mutex::new(Vec::new()));
-        let failed = Err(StoreError::Internal("commit failed".into()));
-        announcer.settle(settlement(1, Ok(()), &answers));
-        announcer.settle(settlement(2, failed, &answers));
-        announcer.settle(settlement(3, Ok(()), &answers));
+        announcer.settle(batch(1, Ok(())));
+        announcer.settle(batch(2, Err(StoreError::Internal("commit failed".into()))));
+        announcer.settle(batch(3, Ok(())));
         drop(announcer);
-        let mut announced = Vec::new();
-        while let Some(event) = stream.recv().await {
-            announced.push(cursor(&event));
+        while !note_announced(&stream, &log) {
+            tokio::task::yield_now().await;
         }
-        assert_eq!(announced, [1, 3], "a failed batch announces nothing");
-        assert_eq!(*answers.lock().unwrap(), [(1, true), (2, false), (3, true)]);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                "answered 1 true",
+                "announced 1",
+                "answered 2 false",
+                "answered 3 true",
+                "announced 3",
+            ]
+        );
     }
 
     /// Without a runtime the writer settles on its own thread: answered
